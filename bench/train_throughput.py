@@ -1,0 +1,72 @@
+"""Training throughput (images/second) of one optimisation step per model on this machine.
+
+    python bench/train_throughput.py [--models cnn3 densenet201_fer] [--batch-size 128] [--steps 10]
+
+Compares fp32 NCHW with channels_last + bf16 autocast (the trainer's default), on random data,
+including the on-device augmentation. Prints one JSON object.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+import torch.nn.functional as F
+
+from fer_models.data import AugmentConfig, augment_batch
+from fer_models.evaluate import autocast_for
+from fer_models.models import create_model, list_models
+
+
+def images_per_second(name, batch, steps, precision, channels_last):
+    torch.manual_seed(0)
+    model = create_model(name)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x_all = torch.randint(0, 256, (batch, 1, 48, 48), dtype=torch.uint8)
+    y = torch.randint(0, 7, (batch,))
+    gen = torch.Generator().manual_seed(0)
+    aug = AugmentConfig()
+
+    def step():
+        x = augment_batch(x_all.float() / 255 - 0.5, aug, gen).contiguous(memory_format=fmt)
+        with autocast_for(torch.device("cpu"), precision):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for _ in range(2):
+        step()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return batch * steps / (time.perf_counter() - t)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--models", nargs="*", default=list_models())
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=10)
+    args = p.parse_args()
+    torch.set_num_threads(os.cpu_count())
+    result = {"threads": torch.get_num_threads(), "batch_size": args.batch_size, "cpu_capability":
+              torch.backends.cpu.get_cpu_capability(), "images_per_second": {}}
+    for name in args.models:
+        result["images_per_second"][name] = {
+            "fp32_nchw": round(images_per_second(name, args.batch_size, args.steps, "fp32", False), 1),
+            "fp32_channels_last": round(images_per_second(name, args.batch_size, args.steps, "fp32", True), 1),
+            "bf16_channels_last": round(images_per_second(name, args.batch_size, args.steps, "bf16", True), 1),
+        }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
