@@ -15,6 +15,7 @@ silently: what a reader excludes is listed in `FaceData.notes`.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import math
 import os
@@ -174,7 +175,8 @@ def _parse_csv(path: Path) -> FaceData:
         raise DataError(f"{path}: not a readable CSV file ({err})") from err
     if bad_rows:
         row = bad_rows[0]
-        raise DataError(f"{path}: line {row.number}: expected {row.expected_columns} comma-separated "
+        line = row.number or _line_of(path, row.text)  # pyarrow knows the number only when parsing serially
+        raise DataError(f"{path}: line {line}: expected {row.expected_columns} comma-separated "
                         f"columns, found {row.actual_columns}")
     columns = table.column_names
     if "pixels" in columns or "emotion" in columns:
@@ -211,6 +213,15 @@ def _parse_csv(path: Path) -> FaceData:
     return FaceData(images, labels, splits.astype(str), ids, str(path), format=kind)
 
 
+def _line_of(path: Path, text: str) -> int | str:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", newline="") as f:
+        for number, line in enumerate(f, start=1):
+            if line.rstrip("\r\n") == text:
+                return number
+    return "?"
+
+
 def _parse_labels(path: Path, values: list) -> np.ndarray:
     labels = np.empty(len(values), dtype=np.int64)
     valid = {str(i): i for i in range(len(EMOTIONS))}
@@ -238,15 +249,17 @@ def _parse_pixels(path: Path, column) -> np.ndarray:
         return np.zeros((0, 1, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     if column.null_count == 0:
         _, offset_buf, data_buf = column.buffers()
-        offsets = np.frombuffer(offset_buf, np.int32)[column.offset:column.offset + n + 1].astype(np.int64)
-        text = np.frombuffer(data_buf, np.uint8)[offsets[0]:offsets[-1]]
-        offsets -= offsets[0]
+        offsets = np.frombuffer(offset_buf, np.int32)[column.offset:column.offset + n + 1].tolist()
         spaces = pc.count_substring(column, " ").to_numpy(zero_copy_only=False)
-        if (spaces == N_PIXELS - 1).all() and (np.diff(offsets) > 0).all():
-            joined = np.insert(text, offsets[1:-1], ord(" ")).tobytes()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # raised when the parse stops early
-                values = np.fromstring(joined, dtype=np.int32, sep=" ")
+        if (spaces == N_PIXELS - 1).all() and all(a < b for a, b in zip(offsets, offsets[1:])):
+            text = memoryview(data_buf)
+            joined = b" ".join(text[a:b] for a, b in zip(offsets, offsets[1:]))  # one copy, no big temporaries
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)  # older numpy warns where 2.x raises
+                    values = np.fromstring(joined, dtype=np.int32, sep=" ")
+            except ValueError:  # a token that is not an integer; the row walk below names it
+                values = np.zeros(0, np.int32)
             if values.size == n * N_PIXELS and values.min() >= 0 and values.max() <= 255:
                 return values.astype(np.uint8).reshape(n, 1, IMAGE_SIZE, IMAGE_SIZE)
     for i, row in enumerate(column.to_pylist()):

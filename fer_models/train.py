@@ -236,6 +236,7 @@ def train(cfg: dict, out: Path, resume: bool, kill_at_step: int | None = None) -
         if is_main:
             print(f"note: {note}", file=sys.stderr)
 
+    torch.manual_seed(cfg["seed"])  # the initial weights; every rank starts from the same ones
     model = create_model(cfg["model"]).to(device).to(memory_format=torch.channels_last)
     ema = create_model(cfg["model"]).to(device).to(memory_format=torch.channels_last) if cfg["ema"] else None
     if ema is not None:

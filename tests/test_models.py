@@ -1,0 +1,86 @@
+import pytest
+import torch
+import torch.nn as nn
+
+from fer_models.models import FERModel, create_model, list_models
+
+
+@pytest.fixture(scope="module", params=list_models())
+def model(request):
+    torch.manual_seed(0)
+    return create_model(request.param)
+
+
+def test_registry_has_the_seed_networks():
+    assert {"cnn3", "densenet201_fer"} <= set(list_models())
+    with pytest.raises(KeyError, match="unknown model 'vgg99'.*cnn3"):
+        create_model("vgg99")
+
+
+def test_forward_shape_and_finite_output(model):
+    x = torch.randn(3, model.input_spec.channels, model.input_spec.size, model.input_spec.size)
+    model.eval()
+    y = model(x)
+    assert y.shape == (3, 7) and torch.isfinite(y).all()
+
+
+def test_every_parameter_receives_a_gradient(model):
+    model.train()
+    model.zero_grad()
+    x = torch.randn(4, 1, 48, 48)
+    model(x).logsumexp(1).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()
+               or p.grad.abs().sum() == 0]
+    assert not missing
+
+
+def test_interface(model):
+    assert isinstance(model, FERModel) and model.arch in list_models()
+    convs = model.conv_layers()
+    assert convs and all(isinstance(m, nn.Conv2d) for m in convs.values())
+    maps = {}
+    hook = model.gradcam_layer().register_forward_hook(lambda m, i, o: maps.setdefault("out", o))
+    model.eval()(torch.randn(1, 1, 48, 48))
+    hook.remove()
+    assert maps["out"].ndim == 4 and maps["out"].shape[-1] > 1  # a spatial map to explain
+
+
+def test_no_inplace_or_shared_relu_for_captum(model):
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    assert relus and not any(m.inplace for m in relus)
+    assert len({id(m) for m in relus}) == len(relus)
+
+
+def test_guided_backprop_runs(model):
+    # Captum's guided methods hook nn.ReLU modules; an in-place or functional ReLU would break or bypass them
+    from captum.attr import GuidedBackprop
+    model.eval()
+    x = torch.randn(1, 1, 48, 48, requires_grad=True)
+    attribution = GuidedBackprop(model).attribute(x, target=3)
+    assert attribution.shape == x.shape and torch.isfinite(attribution).all() and attribution.abs().sum() > 0
+
+
+def test_densenet201_fer_layout():
+    m = create_model("densenet201_fer")
+    assert 20.6e6 < m.num_parameters() < 20.8e6
+    assert m.num_parameters() == 20_715_527
+    shapes = {}
+    for name in ("conv0", "pool0", "denseblock1", "transition1", "denseblock2", "transition2",
+                 "denseblock3", "transition3", "denseblock4"):
+        m.features.get_submodule(name).register_forward_hook(
+            lambda mod, i, o, name=name: shapes.__setitem__(name, tuple(o.shape[1:])))
+    m.eval()(torch.randn(1, 1, 48, 48))
+    assert shapes == {"conv0": (64, 24, 24), "pool0": (64, 12, 12), "denseblock1": (256, 12, 12),
+                      "transition1": (128, 6, 6), "denseblock2": (512, 6, 6), "transition2": (256, 3, 3),
+                      "denseblock3": (1792, 3, 3), "transition3": (896, 1, 1), "denseblock4": (1920, 1, 1)}
+    assert [len(b) for b in (m.features.denseblock1, m.features.denseblock2, m.features.denseblock3,
+                             m.features.denseblock4)] == [6, 12, 48, 32]
+    # dense connections: layer k of block 1 sees 64 + 32 (k - 1) channels
+    assert [l.conv1.in_channels for l in m.features.denseblock1.values()] == [64 + 32 * k for k in range(6)]
+    widths = [l.out_features for l in m.head if isinstance(l, nn.Linear)]
+    assert widths == [1024, 512, 256, 7] and isinstance(m.head[0], nn.BatchNorm1d)
+
+
+def test_cnn3_layout():
+    m = create_model("cnn3")
+    assert [c.out_channels for c in m.conv_layers().values()] == [64, 128, 512]

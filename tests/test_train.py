@@ -1,0 +1,162 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fer_models.checkpoints import load_model
+from fer_models.train import HISTORY_COLUMNS, learning_rate
+
+TRAIN = [sys.executable, "-m", "fer_models.train"]
+TINY = ["--model", "cnn3", "--epochs", "3", "--batch-size", "32", "--lr", "0.01", "--seed", "1", "--threads", "1"]
+
+
+def train_cli(args, env, **kw):
+    return subprocess.run(TRAIN + args, env=env, capture_output=True, text=True, timeout=300, **kw)
+
+
+@pytest.fixture(scope="module")
+def data_csv(tmp_path_factory):
+    from conftest import write_fer_csv
+    return write_fer_csv(tmp_path_factory.mktemp("data") / "fer2013.csv")
+
+
+@pytest.fixture(scope="module")
+def env():
+    import os
+    from conftest import ROOT
+    e = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    return e
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, data_csv, env):
+    out = tmp_path_factory.mktemp("runs") / "reference"
+    done = train_cli(TINY + ["--data", str(data_csv), "--out", str(out)], env)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def read_history(run):
+    return pd.read_csv(run / "history.csv")
+
+
+def test_run_folder_is_complete(reference_run, data_csv):
+    run = reference_run
+    for name in ("config.json", "history.csv", "status.json", "model.safetensors", "meta.json", "last.safetensors"):
+        assert (run / name).exists(), name
+    history = read_history(run)
+    assert list(history.columns) == HISTORY_COLUMNS and history["epoch"].tolist() == [1, 2, 3]
+    assert history["val_acc"].iloc[-1] > 0.5  # chance is 1/7: it learned the synthetic classes
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "finished" and status["heartbeat"] > 0 and status["error"] is None
+    config = json.loads((run / "config.json").read_text())
+    assert config["args"]["model"] == "cnn3" and config["args"]["seed"] == 1
+    assert config["data"]["split_sizes"] == {"Training": 210, "PublicTest": 70}
+    assert config["data"]["path"] == str(Path(data_csv).resolve()) and config["code_version"]
+    meta = json.loads((run / "meta.json").read_text())
+    best = history["val_acc"].idxmax()
+    assert meta["metrics"]["best_epoch"] == history["epoch"][best]
+    assert meta["metrics"]["val_acc"] == pytest.approx(history["val_acc"][best], abs=1e-5)
+    assert meta["classes"][3] == "happy" and meta["normalisation"]["std"] > 0
+    assert meta["training"]["seconds"] > 0 and meta["training"]["images_per_second"] > 0
+    assert meta["training"]["device"] == "cpu" and meta["params"] > 1e6
+    model, _ = load_model(run)
+    assert model.arch == "cnn3"
+
+
+def test_kill_and_resume_follows_the_same_trajectory(tmp_path, reference_run, data_csv, env):
+    out = tmp_path / "killed"
+    # 210 images / batch 32 = 6 steps an epoch: step 8 is in the middle of epoch 2
+    killed = train_cli(TINY + ["--data", str(data_csv), "--out", str(out), "--kill-at-step", "8"], env)
+    assert killed.returncode == -signal.SIGKILL
+    assert json.loads((out / "status.json").read_text())["state"] == "running"  # died without a word
+    assert read_history(out)["epoch"].tolist() == [1]
+    resumed = train_cli(["--out", str(out), "--resume"], env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr and "epoch 2, step 0" in resumed.stderr
+    pd.testing.assert_frame_equal(read_history(out).drop(columns="seconds"),
+                                  read_history(reference_run).drop(columns="seconds"), atol=1e-4)
+    assert json.loads((out / "status.json").read_text())["state"] == "finished"
+
+
+def test_graceful_stop_mid_epoch_then_resume(tmp_path, reference_run, data_csv, env):
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen(TRAIN + TINY + ["--data", str(data_csv), "--out", str(out)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            status = json.loads((out / "status.json").read_text())
+            if status.get("steps_per_epoch"):
+                break
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "stopped" and status["epoch"] == 1 and 1 <= status["step"] < 6
+    resumed = train_cli(["--out", str(out), "--resume"], env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"epoch 1, step {status['step']}" in resumed.stderr
+    pd.testing.assert_frame_equal(read_history(out).drop(columns="seconds"),
+                                  read_history(reference_run).drop(columns="seconds"), atol=1e-4)
+
+
+def test_ddp_two_cpu_processes(tmp_path, data_csv, env):
+    out = tmp_path / "ddp"
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "fer_models.train", "--model", "cnn3", "--epochs", "2", "--batch-size", "32",
+                           "--lr", "0.01", "--threads", "1", "--data", str(data_csv), "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = json.loads((out / "config.json").read_text())
+    assert config["world_size"] == 2
+    history = read_history(out)
+    assert history["epoch"].tolist() == [1, 2] and history["val_acc"].between(0, 1).all()
+    assert json.loads((out / "status.json").read_text())["state"] == "finished"
+    assert json.loads((out / "meta.json").read_text())["training"]["world_size"] == 2
+    load_model(out)
+
+
+def test_bad_data_marks_the_run_failed(tmp_path, env):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("emotion,pixels,Usage\n0,1 2 3,Training\n")
+    out = tmp_path / "failed"
+    done = train_cli(["--data", str(bad), "--out", str(out)], env)
+    assert done.returncode == 2 and "line 2: expected 2304 pixel values" in done.stderr
+    assert "Traceback" not in done.stderr
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "failed" and "line 2" in status["error"]
+
+
+def test_refusals(tmp_path, reference_run, data_csv, env):
+    done = train_cli(["--data", str(data_csv), "--out", str(reference_run)], env)
+    assert done.returncode == 2 and "already exists" in done.stderr
+    done = train_cli(["--out", str(reference_run), "--resume", "--lr", "0.5"], env)
+    assert done.returncode == 2 and "--lr" in done.stderr
+    done = train_cli(["--out", str(tmp_path / "new"), "--resume"], env)
+    assert done.returncode == 2 and "no config.json" in done.stderr
+    done = train_cli(["--data", str(data_csv), "--out", str(tmp_path / "x"), "--device", "cuda:3"], env)
+    assert done.returncode == 2 and "no CUDA device" in done.stderr
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "step", "constant"])
+def test_learning_rate_schedules(schedule):
+    cfg = {"lr": 0.1, "schedule": schedule, "warmup_epochs": 1.0 if schedule != "onecycle" else 0.0}
+    lrs = [learning_rate(cfg, s, 1000, 100) for s in range(1000)]
+    assert max(lrs) == pytest.approx(0.1, rel=1e-3)
+    if schedule == "onecycle":
+        assert lrs[0] == pytest.approx(0.1 / 25) and lrs.index(max(lrs)) in range(295, 305) and lrs[-1] < 1e-3
+    else:
+        assert lrs[0] == pytest.approx(0.001) and lrs[99] == pytest.approx(0.1)
+    if schedule == "cosine":
+        assert lrs[-1] < 1e-5 and all(a >= b for a, b in zip(lrs[100:], lrs[101:]))
+    if schedule == "step":
+        assert lrs[600] == pytest.approx(0.01) and lrs[900] == pytest.approx(0.001)
