@@ -35,7 +35,11 @@ def resolve_precision(requested: str, device: torch.device) -> str:
         return requested
     if device.type == "cuda":
         return "bf16"
-    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    try:
+        native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):  # a private probe; without it, assume no native bf16
+        native = False
+    return "bf16" if native else "fp32"
 
 
 def autocast_for(device: torch.device, precision: str):

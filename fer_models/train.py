@@ -42,7 +42,8 @@ DEFAULTS = dict(model="cnn3", data=None, ferplus=None, label_source="fer2013", t
                 weight_decay=5e-4, warmup_epochs=0.0, label_smoothing=0.0, mixup=0.0, ema=0.0, seed=0,
                 precision="auto", device="auto", threads=0, crop_pad=4, resized_crop=0.0, flip=True,
                 rotate=10.0, scale=0.1, erase=0.5, checkpoint_minutes=10.0, half_weights=False)
-DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
+# sgd 0.05 left cnn3 predicting only "happy" on FER2013 (val 23% after 3 epochs on 6k faces; 0.01: 31%)
+DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,7 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--val-split", help="default PublicTest")
     a("--epochs", type=int, help="default 30; with --resume, a larger value extends the run")
     a("--batch-size", type=int, help="global batch size (default 128)")
-    a("--lr", type=float, help="peak learning rate (default 0.05 for sgd, 1e-3 for adam/adamw)")
+    a("--lr", type=float, help="peak learning rate (default 0.01 for sgd, 1e-3 for adam/adamw)")
     a("--optimizer", choices=["sgd", "adam", "adamw"], help="default sgd (momentum 0.9, Nesterov)")
     a("--schedule", choices=["onecycle", "cosine", "step", "constant"], help="default onecycle")
     a("--weight-decay", type=float, help="on conv/linear weights only (default 5e-4)")
@@ -171,6 +172,38 @@ class Run:
             atomic_write_text(self.out / "history.csv", "\n".join(lines) + "\n")
 
 
+class Progress:
+    """tqdm on a terminal; on a pipe or log file (a job started by the app), one plain line every
+    30 s, since tqdm's carriage returns turn a log into one endless line."""
+
+    def __init__(self, total: int, initial: int, desc: str, enabled: bool):
+        self.total, self.step, self.desc, self.enabled = total, initial, desc, enabled
+        self.tty = sys.stderr.isatty()
+        self.start = self.last = time.time()
+        self.first = initial
+        self.images = 0
+        self.bar = None
+        if enabled and self.tty:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=initial, desc=desc, file=sys.stderr)
+
+    def update(self, images: int) -> None:
+        self.step += 1
+        self.images += images
+        if self.bar is not None:
+            self.bar.update(1)
+        elif self.enabled and time.time() - self.last >= 30:
+            self.last = now = time.time()
+            rate = (self.step - self.first) / (now - self.start)
+            eta = (self.total - self.step) / max(rate, 1e-9)
+            print(f"{self.desc} step {self.step}/{self.total} {self.images / (now - self.start):.0f} img/s "
+                  f"eta {eta:.0f}s", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def setup_distributed(requested: str):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -222,9 +255,12 @@ def train(cfg: dict, out: Path, resume: bool, kill_at_step: int | None = None) -
     if len(train_set) == 0 or len(val_set) == 0:
         raise DataError(f"{cfg['data']}: no labelled images in {cfg['train_split']} or {cfg['val_split']}")
     mean, std = normalisation_stats(train_set.images)
-    if is_main and not resume:
+    if is_main:
+        previous = json.loads((out / "config.json").read_text()) if resume else {}
+        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         atomic_write_json(out / "config.json", {
-            "args": cfg, "code_version": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "args": cfg, "code_version": code_version(), "created": previous.get("created", now),
+            "resumed": previous.get("resumed", []) + ([now] if resume else []),
             "world_size": world, "device": str(device), "threads_per_process": threads, "precision": precision,
             "data": {"path": cfg["data"], "format": data.format, "label_source": cfg["label_source"],
                      "split_sizes": {cfg["train_split"]: len(train_set), cfg["val_split"]: len(val_set)},
@@ -307,9 +343,7 @@ def train(cfg: dict, out: Path, resume: bool, kill_at_step: int | None = None) -
         perm = perm.to(device)
         epoch_start = time.time()
         images_seen = 0
-        from tqdm import tqdm
-        bar = tqdm(total=steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{cfg['epochs']}",
-                   disable=not is_main, mininterval=1.0 if sys.stderr.isatty() else 30.0, file=sys.stderr)
+        bar = Progress(steps_per_epoch, step_in_epoch, f"epoch {epoch + 1}/{cfg['epochs']}", is_main)
         while step_in_epoch < steps_per_epoch:
             global_step = epoch * steps_per_epoch + step_in_epoch
             if kill_at_step is not None and global_step == kill_at_step:
@@ -349,7 +383,7 @@ def train(cfg: dict, out: Path, resume: bool, kill_at_step: int | None = None) -
             sums[2] += len(idx)
             images_seen += len(idx) * world
             step_in_epoch += 1
-            bar.update(1)
+            bar.update(per_rank * world)
             elapsed = time.time() - epoch_start
             run.write_status(force=False, epoch=epoch + 1, step=step_in_epoch, lr=lr,
                              images_per_second=round(images_seen / max(elapsed, 1e-9), 1))

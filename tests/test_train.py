@@ -160,3 +160,27 @@ def test_learning_rate_schedules(schedule):
         assert lrs[-1] < 1e-5 and all(a >= b for a, b in zip(lrs[100:], lrs[101:]))
     if schedule == "step":
         assert lrs[600] == pytest.approx(0.01) and lrs[900] == pytest.approx(0.001)
+
+
+def test_ferplus_soft_labels_with_mixup_ema_adamw(tmp_path, env):
+    from conftest import write_fer_csv
+    data = write_fer_csv(tmp_path / "fer2013.csv", {"Training": 70, "PublicTest": 14})
+    head = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF\n"
+    rows = []
+    for usage, n in (("Training", 70), ("PublicTest", 14)):
+        for i in range(n):
+            rows.append(f"{usage},,0,0,0,0,0,0,0,0,0,10\n" if i == 3 else
+                        f"{usage},f{i}.png,{'5,5' if i % 2 else '10,0'},0,0,0,0,0,0,0,0\n")
+    (tmp_path / "fer2013new.csv").write_text(head + "".join(rows))
+    out = tmp_path / "soft"
+    done = train_cli(["--data", str(data), "--label-source", "ferplus-soft", "--epochs", "1", "--batch-size", "16",
+                      "--optimizer", "adamw", "--schedule", "cosine", "--mixup", "0.4", "--ema", "0.99",
+                      "--label-smoothing", "0.1", "--resized-crop", "0.6", "--threads", "1", "--out", str(out)], env)
+    assert done.returncode == 0, done.stderr
+    assert "1 unlabelled images of Training left out" in done.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["data"]["split_sizes"] == {"Training": 69, "PublicTest": 13}
+    assert config["args"]["label_source"] == "ferplus-soft"
+    history = read_history(out)
+    assert len(history) == 1 and history["train_loss"].notna().all() and history["val_loss"].notna().all()
+    load_model(out)
