@@ -290,11 +290,13 @@ def train(cfg: dict, out: Path, resume: bool, kill_at_step: int | None = None) -
         optimizer = torch.optim.AdamW(groups, lr=cfg["lr"])
 
     history, epoch, step_in_epoch, best = [], 0, 0, {"val_acc": -1.0}
-    sums = [0.0, 0.0, 0.0]  # loss * n, correct, n of the epoch so far
+    # loss * n, correct, n of the epoch so far; kept on the device so that a GPU step never waits for .item()
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
     train_seconds = 0.0
     if resume and (out / LAST_FILE).exists():
         info = load_training_state(out / LAST_FILE, model, optimizer, ema)
-        epoch, step_in_epoch, sums = info["epoch"], info["step"], info["sums"]
+        epoch, step_in_epoch = info["epoch"], info["step"]
+        sums = torch.tensor(info["sums"], dtype=torch.float64, device=device)
         best, train_seconds = info["best"], info["train_seconds"]
         history = [row for row in info["history"] if row["epoch"] <= epoch]
         if is_main:
@@ -323,7 +325,7 @@ def train(cfg: dict, out: Path, resume: bool, kill_at_step: int | None = None) -
     def save_state(at_epoch: int, at_step: int):
         if is_main:
             save_training_state(out / LAST_FILE, model, optimizer, dict(
-                epoch=at_epoch, step=at_step, sums=sums, best=best, train_seconds=train_seconds,
+                epoch=at_epoch, step=at_step, sums=sums.tolist(), best=best, train_seconds=train_seconds,
                 history=history), ema)
 
     def meta(extra: dict) -> dict:
@@ -378,8 +380,8 @@ def train(cfg: dict, out: Path, resume: bool, kill_at_step: int | None = None) -
                         pe.lerp_(pm, 1 - d)
                     for be, bm in zip(ema.buffers(), model.buffers()):
                         be.copy_(bm)
-            sums[0] += loss.item() * len(idx)
-            sums[1] += (logits.argmax(1) == y).sum().item()
+            sums[0] += loss.detach().double() * len(idx)
+            sums[1] += (logits.argmax(1) == y).sum()
             sums[2] += len(idx)
             images_seen += len(idx) * world
             step_in_epoch += 1
@@ -409,13 +411,14 @@ def train(cfg: dict, out: Path, resume: bool, kill_at_step: int | None = None) -
         labels = val_set.labels[shard]
         val = sum_across([float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).sum()),
                           float((probs.argmax(1) == labels).sum()), float(len(labels))], device, world)
-        train_sums = sum_across(sums, device, world)
+        train_sums = sum_across(sums.tolist(), device, world)
         row = {"epoch": epoch + 1, "train_loss": train_sums[0] / train_sums[2],
                "train_acc": train_sums[1] / train_sums[2], "val_loss": val[0] / val[2],
                "val_acc": val[1] / val[2], "lr": lr, "seconds": round(time.time() - epoch_start, 2)}
         history.append(row)
         epoch += 1
-        step_in_epoch, sums = 0, [0.0, 0.0, 0.0]
+        step_in_epoch = 0
+        sums.zero_()
         improved = row["val_acc"] > best["val_acc"]
         if improved:
             best = {"val_acc": row["val_acc"], "val_loss": row["val_loss"], "epoch": row["epoch"]}
