@@ -38,7 +38,7 @@ from .models import create_model, list_models
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 DEFAULTS = dict(model="cnn3", data=None, ferplus=None, label_source="fer2013", train_split="Training",
-                val_split="PublicTest", epochs=30, batch_size=128, lr=None, optimizer="sgd", schedule="onecycle",
+                val_split="PublicTest", val_fraction=0.0, epochs=30, batch_size=128, lr=None, optimizer="sgd", schedule="onecycle",
                 weight_decay=5e-4, warmup_epochs=0.0, label_smoothing=0.0, mixup=0.0, ema=0.0, seed=0,
                 precision="auto", device="auto", threads=0, crop_pad=4, resized_crop=0.0, flip=True,
                 rotate=10.0, scale=0.1, erase=0.5, checkpoint_minutes=10.0, half_weights=False)
@@ -56,6 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--ferplus", help="FER+ votes file (default: fer2013new.csv beside --data)")
     a("--train-split", help="default Training")
     a("--val-split", help="default PublicTest")
+    a("--val-fraction", type=float, help="validate on this stratified fraction of --train-split instead "
+                                          "(for data without a validation split, e.g. the course CSV)")
     a("--epochs", type=int, help="default 30; with --resume, a larger value extends the run")
     a("--batch-size", type=int, help="global batch size (default 128)")
     a("--lr", type=float, help="peak learning rate (default 0.01 for sgd, 1e-3 for adam/adamw)")
@@ -132,6 +134,19 @@ def learning_rate(cfg: dict, step: int, total: int, steps_per_epoch: int) -> flo
     if cfg["schedule"] == "step":
         return base * (0.1 ** ((t >= 0.5) + (t >= 0.75)))
     return base
+
+
+def holdout_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A seeded, per-class random `fraction` of the rows (at least one per class that has two or more)."""
+    if not 0 < fraction < 1:
+        raise DataError(f"--val-fraction must be between 0 and 1, not {fraction}")
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(labels), bool)
+    for c in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == c))
+        if len(rows) >= 2:
+            mask[rows[:max(1, round(fraction * len(rows)))]] = True
+    return mask
 
 
 def step_seed(seed: int, epoch: int, step: int, rank: int) -> int:
@@ -244,9 +259,20 @@ def train(cfg: dict, out: Path, resume: bool, kill_at_step: int | None = None) -
                      epochs=cfg["epochs"], steps_per_epoch=None, started=started, error=None,
                      device=str(device), world_size=world)
 
-    data = load_faces(cfg["data"], splits=[cfg["train_split"], cfg["val_split"]],
-                      label_source=cfg["label_source"], ferplus=cfg["ferplus"])
+    holdout = cfg["val_fraction"] > 0
+    try:
+        data = load_faces(cfg["data"], splits=[cfg["train_split"]] + ([] if holdout else [cfg["val_split"]]),
+                          label_source=cfg["label_source"], ferplus=cfg["ferplus"])
+    except DataError as err:
+        if "empty or absent" not in str(err):
+            raise
+        raise DataError(f"{err}. Name the splits with --train-split and --val-split, or validate on part of "
+                        "the training split with --val-fraction 0.1") from err
     notes = list(data.notes)
+    if holdout:
+        cfg["val_split"] = f"{cfg['train_split']}-holdout"
+        data.splits = np.where(holdout_mask(data.labels, cfg["val_fraction"], cfg["seed"]),
+                               cfg["val_split"], data.splits)
     train_set, val_set = data.split(cfg["train_split"]), data.split(cfg["val_split"])
     for name, subset in ((cfg["train_split"], train_set), (cfg["val_split"], val_set)):
         if (subset.labels < 0).any():

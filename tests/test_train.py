@@ -184,3 +184,20 @@ def test_ferplus_soft_labels_with_mixup_ema_adamw(tmp_path, env):
     history = read_history(out)
     assert len(history) == 1 and history["train_loss"].notna().all() and history["val_loss"].notna().all()
     load_model(out)
+
+
+def test_course_csv_with_a_validation_fraction(tmp_path, env):
+    from conftest import synthetic_faces
+    images, labels = synthetic_faces(70)
+    train = tmp_path / "train.csv"
+    train.write_text("label,feature\n" + "".join(f"{l},{' '.join(map(str, im.ravel()))}\n"
+                                                 for l, im in zip(labels, images)))
+    out = tmp_path / "course"
+    done = train_cli(["--data", str(train), "--val-fraction", "0.2", "--epochs", "1", "--batch-size", "16",
+                      "--threads", "1", "--out", str(out)], env)
+    assert done.returncode == 0, done.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["data"]["split_sizes"] == {"Training": 56, "Training-holdout": 14}
+    assert json.loads((out / "meta.json").read_text())["metrics"]["split"] == "Training-holdout"
+    done = train_cli(["--data", str(train), "--out", str(tmp_path / "nofrac")], env)
+    assert done.returncode == 2 and "PublicTest empty or absent" in done.stderr and "--val-fraction" in done.stderr
