@@ -2,8 +2,10 @@
 
     python bench/train_throughput.py [--models cnn3 densenet201_fer] [--batch-size 128] [--steps 10]
 
-Compares fp32 NCHW with channels_last + bf16 autocast (the trainer's default), on random data,
-including the on-device augmentation. Prints one JSON object.
+Compares a naive loop (per-image PIL augmentation, fp32 NCHW) with the trainer's batch augmentation
+in fp32 NCHW, fp32 channels_last (the trainer's choice on CPUs without native bf16) and bf16
+autocast + channels_last (its choice on GPUs and bf16-capable CPUs), on random data. Prints one
+JSON object. Run it on an idle machine: a training job beside it halves every figure.
 """
 import argparse
 import json
@@ -50,6 +52,35 @@ def images_per_second(name, batch, steps, precision, channels_last):
     return batch * steps / (time.perf_counter() - t)
 
 
+def naive_images_per_second(name, batch, steps):
+    """The seed's kind of loop: per-image PIL transforms (torchvision), fp32 NCHW."""
+    import numpy as np
+    from PIL import Image
+    from torchvision import transforms as T
+
+    torch.manual_seed(0)
+    model = create_model(name).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    faces = [Image.fromarray(a) for a in np.random.default_rng(0).integers(0, 256, (batch, 48, 48), np.uint8)]
+    tf = T.Compose([T.RandomCrop(48, padding=4), T.RandomHorizontalFlip(), T.RandomRotation(10), T.ToTensor(),
+                    T.Normalize([0.5], [0.25])])
+    y = torch.randint(0, 7, (batch,))
+
+    def step():
+        x = torch.stack([tf(f) for f in faces])
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for _ in range(2):
+        step()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return batch * steps / (time.perf_counter() - t)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--models", nargs="*", default=list_models())
@@ -61,6 +92,7 @@ def main():
               torch.backends.cpu.get_cpu_capability(), "images_per_second": {}}
     for name in args.models:
         result["images_per_second"][name] = {
+            "naive_pil_fp32": round(naive_images_per_second(name, args.batch_size, args.steps), 1),
             "fp32_nchw": round(images_per_second(name, args.batch_size, args.steps, "fp32", False), 1),
             "fp32_channels_last": round(images_per_second(name, args.batch_size, args.steps, "fp32", True), 1),
             "bf16_channels_last": round(images_per_second(name, args.batch_size, args.steps, "bf16", True), 1),

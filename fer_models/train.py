@@ -100,7 +100,7 @@ def resolve_config(args: argparse.Namespace) -> dict:
             raise DataError(f"--resume continues {out} with its own settings; these differ: "
                             f"{', '.join(f'--{k.replace(chr(95), chr(45))}' for k in changed)}. "
                             "Only --epochs, --device and --threads may change on resume")
-        cfg = {**saved, **given}
+        cfg = {**DEFAULTS, **saved, **given}  # options added since the run started keep their defaults
     else:
         if out.exists() and any(out.iterdir()):
             raise DataError(f"{out}: run folder already exists and is not empty; "

@@ -201,3 +201,16 @@ def test_course_csv_with_a_validation_fraction(tmp_path, env):
     assert json.loads((out / "meta.json").read_text())["metrics"]["split"] == "Training-holdout"
     done = train_cli(["--data", str(train), "--out", str(tmp_path / "nofrac")], env)
     assert done.returncode == 2 and "PublicTest empty or absent" in done.stderr and "--val-fraction" in done.stderr
+
+
+def test_resume_a_run_saved_before_an_option_existed(tmp_path, reference_run, env):
+    import shutil
+    run = tmp_path / "old"
+    shutil.copytree(reference_run, run)
+    config = json.loads((run / "config.json").read_text())
+    del config["args"]["val_fraction"]
+    (run / "config.json").write_text(json.dumps(config))
+    done = train_cli(["--out", str(run), "--resume"], env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((run / "config.json").read_text())["args"]["val_fraction"] == 0.0
+    assert read_history(run)["epoch"].tolist() == [1, 2, 3]
