@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from fer_models.checkpoints import load_model
+from fer_models.runs import read_status
 from fer_models.train import HISTORY_COLUMNS, learning_rate
 
 TRAIN = [sys.executable, "-m", "fer_models.train"]
@@ -75,6 +76,7 @@ def test_kill_and_resume_follows_the_same_trajectory(tmp_path, reference_run, da
     killed = train_cli(TINY + ["--data", str(data_csv), "--out", str(out), "--kill-at-step", "8"], env)
     assert killed.returncode == -signal.SIGKILL
     assert json.loads((out / "status.json").read_text())["state"] == "running"  # died without a word
+    assert read_status(out)["state"] == "died"  # ...which the registry sees
     assert read_history(out)["epoch"].tolist() == [1]
     resumed = train_cli(["--out", str(out), "--resume"], env)
     assert resumed.returncode == 0, resumed.stderr

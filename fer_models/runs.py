@@ -1,0 +1,135 @@
+"""Run registry: find run folders and read them as the dashboard and the launcher see them.
+
+    from fer_models.runs import list_runs, read_status, read_history, read_evaluation
+    for run in list_runs("artifacts/runs"):
+        print(run.name, run.arch, run.state, run.val_acc)
+
+Only reads; the trainer (fer_models.train) and the evaluator (fer_models.evaluate) write. A run
+whose status says "running" but whose process is gone (killed, machine restarted) reads as
+"died", so a page never shows a dead job as live.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .data import EMOTIONS
+
+# A live trainer rewrites status.json every few seconds while it steps; validation and data
+# loading can pause that for a while on a CPU, so only a long silence means it is gone.
+STALE_SECONDS = 180
+
+
+@dataclass
+class RunSummary:
+    name: str
+    path: Path
+    arch: str | None
+    state: str                      # running | finished | failed | stopped | died | unknown
+    val_acc: float | None           # best validation accuracy so far
+    best_epoch: int | None
+    epochs_done: int
+    epochs: int | None
+    evaluations: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+        return value if isinstance(value, dict) else {}
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+
+
+def _process_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
+def read_status(run) -> dict:
+    """status.json with `state` corrected for dead jobs; the state as written stays in `recorded_state`."""
+    status = _read_json(Path(run) / "status.json")
+    state = status.get("state", "unknown")
+    status["recorded_state"] = state
+    if state == "running":
+        on_this_host = status.get("host") == socket.gethostname()
+        fresh = time.time() - float(status.get("heartbeat") or 0) < STALE_SECONDS
+        alive = _process_alive(status.get("pid")) if on_this_host else fresh
+        if not alive:
+            status["state"] = "died"
+            status["error"] = status.get("error") or (
+                "the training process is gone without finishing (killed or the machine restarted); "
+                "resume it from its last checkpoint")
+    else:
+        status["state"] = state
+    return status
+
+
+def read_history(run) -> pd.DataFrame:
+    path = Path(run) / "history.csv"
+    columns = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+    if not path.exists():
+        return pd.DataFrame(columns=columns)
+    return pd.read_csv(path)
+
+
+def list_evaluations(run) -> list[str]:
+    root = Path(run) / "eval"
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "metrics.json").exists())
+
+
+def read_evaluation(run, split: str) -> tuple[dict, pd.DataFrame, pd.DataFrame | None]:
+    """metrics.json, predictions.csv (ids as strings) and confusion.csv (None for an unlabelled split)."""
+    folder = Path(run) / "eval" / split
+    if not (folder / "metrics.json").exists():
+        raise FileNotFoundError(f"{folder}: no evaluation; run python -m fer_models.evaluate --run {run} "
+                                f"--data DATA --split {split}")
+    metrics = _read_json(folder / "metrics.json")
+    predictions = pd.read_csv(folder / "predictions.csv", dtype={"id": str})
+    confusion = None
+    if (folder / "confusion.csv").exists():
+        confusion = pd.read_csv(folder / "confusion.csv", index_col=0).reindex(index=list(EMOTIONS),
+                                                                                columns=list(EMOTIONS))
+    return metrics, predictions, confusion
+
+
+def summarise(run) -> RunSummary:
+    run = Path(run)
+    meta, config = _read_json(run / "meta.json"), _read_json(run / "config.json")
+    status = read_status(run)
+    history = read_history(run)
+    metrics = meta.get("metrics", {})
+    best = history["val_acc"].idxmax() if len(history) else None
+    return RunSummary(
+        name=run.name, path=run,
+        arch=meta.get("arch") or config.get("args", {}).get("model"),
+        state=status["state"],
+        val_acc=float(history["val_acc"][best]) if best is not None else metrics.get("val_acc"),
+        best_epoch=int(history["epoch"][best]) if best is not None else metrics.get("best_epoch"),
+        epochs_done=len(history),
+        epochs=config.get("args", {}).get("epochs"),
+        evaluations=list_evaluations(run),
+        error=status.get("error"),
+    )
+
+
+def list_runs(root) -> list[RunSummary]:
+    """Every run folder directly under root (one with a config.json, meta.json or status.json), by name."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    folders = [p for p in sorted(root.iterdir()) if p.is_dir()
+               and any((p / f).exists() for f in ("config.json", "meta.json", "status.json"))]
+    return [summarise(p) for p in folders]

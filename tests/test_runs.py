@@ -1,0 +1,88 @@
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fer_models.data import EMOTIONS
+from fer_models.runs import STALE_SECONDS, list_runs, read_evaluation, read_history, read_status
+
+
+def make_run(root, name, status, history_rows=(), meta=None, evaluation=None):
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "status.json").write_text(json.dumps(status))
+    (run / "config.json").write_text(json.dumps({"args": {"model": "cnn3", "epochs": 5}}))
+    if history_rows:
+        lines = ["epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds"]
+        lines += [f"{e},1.0,0.5,1.1,{acc},0.01,3.0" for e, acc in enumerate(history_rows, start=1)]
+        (run / "history.csv").write_text("\n".join(lines) + "\n")
+    if meta:
+        (run / "meta.json").write_text(json.dumps(meta))
+    if evaluation:
+        folder = run / "eval" / evaluation
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({"split": evaluation, "accuracy": 0.5}))
+        (folder / "predictions.csv").write_text("id,true,pred\n007,3,3\n8,1,0\n")
+        (folder / "confusion.csv").write_text("true," + ",".join(EMOTIONS) + "\n" + "".join(
+            f"{e}," + ",".join("1" if i == j else "0" for j in range(7)) + "\n" for i, e in enumerate(EMOTIONS)))
+    return run
+
+
+def dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_list_runs_summarises_each_folder(tmp_path):
+    host = socket.gethostname()
+    make_run(tmp_path, "b_finished", {"state": "finished", "host": host}, [0.3, 0.6, 0.5],
+             {"arch": "cnn3", "metrics": {"val_acc": 0.6}}, evaluation="PublicTest")
+    make_run(tmp_path, "a_live", {"state": "running", "pid": __import__("os").getpid(), "host": host,
+                                  "heartbeat": time.time()}, [0.2])
+    (tmp_path / "not_a_run").mkdir()
+    runs = list_runs(tmp_path)
+    assert [r.name for r in runs] == ["a_live", "b_finished"]
+    live, done = runs
+    assert live.state == "running" and live.epochs_done == 1 and live.epochs == 5 and live.arch == "cnn3"
+    assert done.state == "finished" and done.val_acc == 0.6 and done.best_epoch == 2
+    assert done.evaluations == ["PublicTest"] and live.evaluations == []
+
+
+def test_dead_job_reads_as_died(tmp_path):
+    run = make_run(tmp_path, "r", {"state": "running", "pid": dead_pid(), "host": socket.gethostname(),
+                                   "heartbeat": time.time()})
+    status = read_status(run)
+    assert status["state"] == "died" and status["recorded_state"] == "running"
+    assert "resume" in status["error"]
+
+
+@pytest.mark.parametrize("age, expected", [(5, "running"), (STALE_SECONDS + 60, "died")])
+def test_job_on_another_host_judged_by_heartbeat(tmp_path, age, expected):
+    run = make_run(tmp_path, "r", {"state": "running", "pid": 1, "host": "elsewhere",
+                                   "heartbeat": time.time() - age})
+    assert read_status(run)["state"] == expected
+
+
+def test_failed_run_keeps_its_error(tmp_path):
+    run = make_run(tmp_path, "r", {"state": "failed", "error": "bad.csv: line 3: unknown label '9'"})
+    summary = list_runs(tmp_path)[0]
+    assert summary.state == "failed" and "line 3" in summary.error and summary.val_acc is None
+    assert read_history(run).empty and list(read_history(run).columns)[0] == "epoch"
+
+
+def test_empty_or_missing_root(tmp_path):
+    assert list_runs(tmp_path) == [] and list_runs(tmp_path / "nowhere") == []
+
+
+def test_read_evaluation(tmp_path):
+    run = make_run(tmp_path, "r", {"state": "finished"}, evaluation="PublicTest")
+    metrics, predictions, confusion = read_evaluation(run, "PublicTest")
+    assert metrics["accuracy"] == 0.5
+    assert predictions["id"].tolist() == ["007", "8"]  # ids stay strings
+    assert list(confusion.index) == list(EMOTIONS) and confusion.to_numpy().trace() == 7
+    with pytest.raises(FileNotFoundError, match="python -m fer_models.evaluate"):
+        read_evaluation(run, "PrivateTest")
