@@ -24,19 +24,15 @@ from fer_models.evaluate import autocast_for
 from fer_models.models import create_model, list_models
 
 
-def images_per_second(name, batch, steps, precision, channels_last):
+def timed_steps(name, batch, steps, make_batch, precision="fp32", fmt=torch.contiguous_format):
+    """Images per second of SGD steps on `name`, each on the batch that make_batch() returns."""
     torch.manual_seed(0)
-    model = create_model(name)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt).train()
+    model = create_model(name).to(memory_format=fmt).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x_all = torch.randint(0, 256, (batch, 1, 48, 48), dtype=torch.uint8)
     y = torch.randint(0, 7, (batch,))
-    gen = torch.Generator().manual_seed(0)
-    aug = AugmentConfig()
 
     def step():
-        x = augment_batch(x_all.float() / 255 - 0.5, aug, gen).contiguous(memory_format=fmt)
+        x = make_batch().contiguous(memory_format=fmt)
         with autocast_for(torch.device("cpu"), precision):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
@@ -49,36 +45,26 @@ def images_per_second(name, batch, steps, precision, channels_last):
     t = time.perf_counter()
     for _ in range(steps):
         step()
-    return batch * steps / (time.perf_counter() - t)
+    return round(batch * steps / (time.perf_counter() - t), 1)
 
 
-def naive_images_per_second(name, batch, steps):
-    """The seed's kind of loop: per-image PIL transforms (torchvision), fp32 NCHW."""
+def trainer_batches(batch):
+    """The trainer's path: uint8 batch -> float -> augment_batch, all tensor ops."""
+    x_all = torch.randint(0, 256, (batch, 1, 48, 48), dtype=torch.uint8)
+    gen = torch.Generator().manual_seed(0)
+    return lambda: augment_batch(x_all.float() / 255 - 0.5, AugmentConfig(), gen)
+
+
+def naive_batches(batch):
+    """The seed's kind of loop: per-image PIL transforms (torchvision), stacked."""
     import numpy as np
     from PIL import Image
     from torchvision import transforms as T
 
-    torch.manual_seed(0)
-    model = create_model(name).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     faces = [Image.fromarray(a) for a in np.random.default_rng(0).integers(0, 256, (batch, 48, 48), np.uint8)]
     tf = T.Compose([T.RandomCrop(48, padding=4), T.RandomHorizontalFlip(), T.RandomRotation(10), T.ToTensor(),
                     T.Normalize([0.5], [0.25])])
-    y = torch.randint(0, 7, (batch,))
-
-    def step():
-        x = torch.stack([tf(f) for f in faces])
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    for _ in range(2):
-        step()
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return batch * steps / (time.perf_counter() - t)
+    return lambda: torch.stack([tf(f) for f in faces])
 
 
 def main():
@@ -91,11 +77,12 @@ def main():
     result = {"threads": torch.get_num_threads(), "batch_size": args.batch_size, "cpu_capability":
               torch.backends.cpu.get_cpu_capability(), "images_per_second": {}}
     for name in args.models:
+        b, n, cl = args.batch_size, args.steps, torch.channels_last
         result["images_per_second"][name] = {
-            "naive_pil_fp32": round(naive_images_per_second(name, args.batch_size, args.steps), 1),
-            "fp32_nchw": round(images_per_second(name, args.batch_size, args.steps, "fp32", False), 1),
-            "fp32_channels_last": round(images_per_second(name, args.batch_size, args.steps, "fp32", True), 1),
-            "bf16_channels_last": round(images_per_second(name, args.batch_size, args.steps, "bf16", True), 1),
+            "naive_pil_fp32": timed_steps(name, b, n, naive_batches(b)),
+            "fp32_nchw": timed_steps(name, b, n, trainer_batches(b)),
+            "fp32_channels_last": timed_steps(name, b, n, trainer_batches(b), fmt=cl),
+            "bf16_channels_last": timed_steps(name, b, n, trainer_batches(b), "bf16", cl),
         }
     print(json.dumps(result))
 
