@@ -1,5 +1,6 @@
 """Synthetic FER-format data made on the fly, so the suite needs no dataset on disk."""
 import gzip
+import json
 import sys
 from pathlib import Path
 
@@ -55,3 +56,24 @@ def run_env():
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_NUM_THREADS"] = "1"
     return env
+
+
+def make_run(root, name, status, history_rows=(), meta=None, evaluation=None):
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "status.json").write_text(json.dumps(status))
+    (run / "config.json").write_text(json.dumps({"args": {"model": "cnn3", "epochs": 5}}))
+    if history_rows:
+        lines = ["epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds"]
+        lines += [f"{e},1.0,0.5,1.1,{acc},0.01,3.0" for e, acc in enumerate(history_rows, start=1)]
+        (run / "history.csv").write_text("\n".join(lines) + "\n")
+    if meta:
+        (run / "meta.json").write_text(json.dumps(meta))
+    if evaluation:
+        folder = run / "eval" / evaluation
+        folder.mkdir(parents=True)
+        (folder / "metrics.json").write_text(json.dumps({"split": evaluation, "accuracy": 0.5}))
+        (folder / "predictions.csv").write_text("id,true,pred\n007,3,3\n8,1,0\n")
+        (folder / "confusion.csv").write_text("true," + ",".join(EMOTIONS) + "\n" + "".join(
+            f"{e}," + ",".join("1" if i == j else "0" for j in range(7)) + "\n" for i, e in enumerate(EMOTIONS)))
+    return run

@@ -1,0 +1,61 @@
+"""What every page shares: the run picker and cached reads of run folders."""
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from fer_models.runs import RunSummary, list_runs, read_history
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE_ICONS = {"finished": "✓", "running": "▶", "stopped": "⏸", "failed": "✗", "died": "✗", "unknown": "?"}
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("FER_STUDIO_RUNS", ROOT / "artifacts" / "runs"))
+
+
+@st.cache_data(ttl=5, show_spinner=False)  # short: a run started elsewhere shows up within seconds
+def cached_runs(root: str) -> list[RunSummary]:
+    return list_runs(root)
+
+
+def describe(run: RunSummary) -> str:
+    acc = f"{run.val_acc:.1%}" if run.val_acc is not None else "no epoch yet"
+    return f"{STATE_ICONS.get(run.state, '?')} {run.name} · {run.arch or '?'} · {acc}"
+
+
+def run_picker() -> None:
+    """Sidebar select box over every run; the choice lives in session state and in the URL."""
+    runs = cached_runs(str(runs_root()))
+    st.session_state["runs"] = runs
+    if not runs:
+        st.session_state["run"] = None
+        st.sidebar.info(f"No runs in `{runs_root()}`.")
+        return
+    names = [r.name for r in runs]
+    wanted = st.session_state.get("run_name") or st.query_params.get("run")
+    index = names.index(wanted) if wanted in names else 0
+    name = st.sidebar.selectbox("Run", names, index=index, key="run_name",
+                                format_func=lambda n: describe(runs[names.index(n)]))
+    st.query_params["run"] = name
+    st.session_state["run"] = runs[names.index(name)]
+
+
+def selected_run() -> RunSummary | None:
+    """The picked run, or None after telling the user how to get one (the page should then stop)."""
+    run = st.session_state.get("run")
+    if run is None:
+        st.info("No trained run to show yet. Train one with\n\n"
+                "`python -m fer_models.train --model cnn3 --data path/to/fer2013.csv.gz "
+                f"--out {runs_root()}/my_cnn3`\n\nand it appears in the sidebar.")
+    return run
+
+
+@st.cache_data(show_spinner=False)
+def cached_history(path: str, mtime: float):
+    return read_history(path)
+
+
+def history_of(run: RunSummary):
+    path = Path(run.path) / "history.csv"
+    return cached_history(str(run.path), path.stat().st_mtime if path.exists() else 0.0)

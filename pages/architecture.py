@@ -1,0 +1,36 @@
+"""Architecture: every layer of the selected run's network, with its output shape for one 48×48 face."""
+import streamlit as st
+
+from fer_models.architecture import layer_table
+from fer_models.models import create_model, list_models
+from pages._shared import selected_run
+
+st.title("Architecture")
+st.caption("Read off the model object with torchinfo for a 1×48×48 gray face: nothing here is typed in.")
+
+
+@st.cache_data(show_spinner="Tracing the network…")
+def cached_layer_table(arch: str):
+    return layer_table(create_model(arch))
+
+
+run = selected_run()
+if run is not None:
+    if run.arch not in list_models():
+        st.error(f"Run {run.name} names architecture `{run.arch}`, which this version of FER Studio does not know. "
+                 f"Known: {', '.join(list_models())}.")
+        st.stop()
+    table, totals = cached_layer_table(run.arch)
+    left, mid, right, last = st.columns(4)
+    left.metric("Parameters", f"{totals['parameters'] / 1e6:.2f} M")
+    mid.metric("Mult-adds per face", f"{totals['mult_adds'] / 1e6:.1f} M")
+    right.metric("Layers", totals["layers"])
+    last.metric("Activations per face", f"{totals['activations_mib']} MiB")
+    types = sorted(table["type"].unique())
+    shown = st.multiselect("Layer types", types, default=types)
+    search = st.text_input("Layer name contains", placeholder="e.g. denseblock3 or conv")
+    view = table[table["type"].isin(shown) & table["layer"].str.contains(search, regex=False)]
+    st.dataframe(view, hide_index=True, width="stretch", height=520,
+                 column_config={"parameters": st.column_config.NumberColumn(format="localized"),
+                                "mult-adds": st.column_config.NumberColumn(format="localized")})
+    st.caption(f"{len(view)} of {len(table)} layers; totals are over the whole network.")

@@ -1,0 +1,69 @@
+"""The dashboard rendered headless with Streamlit's AppTest, on hand-made run folders."""
+import socket
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT, make_run
+
+APP = str(ROOT / "app.py")
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    host = socket.gethostname()
+    make_run(tmp_path, "cnn3_ref", {"state": "finished", "host": host}, [0.41, 0.55, 0.52],
+             {"arch": "cnn3", "metrics": {"val_acc": 0.55}})
+    make_run(tmp_path, "dense", {"state": "failed", "host": host, "error": "bad.csv: line 9: unknown label"},
+             meta={"arch": "densenet201_fer"})
+    monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path))
+    return tmp_path
+
+
+def start(page=None, run=None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    if run:
+        at.query_params["run"] = run
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_architecture_page_lists_every_layer(runs):
+    at = start()
+    assert at.title[0].value == "Architecture"
+    assert at.sidebar.selectbox[0].value == "cnn3_ref"
+    assert [m.value for m in at.metric][:3] == ["5.39 M", "133.5 M", "18"]
+    table = at.dataframe[0].value
+    assert len(table) == 18 and table["output shape"].iloc[0] == "64×48×48"
+    assert at.query_params["run"] == "cnn3_ref"
+
+
+def test_run_from_the_url_is_selected(runs):
+    at = start(run="dense")
+    assert at.sidebar.selectbox[0].value == "dense"
+    assert len(at.dataframe[0].value) == 619  # densenet201_fer's leaf layers
+
+
+def test_history_page_draws_curves(runs):
+    at = start("pages/history.py")
+    assert at.title[0].value == "Training history"
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1
+    assert at.get("download_button")
+
+
+def test_history_page_explains_a_run_without_epochs(runs):
+    at = start("pages/history.py", run="dense")
+    assert any("failed before its first epoch" in i.value and "line 9" in i.value for i in at.info)
+    assert not at.get("plotly_chart")
+
+
+@pytest.mark.parametrize("page", [None, "pages/history.py"])
+def test_no_runs_says_how_to_make_one(tmp_path, monkeypatch, page):
+    monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "empty"))
+    at = start(page)
+    assert any("python -m fer_models.train" in i.value for i in at.info)
