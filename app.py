@@ -4,17 +4,21 @@
 
 Pick a run in the sidebar; every page shows that run, and the URL (?run=NAME) reopens it.
 Runs are the folders under artifacts/runs/ (or $FER_STUDIO_RUNS).
+
+The page files live in app_pages/, not pages/: with a pages/ folder beside the entry point,
+Streamlit serves a deep link (say /history?run=cnn3) that is a fresh server's first request
+by running that page file alone, in its old folder-based mode, without this file's run picker.
 """
 import streamlit as st
 
-from pages._shared import run_picker
+from app_pages._shared import run_picker
 
 st.set_page_config(page_title="FER Studio", page_icon=":material/mood:", layout="wide")
 
 navigation = st.navigation({
     "Model": [
-        st.Page("pages/architecture.py", title="Architecture", icon=":material/account_tree:", default=True),
-        st.Page("pages/history.py", title="Training history", icon=":material/show_chart:"),
+        st.Page("app_pages/architecture.py", title="Architecture", icon=":material/account_tree:", default=True),
+        st.Page("app_pages/history.py", title="Training history", icon=":material/show_chart:"),
     ],
 })
 run_picker()

@@ -4,7 +4,7 @@ import socket
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, make_run
+from helpers import ROOT, make_run
 
 APP = str(ROOT / "app.py")
 
@@ -49,7 +49,7 @@ def test_run_from_the_url_is_selected(runs):
 
 
 def test_history_page_draws_curves(runs):
-    at = start("pages/history.py")
+    at = start("app_pages/history.py")
     assert at.title[0].value == "Training history"
     charts = at.get("plotly_chart")
     assert len(charts) == 1
@@ -57,12 +57,12 @@ def test_history_page_draws_curves(runs):
 
 
 def test_history_page_explains_a_run_without_epochs(runs):
-    at = start("pages/history.py", run="dense")
+    at = start("app_pages/history.py", run="dense")
     assert any("failed before its first epoch" in i.value and "line 9" in i.value for i in at.info)
     assert not at.get("plotly_chart")
 
 
-@pytest.mark.parametrize("page", [None, "pages/history.py"])
+@pytest.mark.parametrize("page", [None, "app_pages/history.py"])
 def test_no_runs_says_how_to_make_one(tmp_path, monkeypatch, page):
     monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "empty"))
     at = start(page)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import synthetic_faces, write_fer_csv
+from helpers import synthetic_faces, write_fer_csv
 from fer_models.data import (EMOTIONS, AugmentConfig, DataError, augment_batch, ferplus_labels, load_faces,
                              normalisation_stats)
 

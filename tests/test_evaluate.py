@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import write_fer_csv
+from helpers import write_fer_csv
 from fer_models.checkpoints import save_model
 from fer_models.data import EMOTIONS
 from fer_models.evaluate import classification_metrics, confusion_counts

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import make_run
+from helpers import make_run
 from fer_models.data import EMOTIONS
 from fer_models.runs import STALE_SECONDS, list_runs, read_evaluation, read_history, read_status
 

@@ -22,14 +22,14 @@ def train_cli(args, env, **kw):
 
 @pytest.fixture(scope="module")
 def data_csv(tmp_path_factory):
-    from conftest import write_fer_csv
+    from helpers import write_fer_csv
     return write_fer_csv(tmp_path_factory.mktemp("data") / "fer2013.csv")
 
 
 @pytest.fixture(scope="module")
 def env():
     import os
-    from conftest import ROOT
+    from helpers import ROOT
     e = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     return e
 
@@ -165,7 +165,7 @@ def test_learning_rate_schedules(schedule):
 
 
 def test_ferplus_soft_labels_with_mixup_ema_adamw(tmp_path, env):
-    from conftest import write_fer_csv
+    from helpers import write_fer_csv
     data = write_fer_csv(tmp_path / "fer2013.csv", {"Training": 70, "PublicTest": 14})
     head = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF\n"
     rows = []
@@ -189,7 +189,7 @@ def test_ferplus_soft_labels_with_mixup_ema_adamw(tmp_path, env):
 
 
 def test_course_csv_with_a_validation_fraction(tmp_path, env):
-    from conftest import synthetic_faces
+    from helpers import synthetic_faces
     images, labels = synthetic_faces(70)
     train = tmp_path / "train.csv"
     train.write_text("label,feature\n" + "".join(f"{l},{' '.join(map(str, im.ravel()))}\n"

@@ -3,7 +3,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from pages._shared import history_of, selected_run
+from app_pages._shared import history_of, selected_run
 
 st.title("Training history")
 
@@ -12,7 +12,7 @@ COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
 def curves(runs) -> go.Figure:
     fig = make_subplots(rows=2, cols=2, subplot_titles=("Loss", "Accuracy", "Learning rate", "Seconds per epoch"),
-                        vertical_spacing=0.14)
+                        vertical_spacing=0.12)
     for i, run in enumerate(runs):
         h, colour = history_of(run), COLOURS[i % len(COLOURS)]
         if h.empty:
@@ -35,7 +35,9 @@ def curves(runs) -> go.Figure:
                                  showlegend=False, legendgroup=label), row=2, col=1)
         fig.add_trace(go.Bar(x=h["epoch"], y=h["seconds"], marker_color=colour, opacity=0.6,
                              showlegend=False, legendgroup=label), row=2, col=2)
-    fig.update_xaxes(title_text="epoch")
+    epochs = max((history_of(r)["epoch"].max() for r in runs if not history_of(r).empty), default=1)
+    fig.update_xaxes(dtick=max(1, int(epochs) // 10))  # whole epochs only
+    fig.update_xaxes(title_text="epoch", row=2)
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
     fig.update_layout(height=640, margin=dict(t=40, b=10), legend=dict(orientation="h", y=-0.12), barmode="group")
     return fig

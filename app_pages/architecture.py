@@ -3,7 +3,7 @@ import streamlit as st
 
 from fer_models.architecture import layer_table
 from fer_models.models import create_model, list_models
-from pages._shared import selected_run
+from app_pages._shared import selected_run
 
 st.title("Architecture")
 st.caption("Read off the model object with torchinfo for a 1×48×48 gray face: nothing here is typed in.")
