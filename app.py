@@ -19,6 +19,7 @@ navigation = st.navigation({
     "Model": [
         st.Page("app_pages/architecture.py", title="Architecture", icon=":material/account_tree:", default=True),
         st.Page("app_pages/history.py", title="Training history", icon=":material/show_chart:"),
+        st.Page("app_pages/confusion.py", title="Confusion matrix", icon=":material/grid_on:"),
     ],
 })
 run_picker()

@@ -1,0 +1,58 @@
+import numpy as np
+import pandas as pd
+
+from fer_models.data import EMOTIONS
+from helpers import ROOT  # noqa: F401  (puts the project on the path)
+from app_pages._confusion import cell_faces, cell_from_selection, confusion_figure, most_confused, row_normalised
+
+
+def counts():
+    c = np.diag([10, 2, 8, 20, 9, 7, 12])
+    c[2, 4] = 6   # fear taken for sad
+    c[4, 6] = 3
+    return c
+
+
+def test_every_cell_is_a_marker_carrying_its_classes():
+    fig = confusion_figure(counts(), normalise=False)
+    trace = fig.data[0]
+    assert len(trace.x) == 49
+    cells = {(EMOTIONS.index(y), EMOTIONS.index(x)): tuple(cd[:3]) for x, y, cd in zip(trace.x, trace.y, trace.customdata)}
+    assert cells[(2, 4)] == (2, 4, 6) and cells[(3, 3)] == (3, 3, 20)
+
+
+def test_selection_maps_to_the_cell():
+    # as Streamlit 1.67 returned it from Chromium after a click on the fear/sad cell
+    event = {"selection": {"points": [{"curve_number": 0, "point_number": 18, "point_index": 18, "x": "sad",
+                                       "y": "fear", "customdata": {"0": 2, "1": 4, "2": 89, "3": 0.179},
+                                       "text": "18%"}], "point_indices": [18], "box": [], "lasso": []}}
+    assert cell_from_selection(event) == (2, 4)
+    assert cell_from_selection({"selection": {"points": [{"customdata": [2, 4, 6, 0.43]}]}}) == (2, 4)
+    assert cell_from_selection({"selection": {"points": []}}) is None
+    assert cell_from_selection(None) is None
+    assert cell_from_selection({"selection": {"points": [{"x": "sad"}]}}) is None
+
+
+def test_selection_maps_back_for_every_cell():
+    trace = confusion_figure(counts(), normalise=True).data[0]
+    for i, cd in enumerate(trace.customdata):
+        event = {"selection": {"points": [{"point_index": i, "customdata": {str(k): v for k, v in enumerate(cd)}}]}}
+        assert cell_from_selection(event) == divmod(i, 7)
+
+
+def test_row_normalised_and_words():
+    shares = row_normalised(counts())
+    assert np.allclose(shares.sum(1), 1) and shares[2, 4] == 6 / 14
+    words = most_confused(counts())
+    assert words[0] == "**fear** is taken for **sad** in 43% of fear faces (6 of 14)"
+    empty = np.zeros((7, 7), int)
+    assert not row_normalised(empty).any() and most_confused(empty) == []
+
+
+def test_cell_faces_sorted_by_confidence():
+    predictions = pd.DataFrame({"id": ["a", "b", "c", "d"], "true": [2, 2, 2, 3], "pred": [4, 4, 2, 4]})
+    for c, name in enumerate(EMOTIONS):
+        predictions[f"p_{name}"] = 0.0
+    predictions["p_sad"] = [0.5, 0.9, 0.1, 0.7]
+    cell = cell_faces(predictions, 2, 4)
+    assert cell["id"].tolist() == ["b", "a"] and cell["confidence"].tolist() == [0.9, 0.5]
