@@ -59,3 +59,24 @@ def make_run(root, name, status, history_rows=(), meta=None, evaluation=None):
         (folder / "confusion.csv").write_text("true," + ",".join(EMOTIONS) + "\n" + "".join(
             f"{e}," + ",".join("1" if i == j else "0" for j in range(7)) + "\n" for i, e in enumerate(EMOTIONS)))
     return run
+
+
+def make_evaluated_run(root, name="evaluated", n=35):
+    """A cnn3 run (untrained weights) evaluated by fer_models.evaluate on synthetic faces saved as a .npz."""
+    import torch
+
+    from fer_models.checkpoints import save_model
+    from fer_models.data import FaceData
+    from fer_models.evaluate import evaluate_run
+    from fer_models.models import create_model
+
+    images, labels = synthetic_faces(n, seed=3)
+    data = root / f"{name}_faces.npz"
+    FaceData(images[:, None], labels.astype(np.int64), np.full(n, "PublicTest"),
+             np.array([str(100 + i) for i in range(n)]), format="npz").save_npz(data)
+    torch.manual_seed(0)
+    run = root / name
+    save_model(run, create_model("cnn3"), {"classes": list(EMOTIONS), "normalisation": {"mean": 0.2, "std": 0.2}})
+    (run / "status.json").write_text(json.dumps({"state": "finished"}))
+    evaluate_run(run, data, "PublicTest")
+    return run

@@ -67,3 +67,30 @@ def test_no_runs_says_how_to_make_one(tmp_path, monkeypatch, page):
     monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "empty"))
     at = start(page)
     assert any("python -m fer_models.train" in i.value for i in at.info)
+
+
+@pytest.fixture
+def evaluated(tmp_path, monkeypatch):
+    from helpers import make_evaluated_run
+    make_evaluated_run(tmp_path / "runs")
+    make_run(tmp_path / "runs", "not_evaluated", {"state": "finished"}, [0.3], {"arch": "cnn3"})
+    monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+def test_confusion_page_shows_matrix_metrics_and_pairs(evaluated):
+    import json
+    metrics = json.loads((evaluated / "evaluated" / "eval" / "PublicTest" / "metrics.json").read_text())
+    at = start("app_pages/confusion.py", run="evaluated")
+    assert at.title[0].value == "Confusion matrix"
+    assert at.selectbox[0].value == "PublicTest"
+    assert at.metric[0].value == f"{metrics['accuracy']:.1%}"
+    assert len(at.get("plotly_chart")) == 1
+    table = at.dataframe[0].value
+    assert table["faces"].sum() == 35 and list(table["class"])[3] == "happy"
+    assert any("Most confused" in m.value for m in at.markdown)
+
+
+def test_confusion_page_without_evaluation_says_how(evaluated):
+    at = start("app_pages/confusion.py", run="not_evaluated")
+    assert any("python -m fer_models.evaluate" in i.value for i in at.info)

@@ -34,10 +34,29 @@ def test_deep_link_on_a_fresh_server_keeps_the_shell(page, start_app, runs):
 
 def test_every_page_loads_without_error(page, start_app, runs):
     base = start_app(runs)
-    for path, heading in (("", "Architecture"), ("/history", "Training history")):
+    for path, heading in (("", "Architecture"), ("/history", "Training history"), ("/confusion", "Confusion matrix")):
         open_page(page, f"{base}{path}?run=cnn3_ref")
         assert page.get_by_role("heading", name=heading).is_visible()
     open_page(page, f"{base}/history?run=cnn3_ref")
     page.wait_for_selector(".js-plotly-plot", timeout=30_000)
     # train and validation curves of the one run, in the loss panel and the accuracy panel
     assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 4
+
+
+def test_clicking_a_cell_shows_exactly_its_faces(page, start_app, tmp_path):
+    import pandas as pd
+
+    from helpers import make_evaluated_run
+    run = make_evaluated_run(tmp_path / "runs")
+    predictions = pd.read_csv(run / "eval" / "PublicTest" / "predictions.csv")
+    counts = predictions.groupby(["true", "pred"]).size()
+    (true, pred), count = counts.idxmax(), int(counts.max())
+    base = start_app(tmp_path / "runs")
+    open_page(page, f"{base}/confusion?run=evaluated")
+    page.wait_for_selector(".js-plotly-plot .scatterlayer .point", timeout=30_000)
+    page.locator(".js-plotly-plot .scatterlayer .point").nth(true * 7 + pred).click(force=True)
+    page.wait_for_selector("[data-testid='stImage']", timeout=30_000)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    assert page.locator("[data-testid='stImage']").count() == min(count, 30)
+    assert page.get_by_role("heading", name=f": {count}").is_visible()
+    assert page.locator("[data-testid='stException']").count() == 0
