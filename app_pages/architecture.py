@@ -1,7 +1,7 @@
 """Architecture: every layer of the selected run's network, with its output shape for one 48×48 face."""
 import streamlit as st
 
-from fer_models.architecture import layer_table
+from fer_models.architecture import block_diagram_dot, dense_block_dot, dense_blocks, layer_table
 from fer_models.models import create_model, list_models
 from app_pages._shared import selected_run
 
@@ -9,9 +9,20 @@ st.title("Architecture")
 st.caption("Read off the model object with torchinfo for a 1×48×48 gray face: nothing here is typed in.")
 
 
+@st.cache_resource(show_spinner=False)
+def untrained(arch: str):
+    """Structure only: shapes and counts do not depend on the weights, so no checkpoint is read."""
+    return create_model(arch)
+
+
 @st.cache_data(show_spinner="Tracing the network…")
 def cached_layer_table(arch: str):
-    return layer_table(create_model(arch))
+    return layer_table(untrained(arch))
+
+
+@st.cache_data(show_spinner=False)
+def cached_diagram(arch: str) -> str:
+    return block_diagram_dot(untrained(arch))
 
 
 run = selected_run()
@@ -26,6 +37,20 @@ if run is not None:
     mid.metric("Mult-adds per face", f"{totals['mult_adds'] / 1e6:.1f} M")
     right.metric("Layers", totals["layers"])
     last.metric("Activations per face", f"{totals['activations_mib']} MiB")
+    diagram, dense = st.columns([2, 3])
+    with diagram:
+        st.subheader("Blocks")
+        st.caption("Each edge carries the tensor shape (channels×height×width) for one face.")
+        st.graphviz_chart(cached_diagram(run.arch))
+    blocks = dense_blocks(untrained(run.arch))
+    with dense:
+        if blocks:
+            st.subheader("Inside a dense block")
+            name = st.selectbox("Dense block", list(blocks), format_func=lambda n: f"{n} ({len(blocks[n])} layers)")
+            st.caption("Every layer reads the block input and the outputs of all layers before it, "
+                       "so its input grows by the growth rate with each layer.")
+            st.graphviz_chart(dense_block_dot(blocks[name]))
+    st.subheader("Layers")
     types = sorted(table["type"].unique())
     shown = st.multiselect("Layer types", types, default=types)
     search = st.text_input("Layer name contains", placeholder="e.g. denseblock3 or conv")

@@ -94,3 +94,11 @@ def test_confusion_page_shows_matrix_metrics_and_pairs(evaluated):
 def test_confusion_page_without_evaluation_says_how(evaluated):
     at = start("app_pages/confusion.py", run="not_evaluated")
     assert any("python -m fer_models.evaluate" in i.value for i in at.info)
+
+
+def test_architecture_diagrams(runs):
+    at = start()
+    assert len(at.get("graphviz_chart")) == 1  # cnn3: blocks only, no dense block
+    at = start(run="dense")
+    assert len(at.get("graphviz_chart")) == 2
+    assert at.selectbox[0].value == "features.denseblock1"

@@ -84,3 +84,22 @@ def test_densenet201_fer_layout():
 def test_cnn3_layout():
     m = create_model("cnn3")
     assert [c.out_channels for c in m.conv_layers().values()] == [64, 128, 512]
+
+
+def test_block_diagram_follows_the_model():
+    from fer_models.architecture import block_diagram, block_diagram_dot, dense_block_dot, dense_blocks
+    m = create_model("densenet201_fer")
+    stages = {s["name"]: s for s in block_diagram(m)}
+    assert stages["features.denseblock1"]["what"] == "DenseBlock ×6"
+    assert stages["features.denseblock3"]["shape"] == (1792, 3, 3)
+    assert stages["head"]["shape"] == (7,)
+    assert sum(s["parameters"] for s in stages.values()) == m.num_parameters()
+    dot = block_diagram_dot(m)
+    assert 'label=" 256×12×12"' in dot and "DenseBlock ×48" in dot
+    blocks = dense_blocks(m)
+    assert [len(b) for b in blocks.values()] == [6, 12, 48, 32]
+    one = dense_block_dot(blocks["features.denseblock1"])
+    assert one.count("-> x") == 6 * 7 // 2  # every layer fed by the input and all earlier layers
+    assert "in 224 = 64 + 32·5" in one and "64 + 32·6 = 256 ch" in one
+    assert "… 36 more layers" in dense_block_dot(blocks["features.denseblock3"])
+    assert dense_blocks(create_model("cnn3")) == {}
