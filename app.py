@@ -11,16 +11,18 @@ by running that page file alone, in its old folder-based mode, without this file
 """
 import streamlit as st
 
-from app_pages._shared import run_picker
+from app_pages._shared import run_picker, warm_up_torch
 
 st.set_page_config(page_title="FER Studio", page_icon=":material/mood:", layout="wide")
 
 navigation = st.navigation({
     "Model": [
-        st.Page("app_pages/architecture.py", title="Architecture", icon=":material/account_tree:", default=True),
-        st.Page("app_pages/history.py", title="Training history", icon=":material/show_chart:"),
+        st.Page("app_pages/architecture.py", title="Architecture", icon=":material/account_tree:"),
+        # the landing page needs no torch (pandas and plotly only), which keeps the cold start short
+        st.Page("app_pages/history.py", title="Training history", icon=":material/show_chart:", default=True),
         st.Page("app_pages/confusion.py", title="Confusion matrix", icon=":material/grid_on:"),
     ],
 })
 run_picker()
 navigation.run()
+warm_up_torch()

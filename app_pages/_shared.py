@@ -1,5 +1,6 @@
 """What every page shares: the run picker and cached reads of run folders."""
 import os
+import threading
 from pathlib import Path
 
 import streamlit as st
@@ -59,3 +60,14 @@ def cached_history(path: str, mtime: float):
 def history_of(run: RunSummary):
     path = Path(run.path) / "history.csv"
     return cached_history(str(run.path), path.stat().st_mtime if path.exists() else 0.0)
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up_torch() -> threading.Thread:
+    """Import torch and the models in the background once the first page is drawn, so that the
+    first visit to a page that needs them does not wait ~2 s for the import."""
+    def load():
+        import fer_models.architecture  # noqa: F401  (torch, torchinfo, the models)
+    thread = threading.Thread(target=load, daemon=True, name="warm-up-torch")
+    thread.start()
+    return thread

@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .atomic import atomic_replace
 
@@ -477,6 +475,8 @@ def ferplus_labels(votes_path, data: FaceData):
 
 
 # ---------------------------------------------------------------- tensors and augmentation
+# torch is imported inside these functions: the readers above (and the dashboard's run list,
+# which only needs EMOTIONS) then load without paying torch's ~1.7 s import.
 
 def normalisation_stats(images: np.ndarray) -> tuple[float, float]:
     """Mean and std of the pixels scaled to [0, 1]; stored with the checkpoint."""
@@ -484,7 +484,7 @@ def normalisation_stats(images: np.ndarray) -> tuple[float, float]:
     return float(x.mean()), float(x.std())
 
 
-def to_input(images_uint8: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+def to_input(images_uint8: "torch.Tensor", mean: float, std: float) -> "torch.Tensor":
     """uint8 N x 1 x 48 x 48 (any device) to the float input the models expect."""
     return (images_uint8.float() / 255.0 - mean) / std
 
@@ -504,13 +504,16 @@ class AugmentConfig:
         return bool(self.crop_pad or self.resized_crop or self.flip or self.rotate or self.scale)
 
 
-def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+def augment_batch(x: "torch.Tensor", cfg: AugmentConfig, generator: "torch.Generator") -> "torch.Tensor":
     """Augment a normalised float batch N x C x H x W where it lives (CPU or GPU), in two vectorised passes.
 
     All geometric changes (crop/shift, resized crop, flip, rotation, scale) compose into one affine
     matrix per image, so the batch is resampled once by grid_sample; pixels that come from outside
     the image are 0, which is the dataset mean after normalisation (the usual zero padding).
     """
+    import torch
+    import torch.nn.functional as F
+
     n, _, h, w = x.shape
     dev, dt = x.device, x.dtype
 

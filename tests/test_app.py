@@ -33,7 +33,7 @@ def start(page=None, run=None) -> AppTest:
 
 
 def test_architecture_page_lists_every_layer(runs):
-    at = start()
+    at = start("app_pages/architecture.py")
     assert at.title[0].value == "Architecture"
     assert at.sidebar.selectbox[0].value == "cnn3_ref"
     assert [m.value for m in at.metric][:3] == ["5.39 M", "133.5 M", "18"]
@@ -43,13 +43,13 @@ def test_architecture_page_lists_every_layer(runs):
 
 
 def test_run_from_the_url_is_selected(runs):
-    at = start(run="dense")
+    at = start("app_pages/architecture.py", run="dense")
     assert at.sidebar.selectbox[0].value == "dense"
     assert len(at.dataframe[0].value) == 619  # densenet201_fer's leaf layers
 
 
 def test_history_page_draws_curves(runs):
-    at = start("app_pages/history.py")
+    at = start(None)
     assert at.title[0].value == "Training history"
     charts = at.get("plotly_chart")
     assert len(charts) == 1
@@ -57,12 +57,12 @@ def test_history_page_draws_curves(runs):
 
 
 def test_history_page_explains_a_run_without_epochs(runs):
-    at = start("app_pages/history.py", run="dense")
+    at = start(None, run="dense")
     assert any("failed before its first epoch" in i.value and "line 9" in i.value for i in at.info)
     assert not at.get("plotly_chart")
 
 
-@pytest.mark.parametrize("page", [None, "app_pages/history.py"])
+@pytest.mark.parametrize("page", [None, "app_pages/architecture.py", "app_pages/confusion.py"])
 def test_no_runs_says_how_to_make_one(tmp_path, monkeypatch, page):
     monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "empty"))
     at = start(page)
@@ -97,8 +97,8 @@ def test_confusion_page_without_evaluation_says_how(evaluated):
 
 
 def test_architecture_diagrams(runs):
-    at = start()
+    at = start("app_pages/architecture.py")
     assert len(at.get("graphviz_chart")) == 1  # cnn3: blocks only, no dense block
-    at = start(run="dense")
+    at = start("app_pages/architecture.py", run="dense")
     assert len(at.get("graphviz_chart")) == 2
     assert at.selectbox[0].value == "features.denseblock1"

@@ -25,19 +25,19 @@ def open_page(page, url):
 def test_deep_link_on_a_fresh_server_keeps_the_shell(page, start_app, runs):
     # the first request of a fresh server is a sub-page with a run in the URL
     base = start_app(runs)
-    open_page(page, f"{base}/history?run=other")
-    assert page.get_by_role("heading", name="Training history").is_visible()
+    open_page(page, f"{base}/confusion?run=other")
+    assert page.get_by_role("heading", name="Confusion matrix").is_visible()
     assert "other · cnn3" in page.get_by_role("combobox", name="Run").input_value()
     assert page.locator("[data-testid='stSidebarNav']").inner_text().count("Architecture") == 1
-    page.screenshot(path=str(runs / "history.png"))
+    page.screenshot(path=str(runs / "confusion.png"))
 
 
 def test_every_page_loads_without_error(page, start_app, runs):
     base = start_app(runs)
-    for path, heading in (("", "Architecture"), ("/history", "Training history"), ("/confusion", "Confusion matrix")):
+    for path, heading in (("/architecture", "Architecture"), ("", "Training history"), ("/confusion", "Confusion matrix")):
         open_page(page, f"{base}{path}?run=cnn3_ref")
         assert page.get_by_role("heading", name=heading).is_visible()
-    open_page(page, f"{base}/history?run=cnn3_ref")
+    open_page(page, f"{base}/?run=cnn3_ref")
     page.wait_for_selector(".js-plotly-plot", timeout=30_000)
     # train and validation curves of the one run, in the loss panel and the accuracy panel
     assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 4

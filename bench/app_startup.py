@@ -1,0 +1,80 @@
+"""Dashboard speed through a real browser: cold start to the first rendered page, and page switches.
+
+    python bench/app_startup.py [--runs artifacts/runs] [--run NAME]
+
+Starts `streamlit run app.py` on a free port, opens it in Debian's Chromium (Playwright) and times
+(1) from launching the server to the first page drawn with no script running, and (2) each click
+on a page in the sidebar until that page is drawn, three rounds over every page. Targets
+(issue 4): cold start <= 5 s, page switch <= 1 s. Prints one JSON object.
+"""
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parents[1]
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+PAGES = {"Architecture": "Architecture", "Training history": "Training history",
+         "Confusion matrix": "Confusion matrix"}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--runs", default=str(ROOT / "artifacts" / "runs"))
+    p.add_argument("--run", help="run to open (default: the picker's first)")
+    args = p.parse_args()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, FER_STUDIO_RUNS=args.runs)
+    t0 = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
+                               "true", "--server.port", str(port), "--server.address", "127.0.0.1"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
+                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            server_up = time.perf_counter() - t0
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            query = f"?run={args.run}" if args.run else ""
+            page.goto(f"http://127.0.0.1:{port}/{query}")
+            page.wait_for_selector(IDLE, timeout=120_000)
+            page.get_by_role("heading", name="Training history").wait_for()
+            cold = time.perf_counter() - t0
+            switches = {name: [] for name in PAGES}
+            for _ in range(3):
+                for link, heading in PAGES.items():
+                    t = time.perf_counter()
+                    page.locator("[data-testid='stSidebarNav']").get_by_text(link, exact=True).click()
+                    page.get_by_role("heading", name=heading).wait_for()
+                    page.wait_for_selector(IDLE)
+                    switches[link].append(time.perf_counter() - t)
+            errors = page.locator("[data-testid='stException']").count()
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    print(json.dumps({
+        "runs": args.runs, "server_up_seconds": round(server_up, 2), "cold_start_seconds": round(cold, 2),
+        "page_switch_seconds_median": {k: round(statistics.median(v), 3) for k, v in switches.items()},
+        "page_switch_seconds_max": round(max(max(v) for v in switches.values()), 3), "errors": errors}))
+
+
+if __name__ == "__main__":
+    main()
