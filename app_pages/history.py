@@ -11,10 +11,11 @@ COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
 
 def curves(runs) -> go.Figure:
+    histories = [(run, history_of(run)) for run in runs]
     fig = make_subplots(rows=2, cols=2, subplot_titles=("Loss", "Accuracy", "Learning rate", "Seconds per epoch"),
                         vertical_spacing=0.12)
-    for i, run in enumerate(runs):
-        h, colour = history_of(run), COLOURS[i % len(COLOURS)]
+    for i, (run, h) in enumerate(histories):
+        colour = COLOURS[i % len(COLOURS)]
         if h.empty:
             continue
         label = run.name
@@ -35,7 +36,7 @@ def curves(runs) -> go.Figure:
                                  showlegend=False, legendgroup=label), row=2, col=1)
         fig.add_trace(go.Bar(x=h["epoch"], y=h["seconds"], marker_color=colour, opacity=0.6,
                              showlegend=False, legendgroup=label), row=2, col=2)
-    epochs = max((history_of(r)["epoch"].max() for r in runs if not history_of(r).empty), default=1)
+    epochs = max((h["epoch"].max() for _, h in histories if not h.empty), default=1)
     fig.update_xaxes(dtick=max(1, int(epochs) // 10))  # whole epochs only
     fig.update_xaxes(title_text="epoch", row=2)
     fig.update_yaxes(tickformat=".0%", row=1, col=2)

@@ -254,6 +254,7 @@ def train(cfg: dict, out: Path, resume: bool, kill_at_step: int | None = None) -
     threads = cfg["threads"] or max(1, (os.cpu_count() or 1) // (world if device.type == "cpu" else 1))
     torch.set_num_threads(threads)
     precision = resolve_precision(cfg["precision"], device)
+    version = code_version()
     started = time.time()
     run.write_status(state="running", pid=os.getpid(), host=socket.gethostname(), epoch=0, step=0,
                      epochs=cfg["epochs"], steps_per_epoch=None, started=started, error=None,
@@ -285,7 +286,7 @@ def train(cfg: dict, out: Path, resume: bool, kill_at_step: int | None = None) -
         previous = json.loads((out / "config.json").read_text()) if resume else {}
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         atomic_write_json(out / "config.json", {
-            "args": cfg, "code_version": code_version(), "created": previous.get("created", now),
+            "args": cfg, "code_version": version, "created": previous.get("created", now),
             "resumed": previous.get("resumed", []) + ([now] if resume else []),
             "world_size": world, "device": str(device), "threads_per_process": threads, "precision": precision,
             "data": {"path": cfg["data"], "format": data.format, "label_source": cfg["label_source"],
@@ -356,7 +357,7 @@ def train(cfg: dict, out: Path, resume: bool, kill_at_step: int | None = None) -
 
     def meta(extra: dict) -> dict:
         return {"classes": list(EMOTIONS), "normalisation": {"mean": mean, "std": std},
-                "training": {"config": cfg, "code_version": code_version(), "device": str(device),
+                "training": {"config": cfg, "code_version": version, "device": str(device),
                              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
                              else f"CPU ({threads} threads x {world} processes)",
                              "world_size": world, "precision": precision, "data": cfg["data"],
