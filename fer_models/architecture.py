@@ -129,11 +129,12 @@ def dense_block_dot(block: nn.ModuleDict, max_layers: int = 12) -> str:
     for k, layer in enumerate(layers, start=1):
         cin = layer.conv1.in_channels
         lines.append(f'x{k} [label="layer {k}\\nin {cin} = {c0} + {growth}·{k - 1}\\nout {growth}"];')
-        lines += [f"x{j} -> x{k};" for j in range(k)]
+        # the chain left to right; the skip connections arc over it without moving the nodes
+        lines += [f"x{j} -> x{k}" + (";" if j == k - 1 else " [constraint=false];") for j in range(k)]
     if len(block) > max_layers:
         lines.append(f'more [label="… {len(block) - max_layers} more layers", shape=plaintext, fillcolor="#ffffff"];')
         lines.append(f"x{len(layers)} -> more;")
     lines.append(f'cat [label="concatenation\\n{c0} + {growth}·{len(block)} = {c0 + growth * len(block)} ch", '
                  'fillcolor="#ffffff"];')
-    lines += [f"x{j} -> cat;" for j in range(len(layers) + 1)]
+    lines += [f"x{j} -> cat" + (";" if j == len(layers) else " [constraint=false];") for j in range(len(layers) + 1)]
     return "\n".join(lines + ["}"])
