@@ -147,9 +147,11 @@ def main(argv=None) -> int:
     p.add_argument("--tta", action="store_true", help="average with the mirrored face")
     p.add_argument("--label-source", default="fer2013", choices=["fer2013", "ferplus-majority"])
     p.add_argument("--ferplus", help="fer2013new.csv (default: beside --data)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto (a GPU if there is one) | cpu | cuda:N")
     p.add_argument("--batch-size", type=int, default=512)
     args = p.parse_args(argv)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         summary = evaluate_run(args.run, args.data, args.split, args.tta, args.device, args.batch_size,
                                args.label_source, args.ferplus)
