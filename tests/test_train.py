@@ -216,3 +216,17 @@ def test_resume_a_run_saved_before_an_option_existed(tmp_path, reference_run, en
     assert done.returncode == 0, done.stderr
     assert json.loads((run / "config.json").read_text())["args"]["val_fraction"] == 0.0
     assert read_history(run)["epoch"].tolist() == [1, 2, 3]
+
+
+def test_progress_prints_plain_lines_off_a_terminal(monkeypatch, capsys):
+    import fer_models.train as train_module
+    clock = iter(range(0, 1000, 20))  # every call: 20 s later
+    monkeypatch.setattr(train_module.time, "time", lambda: next(clock))
+    progress = train_module.Progress(total=10, initial=2, desc="epoch 3/30", enabled=True)
+    for _ in range(4):
+        progress.update(128)
+    progress.close()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines and all(line.startswith("epoch 3/30 step ") and "img/s" in line and "eta" in line
+                         for line in lines)
+    assert "\r" not in "".join(lines) and len(lines) <= 4
