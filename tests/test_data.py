@@ -261,3 +261,16 @@ def test_resized_crop_zooms_in():
                         torch.Generator().manual_seed(0))
     assert out.shape == x.shape and (out != 0).all()  # a crop inside the image: no padding appears
 
+
+
+def test_class_folders_are_cached_and_the_cache_follows_the_files(tmp_path):
+    root = tmp_path / "tree"
+    (root / "train" / "happy").mkdir(parents=True)
+    Image.new("L", (48, 48), 10).save(root / "train" / "happy" / "a.png")
+    (root / "train" / "happy" / "readme.txt").write_text("x")
+    first = load_faces(root)
+    assert (tmp_path / "tree.cache.npz").exists() and len(first) == 1
+    again = load_faces(root)
+    assert again.notes == first.notes and again.source == str(root) and again.format == "folders"
+    Image.new("L", (48, 48), 200).save(root / "train" / "happy" / "b.png")
+    assert len(load_faces(root)) == 2
