@@ -133,3 +133,74 @@ def list_runs(root) -> list[RunSummary]:
     folders = [p for p in sorted(root.iterdir()) if p.is_dir()
                and any((p / f).exists() for f in ("config.json", "meta.json", "status.json"))]
     return [summarise(p) for p in folders]
+
+
+# ---------------------------------------------------------------- the README's models table
+
+TABLE_START, TABLE_END = "<!-- models-table -->", "<!-- /models-table -->"
+
+
+def reproduce_command(config: dict, run_name: str) -> str:
+    """The train command that made a run: every argument that differs from the trainer's defaults."""
+    from .train import DEFAULT_LR, DEFAULTS  # the trainer's defaults define what needs saying
+
+    args = config.get("args", {})
+    parts = ["python -m fer_models.train", f"--model {args.get('model')}",
+             f"--data path/to/{Path(args.get('data') or 'fer2013.csv.gz').name}"]
+    for key, value in args.items():
+        if key in ("model", "data") or value is None:
+            continue
+        default = DEFAULT_LR.get(args.get("optimizer")) if key == "lr" else DEFAULTS.get(key)
+        if value == default:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):  # the trainer's switches: --no-flip, --half-weights
+            parts.append("--no-flip" if key == "flip" else flag)
+        else:
+            parts.append(f"{flag} {value}")
+    parts.append(f"--out artifacts/runs/{run_name}")
+    return " ".join(parts)
+
+
+def models_table(root) -> str:
+    """A Markdown table of every run under root, each figure read from its run folder."""
+    lines = ["| run | model | parameters | epochs | device | training time | PublicTest accuracy | "
+             "with flip TTA | macro F1 | reproduce |", "|" + " --- |" * 10]
+    for run in list_runs(root):
+        meta, config = _read_json(run.path / "meta.json"), _read_json(run.path / "config.json")
+        training = meta.get("training", {})
+        plain = _read_json(run.path / "eval" / "PublicTest" / "metrics.json")
+        tta = _read_json(run.path / "eval" / "PublicTest-tta" / "metrics.json")
+        seconds = training.get("seconds")
+        pct = lambda m: f"{m['accuracy']:.2%}" if "accuracy" in m else "not evaluated"  # noqa: E731
+        lines.append(" | ".join([
+            f"| {run.name}", run.arch or "?", f"{meta.get('params', 0) / 1e6:.2f}M",
+            str(run.epochs_done), training.get("device_name", "?"),
+            f"{seconds / 3600:.1f} h" if seconds else "?", pct(plain), pct(tta),
+            f"{plain['macro_f1']:.3f}" if "macro_f1" in plain else "-",
+            f"`{reproduce_command(config, run.name)}` |"]))
+    return "\n".join(lines)
+
+
+def write_table(readme, root) -> None:
+    readme = Path(readme)
+    text = readme.read_text()
+    if TABLE_START not in text or TABLE_END not in text:
+        raise ValueError(f"{readme}: add the lines {TABLE_START} and {TABLE_END} where the table goes")
+    head, rest = text.split(TABLE_START, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    readme.write_text(f"{head}{TABLE_START}\n{models_table(root)}\n{TABLE_END}{tail}")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m fer_models.runs",
+                                     description="Print the models table of a runs folder, or write it into a README.")
+    parser.add_argument("--root", default="artifacts/runs")
+    parser.add_argument("--readme", help="rewrite the table between the models-table markers of this file")
+    cli = parser.parse_args()
+    if cli.readme:
+        write_table(cli.readme, cli.root)
+    else:
+        print(models_table(cli.root))

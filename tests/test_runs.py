@@ -66,3 +66,30 @@ def test_read_evaluation(tmp_path):
     assert list(confusion.index) == list(EMOTIONS) and confusion.to_numpy().trace() == 7
     with pytest.raises(FileNotFoundError, match="python -m fer_models.evaluate"):
         read_evaluation(run, "PrivateTest")
+
+
+def test_models_table_comes_from_the_run_folders(tmp_path):
+    import json as _json
+
+    from fer_models.runs import TABLE_END, TABLE_START, models_table, reproduce_command, write_table
+    from helpers import make_evaluated_run
+    run = make_evaluated_run(tmp_path / "runs", "cnn3_ref")
+    meta = _json.loads((run / "meta.json").read_text())
+    meta["training"] = {"device_name": "CPU (2 threads x 1 processes)", "seconds": 7200}
+    (run / "meta.json").write_text(_json.dumps(meta))
+    (run / "config.json").write_text(_json.dumps({"args": {
+        "model": "cnn3", "data": "/somewhere/fer2013.csv.gz", "epochs": 40, "optimizer": "sgd", "lr": 0.01,
+        "label_smoothing": 0.1, "flip": False, "seed": 0}}))
+    accuracy = _json.loads((run / "eval" / "PublicTest" / "metrics.json").read_text())["accuracy"]
+    table = models_table(tmp_path / "runs")
+    row = table.splitlines()[2]
+    assert row.startswith("| cnn3_ref | cnn3 | 5.39M | 0 | CPU (2 threads x 1 processes) | 2.0 h | "
+                          f"{accuracy:.2%} | not evaluated |")
+    assert reproduce_command(_json.loads((run / "config.json").read_text()), "cnn3_ref") == (
+        "python -m fer_models.train --model cnn3 --data path/to/fer2013.csv.gz --epochs 40 "
+        "--label-smoothing 0.1 --no-flip --out artifacts/runs/cnn3_ref")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{TABLE_START}\nold\n{TABLE_END}\nafter\n")
+    write_table(readme, tmp_path / "runs")
+    text = readme.read_text()
+    assert "old" not in text and "| cnn3_ref |" in text and text.endswith("after\n")
