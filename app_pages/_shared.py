@@ -8,7 +8,6 @@ import streamlit as st
 from fer_models.runs import RunSummary, list_runs, read_history
 
 ROOT = Path(__file__).resolve().parents[1]
-STATE_ICONS = {"finished": "✓", "running": "▶", "stopped": "⏸", "failed": "✗", "died": "✗", "unknown": "?"}
 
 
 def runs_root() -> Path:
@@ -22,7 +21,8 @@ def cached_runs(root: str) -> list[RunSummary]:
 
 def describe(run: RunSummary) -> str:
     acc = f"{run.val_acc:.1%}" if run.val_acc is not None else "no epoch yet"
-    return f"{STATE_ICONS.get(run.state, '?')} {run.name} · {run.arch or '?'} · {acc}"
+    # the state in words: symbols such as ⏸ are missing from common fonts and show as boxes
+    return f"{run.name} · {run.arch or '?'} · {acc} · {run.state}"
 
 
 def run_picker() -> None:
