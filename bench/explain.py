@@ -1,0 +1,83 @@
+"""Speed of the explain pages' work on this machine: each attribution method per model, one
+activation-maximisation image, ranking PublicTest faces for a layer's filters, and face
+detection on a 1280×720 photo.
+
+    python bench/explain.py [--runs artifacts/runs/cnn3 artifacts/runs/densenet201_fer] [--repeat 5]
+
+Targets (issue 5): saliency ≤ 50 ms and Integrated Gradients (50 steps) ≤ 300 ms on cnn3, IG
+≤ 2 s on densenet201_fer, one activation-maximisation image ≤ 3 s on cnn3, face detection
+≤ 50 ms. Prints one JSON object (medians in ms).
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from fer_models.checkpoints import load_model  # noqa: E402
+from fer_models.explain import METHODS, attribute, face_input, filter_responses, maximise_filter  # noqa: E402
+from fer_models.faces import detect_faces  # noqa: E402
+from fer_models.models import create_model  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FACES = ROOT / "artifacts" / "data" / "fer2013_publictest.npz"
+
+
+def median_ms(fn, repeat):
+    fn()  # warm-up: first calls pay for allocations and oneDNN kernel selection
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return round(1000 * statistics.median(times), 1)
+
+
+def photo_with_face(face48: np.ndarray) -> np.ndarray:
+    import cv2
+    rng = np.random.default_rng(0)
+    photo = cv2.GaussianBlur(rng.integers(60, 200, (720, 1280)).astype(np.uint8), (0, 0), 8)
+    photo[260:460, 540:740] = cv2.resize(face48, (200, 200), interpolation=cv2.INTER_CUBIC)
+    return photo
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--runs", nargs="*", default=[])
+    p.add_argument("--repeat", type=int, default=5)
+    args = p.parse_args()
+    torch.set_num_threads(os.cpu_count())
+    faces = np.load(FACES)["images"] if FACES.exists() else \
+        np.random.default_rng(0).integers(0, 256, (3589, 1, 48, 48), dtype=np.uint8)
+    if args.runs:
+        models = [load_model(r) for r in args.runs]
+    else:
+        models = [(create_model(a).eval(), {"arch": a, "normalisation": {"mean": 0.5, "std": 0.25}})
+                  for a in ("cnn3", "densenet201_fer")]
+    result = {"threads": torch.get_num_threads(), "trained": bool(args.runs), "models": {}}
+    for model, meta in models:
+        x = face_input(faces[0], meta)
+        row = {f"{m}_ms": median_ms(lambda m=m: attribute(model, x, m, 3), args.repeat) for m in METHODS}
+        last = list(model.conv_layers())[-1]
+        row["activation_maximisation_ms"] = median_ms(lambda: maximise_filter(model, last, 0, meta), 2)
+        norm = meta["normalisation"]
+        t = time.perf_counter()
+        filter_responses(model, last, faces, norm["mean"], norm["std"])
+        row["rank_publictest_for_last_conv_s"] = round(time.perf_counter() - t, 2)
+        result["models"][meta["arch"]] = row
+    photo = photo_with_face(faces[0, 0])
+    found = detect_faces(photo)
+    result["face_detection_1280x720_ms"] = median_ms(lambda: detect_faces(photo), max(args.repeat, 10))
+    result["face_detection_found"] = len(found)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
