@@ -22,6 +22,10 @@ navigation = st.navigation({
         st.Page("app_pages/history.py", title="Training history", icon=":material/show_chart:", default=True),
         st.Page("app_pages/confusion.py", title="Confusion matrix", icon=":material/grid_on:"),
     ],
+    "Explain": [
+        st.Page("app_pages/saliency.py", title="Saliency", icon=":material/visibility:"),
+        st.Page("app_pages/filters.py", title="Filters", icon=":material/filter_alt:"),
+    ],
 })
 run_picker()
 navigation.run()

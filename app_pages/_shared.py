@@ -62,6 +62,30 @@ def history_of(run: RunSummary):
     return cached_history(str(run.path), path.stat().st_mtime if path.exists() else 0.0)
 
 
+@st.cache_resource(show_spinner="Loading the model…", max_entries=6)
+def cached_model(run_path: str, mtime: float):
+    """One model object per checkpoint version, shared by every session (fer_models.explain
+    serialises the calls that hook into it)."""
+    from fer_models.checkpoints import load_model
+    return load_model(run_path)
+
+
+def model_of(run: RunSummary):
+    """(model, meta) of the run's best checkpoint, or None after saying why it cannot be loaded."""
+    from fer_models.checkpoints import CheckpointError
+
+    weights = Path(run.path) / "model.safetensors"
+    if not weights.exists():
+        st.info(f"Run {run.name} has no checkpoint yet: model.safetensors is written after its first epoch"
+                + (" (it is still training)." if run.state == "running" else "."))
+        return None
+    try:
+        return cached_model(str(run.path), weights.stat().st_mtime)
+    except CheckpointError as err:
+        st.error(f"Cannot load run {run.name}'s checkpoint: {err}")
+        return None
+
+
 @st.cache_resource(show_spinner=False)
 def warm_up_torch() -> threading.Thread:
     """Import torch and the models in the background once the first page is drawn, so that the

@@ -4,11 +4,11 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages._confusion import cell_faces, cell_from_selection, confusion_figure, most_confused, per_class_table
-from app_pages._shared import ROOT, selected_run
-from fer_models.data import EMOTIONS, DataError, load_faces
+from app_pages._dataset import faces_source, load_split
+from app_pages._shared import selected_run
+from fer_models.data import EMOTIONS, DataError
 from fer_models.runs import read_evaluation
 
-BUNDLED_PUBLICTEST = ROOT / "artifacts" / "data" / "fer2013_publictest.npz"
 FACES_PER_PAGE = 30
 
 st.title("Confusion matrix")
@@ -17,22 +17,6 @@ st.title("Confusion matrix")
 @st.cache_data(show_spinner=False)
 def cached_evaluation(run_path: str, split: str, mtime: float):
     return read_evaluation(run_path, split)
-
-
-@st.cache_data(show_spinner="Loading the faces…")
-def cached_faces(path: str, split: str, mtime: float):
-    data = load_faces(path, splits=[split.removesuffix("-tta")])
-    return data.images, {face_id: i for i, face_id in enumerate(data.ids)}
-
-
-def faces_source(metrics: dict, split: str) -> Path | None:
-    """The dataset the evaluation scored, if it is on this machine; else the bundled PublicTest faces."""
-    recorded = Path(metrics.get("data", ""))
-    if metrics.get("data") and recorded.exists():
-        return recorded
-    if split.removesuffix("-tta") == "PublicTest" and BUNDLED_PUBLICTEST.exists():
-        return BUNDLED_PUBLICTEST
-    return None
 
 
 def show_faces(metrics, predictions, split, true, pred):
@@ -49,7 +33,7 @@ def show_faces(metrics, predictions, split, true, pred):
                    f"--data YOUR_FER2013.csv --split {split}) to browse them here.")
         return
     try:
-        images, index = cached_faces(str(source), split, source.stat().st_mtime)
+        images, _, _, index = load_split(source, split)
     except DataError as err:
         st.error(f"Could not read the faces: {err}")
         return
@@ -65,6 +49,8 @@ def show_faces(metrics, predictions, split, true, pred):
         with columns[i % 6]:
             st.image(images[index[row.id]][0], width=110,
                      caption=f"{EMOTIONS[true]} → {EMOTIONS[pred]} · {row.confidence:.0%} · id {row.id}")
+            st.page_link("app_pages/saliency.py", label="Explain", icon=":material/visibility:",
+                         query_params={"run": st.query_params.get("run", ""), "split": split, "face": row.id})
     if missing:
         st.warning(f"{missing} faces of this page are not in {source}: it is not the data this evaluation scored.")
 

@@ -80,3 +80,24 @@ def make_evaluated_run(root, name="evaluated", n=35):
     (run / "status.json").write_text(json.dumps({"state": "finished"}))
     evaluate_run(run, data, "PublicTest")
     return run
+
+
+def bundled_faces():
+    """The shipped PublicTest faces, N x 1 x 48 x 48 uint8."""
+    return np.load(ROOT / "artifacts" / "data" / "fer2013_publictest.npz")["images"]
+
+
+def face_photo(face_index=2, angle=0.0, size=160, at=(380, 150), shape=(480, 640), extra=()):
+    """A bundled face enlarged, turned by `angle`° (counter-clockwise) and pasted on a smooth
+    background; `extra` pastes more faces as (index, size, (x, y)). Faces 2 and 5 are ones the
+    frontal cascade finds (many FER2013 crops are too tight for it), and the crop's edge must
+    stand out from the background as a real head does."""
+    import cv2
+
+    rng = np.random.default_rng(1)
+    canvas = cv2.GaussianBlur(rng.integers(60, 200, shape).astype(np.uint8), (0, 0), 8)
+    for index, side, (x, y), turn in [(face_index, size, at, angle), *[(*e, 0.0) for e in extra]]:
+        face = cv2.resize(bundled_faces()[index, 0], (side, side), interpolation=cv2.INTER_CUBIC)
+        m = cv2.getRotationMatrix2D((side / 2, side / 2), turn, 1.0)
+        canvas[y:y + side, x:x + side] = cv2.warpAffine(face, m, (side, side), borderMode=cv2.BORDER_REPLICATE)
+    return np.repeat(canvas[..., None], 3, axis=2)

@@ -10,29 +10,16 @@ from PIL import Image
 
 from fer_models.faces import (MAX_PIXELS, Face, ImageError, crop_face, detect_faces, draw_faces, find_faces,
                               read_image)
-from helpers import ROOT
+from helpers import bundled_faces, face_photo as photo
 
-BUNDLED = np.load(ROOT / "artifacts" / "data" / "fer2013_publictest.npz")["images"]
-# PublicTest faces the frontal cascade finds when enlarged (many FER crops are too tight for it)
-DETECTABLE = (2, 5)
+BUNDLED = bundled_faces()
+DETECTABLE = (2, 5)  # PublicTest faces the frontal cascade finds when enlarged
 
 
 def encode(im: Image.Image, fmt: str, **kw) -> bytes:
     buf = io.BytesIO()
     im.save(buf, fmt, **kw)
     return buf.getvalue()
-
-
-def photo(face_index=2, angle=0.0, size=160, at=(380, 150), shape=(480, 640), extra=()):
-    """A bundled face enlarged, turned by `angle`° (counter-clockwise) and pasted on a smooth
-    background; `extra` pastes more faces as (index, size, (x, y))."""
-    rng = np.random.default_rng(1)
-    canvas = cv2.GaussianBlur(rng.integers(60, 200, shape).astype(np.uint8), (0, 0), 8)
-    for index, side, (x, y), turn in [(face_index, size, at, angle), *[(*e, 0.0) for e in extra]]:
-        face = cv2.resize(BUNDLED[index, 0], (side, side), interpolation=cv2.INTER_CUBIC)
-        m = cv2.getRotationMatrix2D((side / 2, side / 2), turn, 1.0)
-        canvas[y:y + side, x:x + side] = cv2.warpAffine(face, m, (side, side), borderMode=cv2.BORDER_REPLICATE)
-    return np.repeat(canvas[..., None], 3, axis=2)
 
 
 # ---------------------------------------------------------------- decoding

@@ -1,0 +1,148 @@
+"""The face the explain pages work on: a dataset face (by class, at random, by id, or from a link
+?face=ID&split=SPLIT), an uploaded photo or a camera shot. Photos go through fer_models.faces.
+
+The pick is kept in session state under its own keys (not only in widget state, which Streamlit
+drops on a page switch), so Saliency and Filters show the same face.
+"""
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from app_pages._dataset import BUNDLED_PUBLICTEST, faces_source, load_split
+from app_pages._pictures import enlarge
+from fer_models.data import EMOTIONS, DataError
+from fer_models.faces import MAX_PIXELS, ImageError, draw_faces, find_faces, read_image
+
+SOURCES = ["Dataset", "Upload", "Camera"]
+ANY = "any class"
+
+
+@dataclass
+class PickedFace:
+    pixels: np.ndarray        # uint8 48 x 48: exactly what the model reads
+    label: int | None         # the dataset's label, when known
+    origin: str               # in words, for captions
+
+
+@st.cache_data(show_spinner="Looking for faces…", max_entries=16)
+def search_photo(digest: str, data: bytes, name: str):
+    """find_faces on the decoded photo; cached by content so reruns do not decode again."""
+    return find_faces(read_image(data, name))
+
+
+def _keep(key: str, default):
+    """A widget value that survives page switches: copy the kept value into the widget's key."""
+    st.session_state.setdefault(f"_{key}", default)
+    if key not in st.session_state:
+        st.session_state[key] = st.session_state[f"_{key}"]
+
+
+def _store(key: str):
+    st.session_state[f"_{key}"] = st.session_state[key]
+
+
+def _from_link():
+    """A link from the confusion page (?face=ID&split=SPLIT) selects that dataset face once."""
+    face_id = st.query_params.get("face")
+    link = (face_id, st.query_params.get("split", "PublicTest"))
+    if face_id and st.session_state.get("_linked") != link:
+        st.session_state["_linked"] = link
+        st.session_state["_face_split"] = link[1]
+        for key, value in (("face_source", "Dataset"), ("face_id", face_id), ("face_class", ANY)):
+            st.session_state[f"_{key}"] = st.session_state[key] = value
+
+
+def _faces_for(run, split: str):
+    """(file, split) to pick dataset faces from: the data the run's evaluation of `split` scored
+    when it is on this machine, else the bundled PublicTest faces."""
+    if run is not None and split in run.evaluations:
+        try:
+            metrics = json.loads((Path(run.path) / "eval" / split / "metrics.json").read_text())
+        except (OSError, ValueError):
+            metrics = {}
+        source = faces_source(metrics, split)
+        if source is not None:
+            return source, split.removesuffix("-tta")
+    return BUNDLED_PUBLICTEST, "PublicTest"
+
+
+def pick_face(run=None) -> PickedFace | None:
+    _from_link()
+    _keep("face_source", "Dataset")
+    source = st.radio("Face from", SOURCES, key="face_source", horizontal=True, on_change=_store,
+                      args=("face_source",))
+    if source == "Dataset":
+        return _dataset_face(*_faces_for(run, st.session_state.get("_face_split", "PublicTest")))
+    st.query_params.pop("face", None)
+    if source == "Upload":
+        upload = st.file_uploader("Photo (png, jpg, webp, bmp)", type=["png", "jpg", "jpeg", "webp", "bmp"],
+                                  max_upload_size=50, key="upload")
+        return _photo_face(upload, "_upload")
+    shot = st.camera_input("Take a photo", key="camera")
+    return _photo_face(shot, "_camera")
+
+
+def _dataset_face(path: Path, split: str) -> PickedFace | None:
+    if not path.exists():
+        st.warning(f"The bundled faces ({path}) are missing: upload a photo instead.")
+        return None
+    try:
+        images, labels, ids, index = load_split(path, split)
+    except DataError as err:
+        st.error(f"Could not read the faces: {err}")
+        return None
+    _keep("face_class", ANY)
+    _keep("face_id", str(ids[0]))
+    chosen = st.selectbox("Class", [ANY, *EMOTIONS], key="face_class", on_change=_store, args=("face_class",))
+    pool = np.arange(len(ids)) if chosen == ANY else np.flatnonzero(labels == EMOTIONS.index(chosen))
+    current = index.get(st.session_state["face_id"].strip())
+    if current is not None and current not in set(pool.tolist()):  # the class filter changed: move into it
+        st.session_state["face_id"] = st.session_state["_face_id"] = str(ids[pool[0]])
+    if st.button("Random face", icon=":material/casino:"):
+        rng = np.random.default_rng()
+        st.session_state["face_id"] = st.session_state["_face_id"] = str(ids[rng.choice(pool)])
+    wanted = st.text_input(f"Face id ({split}: {ids[0]}–{ids[-1]})", key="face_id", on_change=_store,
+                           args=("face_id",)).strip()
+    if wanted not in index:
+        st.error(f"No {split} face has id '{wanted}': ids run from {ids[0]} to {ids[-1]}.")
+        return None
+    row = index[wanted]
+    st.query_params["face"] = wanted
+    st.session_state["_linked"] = (wanted, st.query_params.get("split", "PublicTest"))  # ours, not a new link
+    label = int(labels[row]) if labels[row] >= 0 else None
+    return PickedFace(images[row, 0], label, f"{split} face {wanted}" + (f" ({EMOTIONS[label]})" if label is not None else ""))
+
+
+def _photo_face(upload, kept: str) -> PickedFace | None:
+    """Decode, detect, let the user choose among the faces; the last photo is kept for other pages."""
+    if upload is not None:
+        st.session_state[kept] = (upload.name, upload.getvalue())
+    if kept not in st.session_state:
+        st.caption(f"Any size up to {MAX_PIXELS // 1_000_000} megapixels; the faces in it are found and boxed.")
+        return None
+    name, data = st.session_state[kept]
+    if upload is None:
+        st.caption(f"Using {name}, chosen earlier.")
+    try:
+        search = search_photo(hashlib.sha1(data).hexdigest(), data, name)
+    except ImageError as err:
+        st.error(str(err))
+        return None
+    n = len(search.faces)
+    choice = 0
+    if n > 1:
+        choice = st.selectbox("Face", range(n), format_func=lambda i: f"face {i + 1}" + (" (largest)" if i == 0 else ""),
+                              key=f"{kept}_choice") or 0
+    (st.warning if search.fallback else st.info)(search.message)
+    shown = draw_faces(search.rgb, search.faces, choice)
+    st.image(shown, caption=f"{name}: {search.rgb.shape[1]}×{search.rgb.shape[0]}", width=320)
+    return PickedFace(search.crop(choice), None, f"{name}, face {choice + 1} of {n}" if not search.fallback
+                      else f"{name}, centre crop (no face found)")
+
+
+def show_model_input(face: PickedFace) -> None:
+    st.image(enlarge(face.pixels, 192), caption=f"What the model sees: 48×48 gray · {face.origin}", width=192)

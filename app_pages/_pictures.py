@@ -1,0 +1,58 @@
+"""Pictures for the explain pages, as plain functions of arrays (no Streamlit, unit-tested)."""
+import numpy as np
+import plotly.graph_objects as go
+
+from fer_models.data import EMOTIONS
+from fer_models.explain import to_unit
+
+
+def enlarge(image: np.ndarray, size: int = 192) -> np.ndarray:
+    """Nearest-neighbour upscaling: every one of the model's 48×48 pixels stays a visible square."""
+    k = max(1, size // image.shape[0])
+    return np.kron(image, np.ones((k, k) + (1,) * (image.ndim - 2), dtype=image.dtype))
+
+
+def colourise(map_: np.ndarray, signed: bool) -> np.ndarray:
+    """H x W float -> H x W x 3 uint8: inferno for magnitudes, red (for) / blue (against) around
+    white for signed maps, so 0 always looks like 'nothing'."""
+    from matplotlib import colormaps
+
+    unit = to_unit(map_, signed)
+    rgba = colormaps["RdBu_r"]((unit + 1) / 2) if signed else colormaps["inferno"](unit)
+    return (rgba[..., :3] * 255 + 0.5).astype(np.uint8)
+
+
+def overlay(face: np.ndarray, map_: np.ndarray, signed: bool, opacity: float) -> np.ndarray:
+    """The map laid over the gray face; each pixel's weight grows with the map's strength there,
+    so the face shows through where the model sees nothing."""
+    strength = np.abs(to_unit(map_, signed))[..., None] * opacity
+    gray = np.repeat(face.astype(np.float64)[..., None], 3, axis=2)
+    return (gray * (1 - strength) + colourise(map_, signed) * strength + 0.5).astype(np.uint8)
+
+
+def mosaic(images: np.ndarray, columns: int, gap: int = 2, fill: int = 255) -> np.ndarray:
+    """N x H x W uint8 tiles in a grid with `gap`-pixel white lines between them."""
+    n, h, w = images.shape
+    rows = -(-n // columns)
+    out = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap), fill, np.uint8)
+    for i, tile in enumerate(images):
+        r, c = divmod(i, columns)
+        out[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = tile
+    return out
+
+
+def to_uint8(maps: np.ndarray) -> np.ndarray:
+    """Feature maps C x H x W on one shared scale (0 = black, the largest activation = white), so
+    brighter tiles really are stronger responses."""
+    top = float(maps.max()) or 1.0
+    return (np.clip(maps / top, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def probability_figure(probs: np.ndarray, true: int | None = None) -> go.Figure:
+    colours = ["#2e7d32" if i == int(np.argmax(probs)) else "#90a4ae" for i in range(len(EMOTIONS))]
+    names = [f"{e} (true)" if i == true else e for i, e in enumerate(EMOTIONS)]
+    fig = go.Figure(go.Bar(x=probs, y=names, orientation="h", marker_color=colours,
+                           text=[f"{p:.1%}" for p in probs], textposition="outside", cliponaxis=False))
+    fig.update_layout(height=260, margin=dict(l=0, r=40, t=10, b=0), xaxis=dict(range=[0, 1], tickformat=".0%"),
+                      yaxis=dict(autorange="reversed"))
+    return fig

@@ -1,0 +1,103 @@
+"""Filters: what each conv filter of the selected run responds to, on a face and in general."""
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from app_pages._dataset import BUNDLED_PUBLICTEST, load_split
+from app_pages._face_picker import pick_face, show_model_input
+from app_pages._pictures import enlarge, mosaic, to_uint8
+from app_pages._shared import model_of, selected_run
+from fer_models.data import EMOTIONS
+from fer_models.explain import face_input, feature_maps, filter_responses, maximise_filter, top_faces
+
+st.title("Filters")
+st.caption("Feature maps show where a layer's filters fire on one face; the synthesized patterns show what "
+           "excites a filter most, beside the PublicTest faces that excite it most.")
+
+
+def run_key(run) -> str:
+    return f"{run.path}@{(Path(run.path) / 'model.safetensors').stat().st_mtime}"
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def cached_pattern(key: str, _model, _meta, layer: str, channel: int, fft: bool):
+    """One activation-maximisation image per (checkpoint, layer, filter, parametrisation)."""
+    return maximise_filter(_model, layer, channel, _meta, fft=fft)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def cached_responses(key: str, _model, _meta, layer: str):
+    images, labels, ids, _ = load_split(BUNDLED_PUBLICTEST, "PublicTest")
+    norm = _meta["normalisation"]
+    return filter_responses(_model, layer, images, norm["mean"], norm["std"]), labels, ids
+
+
+run = selected_run()
+loaded = model_of(run) if run is not None else None
+if loaded is None:
+    st.stop()
+model, meta = loaded
+layers = model.conv_layers()
+names = list(layers)
+
+pick, maps_col = st.columns([1, 2], gap="large")
+with pick:
+    face = pick_face(run)
+    if face is not None:
+        show_model_input(face)
+with maps_col:
+    layer = st.selectbox("Layer", names, index=len(names) - 1, key=f"filters_layer_{run.arch}",
+                         format_func=lambda n: f"{n} ({layers[n].out_channels} filters, "
+                                               f"{layers[n].kernel_size[0]}×{layers[n].kernel_size[1]})")
+    channels = layers[layer].out_channels
+    maps = None
+    if face is not None:
+        maps = feature_maps(model, layer, face_input(face.pixels, meta))
+        means = maps.mean((1, 2))
+        order = np.argsort(-means)
+        shown = st.slider("Feature maps shown, most active first", 1, channels, min(32, channels))
+        tiles = to_uint8(np.maximum(maps[order[:shown]], 0))
+        st.image([enlarge(t, 64) for t in tiles], width=64,
+                 caption=[f"#{c} · {means[c]:.2f}" for c in order[:shown]])
+        st.caption(f"{layer} output ({maps.shape[1]}×{maps.shape[2]} per filter) for this face, on one shared "
+                   "scale: white is the strongest response of the layer, black zero or below.")
+
+st.subheader("What excites a filter")
+left, mid, right = st.columns(3)
+count = left.slider("Filters", 1, min(16, channels), min(8, channels))
+how = mid.radio("Which", ["most active on this face", "by number"], horizontal=True,
+                disabled=maps is None, index=0 if maps is not None else 1)
+fft = right.toggle("FFT parametrisation", value=True,
+                   help="Optimise the image's Fourier coefficients scaled by 1/frequency: smoother, more "
+                        "natural patterns than plain pixel ascent, which finds high-frequency noise.")
+if how == "by number" or maps is None:
+    chosen = st.multiselect("Filter numbers", range(channels), default=list(range(count)), max_selections=16)
+else:
+    chosen = [int(c) for c in np.argsort(-maps.mean((1, 2)))[:count]]
+
+if BUNDLED_PUBLICTEST.exists():
+    with st.spinner(f"Ranking the 3,589 PublicTest faces for every filter of {layer} (once per layer)…"):
+        responses, labels, ids = cached_responses(run_key(run), model, meta, layer)
+else:
+    responses = None
+    st.info("The bundled PublicTest faces are missing, so the faces that excite each filter cannot be shown.")
+
+progress = st.progress(0.0, text="Synthesizing patterns…")
+for i, channel in enumerate(chosen):
+    pattern = cached_pattern(run_key(run), model, meta, layer, channel, fft)
+    progress.progress((i + 1) / len(chosen), text=f"Synthesized {i + 1} of {len(chosen)}")
+    a, b, c = st.columns([1, 1, 2])
+    a.image(enlarge(pattern.image, 144), width=144, caption=f"filter #{channel}")
+    line = (f"**#{channel}**: mean activation {pattern.activation:.2f} on this pattern, "
+            f"{pattern.start_activation:.2f} on the starting noise")
+    if responses is not None:
+        top = top_faces(responses, channel, 9)
+        b.image(mosaic(load_split(BUNDLED_PUBLICTEST, "PublicTest")[0][top, 0], 3), width=144,
+                caption="the 9 PublicTest faces it fires on most")
+        kinds = Counter(EMOTIONS[labels[t]] for t in top).most_common()
+        line += (f"; on its top face {responses[top[0], channel]:.2f}. Its top 9 faces: "
+                 + ", ".join(f"{n} {e}" for e, n in kinds) + f" (ids {', '.join(ids[top[:3]])}, …)")
+    c.markdown(line)
+progress.empty()

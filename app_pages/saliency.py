@@ -1,0 +1,96 @@
+"""Saliency: which pixels of a face drove the selected run's prediction, computed live with Captum."""
+import streamlit as st
+
+from app_pages._face_picker import pick_face, show_model_input
+from app_pages._pictures import colourise, enlarge, overlay, probability_figure
+from app_pages._shared import model_of, selected_run
+from fer_models.data import EMOTIONS
+from fer_models.explain import METHODS, attribute_classes, face_input, probabilities
+
+st.title("Saliency")
+st.caption("Pick a face; see the class probabilities, then where each attribution method says the evidence is.")
+
+
+@st.cache_data(show_spinner="Computing the attributions…", max_entries=64)
+def cached_maps(run_key: str, _model, _meta, face_bytes: bytes, method: str, targets: tuple):
+    """Maps for one (checkpoint, face, method, classes); the leading-underscore arguments are not
+    hashed: run_key (path and checkpoint time) stands for them."""
+    import numpy as np
+    face = np.frombuffer(face_bytes, np.uint8).reshape(48, 48).copy()
+    return attribute_classes(_model, face_input(face, _meta), method, list(targets))
+
+
+def run_key(run) -> str:
+    from pathlib import Path
+    return f"{run.path}@{(Path(run.path) / 'model.safetensors').stat().st_mtime}"
+
+
+def show_maps(run, loaded, face, method, targets, opacity, probs):
+    model, meta = loaded
+    maps = cached_maps(run_key(run), model, meta, face.pixels.tobytes(), method, tuple(targets))
+    info = METHODS[method]
+    if len(targets) == 1:
+        a = maps[0]
+        left, right = st.columns(2)
+        left.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity), 240), width=240,
+                   caption=f"{info.title} for {EMOTIONS[a.target]}, over the face")
+        right.image(enlarge(colourise(a.map, a.signed), 240), width=240, caption="the map alone")
+    else:
+        columns = st.columns(len(targets))
+        for col, a in zip(columns, maps):
+            col.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity), 144), width="stretch",
+                      caption=f"{EMOTIONS[a.target]} · {probs[a.target]:.0%}")
+    if info.signed:
+        st.caption("Red: evidence for the class; blue: against it; white: none.")
+    deltas = [a.delta for a in maps if a.delta is not None]
+    if deltas:
+        st.caption(f"Integrated Gradients convergence delta (|sum of the map − score change|): "
+                   f"{max(deltas):.2e}{' (largest of the classes)' if len(deltas) > 1 else ''}. "
+                   "Small against the score means 50 steps were enough.")
+
+
+run = selected_run()
+loaded = model_of(run) if run is not None else None
+if loaded is None:
+    st.stop()
+model, meta = loaded
+
+pick, results = st.columns([1, 2], gap="large")
+with pick:
+    face = pick_face(run)
+    if face is not None:
+        show_model_input(face)
+if face is None:
+    st.stop()
+
+probs = probabilities(model, face_input(face.pixels, meta))[0]
+predicted = int(probs.argmax())
+with results:
+    verdict = f"**{run.name}** reads **{EMOTIONS[predicted]}** ({probs[predicted]:.0%})"
+    if face.label is not None:
+        verdict += f"; the dataset says **{EMOTIONS[face.label]}**" + (" ✓" if face.label == predicted else " ✗")
+    st.markdown(verdict)
+    st.plotly_chart(probability_figure(probs, face.label), width="stretch", config={"displayModeBar": False})
+
+    a, b, c = st.columns(3)
+    method = a.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].title, key="saliency_method")
+    options = [("predicted", predicted)] + ([("true", face.label)] if face.label is not None else []) + \
+        [(e, i) for i, e in enumerate(EMOTIONS)]
+    target_name, target = b.selectbox("Class to explain", options, key="saliency_target",
+                                      format_func=lambda o: o[0] if o[0] in EMOTIONS else f"{o[0]}: {EMOTIONS[o[1]]}")
+    opacity = c.slider("Overlay opacity", 0.0, 1.0, 0.7, 0.05)
+    every_class = st.toggle("Every class at once", help="The same method for all seven classes, side by side")
+    others = [r for r in st.session_state.get("runs", []) if r.name != run.name and r.arch]
+    compare = st.selectbox("Compare with another run on the same face", [None, *others],
+                           format_func=lambda r: "—" if r is None else f"{r.name} ({r.arch})")
+    st.caption(METHODS[method].caption)
+
+targets = list(range(len(EMOTIONS))) if every_class else [target]
+st.subheader(run.name)
+show_maps(run, loaded, face, method, targets, opacity, probs)
+if compare is not None:
+    other = model_of(compare)
+    if other is not None:
+        other_probs = probabilities(other[0], face_input(face.pixels, other[1]))[0]
+        st.subheader(f"{compare.name}: reads {EMOTIONS[int(other_probs.argmax())]} ({other_probs.max():.0%})")
+        show_maps(compare, other, face, method, targets, opacity, other_probs)

@@ -1,0 +1,59 @@
+"""The explain pages in Chromium: a real upload, and the confusion page's link to a face."""
+import io
+
+from PIL import Image
+
+from helpers import face_photo, make_evaluated_run
+
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+
+
+def settle(page):
+    page.wait_for_timeout(300)  # let a rerun that a click triggered begin before waiting for its end
+    page.wait_for_selector(IDLE, timeout=120_000)
+    assert page.locator("[data-testid='stException']").count() == 0
+
+
+def test_upload_a_photo_see_the_face_the_prediction_and_a_map(page, start_app, tmp_path):
+    make_evaluated_run(tmp_path / "runs", "small")
+    photo = tmp_path / "me.jpg"
+    Image.fromarray(face_photo()).save(photo, "JPEG", quality=92)
+    base = start_app(tmp_path / "runs")
+    page.goto(f"{base}/saliency?run=small")
+    settle(page)
+    page.locator("[data-testid='stRadio']").get_by_text("Upload", exact=True).click()
+    settle(page)
+    page.locator("input[type='file']").set_input_files(str(photo))
+    page.wait_for_selector("text=1 face found", timeout=60_000)
+    settle(page)
+    assert page.get_by_text("small reads").is_visible() or page.locator("text=reads").count() >= 1
+    captions = page.locator("[data-testid='stImageCaption']").all_inner_texts()
+    assert any(c.startswith("me.jpg: 640×480") for c in captions)
+    assert any("What the model sees" in c for c in captions)
+    assert any("over the face" in c for c in captions) and any("the map alone" in c for c in captions)
+    assert page.locator(".js-plotly-plot").count() == 1  # the probabilities
+    page.screenshot(path=str(tmp_path / "saliency-upload.png"), full_page=True)
+
+
+def test_a_face_in_the_confusion_matrix_opens_in_saliency(page, start_app, tmp_path):
+    run = make_evaluated_run(tmp_path / "runs")
+    base = start_app(tmp_path / "runs")
+    page.goto(f"{base}/confusion?run=evaluated")
+    settle(page)
+    page.wait_for_selector(".js-plotly-plot .scatterlayer .point", timeout=30_000)
+    import pandas as pd
+    predictions = pd.read_csv(run / "eval" / "PublicTest" / "predictions.csv", dtype={"id": str})
+    true, pred = predictions.groupby(["true", "pred"]).size().idxmax()
+    page.locator(".js-plotly-plot .scatterlayer .point").nth(true * 7 + pred).click(force=True)
+    page.wait_for_selector("[data-testid='stImage']", timeout=30_000)
+    settle(page)
+    first = page.locator("[data-testid='stImageCaption']").first.inner_text()
+    face_id = first.rsplit("id ", 1)[1].strip()
+    page.get_by_role("link", name="Explain").first.click()
+    page.wait_for_url("**/saliency?**", timeout=30_000)
+    settle(page)
+    assert f"face={face_id}" in page.url and "run=evaluated" in page.url
+    assert page.get_by_role("heading", name="Saliency").is_visible()
+    assert page.get_by_label("Face id").input_value() == face_id
+    assert page.locator("text=the dataset says").count() == 1
+    page.screenshot(path=str(tmp_path / "saliency-linked.png"), full_page=True)

@@ -1,0 +1,124 @@
+"""The Saliency and Filters pages rendered headless (AppTest) on a small evaluated run."""
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from helpers import ROOT, face_photo, make_evaluated_run, make_run
+
+APP = str(ROOT / "app.py")
+BUNDLED = np.load(ROOT / "artifacts" / "data" / "fer2013_publictest.npz")
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    make_evaluated_run(tmp_path / "runs", "small")
+    make_run(tmp_path / "runs", "no_weights", {"state": "running", "pid": 1}, [0.3], {"arch": "cnn3"})
+    monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+def open_page(page, run="small", query=None, state=None, timeout=120) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at.query_params["run"] = run
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    for k, v in (state or {}).items():
+        at.session_state[k] = v
+    at.run()
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def photo_bytes(fmt="PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(face_photo()).save(buf, fmt)
+    return buf.getvalue()
+
+
+def test_saliency_on_a_linked_dataset_face(runs):
+    """Arriving from a confusion-matrix face (?face=ID&split=PublicTest): that face, its label, the
+    probabilities and a map."""
+    at = open_page("app_pages/saliency.py", query={"face": "28711", "split": "PublicTest"})
+    assert at.radio(key="face_source").value == "Dataset"
+    assert at.text_input(key="face_id").value == "28711"
+    label = int(BUNDLED["labels"][2])
+    from fer_models.data import EMOTIONS
+    assert f"the dataset says **{EMOTIONS[label]}**" in at.markdown[0].value
+    assert len(at.get("plotly_chart")) == 1
+    images = at.get("image")
+    assert len(images) >= 3  # what the model sees, the overlay, the map alone
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "occlusion"])
+def test_saliency_every_class_grid(runs, method):
+    at = open_page("app_pages/saliency.py")
+    at.selectbox(key="saliency_method").set_value(method)
+    at.toggle[0].set_value(True)
+    at.run()
+    assert not at.exception, at.exception
+    captions = [c.value for c in at.caption]
+    assert (method == "integrated_gradients") == any("convergence delta" in c for c in captions)
+    assert any("Red: evidence for the class" in c for c in captions)
+
+
+def test_saliency_on_an_uploaded_photo(runs):
+    """The photo is decoded, its face found and cropped; what the model sees is shown."""
+    at = open_page("app_pages/saliency.py", state={"_face_source": "Upload", "_upload": ("me.png", photo_bytes())})
+    assert any("1 face found" in i.value for i in at.info)
+    assert any("What the model sees" in (c.value or "") for c in at.caption) or at.get("image")
+    assert "reads" in at.markdown[0].value and "dataset says" not in at.markdown[0].value
+
+
+@pytest.mark.parametrize("data, words", [(b"", "empty file"), (b"%PDF-1.4 not a photo", "not an image"),
+                                         (photo_bytes("JPEG")[:3000], "truncated or corrupt")])
+def test_bad_uploads_get_a_message(runs, data, words):
+    at = open_page("app_pages/saliency.py", state={"_face_source": "Upload", "_upload": ("bad.jpg", data)})
+    assert any(words in e.value for e in at.error), [e.value for e in at.error]
+    assert not at.get("plotly_chart")
+
+
+def test_photo_without_a_face_is_announced(runs):
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 200), (120, 130, 140)).save(buf, "PNG")
+    at = open_page("app_pages/saliency.py", state={"_face_source": "Upload", "_upload": ("wall.png", buf.getvalue())})
+    assert any("No face was found" in w.value for w in at.warning)
+    assert at.get("plotly_chart")  # still answers, on the announced centre crop
+
+
+def test_unknown_face_id(runs):
+    at = open_page("app_pages/saliency.py", query={"face": "12"})
+    assert any("No PublicTest face has id '12'" in e.value for e in at.error)
+
+
+def test_run_without_weights_says_so(runs):
+    at = open_page("app_pages/saliency.py", run="no_weights")
+    assert any("no checkpoint yet" in i.value for i in at.info)
+
+
+def test_filters_page_for_a_dataset_face(runs):
+    at = open_page("app_pages/filters.py", query={"face": "28711"})
+    assert at.selectbox(key="filters_layer_cnn3").value == "block3.conv"
+    lines = [m.value for m in at.markdown if m.value.startswith("**#")]
+    assert len(lines) == 8 and all("on the starting noise" in l and "Its top 9 faces" in l for l in lines)
+    # the patterns beat the noise they started from
+    import re
+    for line in lines:
+        got, start = map(float, re.findall(r"activation (-?[\d.]+) on this pattern, (-?[\d.]+)", line)[0])
+        assert got > start
+
+
+def test_filters_page_by_number_on_an_upload(runs):
+    at = open_page("app_pages/filters.py", state={"_face_source": "Upload", "_upload": ("me.png", photo_bytes())})
+    at.selectbox(key="filters_layer_cnn3").set_value("block1.conv")
+    at.radio[1].set_value("by number")
+    at.run()
+    assert not at.exception, at.exception
+    at.multiselect[0].set_value([3, 5])
+    at.run()
+    lines = [m.value for m in at.markdown if m.value.startswith("**#")]
+    assert [l.split(":")[0] for l in lines] == ["**#3**", "**#5**"]
