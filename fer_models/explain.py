@@ -204,7 +204,8 @@ def _fft_scale(size: int) -> torch.Tensor:
     images over the high-frequency patterns plain pixel ascent finds (Olah et al. 2017)."""
     fy = torch.fft.fftfreq(size)[:, None]
     fx = torch.fft.rfftfreq(size)[None, :]
-    return 1.0 / torch.sqrt(fx ** 2 + fy ** 2).clamp(min=1.0 / size)
+    scale = 1.0 / torch.sqrt(fx ** 2 + fy ** 2).clamp(min=1.0 / size)
+    return scale / scale.mean()  # with the orthonormal FFT, Adam's steps then move pixels as fast as plain ascent
 
 
 def maximise_filter(model: FERModel, layer_name: str, channel: int, meta: dict, steps: int = 96, lr: float = 0.05,
@@ -222,9 +223,9 @@ def maximise_filter(model: FERModel, layer_name: str, channel: int, meta: dict, 
     noise = torch.randn(1, 1, size, size, generator=gen) * 0.1
     if fft:
         spectrum_scale = _fft_scale(size)
-        coeffs = (torch.fft.rfft2(noise) / spectrum_scale).detach().requires_grad_(True)
+        coeffs = (torch.fft.rfft2(noise, norm="ortho") / spectrum_scale).detach().requires_grad_(True)
         params = [coeffs]
-        render = lambda: torch.fft.irfft2(coeffs * spectrum_scale, s=(size, size))
+        render = lambda: torch.fft.irfft2(coeffs * spectrum_scale, s=(size, size), norm="ortho")
     else:
         pixels = noise.clone().requires_grad_(True)
         params = [pixels]
