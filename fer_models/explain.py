@@ -108,7 +108,7 @@ def _attribute_batch(model: FERModel, x: torch.Tensor, method: str, targets: lis
                                                       target=targets, abs=True), None
     if method == "integrated_gradients":
         a, delta = IntegratedGradients(model).attribute(xs, baselines=baseline, target=targets, n_steps=50,
-                                                        internal_batch_size=50, return_convergence_delta=True)
+                                                        internal_batch_size=25, return_convergence_delta=True)
         return a, delta
     if method == "guided_backprop":
         return GuidedBackprop(model).attribute(xs, target=targets).abs(), None
