@@ -50,14 +50,19 @@ def start_app():
 
 
 @pytest.fixture(scope="session")
-def browser():
+def playwright():
     # A missing browser fails here on purpose: CI installs Debian's chromium (.ci/run).
     assert os.path.exists(CHROMIUM), f"{CHROMIUM} not found: apt-get install -y chromium"
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright):
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield b
+    b.close()
 
 
 @pytest.fixture
@@ -65,3 +70,35 @@ def page(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     yield context.new_page()
     context.close()
+
+
+def write_y4m(path, gray_frame, frames=30):
+    """A y4m video (4:2:0) repeating one gray picture: what Chromium's fake camera plays."""
+    import numpy as np
+    h, w = gray_frame.shape
+    chroma = np.full((h // 2) * (w // 2), 128, np.uint8).tobytes()
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F30:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            f.write(b"FRAME\n" + gray_frame.astype(np.uint8).tobytes() + chroma + chroma)
+    return path
+
+
+@pytest.fixture
+def camera_page(playwright, tmp_path):
+    """camera_page(gray_frame) -> a page whose camera shows that picture (a browser of its own:
+    the fake-camera flags are launch options)."""
+    opened = []
+
+    def make(gray_frame):
+        video = write_y4m(tmp_path / "camera.y4m", gray_frame)
+        b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + [
+            "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={video}"])
+        opened.append(b)
+        context = b.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"])
+        return context.new_page()
+
+    yield make
+    for b in opened:
+        b.close()

@@ -57,3 +57,24 @@ def test_a_face_in_the_confusion_matrix_opens_in_saliency(page, start_app, tmp_p
     assert page.get_by_label("Face id").input_value() == face_id
     assert page.locator("text=the dataset says").count() == 1
     page.screenshot(path=str(tmp_path / "saliency-linked.png"), full_page=True)
+
+
+def test_a_camera_shot_is_explained(camera_page, start_app, tmp_path):
+    make_evaluated_run(tmp_path / "runs", "small")
+    page = camera_page(face_photo()[..., 0])
+    base = start_app(tmp_path / "runs")
+    page.goto(f"{base}/saliency?run=small")
+    settle(page)
+    page.locator("[data-testid='stRadio']").get_by_text("Camera", exact=True).click()
+    settle(page)
+    camera = page.locator("[data-testid='stCameraInput']")
+    camera.scroll_into_view_if_needed()
+    button = camera.get_by_role("button", name="Take Photo")
+    button.wait_for(timeout=30_000)
+    page.wait_for_timeout(2000)  # frames reach the video element
+    button.click()
+    page.wait_for_selector("text=1 face found", timeout=60_000)
+    settle(page)
+    captions = page.locator("[data-testid='stImageCaption']").all_inner_texts()
+    assert any("What the model sees" in c for c in captions)
+    assert any("the map alone" in c for c in captions)
