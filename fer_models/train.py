@@ -370,7 +370,7 @@ def train(cfg: dict, out: Path, resume: bool, kill_at_step: int | None = None) -
         net.train()
         perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(step_seed(cfg["seed"], epoch, -1, 0)))
         perm = perm.to(device)
-        epoch_start = time.time()
+        epoch_start = epoch_began = time.time()  # epoch_start restarts at each mid-epoch save (train_seconds)
         images_seen = 0
         bar = Progress(steps_per_epoch, step_in_epoch, f"epoch {epoch + 1}/{cfg['epochs']}", is_main)
         while step_in_epoch < steps_per_epoch:
@@ -413,7 +413,7 @@ def train(cfg: dict, out: Path, resume: bool, kill_at_step: int | None = None) -
             images_seen += len(idx) * world
             step_in_epoch += 1
             bar.update(per_rank * world)
-            elapsed = time.time() - epoch_start
+            elapsed = time.time() - epoch_began
             run.write_status(force=False, epoch=epoch + 1, step=step_in_epoch, lr=lr,
                              images_per_second=round(images_seen / max(elapsed, 1e-9), 1))
             flag = sum_across([float(stop["requested"])], device, world)[0] if world > 1 else stop["requested"]
@@ -441,7 +441,7 @@ def train(cfg: dict, out: Path, resume: bool, kill_at_step: int | None = None) -
         train_sums = sum_across(sums.tolist(), device, world)
         row = {"epoch": epoch + 1, "train_loss": train_sums[0] / train_sums[2],
                "train_acc": train_sums[1] / train_sums[2], "val_loss": val[0] / val[2],
-               "val_acc": val[1] / val[2], "lr": lr, "seconds": round(time.time() - epoch_start, 2)}
+               "val_acc": val[1] / val[2], "lr": lr, "seconds": round(time.time() - epoch_began, 2)}
         history.append(row)
         epoch += 1
         step_in_epoch = 0

@@ -70,6 +70,16 @@ def test_run_folder_is_complete(reference_run, data_csv):
     assert model.arch == "cnn3"
 
 
+def test_epoch_seconds_count_the_whole_epoch_across_mid_epoch_saves(tmp_path, data_csv, env):
+    out = tmp_path / "saves"
+    args = TINY[:2] + ["--epochs", "1", "--batch-size", "32", "--threads", "1", "--checkpoint-minutes", "0"]
+    done = train_cli(args + ["--data", str(data_csv), "--out", str(out)], env)
+    assert done.returncode == 0, done.stderr
+    epoch_seconds = read_history(out)["seconds"].iloc[0]
+    training_seconds = json.loads((out / "meta.json").read_text())["training"]["seconds"]
+    assert epoch_seconds >= 0.9 * training_seconds  # saving after every step must not restart the clock
+
+
 def test_kill_and_resume_follows_the_same_trajectory(tmp_path, reference_run, data_csv, env):
     out = tmp_path / "killed"
     # 210 images / batch 32 = 6 steps an epoch: step 8 is in the middle of epoch 2
