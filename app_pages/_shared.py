@@ -70,6 +70,11 @@ def cached_model(run_path: str, mtime: float):
     return load_model(run_path)
 
 
+def checkpoint_key(run: RunSummary) -> str:
+    """Names one version of a run's weights, for caches of what is computed from them."""
+    return f"{run.path}@{(Path(run.path) / 'model.safetensors').stat().st_mtime}"
+
+
 def model_of(run: RunSummary):
     """(model, meta) of the run's best checkpoint, or None after saying why it cannot be loaded."""
     from fer_models.checkpoints import CheckpointError

@@ -1,6 +1,5 @@
 """Filters: what each conv filter of the selected run responds to, on a face and in general."""
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -8,17 +7,13 @@ import streamlit as st
 from app_pages._dataset import BUNDLED_PUBLICTEST, load_split
 from app_pages._face_picker import pick_face, show_model_input
 from app_pages._pictures import enlarge, mosaic, to_uint8
-from app_pages._shared import model_of, selected_run
+from app_pages._shared import checkpoint_key, model_of, selected_run
 from fer_models.data import EMOTIONS
 from fer_models.explain import face_input, feature_maps, filter_responses, maximise_filter, top_faces
 
 st.title("Filters")
 st.caption("Feature maps show where a layer's filters fire on one face; the synthesized patterns show what "
            "excites a filter most, beside the PublicTest faces that excite it most.")
-
-
-def run_key(run) -> str:
-    return f"{run.path}@{(Path(run.path) / 'model.safetensors').stat().st_mtime}"
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -79,14 +74,14 @@ else:
 
 if BUNDLED_PUBLICTEST.exists():
     with st.spinner(f"Ranking the 3,589 PublicTest faces for every filter of {layer} (once per layer)…"):
-        responses, labels, ids = cached_responses(run_key(run), model, meta, layer)
+        responses, labels, ids = cached_responses(checkpoint_key(run), model, meta, layer)
 else:
     responses = None
     st.info("The bundled PublicTest faces are missing, so the faces that excite each filter cannot be shown.")
 
 progress = st.progress(0.0, text="Synthesizing patterns…")
 for i, channel in enumerate(chosen):
-    pattern = cached_pattern(run_key(run), model, meta, layer, channel, fft)
+    pattern = cached_pattern(checkpoint_key(run), model, meta, layer, channel, fft)
     progress.progress((i + 1) / len(chosen), text=f"Synthesized {i + 1} of {len(chosen)}")
     a, b, c = st.columns([1, 1, 2])
     a.image(enlarge(pattern.image, 144), width=144, caption=f"filter #{channel}")

@@ -3,7 +3,7 @@ import streamlit as st
 
 from app_pages._face_picker import pick_face, show_model_input
 from app_pages._pictures import colourise, enlarge, overlay, probability_figure
-from app_pages._shared import model_of, selected_run
+from app_pages._shared import checkpoint_key, model_of, selected_run
 from fer_models.data import EMOTIONS
 from fer_models.explain import METHODS, attribute_classes, face_input, probabilities
 
@@ -20,14 +20,9 @@ def cached_maps(run_key: str, _model, _meta, face_bytes: bytes, method: str, tar
     return attribute_classes(_model, face_input(face, _meta), method, list(targets))
 
 
-def run_key(run) -> str:
-    from pathlib import Path
-    return f"{run.path}@{(Path(run.path) / 'model.safetensors').stat().st_mtime}"
-
-
 def show_maps(run, loaded, face, method, targets, opacity, probs):
     model, meta = loaded
-    maps = cached_maps(run_key(run), model, meta, face.pixels.tobytes(), method, tuple(targets))
+    maps = cached_maps(checkpoint_key(run), model, meta, face.pixels.tobytes(), method, tuple(targets))
     info = METHODS[method]
     if len(targets) == 1:
         a = maps[0]

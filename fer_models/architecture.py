@@ -100,7 +100,7 @@ def block_diagram_dot(model: FERModel) -> str:
     spec = model.input_spec
     lines = ['digraph G {', 'rankdir=TB; node [shape=box, style="rounded,filled", fillcolor="#eef3fb", '
              'fontname="Helvetica", fontsize=11]; edge [fontname="Helvetica", fontsize=10];',
-             f'input [label="input face", fillcolor="#ffffff"];']
+             'input [label="input face", fillcolor="#ffffff"];']
     previous, shape = "input", (spec.channels, spec.size, spec.size)
     for i, stage in enumerate(block_diagram(model)):
         node = f"s{i}"

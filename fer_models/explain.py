@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from fer_models.data import AugmentConfig, augment_batch, to_input
 from fer_models.models import FERModel

@@ -14,7 +14,9 @@ BUNDLED = np.load(ROOT / "artifacts" / "data" / "fer2013_publictest.npz")
 
 @pytest.fixture
 def runs(tmp_path, monkeypatch):
-    make_evaluated_run(tmp_path / "runs", "small")
+    import shutil
+    small = make_evaluated_run(tmp_path / "runs", "small")
+    shutil.copytree(small, tmp_path / "runs" / "unevaluated", ignore=shutil.ignore_patterns("eval"))
     make_run(tmp_path / "runs", "no_weights", {"state": "running", "pid": 1}, [0.3], {"arch": "cnn3"})
     monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "runs"))
     return tmp_path / "runs"
@@ -40,18 +42,31 @@ def photo_bytes(fmt="PNG") -> bytes:
     return buf.getvalue()
 
 
-def test_saliency_on_a_linked_dataset_face(runs):
-    """Arriving from a confusion-matrix face (?face=ID&split=PublicTest): that face, its label, the
-    probabilities and a map."""
-    at = open_page("app_pages/saliency.py", query={"face": "28711", "split": "PublicTest"})
+def test_saliency_on_a_linked_face_of_the_evaluated_data(runs):
+    """Arriving from a confusion-matrix face (?face=ID&split=PublicTest): that face of the data the
+    evaluation scored (here the synthetic faces 100-134), its label, the probabilities and a map."""
+    at = open_page("app_pages/saliency.py", query={"face": "102", "split": "PublicTest"})
     assert at.radio(key="face_source").value == "Dataset"
-    assert at.text_input(key="face_id").value == "28711"
+    assert at.text_input(key="face_id").value == "102"
+    assert "Face id (PublicTest: 100–134)" == at.text_input(key="face_id").label
+    from fer_models.data import EMOTIONS
+    assert f"the dataset says **{EMOTIONS[2]}**" in at.markdown[0].value  # synthetic labels cycle 0..6
+    assert len(at.get("plotly_chart")) == 1
+    assert len(at.get("image")) >= 3  # what the model sees, the overlay, the map alone
+
+
+def test_saliency_on_a_bundled_publictest_face(runs):
+    at = open_page("app_pages/saliency.py", run="unevaluated", query={"face": "28711"})
     label = int(BUNDLED["labels"][2])
     from fer_models.data import EMOTIONS
     assert f"the dataset says **{EMOTIONS[label]}**" in at.markdown[0].value
-    assert len(at.get("plotly_chart")) == 1
-    images = at.get("image")
-    assert len(images) >= 3  # what the model sees, the overlay, the map alone
+    at.selectbox(key="face_class").set_value("happy")
+    at.run()
+    happy = set(BUNDLED["ids"][BUNDLED["labels"] == 3].tolist())
+    assert at.text_input(key="face_id").value in happy  # a class filter moves the pick into that class
+    at.button[0].click()
+    at.run()
+    assert not at.exception and at.text_input(key="face_id").value in happy
 
 
 @pytest.mark.parametrize("method", ["integrated_gradients", "occlusion"])
@@ -91,7 +106,7 @@ def test_photo_without_a_face_is_announced(runs):
 
 
 def test_unknown_face_id(runs):
-    at = open_page("app_pages/saliency.py", query={"face": "12"})
+    at = open_page("app_pages/saliency.py", run="unevaluated", query={"face": "12"})
     assert any("No PublicTest face has id '12'" in e.value for e in at.error)
 
 
@@ -101,8 +116,9 @@ def test_run_without_weights_says_so(runs):
 
 
 def test_filters_page_for_a_dataset_face(runs):
-    at = open_page("app_pages/filters.py", query={"face": "28711"})
+    at = open_page("app_pages/filters.py", run="unevaluated", query={"face": "28711"})
     assert at.selectbox(key="filters_layer_cnn3").value == "block3.conv"
+    assert at.radio[1].value == "most active on this face"
     lines = [m.value for m in at.markdown if m.value.startswith("**#")]
     assert len(lines) == 8 and all("on the starting noise" in l and "Its top 9 faces" in l for l in lines)
     # the patterns beat the noise they started from

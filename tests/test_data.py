@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from helpers import synthetic_faces, write_fer_csv
-from fer_models.data import (EMOTIONS, AugmentConfig, DataError, augment_batch, ferplus_labels, load_faces,
+from fer_models.data import (EMOTIONS, AugmentConfig, DataError, augment_batch, load_faces,
                              normalisation_stats)
 
 

@@ -1,4 +1,3 @@
-import json
 import socket
 import subprocess
 import sys

@@ -1,5 +1,4 @@
 """The explain pages in Chromium: a real upload, and the confusion page's link to a face."""
-import io
 
 from PIL import Image
 

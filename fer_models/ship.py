@@ -1,0 +1,74 @@
+"""Copy a finished run into the repository as a reference run, and evaluate it there.
+
+    python -m fer_models.ship --run /root/fer_runs/cnn3 --to artifacts/runs/cnn3 \\
+        --data ../shared/data/fer2013/fer2013.csv.gz --half
+
+What ships is the run's record (config.json, history.csv, status.json, meta.json) and its best
+weights, without the optimizer state (last.safetensors). With --half the conv and linear weights
+are stored in fp16, but only if that moves PublicTest accuracy by less than 0.1 points;
+otherwise fp32 is kept and the reason printed. Then eval/PublicTest and eval/PublicTest-tta are
+written by fer_models.evaluate on the shipped weights. Prints one JSON line.
+"""
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from .checkpoints import CheckpointError, load_model, save_model
+from .data import DataError
+from .evaluate import evaluate_run
+
+RECORD = ("config.json", "history.csv", "status.json")
+HALF_TOLERANCE = 0.001  # accuracy, as a fraction: 0.1 points
+
+
+def ship(run, to, data, half: bool = False, split: str = "PublicTest") -> dict:
+    run, to = Path(run), Path(to)
+    status = json.loads((run / "status.json").read_text()) if (run / "status.json").exists() else {}
+    if status.get("state") != "finished":
+        raise CheckpointError(f"{run}: state is '{status.get('state', 'unknown')}', not finished; a reference run "
+                              "must have run all its epochs (resume it with python -m fer_models.train --resume)")
+    if to.exists() and any(to.iterdir()):
+        raise CheckpointError(f"{to}: already exists and is not empty; remove it first")
+    model, meta = load_model(run)
+    to.mkdir(parents=True, exist_ok=True)
+    for name in RECORD:
+        shutil.copy2(run / name, to / name)
+    save_model(to, model, {k: v for k, v in meta.items() if k not in ("weights_dtype",)}, half=False)
+    full = evaluate_run(to, data, split)
+    report = {"run": str(to), "arch": meta["arch"], "accuracy_fp32": full["accuracy"], "weights": "float32"}
+    if half:
+        save_model(to, model, meta, half=True)
+        halved = evaluate_run(to, data, split)
+        report["accuracy_fp16"] = halved["accuracy"]
+        if abs(halved["accuracy"] - full["accuracy"]) < HALF_TOLERANCE:
+            report["weights"] = "float16"
+        else:
+            report["refused_fp16"] = (f"fp16 weights moved {split} accuracy by "
+                                      f"{100 * (halved['accuracy'] - full['accuracy']):+.2f} points")
+            save_model(to, model, meta, half=False)
+            evaluate_run(to, data, split)
+    report["accuracy_tta"] = evaluate_run(to, data, split, tta=True)["accuracy"]
+    report["bytes"] = sum(p.stat().st_size for p in to.rglob("*") if p.is_file())
+    return report
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fer_models.ship", description=__doc__.split("\n")[0])
+    p.add_argument("--run", required=True, help="the finished run folder")
+    p.add_argument("--to", required=True, help="where the reference run goes, e.g. artifacts/runs/cnn3")
+    p.add_argument("--data", required=True, help="FER2013 CSV holding the evaluation split")
+    p.add_argument("--half", action="store_true", help="fp16 weights if accuracy moves < 0.1 points")
+    args = p.parse_args(argv)
+    try:
+        report = ship(args.run, args.to, args.data, args.half)
+    except (CheckpointError, DataError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

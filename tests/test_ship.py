@@ -1,0 +1,66 @@
+"""Shipping a finished run as a reference run: no optimizer state, fp16 only if accuracy holds."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fer_models.checkpoints import CheckpointError, load_model
+from fer_models.ship import ship
+from helpers import write_fer_csv
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    from helpers import ROOT
+    import os
+    root = tmp_path_factory.mktemp("ship")
+    data = write_fer_csv(root / "fer2013.csv")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", "fer_models.train", "--model", "cnn3", "--epochs", "2",
+                           "--batch-size", "32", "--threads", "1", "--data", str(data), "--out", str(root / "run")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return root / "run", data
+
+
+def test_ships_record_weights_and_evaluations_without_optimizer_state(finished, tmp_path):
+    run, data = finished
+    report = ship(run, tmp_path / "ref", data, half=True)
+    ref = tmp_path / "ref"
+    names = sorted(str(p.relative_to(ref)) for p in ref.rglob("*") if p.is_file())
+    assert names == ["config.json", "eval/PublicTest-tta/confusion.csv", "eval/PublicTest-tta/metrics.json",
+                     "eval/PublicTest-tta/predictions.csv", "eval/PublicTest/confusion.csv",
+                     "eval/PublicTest/metrics.json", "eval/PublicTest/predictions.csv", "history.csv",
+                     "meta.json", "model.safetensors", "status.json"]
+    assert abs(report["accuracy_fp16"] - report["accuracy_fp32"]) < 0.001 and report["weights"] == "float16"
+    meta = json.loads((ref / "meta.json").read_text())
+    assert meta["weights_dtype"] == "float16" and meta["metrics"] == json.loads((run / "meta.json").read_text())["metrics"]
+    assert (ref / "model.safetensors").stat().st_size < 0.6 * (run / "model.safetensors").stat().st_size
+    model, _ = load_model(ref)
+    assert next(model.parameters()).dtype.is_floating_point and str(next(model.parameters()).dtype) == "torch.float32"
+    shipped = json.loads((ref / "eval" / "PublicTest" / "metrics.json").read_text())
+    assert shipped["accuracy"] == report["accuracy_fp16"]
+    assert json.loads((ref / "eval" / "PublicTest-tta" / "metrics.json").read_text())["tta"] is True
+
+
+def test_fp16_refused_when_accuracy_moves(finished, tmp_path, monkeypatch):
+    import fer_models.ship as ship_module
+    monkeypatch.setattr(ship_module, "HALF_TOLERANCE", 0.0)  # any change, even none, counts as too much
+    run, data = finished
+    report = ship(run, tmp_path / "ref", data, half=True)
+    assert report["weights"] == "float32" and "refused_fp16" in report
+    assert json.loads((tmp_path / "ref" / "meta.json").read_text())["weights_dtype"] == "float32"
+
+
+def test_refuses_unfinished_runs_and_occupied_targets(finished, tmp_path):
+    run, data = finished
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "status.json").write_text(json.dumps({"state": "stopped"}))
+    with pytest.raises(CheckpointError, match="state is 'stopped', not finished"):
+        ship(unfinished, tmp_path / "a", data)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "x").write_text("")
+    with pytest.raises(CheckpointError, match="already exists"):
+        ship(run, tmp_path / "b", data)
