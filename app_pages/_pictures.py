@@ -12,22 +12,22 @@ def enlarge(image: np.ndarray, size: int = 192) -> np.ndarray:
     return np.kron(image, np.ones((k, k) + (1,) * (image.ndim - 2), dtype=image.dtype))
 
 
-def colourise(map_: np.ndarray, signed: bool) -> np.ndarray:
+def colourise(map_: np.ndarray, signed: bool, top: float | None = None) -> np.ndarray:
     """H x W float -> H x W x 3 uint8: inferno for magnitudes, red (for) / blue (against) around
     white for signed maps, so 0 always looks like 'nothing'."""
     from matplotlib import colormaps
 
-    unit = to_unit(map_, signed)
+    unit = to_unit(map_, signed, top)
     rgba = colormaps["RdBu_r"]((unit + 1) / 2) if signed else colormaps["inferno"](unit)
     return (rgba[..., :3] * 255 + 0.5).astype(np.uint8)
 
 
-def overlay(face: np.ndarray, map_: np.ndarray, signed: bool, opacity: float) -> np.ndarray:
+def overlay(face: np.ndarray, map_: np.ndarray, signed: bool, opacity: float, top: float | None = None) -> np.ndarray:
     """The map laid over the gray face; each pixel's weight grows with the map's strength there,
     so the face shows through where the model sees nothing."""
-    strength = np.abs(to_unit(map_, signed))[..., None] * opacity
+    strength = np.abs(to_unit(map_, signed, top))[..., None] * opacity
     gray = np.repeat(face.astype(np.float64)[..., None], 3, axis=2)
-    return (gray * (1 - strength) + colourise(map_, signed) * strength + 0.5).astype(np.uint8)
+    return (gray * (1 - strength) + colourise(map_, signed, top) * strength + 0.5).astype(np.uint8)
 
 
 def mosaic(images: np.ndarray, columns: int, gap: int = 2, fill: int = 255) -> np.ndarray:

@@ -90,9 +90,9 @@ for i, channel in enumerate(chosen):
     if responses is not None:
         top = top_faces(responses, channel, 9)
         b.image(mosaic(load_split(BUNDLED_PUBLICTEST, "PublicTest")[0][top, 0], 3), width=144,
-                caption="the 9 PublicTest faces it fires on most")
+                caption="the 9 PublicTest faces where it peaks highest")
         kinds = Counter(EMOTIONS[labels[t]] for t in top).most_common()
-        line += (f"; on its top face {responses[top[0], channel]:.2f}. Its top 9 faces: "
+        line += (f". Its 9 top faces (highest peak activation; {responses[top[0], channel]:.2f} on the first): "
                  + ", ".join(f"{n} {e}" for e, n in kinds) + f" (ids {', '.join(ids[top[:3]])}, …)")
     c.markdown(line)
 progress.empty()

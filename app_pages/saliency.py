@@ -5,7 +5,7 @@ from app_pages._face_picker import pick_face, show_model_input
 from app_pages._pictures import colourise, enlarge, overlay, probability_figure
 from app_pages._shared import checkpoint_key, model_of, selected_run
 from fer_models.data import EMOTIONS
-from fer_models.explain import METHODS, attribute_classes, face_input, probabilities
+from fer_models.explain import METHODS, attribute_classes, face_input, probabilities, robust_top
 
 st.title("Saliency")
 st.caption("Pick a face; see the class probabilities, then where each attribution method says the evidence is.")
@@ -31,10 +31,12 @@ def show_maps(run, loaded, face, method, targets, opacity, probs):
                    caption=f"{info.title} for {EMOTIONS[a.target]}, over the face")
         right.image(enlarge(colourise(a.map, a.signed), 240), width=240, caption="the map alone")
     else:
+        top = max(robust_top(a.map) for a in maps)  # one scale: a class with weak evidence looks weak
         columns = st.columns(len(targets))
         for col, a in zip(columns, maps):
-            col.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity), 144), width="stretch",
+            col.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, top), 144), width="stretch",
                       caption=f"{EMOTIONS[a.target]} · {probs[a.target]:.0%}")
+        st.caption("All seven maps share one colour scale.")
     if info.signed:
         st.caption("Red: evidence for the class; blue: against it; white: none.")
     deltas = [a.delta for a in maps if a.delta is not None]

@@ -169,20 +169,22 @@ def feature_maps(model: FERModel, layer_name: str, x: torch.Tensor) -> np.ndarra
 @torch.no_grad()
 def filter_responses(model: FERModel, layer_name: str, images_uint8: np.ndarray, mean: float, std: float,
                      batch_size: int = 256) -> np.ndarray:
-    """N x C: each face's mean activation of every filter of `layer_name` (one pass over the faces
-    gives every filter's ranking at once)."""
+    """N x C: each face's peak activation (the spatial maximum) of every filter of `layer_name`;
+    one pass over the faces gives every filter's ranking at once. The peak, not the mean, as in
+    dataset-example galleries: the mean favours high-contrast faces for every filter alike, the
+    peak finds the faces that hold the local feature the filter detects."""
     out = []
     with _LOCK:
         _ready(model)
         for start in range(0, len(images_uint8), batch_size):
             x = to_input(torch.as_tensor(images_uint8[start:start + batch_size]), mean, std)
             x = x.contiguous(memory_format=torch.channels_last)
-            out.append(_capture(model, layer_name, x).float().mean((2, 3)))
+            out.append(_capture(model, layer_name, x).float().amax((2, 3)))
     return torch.cat(out).numpy()
 
 
 def top_faces(responses: np.ndarray, channel: int, k: int = 9) -> np.ndarray:
-    """Indices of the k faces whose mean activation of `channel` is highest, highest first."""
+    """Indices of the k faces whose response to `channel` is highest, highest first."""
     column = responses[:, channel]
     top = np.argpartition(-column, min(k, len(column) - 1))[:k]
     return top[np.argsort(-column[top])]
@@ -257,9 +259,15 @@ def maximise_filter(model: FERModel, layer_name: str, channel: int, meta: dict, 
     return Visualisation(layer_name, channel, (pixels01.numpy() * 255 + 0.5).astype(np.uint8), start, end, trace)
 
 
-def to_unit(map_: np.ndarray, signed: bool) -> np.ndarray:
-    """Scale a map for display: [0, 1] for unsigned maps (robust max at the 99.5th percentile),
-    [-1, 1] around 0 for signed ones (so 0 stays 'no evidence')."""
+def robust_top(map_: np.ndarray) -> float:
+    """The map's display maximum: the 99.5th percentile of |map|, so one extreme pixel does not
+    wash the rest out."""
+    m = np.abs(np.nan_to_num(map_.astype(np.float64)))
+    return float(np.percentile(m, 99.5)) or float(m.max()) or 1.0
+
+
+def to_unit(map_: np.ndarray, signed: bool, top: float | None = None) -> np.ndarray:
+    """Scale a map for display: [0, 1] for unsigned maps, [-1, 1] around 0 for signed ones (so 0
+    stays 'no evidence'). `top` shares one scale between maps (say all seven classes)."""
     m = np.nan_to_num(map_.astype(np.float64))
-    top = np.percentile(np.abs(m), 99.5) or float(np.abs(m).max()) or 1.0
-    return np.clip(m / top, -1 if signed else 0, 1)
+    return np.clip(m / (top or robust_top(m)), -1 if signed else 0, 1)

@@ -120,7 +120,7 @@ def test_filters_page_for_a_dataset_face(runs):
     assert at.selectbox(key="filters_layer_cnn3").value == "block3.conv"
     assert at.radio[1].value == "most active on this face"
     lines = [m.value for m in at.markdown if m.value.startswith("**#")]
-    assert len(lines) == 8 and all("on the starting noise" in l and "Its top 9 faces" in l for l in lines)
+    assert len(lines) == 8 and all("on the starting noise" in l and "Its 9 top faces" in l for l in lines)
     # the patterns beat the noise they started from
     import re
     for line in lines:
