@@ -27,9 +27,9 @@ def show_maps(run, loaded, face, method, targets, opacity, probs):
     if len(targets) == 1:
         a = maps[0]
         left, right = st.columns(2)
-        left.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity), 240), width=240,
+        left.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity), 240), width="stretch",
                    caption=f"{info.title} for {EMOTIONS[a.target]}, over the face")
-        right.image(enlarge(colourise(a.map, a.signed), 240), width=240, caption="the map alone")
+        right.image(enlarge(colourise(a.map, a.signed), 240), width="stretch", caption="the map alone")
     else:
         top = max(robust_top(a.map) for a in maps)  # one scale: a class with weak evidence looks weak
         columns = st.columns(len(targets))
@@ -83,11 +83,14 @@ with results:
     st.caption(METHODS[method].caption)
 
 targets = list(range(len(EMOTIONS))) if every_class else [target]
-st.subheader(run.name)
-show_maps(run, loaded, face, method, targets, opacity, probs)
-if compare is not None:
-    other = model_of(compare)
-    if other is not None:
-        other_probs = probabilities(other[0], face_input(face.pixels, other[1]))[0]
+other = model_of(compare) if compare is not None else None
+# one class: the two runs side by side; seven classes: one row of seven per run
+here, there = st.columns(2, gap="large") if other is not None and not every_class else (st.container(),) * 2
+with here:
+    st.subheader(f"{run.name}: reads {EMOTIONS[predicted]} ({probs[predicted]:.0%})")
+    show_maps(run, loaded, face, method, targets, opacity, probs)
+if other is not None:
+    other_probs = probabilities(other[0], face_input(face.pixels, other[1]))[0]
+    with there:
         st.subheader(f"{compare.name}: reads {EMOTIONS[int(other_probs.argmax())]} ({other_probs.max():.0%})")
         show_maps(compare, other, face, method, targets, opacity, other_probs)

@@ -138,3 +138,17 @@ def test_filters_page_by_number_on_an_upload(runs):
     at.run()
     lines = [m.value for m in at.markdown if m.value.startswith("**#")]
     assert [l.split(":")[0] for l in lines] == ["**#3**", "**#5**"]
+
+
+def test_two_runs_side_by_side_on_the_same_face(runs):
+    at = open_page("app_pages/saliency.py", run="unevaluated", query={"face": "28711"})
+    compare = next(s for s in at.selectbox if s.label.startswith("Compare with another run"))
+    compare.select_index(compare.options.index("small (cnn3)"))
+    at.run()
+    assert not at.exception, at.exception
+    headings = [h.value for h in at.subheader]
+    assert [h.split(":")[0] for h in headings] == ["unevaluated", "small"]
+    # the same weights in both runs: the same reading
+    assert headings[0].split(": ")[1] == headings[1].split(": ")[1]
+    captions = [img.caption for element in at.get("image") for img in element.proto.imgs]
+    assert sum("over the face" in c for c in captions) == 2
