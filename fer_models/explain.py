@@ -216,7 +216,7 @@ def maximise_filter(model: FERModel, layer_name: str, channel: int, meta: dict, 
 
     Every step sees a randomly shifted (±jitter px), rotated and scaled copy, so the result must
     excite the filter robustly rather than through one exact pixel pattern; `decay` pulls pixels
-    towards the mean gray; the image stays within the valid pixel range.
+    towards mid-gray; a sigmoid keeps the image within the valid pixel range.
     """
     norm = meta["normalisation"]
     lo, hi = (0 - norm["mean"]) / norm["std"], (1 - norm["mean"]) / norm["std"]
@@ -231,7 +231,9 @@ def maximise_filter(model: FERModel, layer_name: str, channel: int, meta: dict, 
         pixels = noise.clone().requires_grad_(True)
         params = [pixels]
         render = lambda: pixels
-    image = lambda: torch.clamp(render(), lo, hi)
+    # a sigmoid keeps pixels in the valid range smoothly; clamping left most of them pinned at
+    # black or white, where they get no gradient back
+    image = lambda: lo + (hi - lo) * torch.sigmoid(render())
     transform = AugmentConfig(crop_pad=jitter, flip=False, rotate=rotate, scale=scale, erase=0.0)
 
     def activation(x):
@@ -247,7 +249,7 @@ def maximise_filter(model: FERModel, layer_name: str, channel: int, meta: dict, 
             opt.zero_grad()
             x = image()
             act = activation(augment_batch(x, transform, gen))
-            loss = -act + decay * (x ** 2).mean()
+            loss = -act + decay * (render() ** 2).mean()  # towards mid-gray
             # autograd.grad, not backward(): the shared model's parameters get no .grad
             params[0].grad, = torch.autograd.grad(loss, params)
             opt.step()
