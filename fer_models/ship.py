@@ -1,7 +1,7 @@
 """Copy a finished run into the repository as a reference run, and evaluate it there.
 
     python -m fer_models.ship --run /root/fer_runs/cnn3 --to artifacts/runs/cnn3 \\
-        --data ../shared/data/fer2013/fer2013.csv.gz --half
+        --data path/to/fer2013.csv.gz --half
 
 What ships is the run's record (config.json, history.csv, status.json, meta.json) and its best
 weights, without the optimizer state (last.safetensors). With --half the conv and linear weights
