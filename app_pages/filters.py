@@ -26,7 +26,7 @@ def cached_pattern(key: str, _model, _meta, layer: str, channel: int, fft: bool)
 def cached_responses(key: str, _model, _meta, layer: str):
     images, labels, ids, _ = load_split(BUNDLED_PUBLICTEST, "PublicTest")
     norm = _meta["normalisation"]
-    return filter_responses(_model, layer, images, norm["mean"], norm["std"]), labels, ids
+    return filter_responses(_model, layer, images, norm["mean"], norm["std"]), images, labels, ids
 
 
 run = selected_run()
@@ -74,7 +74,7 @@ else:
 
 if BUNDLED_PUBLICTEST.exists():
     with st.spinner(f"Ranking the 3,589 PublicTest faces for every filter of {layer} (once per layer)…"):
-        responses, labels, ids = cached_responses(checkpoint_key(run), model, meta, layer)
+        responses, faces, labels, ids = cached_responses(checkpoint_key(run), model, meta, layer)
 else:
     responses = None
     st.info("The bundled PublicTest faces are missing, so the faces that excite each filter cannot be shown.")
@@ -89,7 +89,7 @@ for i, channel in enumerate(chosen):
             f"{pattern.start_activation:.2f} on the starting noise")
     if responses is not None:
         top = top_faces(responses, channel, 9)
-        b.image(mosaic(load_split(BUNDLED_PUBLICTEST, "PublicTest")[0][top, 0], 3), width=144,
+        b.image(mosaic(faces[top, 0], 3), width=144,
                 caption="the 9 PublicTest faces where it peaks highest")
         kinds = Counter(EMOTIONS[labels[t]] for t in top).most_common()
         line += (f". Its 9 top faces (highest peak activation; {responses[top[0], channel]:.2f} on the first): "

@@ -62,7 +62,8 @@ def test_history_page_explains_a_run_without_epochs(runs):
     assert not at.get("plotly_chart")
 
 
-@pytest.mark.parametrize("page", [None, "app_pages/architecture.py", "app_pages/confusion.py"])
+@pytest.mark.parametrize("page", [None, "app_pages/architecture.py", "app_pages/confusion.py",
+                                  "app_pages/saliency.py", "app_pages/filters.py"])
 def test_no_runs_says_how_to_make_one(tmp_path, monkeypatch, page):
     monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "empty"))
     at = start(page)
