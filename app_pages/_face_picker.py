@@ -29,9 +29,10 @@ class PickedFace:
 
 
 @st.cache_data(show_spinner="Looking for faces…", max_entries=16)
-def search_photo(digest: str, data: bytes, name: str):
-    """find_faces on the decoded photo; cached by content so reruns do not decode again."""
-    return find_faces(read_image(data, name))
+def search_photo(digest: str, _data: bytes, name: str):
+    """find_faces on the decoded photo, cached by the photo's digest (Streamlit does not hash
+    `_data` again) so reruns do not decode it again."""
+    return find_faces(read_image(_data, name))
 
 
 def _keep(key: str, default):
