@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from app_pages._dataset import BUNDLED_PUBLICTEST, faces_source, load_split
-from app_pages._pictures import enlarge
+from app_pages._dataset import load_split
 from fer_models.data import EMOTIONS, DataError
 from fer_models.faces import MAX_PIXELS, ImageError, draw_faces, find_faces, read_image
+from fer_models.pictures import enlarge
+from fer_models.runs import BUNDLED_PUBLICTEST, faces_source
 
 SOURCES = ["Dataset", "Upload", "Camera"]
 ANY = "any class"

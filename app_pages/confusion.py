@@ -3,11 +3,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages._confusion import cell_faces, cell_from_selection, confusion_figure, most_confused, per_class_table
-from app_pages._dataset import faces_source, load_split
+from app_pages._dataset import load_split
 from app_pages._shared import selected_run
+from fer_models.confusion import cell_faces, cell_from_selection, most_confused, per_class_table
 from fer_models.data import EMOTIONS, DataError
-from fer_models.runs import read_evaluation
+from fer_models.figures import confusion_figure
+from fer_models.runs import faces_source, read_evaluation
 
 FACES_PER_PAGE = 30
 

@@ -4,12 +4,13 @@ from collections import Counter
 import numpy as np
 import streamlit as st
 
-from app_pages._dataset import BUNDLED_PUBLICTEST, load_split
+from app_pages._dataset import load_split
 from app_pages._face_picker import pick_face, show_model_input
-from app_pages._pictures import enlarge, mosaic, to_uint8
 from app_pages._shared import checkpoint_key, model_of, selected_run
 from fer_models.data import EMOTIONS
 from fer_models.explain import face_input, feature_maps, filter_responses, maximise_filter, top_faces
+from fer_models.pictures import enlarge, mosaic, to_uint8
+from fer_models.runs import BUNDLED_PUBLICTEST
 
 st.title("Filters")
 st.caption("Feature maps show where a layer's filters fire on one face; the synthesized patterns show what "

@@ -2,10 +2,11 @@
 import streamlit as st
 
 from app_pages._face_picker import pick_face, show_model_input
-from app_pages._pictures import colourise, enlarge, overlay, probability_figure
 from app_pages._shared import checkpoint_key, model_of, selected_run
 from fer_models.data import EMOTIONS
 from fer_models.explain import METHODS, attribute_classes, face_input, probabilities, robust_top
+from fer_models.figures import probability_figure
+from fer_models.pictures import colourise, enlarge, overlay
 
 st.title("Saliency")
 st.caption("Pick a face; see the class probabilities, then where each attribution method says the evidence is.")

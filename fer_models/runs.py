@@ -25,6 +25,9 @@ from .data import EMOTIONS
 # loading can pause that for a while on a CPU, so only a long silence means it is gone.
 STALE_SECONDS = 180
 
+# the one dataset file the project ships (README: FER2013 credits), so faces show with no dataset installed
+BUNDLED_PUBLICTEST = Path(__file__).resolve().parents[1] / "artifacts" / "data" / "fer2013_publictest.npz"
+
 
 @dataclass
 class RunSummary:
@@ -103,6 +106,16 @@ def read_evaluation(run, split: str) -> tuple[dict, pd.DataFrame, pd.DataFrame |
         confusion = pd.read_csv(folder / "confusion.csv", index_col=0).reindex(index=list(EMOTIONS),
                                                                                 columns=list(EMOTIONS))
     return metrics, predictions, confusion
+
+
+def faces_source(metrics: dict, split: str) -> Path | None:
+    """The dataset an evaluation scored, if it is on this machine; else the bundled PublicTest faces."""
+    recorded = Path(metrics.get("data", ""))
+    if metrics.get("data") and recorded.exists():
+        return recorded
+    if split.removesuffix("-tta") == "PublicTest" and BUNDLED_PUBLICTEST.exists():
+        return BUNDLED_PUBLICTEST
+    return None
 
 
 def summarise(run) -> RunSummary:

@@ -3,7 +3,8 @@ import pandas as pd
 
 from fer_models.data import EMOTIONS
 from helpers import ROOT  # noqa: F401  (puts the project on the path)
-from app_pages._confusion import cell_faces, cell_from_selection, confusion_figure, most_confused, row_normalised
+from fer_models.confusion import cell_faces, cell_from_selection, most_confused, row_normalised
+from fer_models.figures import confusion_figure
 
 
 def counts():

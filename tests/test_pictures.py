@@ -1,7 +1,8 @@
 """The explain pages' pictures: honest enlargement, colour scales with 0 as 'nothing', overlays, grids."""
 import numpy as np
 
-from app_pages._pictures import colourise, enlarge, mosaic, overlay, probability_figure, to_uint8
+from fer_models.figures import probability_figure
+from fer_models.pictures import colourise, enlarge, mosaic, overlay, to_uint8
 
 
 def test_enlarge_keeps_every_pixel_a_square():

@@ -1,42 +1,14 @@
-"""The confusion matrix as a clickable figure, and the pure functions behind the page (no Streamlit here).
-
-A Plotly heatmap sends no click events to Streamlit (streamlit issue #8760), so every cell is a
-square scatter marker whose customdata names its (true, predicted) classes.
-"""
+"""Reading a confusion matrix: row shares, the most confused pairs in words, per-class scores, the faces
+of one cell, and which cell a click on fer_models.figures.confusion_figure selected."""
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
-from fer_models.data import EMOTIONS
+from .data import EMOTIONS
 
 
 def row_normalised(counts: np.ndarray) -> np.ndarray:
     totals = counts.sum(axis=1, keepdims=True)
     return np.divide(counts, totals, out=np.zeros(counts.shape, float), where=totals > 0)
-
-
-def confusion_figure(counts: np.ndarray, normalise: bool, selected: tuple[int, int] | None = None) -> go.Figure:
-    shares = row_normalised(counts)
-    values = shares if normalise else counts
-    n = len(EMOTIONS)
-    true_idx, pred_idx = np.divmod(np.arange(n * n), n)
-    text = [f"{shares[t, p]:.0%}" if normalise else str(counts[t, p]) for t, p in zip(true_idx, pred_idx)]
-    fig = go.Figure(go.Scatter(
-        x=[EMOTIONS[p] for p in pred_idx], y=[EMOTIONS[t] for t in true_idx], mode="markers+text",
-        marker=dict(symbol="square", size=52, color=values.ravel(), colorscale="Blues", showscale=True,
-                    line=dict(width=[4 if selected == (t, p) else 0 for t, p in zip(true_idx, pred_idx)],
-                              color="#d62728")),
-        text=text, textfont=dict(color=["white" if shares[t, p] > 0.5 else "black"
-                                        for t, p in zip(true_idx, pred_idx)]),
-        customdata=np.stack([true_idx, pred_idx, counts.ravel(), shares.ravel()], axis=1),
-        hovertemplate="true %{y}, predicted %{x}<br>%{customdata[2]} faces (%{customdata[3]:.1%} of %{y})"
-                      "<extra>click to see them</extra>",
-    ))
-    fig.update_xaxes(title="predicted", categoryorder="array", categoryarray=list(EMOTIONS), side="top")
-    fig.update_yaxes(title="true", categoryorder="array", categoryarray=list(EMOTIONS)[::-1])
-    fig.update_layout(height=600, width=640, margin=dict(l=10, r=10, t=60, b=10), plot_bgcolor="white",
-                      dragmode=False)
-    return fig
 
 
 def cell_from_selection(event) -> tuple[int, int] | None:

@@ -1,9 +1,7 @@
-"""Pictures for the explain pages, as plain functions of arrays (no Streamlit, unit-tested)."""
+"""Pictures as arrays: enlarged faces, colour maps, overlays and mosaics (for the explain pages and the report)."""
 import numpy as np
-import plotly.graph_objects as go
 
-from fer_models.data import EMOTIONS
-from fer_models.explain import to_unit
+from .explain import to_unit
 
 
 def enlarge(image: np.ndarray, size: int = 192) -> np.ndarray:
@@ -46,13 +44,3 @@ def to_uint8(maps: np.ndarray) -> np.ndarray:
     brighter tiles really are stronger responses."""
     top = float(maps.max()) or 1.0
     return (np.clip(maps / top, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
-def probability_figure(probs: np.ndarray, true: int | None = None) -> go.Figure:
-    colours = ["#2e7d32" if i == int(np.argmax(probs)) else "#90a4ae" for i in range(len(EMOTIONS))]
-    names = [f"{e} (true)" if i == true else e for i, e in enumerate(EMOTIONS)]
-    fig = go.Figure(go.Bar(x=probs, y=names, orientation="h", marker_color=colours,
-                           text=[f"{p:.1%}" for p in probs], textposition="outside", cliponaxis=False))
-    fig.update_layout(height=260, margin=dict(l=0, r=40, t=10, b=0), xaxis=dict(range=[0, 1], tickformat=".0%"),
-                      yaxis=dict(autorange="reversed"))
-    return fig
