@@ -26,6 +26,10 @@ navigation = st.navigation({
         st.Page("app_pages/saliency.py", title="Saliency", icon=":material/visibility:"),
         st.Page("app_pages/filters.py", title="Filters", icon=":material/filter_alt:"),
     ],
+    "Learn": [
+        st.Page("app_pages/learn.py", title="The math", icon=":material/functions:"),
+        st.Page("app_pages/report.py", title="Report", icon=":material/description:"),
+    ],
 })
 run_picker()
 navigation.run()

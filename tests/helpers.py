@@ -101,3 +101,18 @@ def face_photo(face_index=2, angle=0.0, size=160, at=(380, 150), shape=(480, 640
         m = cv2.getRotationMatrix2D((side / 2, side / 2), turn, 1.0)
         canvas[y:y + side, x:x + side] = cv2.warpAffine(face, m, (side, side), borderMode=cv2.BORDER_REPLICATE)
     return np.repeat(canvas[..., None], 3, axis=2)
+
+
+def make_reported_run(root):
+    """An evaluated cnn3 run with a three-epoch history, and its report written by the CLI (one face per
+    class, one filter, to keep it quick): (run folder, report path)."""
+    from fer_models.report import main
+
+    run = make_evaluated_run(root, "reported")
+    lines = ["epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds"]
+    lines += [f"{e},{2 - e / 4},{0.2 + e / 10},{2.1 - e / 5},{acc},0.01,3.0" for e, acc in enumerate((0.3, 0.45, 0.4), 1)]
+    (run / "history.csv").write_text("\n".join(lines) + "\n")
+    (run / "config.json").write_text(json.dumps({"args": {"model": "cnn3", "epochs": 3}}))
+    out = root / "report.html"
+    assert main(["--run", str(run), "--out", str(out), "--faces-per-class", "1", "--filters", "1"]) == 0
+    return run, out

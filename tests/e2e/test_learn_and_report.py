@@ -1,0 +1,59 @@
+"""The report file in Chromium with no network, and the Learn pages in a real browser."""
+from helpers import make_evaluated_run, make_reported_run
+
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+
+
+def test_report_opens_offline_with_figures_pictures_and_equations(browser, tmp_path):
+    _, report = make_reported_run(tmp_path)
+    context = browser.new_context(offline=True, viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(report.as_uri())
+    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30_000)
+    assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
+    assert errors == []
+    assert page.locator(".js-plotly-plot").count() == 2
+    assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 3
+    # every inline picture decoded; every equation laid out by the browser's MathML engine
+    assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    heights = page.evaluate("[...document.querySelectorAll('math')].map(m => m.getBoundingClientRect().height)")
+    assert len(heights) >= 15 and min(heights) > 10
+    page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    context.close()
+
+
+def test_math_page_and_a_report_download_in_the_browser(page, start_app, tmp_path):
+    make_evaluated_run(tmp_path / "runs", "small")
+    base = start_app(tmp_path / "runs")
+    page.goto(f"{base}/learn?run=small")
+    page.wait_for_selector(IDLE, timeout=60_000)
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.locator(".katex").count() >= 5  # st.latex drawn
+    assert page.get_by_text("the derivation holds").count() >= 1
+    page.get_by_role("tab", name="Batch normalisation").click()
+    page.get_by_text("All values equal (the degenerate batch)").click()
+    page.wait_for_timeout(300)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    assert page.get_by_text("(= β)").is_visible()
+    page.screenshot(path=str(tmp_path / "learn.png"), full_page=True)
+
+    page.goto(f"{base}/report?run=small")
+    page.wait_for_selector(IDLE, timeout=60_000)
+    for slider in page.get_by_role("slider").all():  # the fewest faces and filters: quick
+        slider.focus()
+        page.keyboard.press("Home")
+        page.wait_for_timeout(300)
+        page.wait_for_selector(IDLE, timeout=60_000)
+    page.get_by_role("button", name="Export report").click()
+    button = page.get_by_role("button", name="Download small_report.html")
+    button.wait_for(timeout=180_000)
+    with page.expect_download() as download:
+        button.click()
+    saved = tmp_path / "downloaded.html"
+    download.value.save_as(saved)
+    text = saved.read_text()
+    assert ">6. The math<" in text and text.count('download="saliency_') == 7

@@ -1,0 +1,94 @@
+"""python -m fer_models.report: one self-contained HTML file with every section, and bad runs refused clearly."""
+import json
+import re
+import shutil
+from html.parser import HTMLParser
+
+import pytest
+
+from fer_models.report import main, sample_faces
+from helpers import make_reported_run
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory):
+    return make_reported_run(tmp_path_factory.mktemp("report"))
+
+
+class Resources(HTMLParser):
+    """Every URL the page would load or link to: src/href attributes and CSS url(...)."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls = []
+
+    def handle_starttag(self, tag, attrs):
+        self.urls += [v for k, v in attrs if k in ("src", "href", "srcset", "data", "poster") and v]
+
+
+def test_report_has_every_section_and_loads_nothing(reported):
+    _, out = reported
+    text = out.read_text()
+    for title in ("1. Architecture: cnn3", "2. Training history", "3. Confusion matrix on PublicTest",
+                  "4. Saliency", "5. Filters of block3.conv", "6. The math", "Batch normalisation",
+                  "A batch whose values are all equal", "Softmax with cross-entropy", "Convolution arithmetic"):
+        assert f">{title}<" in text, title
+    assert text.count('class="plotly-graph-div"') == 2  # training curves and confusion matrix
+    assert text.count("<math") >= 15 and "xmlns" not in text.split("<body>")[1]
+    parser = Resources()
+    parser.feed(text)
+    assert parser.urls and all(u.startswith(("data:", "#")) for u in parser.urls), \
+        [u[:60] for u in parser.urls if not u.startswith(("data:", "#"))]
+    assert not re.search(r"url\(\s*['\"]?(https?:)?//", text) and "@import" not in text
+    assert "<script src" not in text and "<link" not in text
+
+
+def test_report_content_comes_from_the_run(reported):
+    run, out = reported
+    text = out.read_text()
+    metrics = json.loads((run / "eval" / "PublicTest" / "metrics.json").read_text())
+    assert f"accuracy {metrics['accuracy']:.2%} on PublicTest" in text
+    assert "best validation accuracy 45.00% at epoch 2" in text
+    assert text.count('download="saliency_') == 7  # one face of each class, each downloadable
+    assert text.count('download="filter_') == 2    # the pattern and its top faces
+    assert "5,386,183 parameters" in text           # torchinfo on cnn3
+    assert "Expected more than 1" not in text
+
+
+def test_saliency_sample_is_per_class_and_repeatable(reported):
+    import pandas as pd
+    run, _ = reported
+    predictions = pd.read_csv(run / "eval" / "PublicTest" / "predictions.csv", dtype={"id": str})
+    rows = sample_faces(predictions, 2)
+    assert rows == sample_faces(predictions, 2)
+    assert sorted(predictions["true"].iloc[rows].tolist()) == sorted(list(range(7)) * 2)
+
+
+def test_a_run_without_evaluation_still_reports_and_says_how(reported, tmp_path):
+    run, _ = reported
+    bare = tmp_path / "bare"
+    shutil.copytree(run, bare, ignore=shutil.ignore_patterns("eval"))
+    out = tmp_path / "bare.html"
+    assert main(["--run", str(bare), "--out", str(out), "--filters", "1"]) == 0
+    text = out.read_text()
+    assert "python -m fer_models.evaluate --run" in text and "No faces to explain" in text
+    assert ">6. The math<" in text
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "pickle", "missing"])
+def test_a_bad_checkpoint_is_refused_with_its_reason(reported, tmp_path, capsys, damage):
+    run, _ = reported
+    bad = tmp_path / damage
+    shutil.copytree(run, bad)
+    weights = bad / "model.safetensors"
+    if damage == "corrupt":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif damage == "pickle":
+        import torch
+        weights.unlink()
+        torch.save({"w": torch.zeros(1)}, weights)
+    else:
+        weights.unlink()
+    out = tmp_path / "r.html"
+    assert main(["--run", str(bad), "--out", str(out)]) == 2
+    assert "error:" in capsys.readouterr().err and not out.exists()
