@@ -26,6 +26,9 @@ navigation = st.navigation({
         st.Page("app_pages/saliency.py", title="Saliency", icon=":material/visibility:"),
         st.Page("app_pages/filters.py", title="Filters", icon=":material/filter_alt:"),
     ],
+    "Live": [
+        st.Page("app_pages/webcam.py", title="Webcam", icon=":material/videocam:"),
+    ],
     "Learn": [
         st.Page("app_pages/learn.py", title="The math", icon=":material/functions:"),
         st.Page("app_pages/report.py", title="Report", icon=":material/description:"),

@@ -1,0 +1,101 @@
+"""Webcam: every face the camera sees, boxed with the selected run's reading of its expression, live."""
+import plotly.graph_objects as go
+import streamlit as st
+
+from app_pages._shared import checkpoint_key, model_of, selected_run
+from fer_models.data import EMOTIONS
+from fer_models.faces import ImageError, read_image
+from fer_models.figures import COLOURS
+from fer_models.live import LiveAnnotator, annotate_photo, process_frame
+
+st.title("Webcam")
+st.caption("Faces are found every few frames and followed between; each one's class probabilities are smoothed over "
+           "frames so the label does not flicker. Nothing leaves this machine: the video goes from your browser to "
+           "this server and back.")
+
+run = selected_run()
+loaded = model_of(run) if run is not None else None
+if loaded is None:
+    st.stop()
+model, meta = loaded
+
+a, b, c = st.columns(3)
+smoothing = a.slider("Smoothing", 0.0, 0.95, 0.6, 0.05,
+                     help="Weight of the past in each face's moving average of probabilities: 0 shows every frame's "
+                          "own reading, 0.9 reacts over about ten frames.")
+detect_every = b.slider("Detect faces every … frames", 1, 10, 3,
+                        help="Between detections each face keeps its box; fewer detections, higher frame rate.")
+gradcam = c.toggle("Grad-CAM overlay", help="Where the evidence for each face's label is (last conv layer)")
+
+# one annotator per browser session and checkpoint: its tracks and recording belong to this viewer
+key = checkpoint_key(run)
+if st.session_state.get("live_key") != key:
+    st.session_state["live_key"], st.session_state["live"] = key, LiveAnnotator(model, meta)
+annotator: LiveAnnotator = st.session_state["live"]
+
+try:
+    from streamlit_webrtc import WebRtcMode, webrtc_streamer
+except ImportError:  # the snapshot mode still works
+    webrtc_streamer = None
+modes = ["Live video", "Snapshot"] if webrtc_streamer else ["Snapshot"]
+mode = st.radio("Mode", modes, horizontal=True, key="webcam_mode",
+                help="Live video streams over WebRTC; Snapshot takes one picture with the browser's camera and "
+                     "annotates it the same way (for browsers or networks where WebRTC does not connect).")
+
+
+def timeline(recording) -> go.Figure:
+    colours = COLOURS + ["#7f7f7f"]  # one per class
+    fig = go.Figure([go.Scatter(x=recording["seconds"], y=recording[e], name=e, mode="lines",
+                                line=dict(color=colours[i])) for i, e in enumerate(EMOTIONS)])
+    fig.update_layout(height=300, margin=dict(t=10, b=10), xaxis_title="seconds", yaxis=dict(range=[0, 1],
+                      tickformat=".0%"), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+if mode == "Live video":
+    record = st.toggle("Record the largest face's probabilities", help="Starting a recording clears the last one.")
+    annotator.configure(smoothing=smoothing, detect_every=detect_every, gradcam=gradcam, recording=record)
+    ctx = webrtc_streamer(key="fer-live", mode=WebRtcMode.SENDRECV,
+                          video_frame_callback=lambda frame: process_frame(annotator, frame),
+                          # localhost needs no STUN/TURN server, and this machine reaches no network
+                          rtc_configuration={"iceServers": []},
+                          media_stream_constraints={"video": {"width": 640, "height": 480}, "audio": False},
+                          video_html_attrs={"style": {"width": "100%", "maxWidth": "800px"}, "autoPlay": True,
+                                            "controls": False, "muted": True},
+                          async_processing=True)
+
+    @st.fragment(run_every=1.0 if ctx.state.playing else None)
+    def live_status():
+        state = annotator.state()
+        if not ctx.state.playing:
+            st.caption("Press START to stream your camera (the browser asks for permission).")
+        elif not state.faces:
+            st.markdown(f"No face in view · {state.fps:.1f} fps")
+        else:
+            faces = " · ".join(f"**{label}** {share:.0%}" for label, share in state.faces)
+            st.markdown(f"Now: {faces} · {len(state.faces)} face{'s' if len(state.faces) > 1 else ''} · "
+                        f"{state.fps:.1f} fps")
+        recording = annotator.recording()
+        if len(recording):
+            st.plotly_chart(timeline(recording), width="stretch")
+            st.download_button("Download the recording (CSV)", recording.to_csv(index=False),
+                               f"{run.name}_webcam.csv", "text/csv")
+        elif record:
+            st.caption("Recording: the timeline appears with the first face.")
+
+    live_status()
+else:
+    annotator.configure(smoothing=smoothing, detect_every=detect_every, gradcam=gradcam)
+    shot = st.camera_input("Take a picture")
+    if shot is not None:
+        try:
+            rgb = read_image(shot.getvalue(), "camera picture")
+        except ImageError as err:
+            st.error(str(err))
+            st.stop()
+        picture, state = annotate_photo(model, meta, rgb, gradcam=gradcam)
+        st.image(picture, width="stretch")
+        if state.faces:
+            st.markdown("Read: " + " · ".join(f"**{label}** {share:.0%}" for label, share in state.faces))
+        else:
+            st.warning("No face found in the picture: face the camera, with light on your face, and take another.")

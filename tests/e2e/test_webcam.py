@@ -1,0 +1,61 @@
+"""The webcam page in Chromium with a fake camera playing a face: live WebRTC video and the snapshot mode."""
+import io
+
+import numpy as np
+from PIL import Image
+
+from helpers import face_photo, make_evaluated_run
+
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+
+
+def settle(page):
+    page.wait_for_timeout(300)
+    page.wait_for_selector(IDLE, timeout=120_000)
+    assert page.locator("[data-testid='stException']").count() == 0
+
+
+def green_box_pixels(png: bytes) -> int:
+    """Pixels of the annotation green (80, 200, 40) in a screenshot: the face box and label drawn by the server."""
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    return int((np.abs(rgb - [40, 200, 80]).sum(-1) < 60).sum())  # drawn in BGR (80, 200, 40)
+
+
+def test_live_video_boxes_and_labels_the_face(camera_page, start_app, tmp_path):
+    make_evaluated_run(tmp_path / "runs", "small")
+    page = camera_page(face_photo()[..., 0])
+    base = start_app(tmp_path / "runs")
+    page.goto(f"{base}/webcam?run=small")
+    settle(page)
+    page.frame_locator("iframe").first.get_by_role("button", name="START").click()
+    # the page's status line reads the annotator the video frames go through
+    page.wait_for_selector("text=/Now: .* 1 face/", timeout=90_000)
+    status = page.get_by_text("Now:").inner_text()
+    label = status.split("Now: ")[1].split(" ")[0]
+    assert label in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"), status
+    video = page.frame_locator("iframe").first.locator("video")
+    page.wait_for_timeout(1500)
+    assert green_box_pixels(video.screenshot()) > 200
+    page.screenshot(path=str(tmp_path / "webcam-live.png"))
+
+
+def test_snapshot_mode_returns_an_annotated_picture(camera_page, start_app, tmp_path):
+    make_evaluated_run(tmp_path / "runs", "small")
+    page = camera_page(face_photo()[..., 0])
+    base = start_app(tmp_path / "runs")
+    page.goto(f"{base}/webcam?run=small")
+    settle(page)
+    page.locator("[data-testid='stRadio']").get_by_text("Snapshot", exact=True).click()
+    settle(page)
+    camera = page.locator("[data-testid='stCameraInput']")
+    camera.scroll_into_view_if_needed()
+    button = camera.get_by_role("button", name="Take Photo")
+    button.wait_for(timeout=30_000)
+    page.wait_for_timeout(2000)
+    button.click()
+    page.wait_for_selector("text=Read:", timeout=60_000)
+    settle(page)
+    image = page.locator("[data-testid='stImage'] img").last
+    shot = np.asarray(Image.open(io.BytesIO(image.screenshot())).convert("L"))
+    assert shot.std() > 10  # not blank
+    assert green_box_pixels(image.screenshot()) > 200

@@ -1,0 +1,172 @@
+"""The webcam's frame function on synthetic av.VideoFrames made from bundled faces: boxes, labels, tracking,
+smoothing, recording."""
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import fer_models.live as live
+from fer_models.data import EMOTIONS
+from fer_models.live import LiveAnnotator, LiveSettings, annotate_photo, process_frame
+from fer_models.models import create_model
+from helpers import face_photo
+
+META = {"normalisation": {"mean": 0.5, "std": 0.25}}
+GREEN = np.array([80, 200, 40])  # BGR, as drawn
+
+
+class Scripted(nn.Module):
+    """A stand-in model whose logits the test sets, so smoothing can be checked exactly."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.zeros(1))
+        self.logits = torch.zeros(7)
+
+    def forward(self, x):
+        return self.logits.expand(x.shape[0], 7) + 0 * self.scale
+
+
+def frame_of(rgb, pts=0):
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[..., ::-1]), format="bgr24")
+    frame.pts, frame.time_base = pts, Fraction(1, 90_000)  # what WebRTC video carries
+    return frame
+
+
+def green(bgr):
+    return np.abs(bgr.astype(int) - GREEN).sum(-1) < 30
+
+
+class Clock:
+    def __init__(self, step=0.04):
+        self.t, self.step = 0.0, step
+
+    def __call__(self):
+        self.t += self.step
+        return self.t
+
+
+@pytest.fixture(scope="module")
+def cnn3():
+    torch.manual_seed(0)
+    return create_model("cnn3").eval()
+
+
+def test_a_face_is_boxed_and_labelled_through_av_frames(cnn3):
+    annotator = LiveAnnotator(cnn3, META, clock=Clock())
+    rgb = face_photo()
+    out = process_frame(annotator, frame_of(rgb, pts=7))
+    assert isinstance(out, av.VideoFrame) and (out.width, out.height) == (640, 480)
+    assert out.pts == 7 and out.time_base == Fraction(1, 90_000)
+    bgr = out.to_ndarray(format="bgr24")
+    state = annotator.state()
+    assert len(state.faces) == 1 and state.faces[0][0] in EMOTIONS
+    # the box, its label above and its class bars below frame the pasted face (x 380–540, y 150–310)
+    ys, xs = np.nonzero(green(bgr))
+    assert len(xs) > 500
+    assert xs.min() >= 360 and xs.max() <= 560 and ys.min() >= 100 and ys.max() <= 420
+    assert not green(bgr[400:, :250]).any()
+
+
+def test_two_faces_largest_first(cnn3):
+    annotator = LiveAnnotator(cnn3, META)
+    annotator.process(face_photo(extra=((5, 120, (150, 200)),))[..., ::-1].copy())
+    tracks = annotator._tracks
+    assert len(tracks) == 2 and tracks[0].face.size > tracks[1].face.size
+    assert len(annotator.state().faces) == 2
+
+
+def test_no_face_draws_only_the_frame_rate(cnn3):
+    annotator = LiveAnnotator(cnn3, META, clock=Clock(0.04))
+    blank = np.full((480, 640, 3), 120, np.uint8)
+    for _ in range(5):
+        out = annotator.process(blank)
+    state = annotator.state()
+    assert state.faces == [] and state.frames == 5 and state.fps == pytest.approx(25, rel=0.01)
+    assert not green(out).any() and (out[:30, :120] != 120).any()  # the fps text
+
+
+def test_detection_runs_every_n_frames_and_tracks_carry_between(cnn3, monkeypatch):
+    calls = []
+    real = live.detect_faces
+    monkeypatch.setattr(live, "detect_faces", lambda gray, retries: calls.append(retries) or real(gray, retries))
+    annotator = LiveAnnotator(cnn3, META, LiveSettings(detect_every=3))
+    bgr = face_photo()[..., ::-1].copy()
+    for _ in range(7):
+        annotator.process(bgr)
+    assert calls == [False, False, False]  # frames 0, 3 and 6; upright frontal only
+    assert len(annotator._tracks) == 1 and annotator._tracks[0].id == 0  # one track throughout
+
+
+def test_a_lost_face_survives_brief_misses_then_goes(cnn3):
+    annotator = LiveAnnotator(cnn3, META, LiveSettings(detect_every=1))
+    annotator.process(face_photo()[..., ::-1].copy())
+    blank = np.full((480, 640, 3), 120, np.uint8)
+    for expected in [1] * live.MAX_MISSES + [0]:
+        annotator.process(blank)
+        assert len(annotator._tracks) == expected
+
+
+def test_smoothing_is_an_exponential_moving_average():
+    model = Scripted()
+    annotator = LiveAnnotator(model, META, LiveSettings(smoothing=0.75))
+    bgr = face_photo()[..., ::-1].copy()
+    model.logits = torch.tensor([0, 0, 0, 6.0, 0, 0, 0])
+    annotator.process(bgr)
+    first = annotator._tracks[0].probs.copy()
+    assert first.argmax() == 3  # the first frame is taken as it is
+    model.logits = torch.tensor([0, 0, 0, 0, 6.0, 0, 0])
+    annotator.process(bgr)
+    now = torch.softmax(model.logits, 0).numpy()
+    assert np.allclose(annotator._tracks[0].probs, 0.75 * first + 0.25 * now, atol=1e-6)
+    assert annotator.state().faces[0][0] == "happy"  # one frame of "sad" does not flip the label
+    for _ in range(10):
+        annotator.process(bgr)
+    assert annotator.state().faces[0][0] == "sad"
+    annotator.configure(smoothing=0.0)
+    model.logits = torch.tensor([6.0, 0, 0, 0, 0, 0, 0])
+    annotator.process(bgr)
+    assert annotator.state().faces[0][0] == "angry"
+
+
+def test_recording_keeps_the_largest_face_per_frame():
+    model = Scripted()
+    annotator = LiveAnnotator(model, META, LiveSettings(smoothing=0.0), clock=Clock(0.5))
+    bgr = face_photo(extra=((5, 120, (150, 200)),))[..., ::-1].copy()
+    annotator.process(bgr)
+    assert annotator.recording().empty
+    annotator.configure(recording=True)
+    for c in (3, 4, 6):
+        model.logits = torch.eye(7)[c] * 5
+        annotator.process(bgr)
+    rec = annotator.recording()
+    assert list(rec.columns) == ["seconds", *EMOTIONS, "label"]
+    assert rec["label"].tolist() == ["happy", "sad", "neutral"]
+    assert rec["seconds"].tolist() == pytest.approx([0.0, 0.5, 1.0])
+    assert np.allclose(rec[list(EMOTIONS)].sum(axis=1), 1)
+    annotator.configure(recording=False)
+    annotator.process(bgr)
+    assert len(annotator.recording()) == 3
+    annotator.configure(recording=True)  # a new recording starts empty
+    assert annotator.recording().empty
+
+
+def test_gradcam_overlay_colours_the_face_only(cnn3):
+    bgr = face_photo()[..., ::-1].copy()
+    plain = LiveAnnotator(cnn3, META, LiveSettings(show_fps=False)).process(bgr)
+    cam = LiveAnnotator(cnn3, META, LiveSettings(gradcam=True, show_fps=False)).process(bgr)
+    changed = np.abs(plain.astype(int) - cam.astype(int)).sum(-1) > 0
+    ys, xs = np.nonzero(changed)
+    assert changed.sum() > 1000
+    assert xs.min() >= 370 and xs.max() <= 550 and ys.min() >= 140 and ys.max() <= 320  # inside the face box
+
+
+def test_snapshot_annotates_an_rgb_photo_without_a_frame_rate(cnn3):
+    rgb = face_photo()
+    picture, state = annotate_photo(cnn3, META, rgb)
+    assert picture.shape == rgb.shape and len(state.faces) == 1
+    assert (picture[:30, :120] == rgb[:30, :120]).all()  # no fps text on a photo
+    assert green(picture[..., ::-1]).sum() > 500
