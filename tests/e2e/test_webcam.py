@@ -36,6 +36,11 @@ def test_live_video_boxes_and_labels_the_face(camera_page, start_app, tmp_path):
     video = page.frame_locator("iframe").first.locator("video")
     page.wait_for_timeout(1500)
     assert green_box_pixels(video.screenshot()) > 200
+    # record: the timeline of the face's probabilities and its CSV appear while the stream goes on
+    page.get_by_text("Record the largest face's probabilities").click()
+    page.wait_for_selector(".js-plotly-plot .scatterlayer .trace", timeout=30_000)
+    assert page.locator(".js-plotly-plot .scatterlayer .trace").count() == 7
+    assert page.get_by_role("button", name="Download the recording (CSV)").is_visible()
     page.screenshot(path=str(tmp_path / "webcam-live.png"))
 
 
