@@ -29,6 +29,9 @@ navigation = st.navigation({
     "Live": [
         st.Page("app_pages/webcam.py", title="Webcam", icon=":material/videocam:"),
     ],
+    "Train": [
+        st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+    ],
     "Learn": [
         st.Page("app_pages/learn.py", title="The math", icon=":material/functions:"),
         st.Page("app_pages/report.py", title="Report", icon=":material/description:"),

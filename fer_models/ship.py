@@ -13,6 +13,7 @@ import argparse
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from .checkpoints import CheckpointError, load_model, save_model
@@ -32,6 +33,8 @@ def ship(run, to, data, half: bool = False, split: str = "PublicTest") -> dict:
     if to.exists() and any(to.iterdir()):
         raise CheckpointError(f"{to}: already exists and is not empty; remove it first")
     model, meta = load_model(run)
+    # the dashboard's launcher never deletes a run marked shipped
+    meta = {**meta, "shipped": {"from": str(run.resolve()), "at": time.strftime("%Y-%m-%d")}}
     to.mkdir(parents=True, exist_ok=True)
     for name in RECORD:
         shutil.copy2(run / name, to / name)

@@ -102,7 +102,8 @@ def resolve_config(args: argparse.Namespace) -> dict:
                             "Only --epochs, --device and --threads may change on resume")
         cfg = {**DEFAULTS, **saved, **given}  # options added since the run started keep their defaults
     else:
-        if out.exists() and any(out.iterdir()):
+        # the dashboard's launcher writes its job.json and train.log before this process starts
+        if out.exists() and any(f.name not in ("job.json", "train.log") for f in out.iterdir()):
             raise DataError(f"{out}: run folder already exists and is not empty; "
                             "use --resume to continue it, or another --out")
         if not given.get("data"):
@@ -235,6 +236,18 @@ def setup_distributed(requested: str):
     if world > 1:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return device, rank, world
+
+
+def gpu_usage(device) -> dict:
+    """Memory and utilisation of the training GPU for status.json (the Train page shows them)."""
+    if device.type != "cuda":
+        return {}
+    usage = {"gpu_memory_mib": round(torch.cuda.memory_reserved(device) / 2**20)}
+    try:
+        usage["gpu_utilisation"] = torch.cuda.utilization(device)  # needs NVML (pynvml); absent is fine
+    except Exception:  # noqa: BLE001
+        pass
+    return usage
 
 
 def sum_across(values: list[float], device, world: int) -> list[float]:
@@ -415,7 +428,7 @@ def train(cfg: dict, out: Path, resume: bool, kill_at_step: int | None = None) -
             bar.update(per_rank * world)
             elapsed = time.time() - epoch_began
             run.write_status(force=False, epoch=epoch + 1, step=step_in_epoch, lr=lr,
-                             images_per_second=round(images_seen / max(elapsed, 1e-9), 1))
+                             images_per_second=round(images_seen / max(elapsed, 1e-9), 1), **gpu_usage(device))
             flag = sum_across([float(stop["requested"])], device, world)[0] if world > 1 else stop["requested"]
             if flag:
                 state = "stopped"

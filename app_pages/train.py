@@ -1,0 +1,212 @@
+"""Train: start a training job, watch it live, stop, resume, evaluate or delete it."""
+import json
+from pathlib import Path
+
+import streamlit as st
+
+from app_pages._shared import cached_runs, runs_root
+from fer_models.data import DataError
+from fer_models.figures import history_figure
+from fer_models.jobs import (LABEL_SOURCES, JobError, TrainRequest, data_summary, delete, evaluate, job_state,
+                             launch, log_tail, resume, sanitise_name, stop)
+from fer_models.models import list_models
+from fer_models.runs import BUNDLED_PUBLICTEST, list_runs, read_history
+
+st.title("Train")
+st.caption("Jobs run as processes of their own: they go on when you close the tab or restart the dashboard, and "
+           "every tab shows the same jobs, read from their run folders.")
+root = runs_root()
+if "train_flash" in st.session_state:  # said before the rerun that shows the new job
+    st.success(st.session_state.pop("train_flash"))
+
+
+@st.cache_data(show_spinner="Reading the dataset…", max_entries=8)
+def cached_summary(path: str, mtime: float, label_source: str):
+    return data_summary(path, label_source)
+
+
+def summary_of(path: str, label_source: str):
+    """(split sizes, None) or (None, the reason the data cannot be used)."""
+    try:
+        return cached_summary(path, Path(path).stat().st_mtime, label_source), None
+    except (DataError, OSError, ValueError) as err:
+        return None, str(err)
+
+
+def devices() -> list[str]:
+    import torch
+    return ["auto", "cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+
+def fmt_seconds(seconds) -> str:
+    if seconds is None:
+        return "?"
+    minutes, s = divmod(int(seconds), 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min {s:02d} s"
+
+
+def show_job(run) -> None:
+    status = job_state(run.path)
+    state = status["state"]
+    head, buttons = st.columns([3, 2])
+    head.markdown(f"**{run.name}** · {run.arch or '?'} · {state}")
+    if state == "running":
+        epochs = status.get("epochs") or "?"
+        st.progress(min(status["epoch_fraction"], 1.0),
+                    text=f"epoch {status.get('epoch', 0)} of {epochs}: step {status.get('step', 0)} of "
+                         f"{status.get('steps_per_epoch') or '?'}")
+        st.progress(min(status["run_fraction"], 1.0),
+                    text=f"whole run {status['run_fraction']:.0%} · {status.get('images_per_second') or '?'} "
+                         f"images/s · about {fmt_seconds(status['eta_seconds'])} left")
+        if status.get("gpu_memory_mib"):
+            use = f", utilisation {status['gpu_utilisation']}%" if status.get("gpu_utilisation") is not None else ""
+            st.caption(f"GPU memory {status['gpu_memory_mib']:,} MiB{use}")
+        if buttons.button("Stop", key=f"stop_{run.name}", help="Finishes the current step, saves, marks it stopped"):
+            try:
+                stop(run.path)
+                st.toast(f"Stopping {run.name}: it saves its state first.")
+            except JobError as err:
+                st.error(str(err))
+    elif state in ("stopped", "failed", "died"):
+        if status.get("error"):
+            st.error(f"{run.name} {state}: {status['error']}")
+        if buttons.button("Resume", key=f"resume_{run.name}", help="Continue from the last saved state"):
+            try:
+                resume(run.path, root)
+                st.rerun()
+            except JobError as err:
+                st.error(str(err))
+    elif state == "finished":
+        config = (run.path / "config.json")
+        data = None
+        if config.exists():
+            data = json.loads(config.read_text()).get("args", {}).get("data")
+        if data and Path(data).exists():
+            sizes, _ = summary_of(data, "fer2013")
+            args_train = json.loads(config.read_text()).get("args", {}).get("train_split", "Training")
+            choices = [s for s in (sizes or {}) if s != args_train] or list(sizes or {})
+            splits = buttons.multiselect("Splits", choices, default=choices[:1], key=f"splits_{run.name}",
+                                         label_visibility="collapsed")
+            if buttons.button("Evaluate", key=f"eval_{run.name}", disabled=not splits):
+                with st.spinner(f"Evaluating {run.name} on {', '.join(splits)}…"):
+                    for result in evaluate(run.path, data, splits):
+                        if "error" in result:
+                            st.error(f"{result['split']}: {result['error']}")
+                        else:
+                            st.success(f"{result['split']}: accuracy {result['accuracy']:.2%}; the confusion matrix "
+                                       "page now shows it")
+                cached_runs.clear()
+        else:
+            st.caption(f"Its dataset ({data or 'unknown'}) is not on this machine: evaluate it from a terminal.")
+    if state != "running":
+        with buttons.popover("Delete…"):
+            st.warning(f"Delete the folder {run.path} with its weights, history and evaluations?")
+            if st.button(f"Delete {run.name} for good", key=f"delete_{run.name}", type="primary"):
+                try:
+                    delete(run.path)
+                    cached_runs.clear()
+                    st.rerun()
+                except JobError as err:
+                    st.error(str(err))
+    history = read_history(run.path)
+    if not history.empty:
+        with st.expander("Curves", expanded=state == "running"):
+            st.plotly_chart(history_figure([(run.name, history)]), width="stretch", key=f"curves_{run.name}")
+    tail = log_tail(run.path)
+    if tail:
+        with st.expander("Log", expanded=state in ("failed", "died")):
+            st.code(tail, language=None)
+
+
+def jobs_panel():
+    jobs = [r for r in list_runs(root) if (r.path / "job.json").exists() or r.state == "running"]
+    running = any(job_state(r.path)["state"] == "running" for r in jobs)
+
+    @st.fragment(run_every=2 if running else None)
+    def panel():
+        current = [r for r in list_runs(root) if (r.path / "job.json").exists() or r.state == "running"]
+        if not current:
+            st.info("No jobs yet: start one below.")
+        for run in current:
+            with st.container(border=True):
+                show_job(run)
+    panel()
+
+
+st.subheader("Jobs")
+jobs_panel()
+
+st.subheader("New job")
+source = st.radio("Dataset", ["A dataset on this machine", "Bundled PublicTest faces (quick demo)"], horizontal=True,
+                  help="The demo trains on 90% of the bundled PublicTest faces and validates on the other 10%: it "
+                       "shows training happen in minutes, but its accuracy says nothing about FER2013 test data.")
+demo = source.startswith("Bundled")
+a, b = st.columns([3, 1])
+if demo:
+    data = str(BUNDLED_PUBLICTEST)
+    a.text_input("Data", data, disabled=True)
+else:
+    data = a.text_input("Path to a FER2013 CSV (.csv or .csv.gz), a class-folder tree or a .npz",
+                        placeholder="/data/fer2013/fer2013.csv.gz")
+label_source = b.selectbox("Labels", LABEL_SOURCES, disabled=demo,
+                           help="FER+ labels need fer2013new.csv beside the data")
+sizes, data_error = summary_of(data, label_source) if data else (None, None)
+if data_error:
+    st.error(f"This dataset cannot be used: {data_error}")
+elif sizes:
+    st.caption("Splits: " + ", ".join(f"{name} {info['faces']:,} faces" for name, info in sizes.items()))
+
+with st.form("new_job"):
+    a, b, c, d = st.columns(4)
+    model = a.selectbox("Model", list_models())
+    name = b.text_input("Run name", placeholder="cnn3_demo")
+    epochs = c.number_input("Epochs", 1, 1000, 3 if demo else 30)
+    batch = d.number_input("Batch size", 1, 4096, 128)
+    a, b, c, d = st.columns(4)
+    optimizer = a.selectbox("Optimizer", ["adamw", "adam", "sgd"])
+    schedule = b.selectbox("Schedule", ["onecycle", "cosine", "step", "constant"])
+    lr = c.number_input("Learning rate (0 = the optimizer's default)", 0.0, 10.0, 0.0, format="%.4f")
+    seed = d.number_input("Seed", 0, 2**31 - 1, 0)
+    splits = list(sizes or {"Training": None, "PublicTest": None})
+    a, b, c, d = st.columns(4)
+    train_split = a.selectbox("Train on", splits, index=splits.index("Training") if "Training" in splits else 0)
+    val_split = b.selectbox("Validate on", ["a 10% hold-out of the training split"] + splits,
+                            index=0 if demo or "PublicTest" not in splits else 1 + splits.index("PublicTest"))
+    device = c.selectbox("Device", devices())
+    processes = d.number_input("Processes (DDP over torchrun)", 1, 8, 1,
+                               help="More than one: torchrun starts one process per GPU (gloo on CPU)")
+    st.markdown("Augmentation and regularisation")
+    a, b, c, d, e, f = st.columns(6)
+    flip = a.checkbox("Flip", True)
+    crop_pad = b.number_input("Crop padding", 0, 16, 4)
+    rotate = c.number_input("Rotation °", 0.0, 45.0, 10.0)
+    erase = d.number_input("Random erasing", 0.0, 1.0, 0.25)
+    smoothing = e.number_input("Label smoothing", 0.0, 0.9, 0.1)
+    mixup = f.number_input("Mixup α (0 = off)", 0.0, 2.0, 0.0)
+    submitted = st.form_submit_button("Start training", type="primary")
+
+if submitted:
+    holdout = val_split.startswith("a 10%")
+    request = TrainRequest(model=model, data=data, name=name, label_source="fer2013" if demo else label_source,
+                           train_split=train_split, val_split="" if holdout else val_split,
+                           val_fraction=0.1 if holdout else 0.0, epochs=int(epochs), batch_size=int(batch),
+                           lr=lr or None, optimizer=optimizer, schedule=schedule, seed=int(seed), device=device,
+                           gpus=int(processes), flip=flip, crop_pad=int(crop_pad), rotate=rotate, erase=erase,
+                           label_smoothing=smoothing, mixup=mixup)
+    problems = request.problems()
+    if data_error:
+        problems.append(f"the dataset cannot be used: {data_error}")
+    elif sizes is not None and not holdout and val_split == train_split:
+        problems.append("validating on the training split measures nothing: pick another split or the hold-out")
+    if problems:
+        st.error("Not started:\n\n" + "\n".join(f"- {p}" for p in problems))
+    else:
+        try:
+            job = launch(request, root)
+        except JobError as err:
+            st.error(f"Not started: {err}")
+        else:
+            cached_runs.clear()
+            st.session_state["train_flash"] = (f"Started {sanitise_name(name)} (process {job['pid']}); it appears "
+                                               "in the run picker at once, with its model after its first epoch.")
+            st.rerun()

@@ -1,0 +1,111 @@
+"""The Train page rendered headless (AppTest), launching real tiny CPU jobs on synthetic data."""
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fer_models.jobs import TrainRequest, job_state, launch, log_tail, stop
+from helpers import ROOT, write_fer_csv
+
+APP = str(ROOT / "app.py")
+PATH_LABEL = "Path to a FER2013 CSV (.csv or .csv.gz), a class-folder tree or a .npz"
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    data = write_fer_csv(tmp_path / "tiny.csv", {"Training": 112, "PublicTest": 35})
+    monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "runs"))
+    return data, tmp_path / "runs"
+
+
+def open_train(run=None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    if run:
+        at.query_params["run"] = run
+    at.run()
+    at.switch_page("app_pages/train.py")
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def by_label(widgets, label):
+    return next(w for w in widgets if w.label == label)
+
+
+def fill(at, data, name):
+    by_label(at.text_input, PATH_LABEL).set_value(str(data)).run()
+    by_label(at.text_input, "Run name").set_value(name)
+    by_label(at.number_input, "Epochs").set_value(1)
+    by_label(at.number_input, "Batch size").set_value(16)
+    by_label(at.selectbox, "Device").set_value("cpu")
+    return at
+
+
+def wait_for(run, states, timeout=240):
+    deadline = time.time() + timeout
+    while job_state(run)["state"] not in states:
+        assert time.time() < deadline, log_tail(run)
+        time.sleep(0.5)
+
+
+def test_launch_from_the_form_finish_and_select_the_run(setup):
+    data, root = setup
+    at = open_train()
+    assert any("No jobs yet" in i.value for i in at.info)
+    fill(at, data, "from the page")
+    assert any("Training 112 faces" in c.value for c in at.caption)
+    by_label(at.button, "Start training").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("Started from_the_page" in s.value for s in at.success)
+    wait_for(root / "from_the_page", {"finished", "failed"})
+    assert job_state(root / "from_the_page")["state"] == "finished"
+    later = open_train(run="from_the_page")  # a new session: the run is in the picker and the panel
+    assert "from_the_page" in later.sidebar.selectbox[0].options[0]
+    assert any("**from_the_page** · cnn3 · finished" in m.value for m in later.markdown)
+    by_label(later.button, "Evaluate").click().run()
+    assert any("PublicTest: accuracy" in s.value for s in later.success)
+    assert (root / "from_the_page" / "eval" / "PublicTest" / "metrics.json").exists()
+
+
+def test_invalid_form_values_are_refused_before_launch(setup, tmp_path):
+    data, root = setup
+    at = fill(open_train(), data, "")
+    by_label(at.button, "Start training").click().run()
+    assert any("Not started" in e.value and "no letter or digit" in e.value for e in at.error)
+    at = fill(open_train(), tmp_path / "missing.csv", "x")
+    assert any("cannot be used" in e.value for e in at.error)
+    by_label(at.button, "Start training").click().run()
+    assert any("Not started" in e.value and "does not exist" in e.value for e in at.error)
+    assert not root.exists() or not any(root.iterdir())
+
+
+def test_a_job_started_elsewhere_is_seen_and_stopped(setup):
+    data, root = setup
+    launch(TrainRequest(model="cnn3", data=str(data), name="elsewhere", epochs=200, batch_size=16, device="cpu"), root)
+    wait_for(root / "elsewhere", {"running"})
+    deadline = time.time() + 120
+    while not job_state(root / "elsewhere").get("step") and time.time() < deadline:  # training, not loading
+        time.sleep(0.5)
+    at = open_train()
+    assert any("**elsewhere** · cnn3 · running" in m.value for m in at.markdown)
+    assert len(at.get("progress")) == 2  # the epoch and the whole run
+    by_label(at.button, "Stop").click().run()
+    assert not at.exception
+    wait_for(root / "elsewhere", {"stopped"}, timeout=120)
+    at = open_train()
+    assert any("**elsewhere** · cnn3 · stopped" in m.value for m in at.markdown)
+    assert any(b.label == "Resume" for b in at.button)
+
+
+def test_a_crashed_job_shows_failed_with_its_log(setup, tmp_path):
+    _, root = setup
+    bad = tmp_path / "bad.csv"
+    bad.write_text("emotion,pixels,Usage\n9," + " ".join(["0"] * 2304) + ",Training\n")
+    launch(TrainRequest(model="cnn3", data=str(bad), name="crash", epochs=1, device="cpu"), root)
+    wait_for(root / "crash", {"failed", "died"})
+    at = open_train()
+    assert any("crash failed" in e.value and "label" in e.value for e in at.error)
+    assert any("error" in c.value for c in at.code)
+    if job_state(root / "crash")["state"] == "running":  # never, but do not leave a process behind
+        stop(root / "crash")

@@ -1,0 +1,147 @@
+"""Training jobs launched as real processes on tiny synthetic data: finish, stop and resume, crash, DDP with
+gloo, the one-job-per-device rule, evaluate, delete, and requests refused before launch."""
+import json
+import time
+
+import pytest
+
+from fer_models.jobs import (JobError, TrainRequest, data_summary, delete, evaluate, job_state, launch, live_jobs,
+                             log_tail, resume, sanitise_name, stop)
+from fer_models.runs import list_runs
+from helpers import write_fer_csv
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_fer_csv(tmp_path_factory.mktemp("data") / "tiny.csv", {"Training": 112, "PublicTest": 35})
+
+
+def request(data, name, **kw):
+    settings = dict(model="cnn3", data=str(data), name=name, epochs=1, batch_size=16, device="cpu",
+                    erase=0.0, label_smoothing=0.0)
+    return TrainRequest(**{**settings, **kw})
+
+
+def wait_for(run, states, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = job_state(run)
+        if state["state"] in states:
+            return state
+        time.sleep(0.5)
+    raise AssertionError(f"{run}: still {job_state(run)['state']} after {timeout} s; log:\n{log_tail(run)}")
+
+
+def test_names_are_sanitised():
+    assert sanitise_name("  my run/../../etc ") == "my_run_.._.._etc"
+    assert sanitise_name(".hidden") == "hidden"
+    assert sanitise_name("ä cnn3 (v2)") == "cnn3_v2"
+    with pytest.raises(JobError, match="no letter or digit"):
+        sanitise_name("../")
+
+
+def test_bad_requests_are_refused_before_launch(data, tmp_path):
+    bad = TrainRequest(model="resnet9000", data=str(tmp_path / "nope.csv"), name="///", epochs=0, batch_size=0,
+                       lr=-1.0, val_fraction=1.5)
+    problems = " | ".join(bad.problems())
+    for expected in ("not registered", "does not exist", "no letter or digit", "epochs must be at least 1",
+                     "batch size", "learning rate", "validation fraction"):
+        assert expected in problems
+    with pytest.raises(JobError, match="not registered"):
+        launch(bad, tmp_path / "runs")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert request(data, "ok").problems() == []
+
+
+def test_data_summary_gives_split_sizes(data):
+    sizes = data_summary(data)
+    assert {k: v["faces"] for k, v in sizes.items()} == {"PublicTest": 35, "Training": 112}
+    assert sum(sizes["Training"]["classes"].values()) == 112
+
+
+def test_a_job_finishes_writes_its_run_and_can_be_evaluated(data, tmp_path):
+    root = tmp_path / "runs"
+    job = launch(request(data, "first run", epochs=2), root)
+    run = root / "first_run"
+    assert job["run"] == str(run) and job["command"][1:3] == ["-m", "fer_models.train"]
+    state = wait_for(run, {"finished", "failed"})
+    assert state["state"] == "finished", log_tail(run)
+    assert state["run_fraction"] == pytest.approx(1.0)
+    assert (run / "model.safetensors").exists() and (run / "train.log").exists()
+    assert [r.name for r in list_runs(root)] == ["first_run"] and list_runs(root)[0].arch == "cnn3"
+    with pytest.raises(JobError, match="already exists"):
+        launch(request(data, "first run"), root)
+    with pytest.raises(JobError, match="has finished"):
+        resume(run)
+    results = evaluate(run, data, ["PublicTest"])
+    assert results[0]["split"] == "PublicTest" and 0 <= results[0]["accuracy"] <= 1
+    assert (run / "eval" / "PublicTest" / "confusion.csv").exists()
+    assert evaluate(run, data, ["PrivateTest"])[0]["error"]  # a split the data lacks: said, not raised
+
+
+def test_stop_then_resume_and_one_job_per_device(data, tmp_path):
+    root = tmp_path / "runs"
+    launch(request(data, "long", epochs=200), root)
+    run = root / "long"
+    wait_for(run, {"running"})
+    deadline = time.time() + 120
+    while not (job_state(run).get("step") or 0) and time.time() < deadline:
+        time.sleep(0.5)
+    with pytest.raises(JobError, match="cpu is busy with long"):
+        launch(request(data, "second"), root)
+    assert not (root / "second").exists()
+    assert [j["run"] for j in live_jobs(root)] == [str(run)]
+    assert stop(run, wait=120)
+    state = job_state(run)
+    assert state["state"] == "stopped", log_tail(run)
+    assert (run / "last.safetensors").exists()
+    step_at_stop = (state["epoch"], state["step"])
+    job = resume(run, root)
+    assert job["resumed"] and job["command"][-1] == "--resume"
+    wait_for(run, {"running"})
+    deadline = time.time() + 120
+    while (job_state(run)["epoch"], job_state(run)["step"]) <= step_at_stop and time.time() < deadline:
+        time.sleep(0.5)
+    assert (job_state(run)["epoch"], job_state(run)["step"]) > step_at_stop  # went on from where it stopped
+    assert "resuming" in log_tail(run, 200)
+    with pytest.raises(JobError, match="running: stop it first"):
+        delete(run)
+    assert stop(run, wait=120)
+
+
+def test_a_crashing_job_shows_failed_with_its_error(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("emotion,pixels,Usage\n9," + " ".join(["0"] * 2304) + ",Training\n")
+    root = tmp_path / "runs"
+    launch(TrainRequest(model="cnn3", data=str(bad), name="crash", epochs=1, device="cpu"), root)
+    state = wait_for(root / "crash", {"failed", "died"})
+    assert state["state"] == "failed" and "label" in state["error"]
+    assert "error" in log_tail(root / "crash")
+
+
+def test_ddp_over_two_cpu_processes(data, tmp_path):
+    root = tmp_path / "runs"
+    job = launch(request(data, "ddp", gpus=2, batch_size=32), root)
+    assert "torch.distributed.run" in job["command"] and "--nproc_per_node=2" in job["command"]
+    state = wait_for(root / "ddp", {"finished", "failed"}, timeout=300)
+    assert state["state"] == "finished", log_tail(root / "ddp", 60)
+    assert json.loads((root / "ddp" / "meta.json").read_text())["training"]["world_size"] == 2
+
+
+def test_delete_refuses_shipped_runs_and_removes_user_runs(data, tmp_path):
+    root = tmp_path / "runs"
+    shipped = root / "reference"
+    shipped.mkdir(parents=True)
+    (shipped / "config.json").write_text("{}")
+    (shipped / "meta.json").write_text(json.dumps({"shipped": {"from": "x"}}))
+    with pytest.raises(JobError, match="shipped reference run"):
+        delete(shipped)
+    assert shipped.exists()
+    user = root / "mine"
+    user.mkdir()
+    (user / "config.json").write_text("{}")
+    (user / "status.json").write_text(json.dumps({"state": "stopped"}))
+    delete(user)
+    assert not user.exists()
+    with pytest.raises(JobError, match="does not look like a run folder"):
+        delete(tmp_path)
