@@ -100,3 +100,13 @@ def warm_up_torch() -> threading.Thread:
     thread = threading.Thread(target=load, daemon=True, name="warm-up-torch")
     thread.start()
     return thread
+
+
+def selected_model():
+    """(run, model, meta) of the picked run; with no run or no loadable checkpoint the page stops after
+    saying why."""
+    run = selected_run()
+    loaded = model_of(run) if run is not None else None
+    if loaded is None:
+        st.stop()
+    return (run, *loaded)

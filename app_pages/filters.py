@@ -6,7 +6,7 @@ import streamlit as st
 
 from app_pages._dataset import load_split
 from app_pages._face_picker import pick_face, show_model_input
-from app_pages._shared import checkpoint_key, model_of, selected_run
+from app_pages._shared import checkpoint_key, selected_model
 from fer_models.data import EMOTIONS
 from fer_models.explain import face_input, feature_maps, filter_responses, maximise_filter, top_faces
 from fer_models.pictures import enlarge, mosaic, to_uint8
@@ -30,11 +30,7 @@ def cached_responses(key: str, _model, _meta, layer: str):
     return filter_responses(_model, layer, images, norm["mean"], norm["std"]), images, labels, ids
 
 
-run = selected_run()
-loaded = model_of(run) if run is not None else None
-if loaded is None:
-    st.stop()
-model, meta = loaded
+run, model, meta = selected_model()
 layers = model.conv_layers()
 names = list(layers)
 

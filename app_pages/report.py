@@ -1,7 +1,7 @@
 """Report: the selected run as one self-contained HTML file, the same as python -m fer_models.report writes."""
 import streamlit as st
 
-from app_pages._shared import checkpoint_key, model_of, selected_run
+from app_pages._shared import checkpoint_key, selected_model
 from fer_models.report import build_report
 
 st.title("Report")
@@ -9,9 +9,7 @@ st.caption("One HTML file that answers the six questions of a FER report for thi
            "shapes, training history, confusion matrix, saliency maps per class, the last conv layer's filters and "
            "the math. It opens offline in any browser; every figure in it downloads as PNG.")
 
-run = selected_run()
-if run is None or model_of(run) is None:
-    st.stop()
+run, _, _ = selected_model()  # the report loads its own copy; this checks there is one to load
 
 a, b = st.columns(2)
 per_class = a.slider("Faces per class in the saliency section", 1, 6, 2)

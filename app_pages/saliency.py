@@ -2,7 +2,7 @@
 import streamlit as st
 
 from app_pages._face_picker import pick_face, show_model_input
-from app_pages._shared import checkpoint_key, model_of, selected_run
+from app_pages._shared import checkpoint_key, model_of, selected_model
 from fer_models.data import EMOTIONS
 from fer_models.explain import METHODS, attribute_classes, face_input, probabilities, robust_top
 from fer_models.figures import probability_figure
@@ -47,11 +47,7 @@ def show_maps(run, loaded, face, method, targets, opacity, probs):
                    "Small against the score means 50 steps were enough.")
 
 
-run = selected_run()
-loaded = model_of(run) if run is not None else None
-if loaded is None:
-    st.stop()
-model, meta = loaded
+run, model, meta = selected_model()
 
 pick, results = st.columns([1, 2], gap="large")
 with pick:
@@ -89,7 +85,7 @@ other = model_of(compare) if compare is not None else None
 here, there = st.columns(2, gap="large") if other is not None and not every_class else (st.container(),) * 2
 with here:
     st.subheader(f"{run.name}: reads {EMOTIONS[predicted]} ({probs[predicted]:.0%})")
-    show_maps(run, loaded, face, method, targets, opacity, probs)
+    show_maps(run, (model, meta), face, method, targets, opacity, probs)
 if other is not None:
     other_probs = probabilities(other[0], face_input(face.pixels, other[1]))[0]
     with there:

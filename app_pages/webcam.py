@@ -2,7 +2,7 @@
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages._shared import checkpoint_key, model_of, selected_run
+from app_pages._shared import checkpoint_key, selected_model
 from fer_models.data import EMOTIONS
 from fer_models.faces import ImageError, read_image
 from fer_models.figures import COLOURS
@@ -13,11 +13,7 @@ st.caption("Faces are found every few frames and followed between; each one's cl
            "frames so the label does not flicker. Nothing leaves this machine: the video goes from your browser to "
            "this server and back.")
 
-run = selected_run()
-loaded = model_of(run) if run is not None else None
-if loaded is None:
-    st.stop()
-model, meta = loaded
+run, model, meta = selected_model()
 
 a, b, c = st.columns(3)
 smoothing = a.slider("Smoothing", 0.0, 0.95, 0.6, 0.05,

@@ -116,3 +116,23 @@ def make_reported_run(root):
     out = root / "report.html"
     assert main(["--run", str(run), "--out", str(out), "--faces-per-class", "1", "--filters", "1"]) == 0
     return run, out
+
+
+def open_app(page=None, run=None, query=None, state=None, timeout=120):
+    """The dashboard in Streamlit's AppTest, on `page` (a file under app_pages/) with `run` in the URL,
+    more query parameters and session state set first; asserts that no exception was drawn."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+    if run:
+        at.query_params["run"] = run
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    for key, value in (state or {}).items():
+        at.session_state[key] = value
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, at.exception
+    return at

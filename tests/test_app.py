@@ -2,11 +2,8 @@
 import socket
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from helpers import ROOT, make_run
-
-APP = str(ROOT / "app.py")
+from helpers import make_run, open_app
 
 
 @pytest.fixture
@@ -20,20 +17,8 @@ def runs(tmp_path, monkeypatch):
     return tmp_path
 
 
-def start(page=None, run=None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    if run:
-        at.query_params["run"] = run
-    at.run()
-    if page:
-        at.switch_page(page)
-        at.run()
-    assert not at.exception, at.exception
-    return at
-
-
 def test_architecture_page_lists_every_layer(runs):
-    at = start("app_pages/architecture.py")
+    at = open_app("app_pages/architecture.py")
     assert at.title[0].value == "Architecture"
     assert at.sidebar.selectbox[0].value == "cnn3_ref"
     assert [m.value for m in at.metric][:3] == ["5.39 M", "133.5 M", "18"]
@@ -43,13 +28,13 @@ def test_architecture_page_lists_every_layer(runs):
 
 
 def test_run_from_the_url_is_selected(runs):
-    at = start("app_pages/architecture.py", run="dense")
+    at = open_app("app_pages/architecture.py", run="dense")
     assert at.sidebar.selectbox[0].value == "dense"
     assert len(at.dataframe[0].value) == 619  # densenet201_fer's leaf layers
 
 
 def test_history_page_draws_curves(runs):
-    at = start(None)
+    at = open_app(None)
     assert at.title[0].value == "Training history"
     charts = at.get("plotly_chart")
     assert len(charts) == 1
@@ -57,7 +42,7 @@ def test_history_page_draws_curves(runs):
 
 
 def test_history_page_explains_a_run_without_epochs(runs):
-    at = start(None, run="dense")
+    at = open_app(None, run="dense")
     assert any("failed before its first epoch" in i.value and "line 9" in i.value for i in at.info)
     assert not at.get("plotly_chart")
 
@@ -66,7 +51,7 @@ def test_history_page_explains_a_run_without_epochs(runs):
                                   "app_pages/saliency.py", "app_pages/filters.py"])
 def test_no_runs_says_how_to_make_one(tmp_path, monkeypatch, page):
     monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "empty"))
-    at = start(page)
+    at = open_app(page)
     assert any("python -m fer_models.train" in i.value for i in at.info)
 
 
@@ -82,7 +67,7 @@ def evaluated(tmp_path, monkeypatch):
 def test_confusion_page_shows_matrix_metrics_and_pairs(evaluated):
     import json
     metrics = json.loads((evaluated / "evaluated" / "eval" / "PublicTest" / "metrics.json").read_text())
-    at = start("app_pages/confusion.py", run="evaluated")
+    at = open_app("app_pages/confusion.py", run="evaluated")
     assert at.title[0].value == "Confusion matrix"
     assert at.selectbox[0].value == "PublicTest"
     assert at.metric[0].value == f"{metrics['accuracy']:.1%}"
@@ -93,13 +78,13 @@ def test_confusion_page_shows_matrix_metrics_and_pairs(evaluated):
 
 
 def test_confusion_page_without_evaluation_says_how(evaluated):
-    at = start("app_pages/confusion.py", run="not_evaluated")
+    at = open_app("app_pages/confusion.py", run="not_evaluated")
     assert any("python -m fer_models.evaluate" in i.value for i in at.info)
 
 
 def test_architecture_diagrams(runs):
-    at = start("app_pages/architecture.py")
+    at = open_app("app_pages/architecture.py")
     assert len(at.get("graphviz_chart")) == 1  # cnn3: blocks only, no dense block
-    at = start("app_pages/architecture.py", run="dense")
+    at = open_app("app_pages/architecture.py", run="dense")
     assert len(at.get("graphviz_chart")) == 2
     assert at.selectbox[0].value == "features.denseblock1"

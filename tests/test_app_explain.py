@@ -6,9 +6,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from helpers import ROOT, face_photo, make_evaluated_run, make_run
+from helpers import ROOT, face_photo, make_evaluated_run, make_run, open_app
 
-APP = str(ROOT / "app.py")
 BUNDLED = np.load(ROOT / "artifacts" / "data" / "fer2013_publictest.npz")
 
 
@@ -22,18 +21,8 @@ def runs(tmp_path, monkeypatch):
     return tmp_path / "runs"
 
 
-def open_page(page, run="small", query=None, state=None, timeout=120) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=timeout)
-    at.query_params["run"] = run
-    for k, v in (query or {}).items():
-        at.query_params[k] = v
-    for k, v in (state or {}).items():
-        at.session_state[k] = v
-    at.run()
-    at.switch_page(page)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+def open_page(page, run="small", **options) -> AppTest:
+    return open_app(page, run, **options)
 
 
 def photo_bytes(fmt="PNG") -> bytes:

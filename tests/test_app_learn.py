@@ -1,10 +1,7 @@
 """The Learn pages rendered headless (AppTest): the math checks hold as inputs change; the report exports."""
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from helpers import ROOT, make_evaluated_run
-
-APP = str(ROOT / "app.py")
+from helpers import make_evaluated_run, open_app
 
 
 @pytest.fixture
@@ -14,24 +11,13 @@ def runs(tmp_path, monkeypatch):
     return tmp_path / "runs"
 
 
-def open_page(page, run=None, timeout=120) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=timeout)
-    if run:
-        at.query_params["run"] = run
-    at.run()
-    at.switch_page(page)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
 def by_label(widgets, label):
     return next(w for w in widgets if w.label == label)
 
 
 def test_math_page_checks_hold_with_no_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "empty"))
-    at = open_page("app_pages/learn.py")
+    at = open_app("app_pages/learn.py")
     assert len(at.success) == 2 and all("the derivation holds" in s.value for s in at.success)
     assert len(at.get("latex")) >= 15
     metrics = {m.label: m.value for m in at.metric}
@@ -41,7 +27,7 @@ def test_math_page_checks_hold_with_no_runs(tmp_path, monkeypatch):
 
 def test_conv_calculator_flags_the_naive_formula_and_refuses_a_kernel_too_big(tmp_path, monkeypatch):
     monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "empty"))
-    at = open_page("app_pages/learn.py")
+    at = open_app("app_pages/learn.py")
     by_label(at.number_input, "kernel k").set_value(2).run()
     by_label(at.number_input, "padding p").set_value(0).run()
     metrics = {m.label: m.value for m in at.metric}
@@ -54,7 +40,7 @@ def test_conv_calculator_flags_the_naive_formula_and_refuses_a_kernel_too_big(tm
 
 def test_degenerate_and_single_value_batches(tmp_path, monkeypatch):
     monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "empty"))
-    at = open_page("app_pages/learn.py")
+    at = open_app("app_pages/learn.py")
     by_label(at.toggle, "All values equal (the degenerate batch)").set_value(True).run()
     assert not at.exception and len(at.success) == 2
     assert any("every y = 0.2 (= β)" in m.value for m in at.markdown)
@@ -63,14 +49,14 @@ def test_degenerate_and_single_value_batches(tmp_path, monkeypatch):
 
 
 def test_temperature_demo_uses_the_runs_logits(runs):
-    at = open_page("app_pages/learn.py", run="small")
+    at = open_app("app_pages/learn.py", run="small")
     assert any("small on PublicTest face 100" in c.value for c in at.caption)
     by_label(at.slider, "T").set_value(5.0).run()
     assert not at.exception
 
 
 def test_report_page_exports_a_report(runs):
-    at = open_page("app_pages/report.py", run="small", timeout=300)
+    at = open_app("app_pages/report.py", run="small", timeout=300)
     assert not at.get("download_button")
     by_label(at.slider, "Faces per class in the saliency section").set_value(1)
     by_label(at.slider, "Filters in the filters section").set_value(1)
@@ -84,5 +70,5 @@ def test_report_page_exports_a_report(runs):
 
 def test_report_page_with_no_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "empty"))
-    at = open_page("app_pages/report.py")
+    at = open_app("app_pages/report.py")
     assert any("python -m fer_models.train" in i.value for i in at.info)

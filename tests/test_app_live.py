@@ -4,23 +4,14 @@ import sys
 
 from streamlit.testing.v1 import AppTest
 
-from helpers import ROOT, make_evaluated_run
-
-APP = str(ROOT / "app.py")
+from helpers import make_evaluated_run, open_app
 
 
 def open_webcam(tmp_path, monkeypatch, with_run=True, mode="Snapshot") -> AppTest:
     if with_run:
         make_evaluated_run(tmp_path / "runs", "small")
     monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "runs"))
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params["run"] = "small"
-    at.session_state["webcam_mode"] = mode
-    at.run()
-    at.switch_page("app_pages/webcam.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_app("app_pages/webcam.py", "small", state={"webcam_mode": mode})
 
 
 def test_webcam_page_offers_live_video_and_snapshot(tmp_path, monkeypatch):

@@ -5,9 +5,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fer_models.jobs import TrainRequest, job_state, launch, log_tail, stop
-from helpers import ROOT, write_fer_csv
+from helpers import open_app, write_fer_csv
 
-APP = str(ROOT / "app.py")
 PATH_LABEL = "Path to a FER2013 CSV (.csv or .csv.gz), a class-folder tree or a .npz"
 
 
@@ -19,14 +18,7 @@ def setup(tmp_path, monkeypatch):
 
 
 def open_train(run=None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    if run:
-        at.query_params["run"] = run
-    at.run()
-    at.switch_page("app_pages/train.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_app("app_pages/train.py", run)
 
 
 def by_label(widgets, label):

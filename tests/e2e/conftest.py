@@ -102,3 +102,20 @@ def camera_page(playwright, tmp_path):
     yield make
     for b in opened:
         b.close()
+
+
+@pytest.fixture
+def face_camera_app(camera_page, start_app, tmp_path):
+    """face_camera_app(path) -> that page (say "webcam") of a fresh server over one small evaluated run,
+    settled, in a browser whose camera films a face."""
+    from helpers import face_photo, make_evaluated_run
+    from streamlit_page import settle
+
+    def open_page(path):
+        make_evaluated_run(tmp_path / "runs", "small")
+        page = camera_page(face_photo()[..., 0])
+        page.goto(f"{start_app(tmp_path / 'runs')}/{path}?run=small")
+        settle(page)
+        return page
+
+    return open_page

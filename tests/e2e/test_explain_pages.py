@@ -3,14 +3,7 @@
 from PIL import Image
 
 from helpers import face_photo, make_evaluated_run
-
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
-
-
-def settle(page):
-    page.wait_for_timeout(300)  # let a rerun that a click triggered begin before waiting for its end
-    page.wait_for_selector(IDLE, timeout=120_000)
-    assert page.locator("[data-testid='stException']").count() == 0
+from streamlit_page import settle, take_camera_photo
 
 
 def test_upload_a_photo_see_the_face_the_prediction_and_a_map(page, start_app, tmp_path):
@@ -58,20 +51,11 @@ def test_a_face_in_the_confusion_matrix_opens_in_saliency(page, start_app, tmp_p
     page.screenshot(path=str(tmp_path / "saliency-linked.png"), full_page=True)
 
 
-def test_a_camera_shot_is_explained(camera_page, start_app, tmp_path):
-    make_evaluated_run(tmp_path / "runs", "small")
-    page = camera_page(face_photo()[..., 0])
-    base = start_app(tmp_path / "runs")
-    page.goto(f"{base}/saliency?run=small")
-    settle(page)
+def test_a_camera_shot_is_explained(face_camera_app, tmp_path):
+    page = face_camera_app("saliency")
     page.locator("[data-testid='stRadio']").get_by_text("Camera", exact=True).click()
     settle(page)
-    camera = page.locator("[data-testid='stCameraInput']")
-    camera.scroll_into_view_if_needed()
-    button = camera.get_by_role("button", name="Take Photo")
-    button.wait_for(timeout=30_000)
-    page.wait_for_timeout(2000)  # frames reach the video element
-    button.click()
+    take_camera_photo(page)
     page.wait_for_selector("text=1 face found", timeout=60_000)
     settle(page)
     captions = page.locator("[data-testid='stImageCaption']").all_inner_texts()

@@ -1,7 +1,6 @@
 """The report file in Chromium with no network, and the Learn pages in a real browser."""
 from helpers import make_evaluated_run, make_reported_run
-
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+from streamlit_page import IDLE
 
 
 def test_report_opens_offline_with_figures_pictures_and_equations(browser, tmp_path):

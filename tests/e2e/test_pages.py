@@ -3,8 +3,8 @@ import socket
 import pytest
 
 from helpers import make_run
+from streamlit_page import IDLE
 
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"  # the script finished its run
 
 
 @pytest.fixture

@@ -4,15 +4,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from helpers import face_photo, make_evaluated_run
-
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
-
-
-def settle(page):
-    page.wait_for_timeout(300)
-    page.wait_for_selector(IDLE, timeout=120_000)
-    assert page.locator("[data-testid='stException']").count() == 0
+from streamlit_page import settle, take_camera_photo
 
 
 def green_box_pixels(png: bytes) -> int:
@@ -21,12 +13,8 @@ def green_box_pixels(png: bytes) -> int:
     return int((np.abs(rgb - [40, 200, 80]).sum(-1) < 60).sum())  # drawn in BGR (80, 200, 40)
 
 
-def test_live_video_boxes_and_labels_the_face(camera_page, start_app, tmp_path):
-    make_evaluated_run(tmp_path / "runs", "small")
-    page = camera_page(face_photo()[..., 0])
-    base = start_app(tmp_path / "runs")
-    page.goto(f"{base}/webcam?run=small")
-    settle(page)
+def test_live_video_boxes_and_labels_the_face(face_camera_app, tmp_path):
+    page = face_camera_app("webcam")
     page.frame_locator("iframe").first.get_by_role("button", name="START").click()
     # the page's status line reads the annotator the video frames go through
     page.wait_for_selector("text=/Now: .* 1 face/", timeout=90_000)
@@ -44,20 +32,11 @@ def test_live_video_boxes_and_labels_the_face(camera_page, start_app, tmp_path):
     page.screenshot(path=str(tmp_path / "webcam-live.png"))
 
 
-def test_snapshot_mode_returns_an_annotated_picture(camera_page, start_app, tmp_path):
-    make_evaluated_run(tmp_path / "runs", "small")
-    page = camera_page(face_photo()[..., 0])
-    base = start_app(tmp_path / "runs")
-    page.goto(f"{base}/webcam?run=small")
-    settle(page)
+def test_snapshot_mode_returns_an_annotated_picture(face_camera_app, tmp_path):
+    page = face_camera_app("webcam")
     page.locator("[data-testid='stRadio']").get_by_text("Snapshot", exact=True).click()
     settle(page)
-    camera = page.locator("[data-testid='stCameraInput']")
-    camera.scroll_into_view_if_needed()
-    button = camera.get_by_role("button", name="Take Photo")
-    button.wait_for(timeout=30_000)
-    page.wait_for_timeout(2000)
-    button.click()
+    take_camera_photo(page)
     page.wait_for_selector("text=Read:", timeout=60_000)
     settle(page)
     image = page.locator("[data-testid='stImage'] img").last
