@@ -73,7 +73,7 @@ if mode == "Live video":
                         f"{state.fps:.1f} fps")
         recording = annotator.recording()
         if len(recording):
-            st.plotly_chart(timeline(recording), width="stretch")
+            st.plotly_chart(timeline(recording), width="stretch", key="webcam_timeline")
             st.download_button("Download the recording (CSV)", recording.to_csv(index=False),
                                f"{run.name}_webcam.csv", "text/csv")
         elif record:
