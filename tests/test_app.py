@@ -48,7 +48,8 @@ def test_history_page_explains_a_run_without_epochs(runs):
 
 
 @pytest.mark.parametrize("page", [None, "app_pages/architecture.py", "app_pages/confusion.py",
-                                  "app_pages/saliency.py", "app_pages/filters.py"])
+                                  "app_pages/saliency.py", "app_pages/filters.py", "app_pages/webcam.py",
+                                  "app_pages/report.py"])
 def test_no_runs_says_how_to_make_one(tmp_path, monkeypatch, page):
     monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "empty"))
     at = open_app(page)

@@ -1,0 +1,53 @@
+"""Every page on the reference runs that ship in artifacts/runs (what a fresh clone opens on), with no
+FER2013 on disk: the faces come from the bundled PublicTest split."""
+import json
+
+import pytest
+
+from fer_models.runs import list_runs
+from helpers import ROOT, open_app
+
+SHIPPED = ROOT / "artifacts" / "runs"
+RUNS = [r.name for r in list_runs(SHIPPED)]
+PAGES = ["app_pages/history.py", "app_pages/architecture.py", "app_pages/confusion.py", "app_pages/saliency.py",
+         "app_pages/filters.py", "app_pages/webcam.py", "app_pages/train.py", "app_pages/learn.py",
+         "app_pages/report.py"]
+
+
+@pytest.fixture(autouse=True)
+def shipped_runs(monkeypatch):
+    monkeypatch.delenv("FER_STUDIO_RUNS", raising=False)  # the app's default: artifacts/runs
+
+
+def test_reference_runs_ship_complete():
+    assert RUNS, "artifacts/runs holds no reference run"
+    for name in RUNS:
+        run = SHIPPED / name
+        for required in ("config.json", "history.csv", "status.json", "meta.json", "model.safetensors",
+                         "eval/PublicTest/metrics.json", "eval/PublicTest/predictions.csv"):
+            assert (run / required).exists(), f"{name}: {required} missing"
+        assert not (run / "last.safetensors").exists()
+        assert json.loads((run / "meta.json").read_text())["shipped"]
+        assert json.loads((run / "status.json").read_text())["state"] == "finished"
+
+
+@pytest.mark.parametrize("run", RUNS)
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_on_a_reference_run(run, page):
+    at = open_app(page, run=run, state={"webcam_mode": "Snapshot"}, timeout=300)
+    assert not at.error, [e.value for e in at.error]
+    assert run in at.sidebar.selectbox[0].value
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_confusion_page_shows_the_shipped_evaluation_and_its_faces(run):
+    metrics = json.loads((SHIPPED / run / "eval" / "PublicTest" / "metrics.json").read_text())
+    at = open_app("app_pages/confusion.py", run=run)
+    assert any(m.label == "Accuracy" and m.value == f"{metrics['accuracy']:.1%}" for m in at.metric)
+    assert len(at.get("plotly_chart")) == 1
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_saliency_on_a_bundled_face_of_a_reference_run(run):
+    at = open_app("app_pages/saliency.py", run=run, query={"face": "28709", "split": "PublicTest"})
+    assert any(f"{run}** reads" in m.value for m in at.markdown)
