@@ -7,7 +7,8 @@ What ships is the run's record (config.json, history.csv, status.json, meta.json
 weights, without the optimizer state (last.safetensors). With --half the conv and linear weights
 are stored in fp16, but only if that moves PublicTest accuracy by less than 0.1 points;
 otherwise fp32 is kept and the reason printed. Then eval/PublicTest and eval/PublicTest-tta are
-written by fer_models.evaluate on the shipped weights. Prints one JSON line.
+written by fer_models.evaluate on the shipped weights. Recorded data paths are cut to the file's
+name (the run leaves this machine). Prints one JSON line.
 """
 import argparse
 import json
@@ -34,7 +35,7 @@ def ship(run, to, data, half: bool = False, split: str = "PublicTest") -> dict:
         raise CheckpointError(f"{to}: already exists and is not empty; remove it first")
     model, meta = load_model(run)
     # the dashboard's launcher never deletes a run marked shipped
-    meta = {**meta, "shipped": {"from": str(run.resolve()), "at": time.strftime("%Y-%m-%d")}}
+    meta = {**meta, "shipped": {"from": run.name, "at": time.strftime("%Y-%m-%d")}}
     to.mkdir(parents=True, exist_ok=True)
     for name in RECORD:
         shutil.copy2(run / name, to / name)
@@ -53,8 +54,20 @@ def ship(run, to, data, half: bool = False, split: str = "PublicTest") -> dict:
             save_model(to, model, meta, half=False)
             evaluate_run(to, data, split)
     report["accuracy_tta"] = evaluate_run(to, data, split, tta=True)["accuracy"]
+    recorded = json.loads((to / "config.json").read_text()).get("args", {}).get("data")
+    _portable_paths(to, {str(Path(data).resolve()), str(data), recorded})
     report["bytes"] = sum(p.stat().st_size for p in to.rglob("*") if p.is_file())
     return report
+
+
+def _portable_paths(to: Path, paths: set) -> None:
+    """The data paths of the machine that trained and evaluated the run become the file's name alone:
+    the reference run travels to machines without them, where the app then uses the bundled faces."""
+    for path in sorted((p for p in paths if p), key=len, reverse=True):
+        for record in to.rglob("*.json"):
+            text = record.read_text()
+            if path in text:
+                record.write_text(text.replace(json.dumps(path)[1:-1], Path(path).name))
 
 
 def main(argv=None) -> int:

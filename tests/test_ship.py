@@ -36,7 +36,10 @@ def test_ships_record_weights_and_evaluations_without_optimizer_state(finished, 
     assert abs(report["accuracy_fp16"] - report["accuracy_fp32"]) < 0.001 and report["weights"] == "float16"
     meta = json.loads((ref / "meta.json").read_text())
     assert meta["weights_dtype"] == "float16" and meta["metrics"] == json.loads((run / "meta.json").read_text())["metrics"]
-    assert meta["shipped"]["from"] == str(run.resolve())  # the launcher never deletes it
+    assert meta["shipped"]["from"] == run.name  # the launcher never deletes it
+    for record in ref.rglob("*.json"):  # no path of this machine's data travels with the run
+        assert str(data.parent) not in record.read_text(), record
+    assert json.loads((ref / "eval" / "PublicTest" / "metrics.json").read_text())["data"] == "fer2013.csv"
     assert (ref / "model.safetensors").stat().st_size < 0.6 * (run / "model.safetensors").stat().st_size
     model, _ = load_model(ref)
     assert next(model.parameters()).dtype.is_floating_point and str(next(model.parameters()).dtype) == "torch.float32"
