@@ -77,14 +77,13 @@ def show_job(run) -> None:
             except JobError as err:
                 st.error(str(err))
     elif state == "finished":
-        config = (run.path / "config.json")
-        data = None
-        if config.exists():
-            data = json.loads(config.read_text()).get("args", {}).get("data")
+        config = run.path / "config.json"
+        args = json.loads(config.read_text()).get("args", {}) if config.exists() else {}
+        data = args.get("data")
         if data and Path(data).exists():
             sizes, _ = summary_of(data, "fer2013")
-            args_train = json.loads(config.read_text()).get("args", {}).get("train_split", "Training")
-            choices = [s for s in (sizes or {}) if s != args_train] or list(sizes or {})
+            trained_on = args.get("train_split", "Training")
+            choices = [s for s in (sizes or {}) if s != trained_on] or list(sizes or {})
             splits = buttons.multiselect("Splits", choices, default=choices[:1], key=f"splits_{run.name}",
                                          label_visibility="collapsed")
             if buttons.button("Evaluate", key=f"eval_{run.name}", disabled=not splits):

@@ -53,11 +53,7 @@ def test_a_face_in_the_confusion_matrix_opens_in_saliency(page, start_app, tmp_p
 
 def test_a_camera_shot_is_explained(face_camera_app, tmp_path):
     page = face_camera_app("saliency")
-    page.locator("[data-testid='stRadio']").get_by_text("Camera", exact=True).click()
-    settle(page)
-    take_camera_photo(page)
-    page.wait_for_selector("text=1 face found", timeout=60_000)
-    settle(page)
+    take_camera_photo(page, "Camera", "1 face found")
     captions = page.locator("[data-testid='stImageCaption']").all_inner_texts()
     assert any("What the model sees" in c for c in captions)
     assert any("the map alone" in c for c in captions)

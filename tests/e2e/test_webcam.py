@@ -4,7 +4,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from streamlit_page import settle, take_camera_photo
+from streamlit_page import take_camera_photo
 
 
 def green_box_pixels(png: bytes) -> int:
@@ -29,17 +29,13 @@ def test_live_video_boxes_and_labels_the_face(face_camera_app, tmp_path):
     page.wait_for_selector(".js-plotly-plot .scatterlayer .trace", timeout=30_000)
     # one line per class (the fragment redraws every second: count in one chart)
     assert page.locator(".js-plotly-plot").first.locator(".scatterlayer .trace").count() == 7
-    assert page.get_by_role("button", name="Download the recording (CSV)").is_visible()
+    page.get_by_role("button", name="Download the recording (CSV)").wait_for(timeout=30_000)  # drawn after the chart
     page.screenshot(path=str(tmp_path / "webcam-live.png"))
 
 
 def test_snapshot_mode_returns_an_annotated_picture(face_camera_app, tmp_path):
     page = face_camera_app("webcam")
-    page.locator("[data-testid='stRadio']").get_by_text("Snapshot", exact=True).click()
-    settle(page)
-    take_camera_photo(page)
-    page.wait_for_selector("text=Read:", timeout=60_000)
-    settle(page)
+    take_camera_photo(page, "Snapshot", "Read:")
     image = page.locator("[data-testid='stImage'] img").last
     shot = np.asarray(Image.open(io.BytesIO(image.screenshot())).convert("L"))
     assert shot.std() > 10  # not blank
