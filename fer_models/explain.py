@@ -52,8 +52,8 @@ METHODS = {m.key: m for m in [
            "randomised: they show the image's edges more than the model's reasoning."),
     Method("gradcam", "Grad-CAM", True,
            "The last conv layer's maps weighted by their mean gradient for the class, then upsampled (Selvaraju "
-           "et al. 2017). Class-specific and robust, but as coarse as that layer (12×12 for cnn3, 3×3 for "
-           "densenet201_fer); positive = evidence for the class."),
+           "et al. 2017). Class-specific and robust, but as coarse as that layer (12×12 for cnn3, 6×6 for "
+           "resnet10_fer, where it equals CAM, 3×3 for densenet201_fer); positive = evidence for the class."),
     Method("guided_gradcam", "Guided Grad-CAM", False,
            "Guided Backprop times Grad-CAM: fine detail inside the regions Grad-CAM picks for the class. "
            "Inherits Guided Backprop's weakness."),

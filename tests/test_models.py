@@ -103,3 +103,30 @@ def test_block_diagram_follows_the_model():
     assert "in 224 = 64 + 32·5" in one and "64 + 32·6 = 256 ch" in one
     assert "… 36 more layers" in dense_block_dot(blocks["features.denseblock3"])
     assert dense_blocks(create_model("cnn3")) == {}
+
+
+def test_resnet10_fer_layout():
+    from fer_models.architecture import block_diagram
+    m = create_model("resnet10_fer")
+    assert m.num_parameters() == 1_227_623
+    stages = {s["name"]: s for s in block_diagram(m)}
+    assert [stages[f"stage{i}"]["shape"] for i in range(1, 5)] == [(32, 48, 48), (64, 24, 24), (128, 12, 12),
+                                                                    (256, 6, 6)]
+    assert stages["stage3"]["what"] == "BasicBlock ×1" and stages["head"]["shape"] == (7,)
+    # the first stage keeps its width and size, so its shortcut is the identity; the others project
+    assert len(m.stage1[0].shortcut) == 0 and all(len(getattr(m, f"stage{i}")[0].shortcut) == 2 for i in (2, 3, 4))
+    hook_out = {}
+    m.gradcam_layer().register_forward_hook(lambda mod, i, o: hook_out.setdefault("map", o))
+    m.eval()(torch.randn(1, 1, 48, 48))
+    assert hook_out["map"].shape == (1, 256, 6, 6)  # the map the pooled classifier reads: Grad-CAM = CAM
+
+
+def test_resnet10_fer_block_adds_its_input():
+    # with the residual branch silenced, a block passes its (non-negative, post-ReLU) input through unchanged
+    m = create_model("resnet10_fer").eval()
+    block = m.stage1[0]
+    with torch.no_grad():
+        block.bn2.weight.zero_()
+        block.bn2.bias.zero_()
+        x = torch.relu(torch.randn(2, 32, 48, 48))
+        assert torch.equal(block(x), x)
