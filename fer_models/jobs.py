@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import atomic_write_json
-from .runs import _process_alive, _read_json, read_status
+from .runs import _process_alive, _read_json, read_history, read_status
 
 ROOT = Path(__file__).resolve().parents[1]
 JOB_FILE, LOG_FILE = "job.json", "train.log"
@@ -285,10 +285,19 @@ def job_state(run) -> dict:
     done_steps = total if status["state"] == "finished" else (max(epoch - 1, 0) * spe + step if spe else 0)
     status["epoch_fraction"] = step / spe if spe else 0.0
     status["run_fraction"] = done_steps / total if total else 0.0
+    status["eta_seconds"] = _eta_seconds(run, status, total - done_steps, spe)
+    return status
+
+
+def _eta_seconds(run: Path, status: dict, steps_left: int, steps_per_epoch: int) -> float | None:
+    """Seconds left: at the mean pace of the finished epochs (validation and slow starts included), or,
+    during the first epoch, at the current images/s, which reads high in its first minutes."""
+    seconds = read_history(run)["seconds"].dropna()
+    if len(seconds) and steps_per_epoch:
+        return steps_left / steps_per_epoch * float(seconds.mean())
     speed = status.get("images_per_second")
     batch = _read_json(run / "config.json").get("args", {}).get("batch_size")
-    status["eta_seconds"] = ((total - done_steps) * batch / speed) if (speed and batch and total) else None
-    return status
+    return steps_left * batch / speed if (speed and batch and steps_left) else None
 
 
 def log_tail(run, lines: int = 20) -> str:

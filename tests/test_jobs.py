@@ -145,3 +145,19 @@ def test_delete_refuses_shipped_runs_and_removes_user_runs(data, tmp_path):
     assert not user.exists()
     with pytest.raises(JobError, match="does not look like a run folder"):
         delete(tmp_path)
+
+
+def test_eta_uses_the_finished_epochs_pace(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"args": {"batch_size": 100}}))
+    status = {"state": "finished", "epochs": 4, "steps_per_epoch": 10, "epoch": 1, "step": 5,
+              "images_per_second": 1000.0}
+    (run / "status.json").write_text(json.dumps(status))
+    assert job_state(run)["eta_seconds"] is None  # nothing left to do
+    (run / "status.json").write_text(json.dumps({**status, "state": "stopped"}))
+    assert job_state(run)["eta_seconds"] == pytest.approx(35 * 100 / 1000)  # first epoch: the current speed
+    (run / "history.csv").write_text("epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds\n"
+                                     "1,1,0.3,1,0.3,0.1,50\n2,1,0.3,1,0.3,0.1,70\n")
+    (run / "status.json").write_text(json.dumps({**status, "state": "stopped", "epoch": 3, "step": 5}))
+    assert job_state(run)["eta_seconds"] == pytest.approx(1.5 * 60)  # 1.5 epochs at the 60 s mean
