@@ -80,14 +80,17 @@ def merge(parts: list[Path], out: Path, limit: int | None = None) -> int:
 
 def run_all(data: Path, runs: Path, epochs: dict, extra: list[str]) -> dict:
     """Train every model at once (one process each) and wait; returns each one's exit status."""
-    procs = {}
+    procs, logs = {}, []
     for name, n in epochs.items():
         cmd = [sys.executable, "-m", "fer_models.train", "--model", name, "--data", str(data), "--epochs", str(n),
                "--batch-size", "128", "--schedule", "onecycle", "--half-weights", "--checkpoint-minutes", "1000",
                "--out", str(runs / name), *RECIPES[name]["args"], *extra]
-        log = open(runs / f"{name}.log", "w")
-        procs[name] = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    return {name: p.wait() for name, p in procs.items()}
+        logs.append(open(runs / f"{name}.log", "w"))
+        procs[name] = subprocess.Popen(cmd, cwd=ROOT, stdout=logs[-1], stderr=subprocess.STDOUT)
+    codes = {name: p.wait() for name, p in procs.items()}
+    for log in logs:
+        log.close()
+    return codes
 
 
 def calibrate(part: Path, epochs: int, faces: int | None) -> None:
