@@ -67,7 +67,7 @@ def _describe(module: nn.Module) -> str:
         return f"{type(module).__name__.strip('_')} ×{len(module)}"
     blocks = list(module.children())
     if isinstance(module, nn.Sequential) and blocks and all(type(b) is type(blocks[0]) for b in blocks) \
-            and any(True for _ in blocks[0].children()):  # a stage of repeated blocks (a residual stage)
+            and next(blocks[0].children(), None) is not None:  # a stage of repeated blocks (a residual stage)
         return f"{type(blocks[0]).__name__.strip('_')} ×{len(blocks)}"
     if isinstance(module, nn.Sequential):
         return " → ".join(type(m).__name__ for m in module.children())
