@@ -119,6 +119,12 @@ def calibrate(part: Path, epochs: int, faces: int | None) -> None:
     print(json.dumps({"images_per_second_concurrent": speed, "gpu": gpu_name()}))
 
 
+def plan_epochs(speed: dict, minutes: float, n_train: int) -> dict:
+    """As many epochs as `minutes` allow at each model's measured images/s, within its recipe's ceiling."""
+    return {name: max(1, min(RECIPES[name]["max_epochs"], math.floor(minutes * 60 * s / n_train)))
+            for name, s in speed.items()}
+
+
 def gpu_name() -> str:
     import torch
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
@@ -132,8 +138,7 @@ def train(part: Path, minutes: float, out: Path, limit: int | None) -> int:
     speed = json.loads((KEEP / "calibration.json").read_text())
     data = KEEP / "fer2013_gpu.npz"
     n_train = merge([KEEP / "part1.npz", part], data, limit)
-    epochs = {name: max(1, min(RECIPES[name]["max_epochs"], math.floor(minutes * 60 * s / n_train)))
-              for name, s in speed.items()}
+    epochs = plan_epochs(speed, minutes, n_train)
     print(json.dumps({"epochs": epochs, "gpu": gpu_name()}), flush=True)
     runs = KEEP / "runs"
     shutil.rmtree(runs, ignore_errors=True)
