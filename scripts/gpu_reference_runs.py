@@ -6,7 +6,7 @@ halves; the machine keeps the first half on its disk while it stays warm (30 s a
 Here (once):
     echo /.gpu_data/ >> .git/info/exclude
     python scripts/gpu_reference_runs.py pack --data path/to/fer2013.csv.gz --to .gpu_data
-Device call 1 (carry [".gpu_data/part1"]): keeps half 1 and times one epoch of every model together
+Device call 1 (carry [".gpu_data/part1"]): keeps half 1 and times 3 epochs of every model, all at once, on PublicTest
     python3 scripts/gpu_reference_runs.py calibrate --part .gpu_data/part1/train.npz
 Device call 2, at once (carry [".gpu_data/part2"]): trains all three together for --minutes
     python3 scripts/gpu_reference_runs.py train --part .gpu_data/part2/train.npz --minutes 7 --out $OUT
