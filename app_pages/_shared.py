@@ -22,7 +22,8 @@ def cached_runs(root: str) -> list[RunSummary]:
 def describe(run: RunSummary) -> str:
     acc = f"{run.val_acc:.1%}" if run.val_acc is not None else "no epoch yet"
     # the state in words: symbols such as ⏸ are missing from common fonts and show as boxes
-    return f"{run.name} · {run.arch or '?'} · {acc} · {run.state}"
+    model = "" if run.arch == run.name else f" · {run.arch or '?'}"  # a reference run is named for its model
+    return f"{run.name}{model} · {acc} · {run.state}"
 
 
 def run_picker() -> None:

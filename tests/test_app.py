@@ -89,3 +89,14 @@ def test_architecture_diagrams(runs):
     at = open_app("app_pages/architecture.py", run="dense")
     assert len(at.get("graphviz_chart")) == 2
     assert at.selectbox[0].value == "features.denseblock1"
+
+
+def test_run_labels_name_the_model_once():
+    from pathlib import Path
+
+    from app_pages._shared import describe
+    from fer_models.runs import RunSummary
+    run = RunSummary("resnet10_fer", Path("r"), "resnet10_fer", "finished", 0.6428, 20, 20, 20)
+    assert describe(run) == "resnet10_fer · 64.3% · finished"
+    other = RunSummary("mine", Path("m"), "cnn3", "running", None, None, 0, 5)
+    assert describe(other) == "mine · cnn3 · no epoch yet · running"
