@@ -34,7 +34,9 @@ def history_figure(histories: list[tuple[str, pd.DataFrame]]) -> go.Figure:
         fig.add_trace(go.Scatter(x=[best["epoch"]], y=[best["val_acc"]], mode="markers+text",
                                  marker=dict(symbol="star", size=14, color=colour),
                                  text=[f"best {best['val_acc']:.1%} (epoch {int(best['epoch'])})"],
-                                 textposition="bottom center", showlegend=False, legendgroup=label),
+                                 # the label grows away from the nearer edge: a best last epoch is common
+                                 textposition="bottom left" if best["epoch"] > h["epoch"].max() / 2
+                                 else "bottom right", showlegend=False, legendgroup=label),
                       row=1, col=2)
         fig.add_trace(go.Scatter(x=h["epoch"], y=h["lr"], mode="lines", line=dict(color=colour),
                                  showlegend=False, legendgroup=label), row=2, col=1)
