@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from fer_models.runs import RunSummary, list_runs, read_history
+from fer_models.runs import RunSummary, best_run, list_runs, read_history
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ def run_picker() -> None:
         return
     names = [r.name for r in runs]
     wanted = st.session_state.get("run_name") or st.query_params.get("run")
-    index = names.index(wanted) if wanted in names else 0
+    index = names.index(wanted if wanted in names else best_run(runs).name)
     name = st.sidebar.selectbox("Run", names, index=index, key="run_name",
                                 format_func=lambda n: describe(runs[names.index(n)]))
     st.query_params["run"] = name

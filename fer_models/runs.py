@@ -148,6 +148,15 @@ def list_runs(root) -> list[RunSummary]:
     return [summarise(p) for p in folders]
 
 
+def best_run(runs: list[RunSummary]) -> RunSummary | None:
+    """The finished run with the highest validation accuracy (ties: first by name), else the first run:
+    what the app opens on, so a fresh clone shows its best model rather than the alphabetically first."""
+    finished = [r for r in runs if r.state == "finished" and r.val_acc is not None]
+    if finished:
+        return max(finished, key=lambda r: r.val_acc)  # max keeps the first of equals
+    return runs[0] if runs else None
+
+
 # ---------------------------------------------------------------- the README's models table
 
 TABLE_START, TABLE_END = "<!-- models-table -->", "<!-- /models-table -->"

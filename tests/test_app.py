@@ -100,3 +100,10 @@ def test_run_labels_name_the_model_once():
     assert describe(run) == "resnet10_fer · 64.3% · finished"
     other = RunSummary("mine", Path("m"), "cnn3", "running", None, None, 0, 5)
     assert describe(other) == "mine · cnn3 · no epoch yet · running"
+
+
+def test_app_opens_on_the_most_accurate_finished_run(runs):
+    make_run(runs, "z_best", {"state": "finished", "host": socket.gethostname()}, [0.5, 0.7], {"arch": "cnn3"})
+    at = open_app(None)
+    assert at.sidebar.selectbox[0].value == "z_best"
+    assert at.query_params["run"] == "z_best"

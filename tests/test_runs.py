@@ -7,7 +7,7 @@ import pytest
 
 from helpers import make_run
 from fer_models.data import EMOTIONS
-from fer_models.runs import STALE_SECONDS, list_runs, read_evaluation, read_history, read_status
+from fer_models.runs import STALE_SECONDS, best_run, list_runs, read_evaluation, read_history, read_status
 
 
 def dead_pid():
@@ -92,3 +92,14 @@ def test_models_table_comes_from_the_run_folders(tmp_path):
     write_table(readme, tmp_path / "runs")
     text = readme.read_text()
     assert "old" not in text and "| cnn3_ref |" in text and text.endswith("after\n")
+
+
+def test_best_run_is_the_most_accurate_finished_one(tmp_path):
+    host = socket.gethostname()
+    make_run(tmp_path, "a_small", {"state": "finished", "host": host}, [0.5, 0.55], {"arch": "cnn3"})
+    make_run(tmp_path, "b_big", {"state": "finished", "host": host}, [0.6, 0.64], {"arch": "cnn3"})
+    make_run(tmp_path, "c_dead", {"state": "running", "pid": dead_pid(), "host": host,
+                                  "heartbeat": time.time()}, [0.9])  # died: its figure is no model's
+    assert best_run(list_runs(tmp_path)).name == "b_big"
+    assert best_run(list_runs(tmp_path)[2:]).name == "c_dead"  # nothing finished: the first run
+    assert best_run([]) is None
