@@ -23,7 +23,16 @@ def describe(run: RunSummary) -> str:
     acc = f"{run.val_acc:.1%}" if run.val_acc is not None else "no epoch yet"
     # the state in words: symbols such as ⏸ are missing from common fonts and show as boxes
     model = "" if run.arch == run.name else f" · {run.arch or '?'}"  # a reference run is named for its model
-    return f"{run.name}{model} · {acc} · {run.state}"
+    # "finished" is the settled state and left out: the sidebar's box cut the longest names off there
+    state = "" if run.state == "finished" else f" · {run.state}"
+    return f"{run.name}{model} · {acc}{state}"
+
+
+def run_details(run: RunSummary) -> str:
+    """The picked run in one line under the picker: its state, epochs and where its best one was."""
+    epochs = f"{run.epochs_done} of {run.epochs} epochs" if run.epochs else f"{run.epochs_done} epochs"
+    best = f", best {run.val_acc:.2%} at epoch {run.best_epoch}" if run.val_acc is not None else ""
+    return f"{run.state.capitalize()}: {epochs}{best}"
 
 
 def run_picker() -> None:
@@ -41,6 +50,7 @@ def run_picker() -> None:
                                 format_func=lambda n: describe(runs[names.index(n)]))
     st.query_params["run"] = name
     st.session_state["run"] = runs[names.index(name)]
+    st.sidebar.caption(run_details(runs[names.index(name)]))
 
 
 def selected_run() -> RunSummary | None:
