@@ -31,13 +31,18 @@ def history_figure(histories: list[tuple[str, pd.DataFrame]]) -> go.Figure:
                                      mode="lines+markers", line=dict(color=colour), legendgroup=label,
                                      showlegend=col == 1), row=1, col=col)
         best = h.loc[h["val_acc"].idxmax()]
-        fig.add_trace(go.Scatter(x=[best["epoch"]], y=[best["val_acc"]], mode="markers+text",
-                                 marker=dict(symbol="star", size=14, color=colour),
-                                 text=[f"best {best['val_acc']:.1%} (epoch {int(best['epoch'])})"],
-                                 # the label grows away from the nearer edge: a best last epoch is common
-                                 textposition="bottom left" if best["epoch"] > h["epoch"].max() / 2
-                                 else "bottom right", showlegend=False, legendgroup=label),
-                      row=1, col=2)
+        fig.add_trace(go.Scatter(x=[best["epoch"]], y=[best["val_acc"]], mode="markers", name=f"{label} best",
+                                 marker=dict(symbol="star", size=14, color=colour), showlegend=False,
+                                 legendgroup=label), row=1, col=2)
+        late = bool(best["epoch"] > h["epoch"].max() / 2)
+        # a boxed label on an arrow, below the star: plain text there sat on the training curve,
+        # which runs close under the validation curve; it points inwards from the nearer edge
+        # (a best last epoch is common) and each run's label one step lower than the last
+        fig.add_annotation(x=best["epoch"], y=best["val_acc"], row=1, col=2,
+                           text=f"best {best['val_acc']:.1%} (epoch {int(best['epoch'])})",
+                           showarrow=True, arrowcolor=colour, arrowhead=0, ax=-40 if late else 40, ay=36 + 26 * i,
+                           xanchor="right" if late else "left", font=dict(color=colour),
+                           bgcolor="rgba(255,255,255,0.9)", bordercolor=colour, borderpad=3)
         fig.add_trace(go.Scatter(x=h["epoch"], y=h["lr"], mode="lines", line=dict(color=colour),
                                  showlegend=False, legendgroup=label), row=2, col=1)
         fig.add_trace(go.Bar(x=h["epoch"], y=h["seconds"], marker_color=colour, opacity=0.6,

@@ -1,4 +1,4 @@
-"""The training-history figure's best-epoch label stays inside the plot."""
+"""The training-history figure's best-epoch labels stay inside the plot and readable."""
 import pandas as pd
 
 from fer_models.figures import history_figure
@@ -10,12 +10,19 @@ def history(val_acc):
                          "val_loss": [1.0] * n, "val_acc": val_acc, "lr": [0.1] * n, "seconds": [10.0] * n})
 
 
-def best_label(fig):
-    return next(t for t in fig.data if t.mode == "markers+text")
+def best_labels(fig):
+    return [a for a in fig.layout.annotations if a.text.startswith("best ")]
 
 
 def test_best_epoch_label_grows_away_from_the_nearer_edge():
-    last = best_label(history_figure([("run", history([0.3, 0.4, 0.5, 0.6]))]))
-    assert list(last.x) == [4] and last.textposition == "bottom left"
-    first = best_label(history_figure([("run", history([0.6, 0.4, 0.5, 0.5]))]))
-    assert list(first.x) == [1] and first.textposition == "bottom right"
+    last, = best_labels(history_figure([("run", history([0.3, 0.4, 0.5, 0.6]))]))
+    assert (last.x, last.y, last.text) == (4, 0.6, "best 60.0% (epoch 4)")
+    assert last.xanchor == "right" and last.ax < 0
+    first, = best_labels(history_figure([("run", history([0.6, 0.4, 0.5, 0.5]))]))
+    assert first.x == 1 and first.xanchor == "left" and first.ax > 0
+
+
+def test_best_epoch_labels_are_boxed_and_do_not_stack_on_each_other():
+    labels = best_labels(history_figure([("a", history([0.3, 0.6])), ("b", history([0.3, 0.6]))]))
+    assert len(labels) == 2 and all(a.bgcolor and a.bordercolor for a in labels)
+    assert labels[0].ay != labels[1].ay  # the same best epoch and accuracy: offset, not on top of each other
