@@ -8,7 +8,7 @@ from app_pages._dataset import load_split
 from app_pages._face_picker import pick_face, show_model_input
 from app_pages._shared import checkpoint_key, selected_model
 from fer_models.data import EMOTIONS
-from fer_models.explain import face_input, feature_maps, filter_responses, maximise_filter, top_faces
+from fer_models.explain import face_input, feature_maps, filter_responses, maximise_filters, top_faces
 from fer_models.pictures import enlarge, mosaic, to_uint8
 from fer_models.runs import BUNDLED_PUBLICTEST
 
@@ -17,10 +17,12 @@ st.caption("Feature maps show where a layer's filters fire on one face; the synt
            "excites a filter most, beside the PublicTest faces that excite it most.")
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def cached_pattern(key: str, _model, _meta, layer: str, channel: int, fft: bool):
-    """One activation-maximisation image per (checkpoint, layer, filter, parametrisation)."""
-    return maximise_filter(_model, layer, channel, _meta, fft=fft)
+@st.cache_resource(show_spinner=False, max_entries=32)
+def pattern_store(key: str, layer: str, fft: bool) -> dict:
+    """Activation-maximisation images by filter for one (checkpoint, layer, parametrisation), shared
+    by all sessions; a filter's image does not depend on the others synthesized with it, so adding
+    a filter to the selection only synthesizes that one."""
+    return {}
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -40,7 +42,7 @@ with pick:
     if face is not None:
         show_model_input(face)
 with maps_col:
-    layer = st.selectbox("Layer", names, index=len(names) - 1, key=f"filters_layer_{run.arch}",
+    layer = st.selectbox("Layer", names, index=names.index(model.deepest_filter_layer()), key=f"filters_layer_{run.arch}",
                          format_func=lambda n: f"{n} ({layers[n].out_channels} filters, "
                                                f"{layers[n].kernel_size[0]}×{layers[n].kernel_size[1]})")
     channels = layers[layer].out_channels
@@ -76,10 +78,17 @@ else:
     responses = None
     st.info("The bundled PublicTest faces are missing, so the faces that excite each filter cannot be shown.")
 
-progress = st.progress(0.0, text="Synthesizing patterns…")
-for i, channel in enumerate(chosen):
-    pattern = cached_pattern(checkpoint_key(run), model, meta, layer, channel, fft)
-    progress.progress((i + 1) / len(chosen), text=f"Synthesized {i + 1} of {len(chosen)}")
+store = pattern_store(checkpoint_key(run), layer, fft)
+missing = [c for c in chosen if c not in store]
+if missing:
+    progress = st.progress(0.0, text=f"Synthesizing {len(missing)} pattern(s)…")
+    step_text = lambda i, n: f"Synthesizing {len(missing)} pattern(s) together: ascent step {i} of {n}"
+    patterns = maximise_filters(model, layer, missing, meta, fft=fft,
+                                on_step=lambda i, n: progress.progress(i / n, text=step_text(i, n)))
+    store.update(zip(missing, patterns))
+    progress.empty()
+for channel in chosen:
+    pattern = store[channel]
     a, b, c = st.columns([1, 1, 2])
     a.image(enlarge(pattern.image, 144), width=144, caption=f"filter #{channel}")
     line = (f"**#{channel}**: mean activation {pattern.activation:.2f} on this pattern, "
@@ -92,4 +101,3 @@ for i, channel in enumerate(chosen):
         line += (f". Its 9 top faces (highest peak activation; {responses[top[0], channel]:.2f} on the first): "
                  + ", ".join(f"{n} {e}" for e, n in kinds) + f" (ids {', '.join(ids[top[:3]])}, …)")
     c.markdown(line)
-progress.empty()

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from fer_models.checkpoints import load_model  # noqa: E402
-from fer_models.explain import METHODS, attribute, face_input, filter_responses, maximise_filter  # noqa: E402
+from fer_models.explain import METHODS, attribute, face_input, filter_responses, maximise_filters  # noqa: E402
 from fer_models.faces import detect_faces  # noqa: E402
 from fer_models.models import create_model  # noqa: E402
 
@@ -65,8 +65,11 @@ def main():
     for model, meta in models:
         x = face_input(faces[0], meta)
         row = {f"{m}_ms": median_ms(lambda m=m: attribute(model, x, m, 3), args.repeat) for m in METHODS}
-        last = list(model.conv_layers())[-1]
-        row["activation_maximisation_ms"] = median_ms(lambda: maximise_filter(model, last, 0, meta), 2)
+        last = model.deepest_filter_layer()
+        row["activation_maximisation_ms"] = median_ms(lambda: maximise_filters(model, last, [0], meta), 2)
+        # the Filters page's default: 8 filters of the last conv layer, synthesized as one batch
+        row["activation_maximisation_8_filters_ms"] = median_ms(
+            lambda: maximise_filters(model, last, list(range(8)), meta), 2)
         norm = meta["normalisation"]
         t = time.perf_counter()
         filter_responses(model, last, faces, norm["mean"], norm["std"])

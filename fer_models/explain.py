@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -148,15 +149,27 @@ def _layer(model: FERModel, name: str) -> torch.nn.Module:
     return modules[name]
 
 
+class _Reached(Exception):
+    """Raised by the capture hook: the layer's output is all we need, so the rest of the network
+    is skipped (for a middle layer of densenet201_fer, most of its cost)."""
+
+    def __init__(self, output):
+        self.output = output
+
+
 def _capture(model: FERModel, layer_name: str, x: torch.Tensor) -> torch.Tensor:
-    """The output of one layer for input x (the rest of the forward pass still runs)."""
-    seen = {}
-    handle = _layer(model, layer_name).register_forward_hook(lambda m, i, o: seen.__setitem__("out", o))
+    """The output of one layer for input x; the forward pass stops there."""
+    def hook(module, inputs, output):
+        raise _Reached(output)
+
+    handle = _layer(model, layer_name).register_forward_hook(hook)
     try:
         model(x)
+    except _Reached as reached:
+        return reached.output
     finally:
         handle.remove()
-    return seen["out"]
+    raise RuntimeError(f"{model.arch}'s forward pass never ran layer '{layer_name}'")
 
 
 @torch.no_grad()
@@ -209,19 +222,29 @@ def _fft_scale(size: int) -> torch.Tensor:
     return scale / scale.mean()  # with the orthonormal FFT, Adam's steps then move pixels as fast as plain ascent
 
 
-def maximise_filter(model: FERModel, layer_name: str, channel: int, meta: dict, steps: int = 96, lr: float = 0.05,
-                    fft: bool = True, jitter: int = 2, rotate: float = 5.0, scale: float = 0.05,
-                    decay: float = 1e-3, seed: int = 0, size: int = 48) -> Visualisation:
-    """The input that maximises the mean activation of one filter, by gradient ascent from noise.
+def maximise_filters(model: FERModel, layer_name: str, channels: list[int], meta: dict, steps: int = 96,
+                     lr: float = 0.05, fft: bool = True, jitter: int = 2, rotate: float = 5.0, scale: float = 0.05,
+                     decay: float = 1e-3, seed: int = 0, size: int = 48,
+                     on_step: Callable[[int, int], None] | None = None) -> list[Visualisation]:
+    """For each channel, the input that maximises the filter's mean activation, by gradient ascent
+    from noise; all channels are optimised together as one batch (8 filters of densenet201_fer on
+    the 2-core CPU: 54 s one at a time, 16.5 s as one batch; bench/explain.py).
 
     Every step sees a randomly shifted (±jitter px), rotated and scaled copy, so the result must
     excite the filter robustly rather than through one exact pixel pattern; `decay` pulls pixels
-    towards mid-gray; a sigmoid keeps the image within the valid pixel range.
+    towards mid-gray; a sigmoid keeps the image within the valid pixel range. Each channel's image
+    depends only on (channel, seed): its starting noise is seeded by both, every image in a step
+    gets the same transform, and the losses add up, so Adam (elementwise) updates each image as if
+    it were optimised alone. One filter's pattern thus does not depend on the others chosen, up to
+    float rounding in the batched convolutions (which the ascent amplifies to a few gray levels).
     """
+    if not channels:
+        return []
     norm = meta["normalisation"]
     lo, hi = (0 - norm["mean"]) / norm["std"], (1 - norm["mean"]) / norm["std"]
+    noise = torch.cat([torch.randn(1, 1, size, size, generator=torch.Generator().manual_seed(seed * 100_003 + c))
+                       for c in channels]) * 0.1
     gen = torch.Generator().manual_seed(seed)
-    noise = torch.randn(1, 1, size, size, generator=gen) * 0.1
     if fft:
         spectrum_scale = _fft_scale(size)
         coeffs = (torch.fft.rfft2(noise, norm="ortho") / spectrum_scale).detach().requires_grad_(True)
@@ -235,30 +258,39 @@ def maximise_filter(model: FERModel, layer_name: str, channel: int, meta: dict, 
     # black or white, where they get no gradient back
     image = lambda: lo + (hi - lo) * torch.sigmoid(render())
     transform = AugmentConfig(crop_pad=jitter, flip=False, rotate=rotate, scale=scale, erase=0.0)
+    index = torch.arange(len(channels))
+    wanted = torch.as_tensor(channels)
 
-    def activation(x):
-        return _capture(model, layer_name, x)[0, channel].mean()
+    def activations(x):
+        return _capture(model, layer_name, x.contiguous(memory_format=torch.channels_last))[index, wanted].mean((1, 2))
+
+    def same_transform(x):
+        # the batch as one many-channel image, so augment_batch draws one transform for all
+        return augment_batch(x.reshape(1, -1, size, size), transform, gen).reshape(x.shape)
 
     opt = torch.optim.Adam(params, lr=lr)
     trace = []
     with _LOCK:
         _ready(model)
         with torch.no_grad():
-            start = float(activation(image()))
+            start = activations(image())
         for step in range(steps):
             opt.zero_grad()
-            x = image()
-            act = activation(augment_batch(x, transform, gen))
-            loss = -act + decay * (render() ** 2).mean()  # towards mid-gray
+            act = activations(same_transform(image()))
+            loss = (-act + decay * (render() ** 2).mean((1, 2, 3))).sum()  # decay: towards mid-gray
             # autograd.grad, not backward(): the shared model's parameters get no .grad
             params[0].grad, = torch.autograd.grad(loss, params)
             opt.step()
-            trace.append(float(act.detach()))
+            trace.append(act.detach())
+            if on_step:
+                on_step(step + 1, steps)
         with torch.no_grad():
             final = image()
-            end = float(activation(final))
-    pixels01 = (final[0, 0] * norm["std"] + norm["mean"]).clamp(0, 1)
-    return Visualisation(layer_name, channel, (pixels01.numpy() * 255 + 0.5).astype(np.uint8), start, end, trace)
+            end = activations(final)
+    pixels = ((final[:, 0] * norm["std"] + norm["mean"]).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    trace = torch.stack(trace, 1).tolist() if trace else [[] for _ in channels]
+    return [Visualisation(layer_name, int(c), pixels[i], float(start[i]), float(end[i]), trace[i])
+            for i, c in enumerate(channels)]
 
 
 def robust_top(map_: np.ndarray) -> float:

@@ -63,6 +63,14 @@ class FERModel(nn.Module):
     def conv_layers(self) -> "OrderedDict[str, nn.Conv2d]":
         return OrderedDict((n, m) for n, m in self.named_modules() if isinstance(m, nn.Conv2d))
 
+    def deepest_filter_layer(self) -> str:
+        """The conv layer whose filters to show first: the last one with a spatial kernel. A 1x1
+        layer mixes channels it was given (resnet10_fer's last conv by order is the shortcut that
+        projects its last block's input), so it says less about the features the network built."""
+        layers = self.conv_layers()
+        spatial = [n for n, m in layers.items() if max(m.kernel_size) > 1]
+        return (spatial or list(layers))[-1]
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

@@ -3,7 +3,7 @@
     python -m fer_models.report --run artifacts/runs/cnn3 --out cnn3_report.html
 
 Architecture with layer shapes; training history; confusion matrix with per-class scores and the
-most confused pairs; saliency maps for a sample of faces per class; the last conv layer's filters
+most confused pairs; saliency maps for a sample of faces per class; the deepest 3x3 conv layer's filters
 with their top-activating faces; the math, checked numerically. Plotly and its figures are inlined,
 pictures are inline PNGs and equations are MathML (drawn by the browser itself), so the file opens
 anywhere with no network. Each figure downloads as PNG (Plotly's camera button, or the link under
@@ -177,20 +177,19 @@ def saliency_section(model, meta, predictions, faces, per_class: int) -> str:
 
 
 def filters_section(model, meta, faces_all, labels, count: int) -> str:
-    from .explain import filter_responses, maximise_filter, top_faces
+    from .explain import filter_responses, maximise_filters, top_faces
     from .pictures import enlarge, mosaic
 
-    layer = list(model.conv_layers())[-1]
+    layer = model.deepest_filter_layer()
     head = f"<h2>5. Filters of {_e(layer)}</h2>"
     if faces_all is None:
         return head + "<p>No faces to rank the filters on (pass --data).</p>"
     norm = meta["normalisation"]
     responses = filter_responses(model, layer, faces_all, norm["mean"], norm["std"])
-    chosen = np.argsort(-responses.mean(0))[:count]
+    chosen = [int(c) for c in np.argsort(-responses.mean(0))[:count]]
     rows = []
-    for channel in chosen:
-        pattern = maximise_filter(model, layer, int(channel), meta)
-        top = top_faces(responses, int(channel), 9)
+    for channel, pattern in zip(chosen, maximise_filters(model, layer, chosen, meta)):
+        top = top_faces(responses, channel, 9)
         kinds = ", ".join(f"{n} {e}" for e, n in Counter(EMOTIONS[labels[t]] for t in top).most_common())
         rows.append(f'<div class="filter">{picture(enlarge(pattern.image, 144), f"filter_{channel}_pattern", f"#{channel}: pattern")}'
                     f'{picture(enlarge(mosaic(faces_all[top, 0], 3), 144), f"filter_{channel}_faces", "top 9 faces")}'

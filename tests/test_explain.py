@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from fer_models.explain import (METHODS, attribute, attribute_classes, face_input, feature_maps, filter_responses,
-                                maximise_filter, probabilities, robust_top, to_unit, top_faces)
+                                maximise_filters, probabilities, robust_top, to_unit, top_faces)
 from fer_models.models import create_model
 from helpers import synthetic_faces
 
@@ -103,8 +103,8 @@ def test_feature_maps_of_each_conv_layer(model, x):
 
 @pytest.mark.parametrize("fft", [True, False])
 def test_activation_maximisation_raises_the_filter_activation(model, fft):
-    v = maximise_filter(model, "block3.conv", 7, META, steps=40, fft=fft)
-    assert v.image.shape == (48, 48) and v.image.dtype == np.uint8
+    v, = maximise_filters(model, "block3.conv", [7], META, steps=40, fft=fft)
+    assert v.image.shape == (48, 48) and v.image.dtype == np.uint8 and v.channel == 7
     assert v.activation > v.start_activation + 0.01
     # ... and above what any of a set of faces and noise images gives that filter
     faces, _ = synthetic_faces(30, seed=7)
@@ -114,6 +114,38 @@ def test_activation_maximisation_raises_the_filter_activation(model, fft):
     assert v.activation > max(others)
     assert v.image.std() > 2  # a pattern, not a flat gray
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_filters_maximised_together_each_get_their_own_pattern(model):
+    steps = []
+    together = maximise_filters(model, "block2.conv", [3, 9, 40], META, steps=30,
+                                on_step=lambda i, n: steps.append((i, n)))
+    assert steps == [(i, 30) for i in range(1, 31)]
+    assert [v.channel for v in together] == [3, 9, 40] and all(len(v.trace) == 30 for v in together)
+    alone, = maximise_filters(model, "block2.conv", [9], META, steps=30)
+    # the same pattern as when optimised alone, to float rounding (amplified a little by the ascent)
+    assert np.corrcoef(together[1].image.ravel(), alone.image.ravel())[0, 1] > 0.95
+    assert together[1].start_activation == pytest.approx(alone.start_activation, rel=1e-5)
+    # and each image is the one its own filter prefers
+    for v in together:
+        on_own = feature_maps(model, "block2.conv", face_input(v.image, META))
+        others = [w for w in together if w is not v]
+        assert all(on_own[v.channel].mean() > feature_maps(model, "block2.conv", face_input(w.image, META))[v.channel].mean()
+                   for w in others)
+    assert maximise_filters(model, "block2.conv", [], META) == []
+
+
+def test_capturing_a_layer_skips_the_layers_after_it(model, x):
+    ran = []
+    handle = model.block3.register_forward_hook(lambda *a: ran.append(1))
+    try:
+        feature_maps(model, "block2.conv", x)
+        filter_responses(model, "block1.conv", np.zeros((3, 1, 48, 48), np.uint8), **META["normalisation"])
+        assert ran == []
+        feature_maps(model, "block3.conv", x)
+        assert ran == []  # block3's conv is inside block3, which never finishes
+    finally:
+        handle.remove()
 
 
 def test_top_faces_are_the_highest_responses(model):

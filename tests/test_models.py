@@ -121,6 +121,15 @@ def test_resnet10_fer_layout():
     assert hook_out["map"].shape == (1, 256, 6, 6)  # the map the pooled classifier reads: Grad-CAM = CAM
 
 
+def test_filters_open_on_the_deepest_spatial_conv():
+    # by module order resnet10_fer's last conv is stage4's 1x1 shortcut, not its deepest 3x3 conv
+    assert list(create_model("resnet10_fer").conv_layers())[-1] == "stage4.0.shortcut.conv"
+    assert create_model("resnet10_fer").deepest_filter_layer() == "stage4.0.conv2"
+    assert create_model("cnn3").deepest_filter_layer() == "block3.conv"
+    dense = create_model("densenet201_fer")
+    assert dense.conv_layers()[dense.deepest_filter_layer()].kernel_size == (3, 3)
+
+
 def test_resnet10_fer_block_adds_its_input():
     # with the residual branch silenced, a block passes its (non-negative, post-ReLU) input through unchanged
     m = create_model("resnet10_fer").eval()
