@@ -93,6 +93,22 @@ def run_all(data: Path, runs: Path, epochs: dict, extra: list[str]) -> dict:
     return codes
 
 
+def record_source_data(run: Path, merged: Path, source: str = "fer2013.csv.gz") -> None:
+    """Name the dataset the faces came from, not the npz they travelled in, in the run's records: the
+    README's reproduce command is made from them, and on any other machine the data is the CSV."""
+    for record in run.glob("*.json"):
+        text = record.read_text()
+        if str(merged) in text:
+            record.write_text(text.replace(json.dumps(str(merged))[1:-1], source))
+    config_path = run / "config.json"
+    if config_path.exists():
+        config = json.loads(config_path.read_text())
+        config.setdefault("data", {}).setdefault("notes", []).append(
+            f"trained on the GPU machine from {merged.name}: {source}'s Training split, packed in two halves "
+            "by scripts/gpu_reference_runs.py, with the bundled PublicTest; the same faces and labels")
+        config_path.write_text(json.dumps(config, indent=1))
+
+
 def calibrate(part: Path, epochs: int, faces: int | None) -> None:
     KEEP.mkdir(parents=True, exist_ok=True)
     shutil.copy(part, KEEP / "part1.npz")
@@ -147,6 +163,7 @@ def train(part: Path, minutes: float, out: Path, limit: int | None) -> int:
     codes = run_all(data, runs, epochs, [])
     for name in epochs:
         (runs / name / "last.safetensors").unlink(missing_ok=True)  # optimizer state does not ship
+        record_source_data(runs / name, data)
     subprocess.run(["tar", "-cf", str(KEEP / "runs.tar"), "-C", str(runs), "."], check=True)
     blob = (KEEP / "runs.tar").read_bytes()
     for i in range(0, len(blob), CHUNK):

@@ -40,3 +40,21 @@ def test_epochs_fit_the_minutes_within_each_recipe():
     gpu = load_script()
     plan = gpu.plan_epochs({"cnn3": 20000.0, "resnet10_fer": 3000.0, "densenet201_fer": 10.0}, 7, 28709)
     assert plan == {"cnn3": gpu.RECIPES["cnn3"]["max_epochs"], "resnet10_fer": 43, "densenet201_fer": 1}
+
+
+def test_runs_name_the_csv_their_faces_came_from_not_the_npz_they_travelled_in(tmp_path):
+    import json
+
+    from fer_models.runs import reproduce_command
+    gpu = load_script()
+    merged = Path("/root/fer_gpu/fer2013_gpu.npz")
+    run = tmp_path / "resnet10_fer"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"args": {"model": "resnet10_fer", "data": str(merged), "epochs": 5},
+                                                 "data": {"path": str(merged), "notes": []}}))
+    (run / "meta.json").write_text(json.dumps({"training": {"data": str(merged), "config": {"data": str(merged)}}}))
+    gpu.record_source_data(run, merged)
+    config = json.loads((run / "config.json").read_text())
+    assert "--data path/to/fer2013.csv.gz " in reproduce_command(config, "resnet10_fer")
+    assert config["data"]["path"] == "fer2013.csv.gz" and "fer2013_gpu.npz" in config["data"]["notes"][0]
+    assert "fer2013_gpu" not in (run / "meta.json").read_text()
