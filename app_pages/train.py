@@ -7,10 +7,11 @@ import streamlit as st
 from app_pages._shared import cached_runs, runs_root
 from fer_models.data import DataError
 from fer_models.figures import history_figure
-from fer_models.jobs import (LABEL_SOURCES, JobError, TrainRequest, data_summary, delete, evaluate, job_state,
-                             launch, log_tail, resume, sanitise_name, stop)
+from fer_models.jobs import (DEFAULT_WEIGHT_DECAY, LABEL_SOURCES, JobError, TrainRequest, data_summary, delete,
+                             evaluate, job_state, launch, log_tail, recipe_of, resume, sanitise_name, stop)
 from fer_models.models import list_models
 from fer_models.runs import BUNDLED_PUBLICTEST, list_runs, read_history
+from fer_models.train import DEFAULT_LR
 
 st.title("Train")
 st.caption("Jobs run as processes of their own: they go on when you close the tab or restart the dashboard, and "
@@ -155,17 +156,46 @@ if data_error:
 elif sizes:
     st.caption("Splits: " + ", ".join(f"{name} {info['faces']:,} faces" for name, info in sizes.items()))
 
+OPTIMIZERS, SCHEDULES = ["adamw", "adam", "sgd"], ["onecycle", "cosine", "step", "constant"]
+FORM_DEFAULTS = dict(model=list_models()[0], epochs=30, batch_size=128, optimizer="adamw", schedule="onecycle",
+                     lr=None, weight_decay=None, ema=0.0, seed=0, flip=True, crop_pad=4, rotate=10.0, scale=0.1,
+                     erase=0.25, label_smoothing=0.1, mixup=0.0)
+
+
+def take_recipe():
+    """Fill the form from the run picked in "Start from" (its widgets read their values from session state)."""
+    picked = st.session_state["job_recipe"]
+    recipe = recipe_of(root / picked) if picked else {}
+    choices = {"model": list_models(), "optimizer": OPTIMIZERS, "schedule": SCHEDULES}
+    recipe = {k: v for k, v in recipe.items() if k not in choices or v in choices[k]}  # e.g. a model since removed
+    values = {**FORM_DEFAULTS, "epochs": 3 if demo else 30, **recipe}
+    for key, value in values.items():
+        if key in ("epochs", "rotate", "scale", "erase", "label_smoothing", "mixup", "ema", "lr", "weight_decay"):
+            value = None if value is None else float(value) if key != "epochs" else int(value)
+        st.session_state[f"job_{key}"] = value
+
+
+recipes = [r.name for r in list_runs(root) if (r.path / "config.json").exists()]
+st.columns(2)[0].selectbox("Start from", [""] + recipes, key="job_recipe", on_change=take_recipe,
+             format_func=lambda n: f"the settings of {n}" if n else "the default settings",
+             help="Copies a run's model, schedule, optimizer, regularisation and augmentation into the form; "
+                  "the data, splits and device stay as you set them here.")
+if "job_model" not in st.session_state or st.session_state.get("job_demo") != demo:
+    st.session_state["job_demo"] = demo
+    take_recipe()
+
 with st.form("new_job"):
     a, b, c, d = st.columns(4)
-    model = a.selectbox("Model", list_models())
+    model = a.selectbox("Model", list_models(), key="job_model")
     name = b.text_input("Run name", placeholder="cnn3_demo")
-    epochs = c.number_input("Epochs", 1, 1000, 3 if demo else 30)
-    batch = d.number_input("Batch size", 1, 4096, 128)
+    epochs = c.number_input("Epochs", 1, 1000, key="job_epochs")
+    batch = d.number_input("Batch size", 1, 4096, key="job_batch_size")
     a, b, c, d = st.columns(4)
-    optimizer = a.selectbox("Optimizer", ["adamw", "adam", "sgd"])
-    schedule = b.selectbox("Schedule", ["onecycle", "cosine", "step", "constant"])
-    lr = c.number_input("Learning rate (0 = the optimizer's default)", 0.0, 10.0, 0.0, format="%.4f")
-    seed = d.number_input("Seed", 0, 2**31 - 1, 0)
+    optimizer = a.selectbox("Optimizer", OPTIMIZERS, key="job_optimizer")
+    schedule = b.selectbox("Schedule", SCHEDULES, key="job_schedule")
+    lr = c.number_input("Learning rate", 0.0, 10.0, None, format="%.4f", key="job_lr", placeholder="default",
+                        help="Empty: the optimizer's default, " + ", ".join(f"{o} {v:g}" for o, v in DEFAULT_LR.items()))
+    seed = d.number_input("Seed", 0, 2**31 - 1, key="job_seed")
     splits = list(sizes or {"Training": None, "PublicTest": None})
     a, b, c, d = st.columns(4)
     train_split = a.selectbox("Train on", splits, index=splits.index("Training") if "Training" in splits else 0)
@@ -176,12 +206,20 @@ with st.form("new_job"):
                                help="More than one: torchrun starts one process per GPU (gloo on CPU)")
     st.markdown("Augmentation and regularisation")
     a, b, c, d, e, f = st.columns(6)
-    flip = a.checkbox("Flip", True)
-    crop_pad = b.number_input("Crop padding", 0, 16, 4)
-    rotate = c.number_input("Rotation °", 0.0, 45.0, 10.0)
-    erase = d.number_input("Random erasing", 0.0, 1.0, 0.25)
-    smoothing = e.number_input("Label smoothing", 0.0, 0.9, 0.1)
-    mixup = f.number_input("Mixup α (0 = off)", 0.0, 2.0, 0.0)
+    flip = a.checkbox("Flip", key="job_flip")
+    crop_pad = b.number_input("Crop padding", 0, 16, key="job_crop_pad")
+    rotate = c.number_input("Rotation °", 0.0, 45.0, key="job_rotate")
+    scale = d.number_input("Scale ±", 0.0, 0.5, key="job_scale", help="Random zoom by up to this fraction")
+    erase = e.number_input("Random erasing", 0.0, 1.0, key="job_erase")
+    mixup = f.number_input("Mixup α (0 = off)", 0.0, 2.0, key="job_mixup")
+    a, b, c, _ = st.columns([1, 1, 1, 3])
+    smoothing = a.number_input("Label smoothing", 0.0, 0.9, key="job_label_smoothing")
+    weight_decay = b.number_input("Weight decay", 0.0, 0.99, None, format="%.5f", key="job_weight_decay",
+                                  placeholder="default",
+                                  help="Empty: " + ", ".join(f"{o} {v:g}" for o, v in DEFAULT_WEIGHT_DECAY.items())
+                                       + " (AdamW's decay is decoupled from the gradient, the others' is not)")
+    ema = c.number_input("Weight EMA (0 = off)", 0.0, 0.9999, format="%.4f", key="job_ema",
+                         help="Validate and keep an exponential moving average of the weights, e.g. 0.999")
     submitted = st.form_submit_button("Start training", type="primary")
 
 if submitted:
@@ -190,8 +228,8 @@ if submitted:
                            train_split=train_split, val_split="" if holdout else val_split,
                            val_fraction=0.1 if holdout else 0.0, epochs=int(epochs), batch_size=int(batch),
                            lr=lr or None, optimizer=optimizer, schedule=schedule, seed=int(seed), device=device,
-                           gpus=int(processes), flip=flip, crop_pad=int(crop_pad), rotate=rotate, erase=erase,
-                           label_smoothing=smoothing, mixup=mixup)
+                           gpus=int(processes), flip=flip, crop_pad=int(crop_pad), rotate=rotate, scale=scale,
+                           erase=erase, label_smoothing=smoothing, mixup=mixup, weight_decay=weight_decay, ema=ema)
     problems = request.problems()
     if data_error:
         problems.append(f"the dataset cannot be used: {data_error}")

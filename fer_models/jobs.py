@@ -26,11 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import atomic_write_json
-from .runs import _process_alive, _read_json, read_history, read_status
+from .runs import _alive_or_zombie, _process_alive, _read_json, read_history, read_status
 
 ROOT = Path(__file__).resolve().parents[1]
 JOB_FILE, LOG_FILE = "job.json", "train.log"
 LABEL_SOURCES = ("fer2013", "ferplus-majority", "ferplus-soft")
+# AdamW's decay is decoupled (scaled by the learning rate only); SGD's and Adam's is an L2 term in the
+# gradient, where 0.05 would shrink the weights ~100x harder than the usual 5e-4
+DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "adam": 5e-4, "sgd": 5e-4}
+# the settings a new job can take over from a run's config.json (not its data, splits or device)
+RECIPE_FIELDS = ("model", "epochs", "batch_size", "optimizer", "schedule", "lr", "weight_decay", "ema", "seed",
+                 "flip", "crop_pad", "rotate", "scale", "erase", "label_smoothing", "mixup")
 NAME_PATTERN = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -44,6 +50,13 @@ def sanitise_name(name: str) -> str:
     if not clean:
         raise JobError(f"run name {name!r} has no letter or digit: name the run, e.g. cnn3_demo")
     return clean
+
+
+def recipe_of(run_dir) -> dict:
+    """The training settings of a run (RECIPE_FIELDS of its config.json), to start a new job from;
+    {} when the run has no readable config."""
+    args = _read_json(Path(run_dir) / "config.json").get("args", {})
+    return {k: args[k] for k in RECIPE_FIELDS if k in args and args[k] is not None}
 
 
 @dataclass
@@ -60,7 +73,7 @@ class TrainRequest:
     lr: float | None = None
     optimizer: str = "adamw"
     schedule: str = "onecycle"
-    weight_decay: float = 0.05
+    weight_decay: float | None = None  # None: DEFAULT_WEIGHT_DECAY of the optimizer
     label_smoothing: float = 0.1
     mixup: float = 0.0
     ema: float = 0.0
@@ -98,6 +111,7 @@ class TrainRequest:
                   (0 <= self.erase <= 1, "the erasing probability must be in [0, 1]"),
                   (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
                   (0 <= self.ema < 1, "the EMA decay must be in [0, 1)"),
+                  (self.weight_decay is None or 0 <= self.weight_decay < 1, "weight decay must be in [0, 1)"),
                   (self.gpus >= 1, "the number of processes must be at least 1")]
         found += [message for ok, message in checks if not ok]
         if self.gpus > 1 and self.batch_size < self.gpus:
@@ -109,7 +123,7 @@ class TrainRequest:
                 "--label-source", self.label_source, "--train-split", self.train_split,
                 "--epochs", str(self.epochs), "--batch-size", str(self.batch_size),
                 "--optimizer", self.optimizer, "--schedule", self.schedule,
-                "--weight-decay", str(self.weight_decay), "--label-smoothing", str(self.label_smoothing),
+                "--weight-decay", str(self.decay()), "--label-smoothing", str(self.label_smoothing),
                 "--mixup", str(self.mixup), "--ema", str(self.ema), "--crop-pad", str(self.crop_pad),
                 "--rotate", str(self.rotate), "--scale", str(self.scale), "--erase", str(self.erase),
                 "--seed", str(self.seed), "--device", self.device_arg()]
@@ -119,6 +133,9 @@ class TrainRequest:
         if not self.flip:
             args.append("--no-flip")
         return args + [str(a) for a in self.extra]
+
+    def decay(self) -> float:
+        return DEFAULT_WEIGHT_DECAY.get(self.optimizer, 5e-4) if self.weight_decay is None else self.weight_decay
 
     def device_arg(self) -> str:
         # under torchrun each process takes the GPU of its local rank
@@ -252,16 +269,6 @@ def stop(run, wait: float = 0.0) -> bool:
             return True
         time.sleep(0.2)
     return not _alive_or_zombie(int(pid))
-
-
-def _alive_or_zombie(pid: int) -> bool:
-    try:  # reap it if it is our child, so that a finished job does not look alive
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return False
-    except ChildProcessError:
-        pass
-    return _process_alive(pid)
 
 
 def job_state(run) -> dict:

@@ -59,6 +59,16 @@ def _process_alive(pid) -> bool:
     return True
 
 
+def _alive_or_zombie(pid) -> bool:
+    try:  # reap it if it is our child, so that a finished job does not look alive
+        done, _ = os.waitpid(int(pid), os.WNOHANG)
+        if done:
+            return False
+    except (ChildProcessError, TypeError, ValueError):
+        pass
+    return _process_alive(pid)
+
+
 def read_status(run) -> dict:
     """status.json with `state` corrected for dead jobs; the state as written stays in `recorded_state`."""
     status = _read_json(Path(run) / "status.json")
@@ -125,10 +135,16 @@ def summarise(run) -> RunSummary:
     history = read_history(run)
     metrics = meta.get("metrics", {})
     best = history["val_acc"].idxmax() if len(history) else None
+    state, arch = status["state"], meta.get("arch") or config.get("args", {}).get("model")
+    if state == "unknown" and (run / "job.json").exists():  # launched, the trainer not yet started
+        job = _read_json(run / "job.json")
+        command = job.get("command") or []
+        arch = arch or (command[command.index("--model") + 1] if "--model" in command[:-1] else None)
+        state = "running" if _alive_or_zombie(job.get("pid")) else "failed"
     return RunSummary(
         name=run.name, path=run,
-        arch=meta.get("arch") or config.get("args", {}).get("model"),
-        state=status["state"],
+        arch=arch,
+        state=state,
         val_acc=float(history["val_acc"][best]) if best is not None else metrics.get("val_acc"),
         best_epoch=int(history["epoch"][best]) if best is not None else metrics.get("best_epoch"),
         epochs_done=len(history),
@@ -139,12 +155,14 @@ def summarise(run) -> RunSummary:
 
 
 def list_runs(root) -> list[RunSummary]:
-    """Every run folder directly under root (one with a config.json, meta.json or status.json), by name."""
+    """Every run folder directly under root (one with a config.json, meta.json or status.json, or the
+    job.json of a job the dashboard launched, which holds nothing else until the trainer has read its
+    data), by name."""
     root = Path(root)
     if not root.is_dir():
         return []
     folders = [p for p in sorted(root.iterdir()) if p.is_dir()
-               and any((p / f).exists() for f in ("config.json", "meta.json", "status.json"))]
+               and any((p / f).exists() for f in ("config.json", "meta.json", "status.json", "job.json"))]
     return [summarise(p) for p in folders]
 
 

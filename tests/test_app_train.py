@@ -60,6 +60,35 @@ def test_launch_from_the_form_finish_and_select_the_run(setup):
     assert (root / "from_the_page" / "eval" / "PublicTest" / "metrics.json").exists()
 
 
+def test_a_job_started_from_a_runs_settings_trains_with_them(setup):
+    import json
+
+    data, root = setup
+    ref = root / "reference"
+    ref.mkdir(parents=True)
+    (ref / "config.json").write_text(json.dumps({"args": {
+        "model": "resnet10_fer", "epochs": 20, "batch_size": 128, "optimizer": "sgd", "lr": 0.1, "weight_decay": 5e-4,
+        "ema": 0.999, "erase": 0.1, "label_smoothing": 0.1, "scale": 0.05, "flip": True, "data": "/x/fer2013.csv"}}))
+    at = open_train()
+    assert by_label(at.number_input, "Weight decay").value is None  # the optimizer's default until set
+    by_label(at.selectbox, "Start from").set_value("reference").run()
+    assert not at.exception
+    assert by_label(at.selectbox, "Model").value == "resnet10_fer" and by_label(at.selectbox, "Optimizer").value == "sgd"
+    form = {w.label: w.value for w in at.number_input}
+    assert form["Learning rate"] == 0.1 and form["Weight decay"] == 5e-4 and form["Weight EMA (0 = off)"] == 0.999
+    assert form["Random erasing"] == 0.1 and form["Scale ±"] == 0.05 and form["Epochs"] == 20
+    fill(at, data, "again")  # the data is still this machine's; a short run of that recipe
+    by_label(at.button, "Start training").click().run()
+    assert not at.error, [e.value for e in at.error]
+    command = json.loads((root / "again" / "job.json").read_text())["command"]
+    for flag, value in (("--model", "resnet10_fer"), ("--optimizer", "sgd"), ("--lr", "0.1"),
+                        ("--weight-decay", "0.0005"), ("--ema", "0.999"), ("--scale", "0.05")):
+        assert command[command.index(flag) + 1] == value, flag
+    wait_for(root / "again", {"finished", "failed"})
+    by_label(at.selectbox, "Start from").set_value("").run()  # back to the defaults
+    assert by_label(at.selectbox, "Model").value == "cnn3" and by_label(at.number_input, "Weight decay").value is None
+
+
 def test_invalid_form_values_are_refused_before_launch(setup, tmp_path):
     data, root = setup
     at = fill(open_train(), data, "")

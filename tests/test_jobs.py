@@ -6,7 +6,7 @@ import time
 import pytest
 
 from fer_models.jobs import (JobError, TrainRequest, data_summary, delete, evaluate, job_state, launch, live_jobs,
-                             log_tail, resume, sanitise_name, stop)
+                             log_tail, recipe_of, resume, sanitise_name, stop)
 from fer_models.runs import list_runs
 from helpers import write_fer_csv
 
@@ -51,6 +51,28 @@ def test_bad_requests_are_refused_before_launch(data, tmp_path):
         launch(bad, tmp_path / "runs")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
     assert request(data, "ok").problems() == []
+
+
+def test_weight_decay_defaults_to_the_optimizers_own(data, tmp_path):
+    def decay_arg(**kw):
+        args = request(data, "r", **kw).train_args(tmp_path)
+        return float(args[args.index("--weight-decay") + 1])
+    # SGD's decay is an L2 term in the gradient: AdamW's decoupled 0.05 there would crush the weights
+    assert decay_arg(optimizer="sgd") == 5e-4 and decay_arg(optimizer="adamw") == 0.05
+    assert decay_arg(optimizer="sgd", weight_decay=0.0) == 0.0 and decay_arg(optimizer="adamw", weight_decay=1e-3) == 1e-3
+    assert any("weight decay" in p for p in request(data, "r", weight_decay=1.5).problems())
+
+
+def test_a_runs_recipe_is_its_training_settings_only(tmp_path):
+    run = tmp_path / "ref"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"args": {
+        "model": "resnet10_fer", "data": "/elsewhere/fer2013.csv.gz", "epochs": 20, "optimizer": "sgd", "lr": 0.1,
+        "weight_decay": 5e-4, "ema": 0.999, "erase": 0.1, "device": "cuda:0", "train_split": "Training",
+        "ferplus": None}}))
+    assert recipe_of(run) == {"model": "resnet10_fer", "epochs": 20, "optimizer": "sgd", "lr": 0.1,
+                              "weight_decay": 5e-4, "ema": 0.999, "erase": 0.1}
+    assert recipe_of(tmp_path / "missing") == {}
 
 
 def test_data_summary_gives_split_sizes(data):

@@ -1,3 +1,4 @@
+import json
 import socket
 import subprocess
 import sys
@@ -103,3 +104,22 @@ def test_best_run_is_the_most_accurate_finished_one(tmp_path):
     assert best_run(list_runs(tmp_path)).name == "b_big"
     assert best_run(list_runs(tmp_path)[2:]).name == "c_dead"  # nothing finished: the first run
     assert best_run([]) is None
+
+
+def test_a_just_launched_job_is_listed_before_the_trainer_writes_anything(tmp_path):
+    import os
+
+    starting = tmp_path / "starting"
+    starting.mkdir()
+    (starting / "job.json").write_text(json.dumps({"pid": os.getpid(), "command": [
+        sys.executable, "-m", "fer_models.train", "--model", "resnet10_fer", "--out", str(starting)]}))
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (gone / "job.json").write_text(json.dumps({"pid": dead.pid, "command": ["python"]}))
+    (tmp_path / "not_a_run").mkdir()
+    runs = {r.name: r for r in list_runs(tmp_path)}
+    assert set(runs) == {"starting", "gone"}
+    assert (runs["starting"].state, runs["starting"].arch, runs["starting"].epochs_done) == ("running", "resnet10_fer", 0)
+    assert (runs["gone"].state, runs["gone"].arch) == ("failed", None)
