@@ -99,6 +99,14 @@ def _shape(shape) -> str:
     return "×".join(map(str, shape)) if shape else "?"
 
 
+def _wrap_chain(what: str, per_line: int = 3) -> str:
+    """A long chain of layers ("BatchNorm1d → Linear → ReLU → …") over several label lines: the widest
+    box sets the diagram's width, and the page scales the whole diagram down to fit its column."""
+    parts = what.split(" → ")
+    rows = [" → ".join(parts[i:i + per_line]) for i in range(0, len(parts), per_line)]
+    return " →\\n".join(rows)
+
+
 def block_diagram_dot(model: FERModel) -> str:
     """Graphviz DOT of block_diagram: one box per stage, the tensor shape on every edge."""
     spec = model.input_spec
@@ -109,7 +117,7 @@ def block_diagram_dot(model: FERModel) -> str:
     for i, stage in enumerate(block_diagram(model)):
         node = f"s{i}"
         params = f"\\n{stage['parameters']:,} parameters" if stage["parameters"] else ""
-        lines.append(f'{node} [label="{stage["name"]}\\n{stage["what"]}{params}"];')
+        lines.append(f'{node} [label="{stage["name"]}\\n{_wrap_chain(stage["what"])}{params}"];')
         lines.append(f'{previous} -> {node} [label=" {_shape(shape)}"];')
         previous, shape = node, stage["shape"]
     lines.append(f'logits [label="{len(EMOTIONS)} class scores", fillcolor="#ffffff"];')
@@ -127,13 +135,15 @@ def dense_block_dot(block: nn.ModuleDict, max_layers: int = 12) -> str:
     layers = list(block.values())[:max_layers]
     growth = layers[0].conv2.out_channels
     c0 = layers[0].conv1.in_channels
-    lines = ['digraph D {', 'rankdir=LR; node [shape=box, style="rounded,filled", fillcolor="#eef3fb", '
+    # top to bottom, like the blocks diagram beside it: left to right, 14 boxes in a row were scaled
+    # down to unreadable text in the page's column
+    lines = ['digraph D {', 'rankdir=TB; node [shape=box, style="rounded,filled", fillcolor="#eef3fb", '
              'fontname="Helvetica", fontsize=10]; edge [color="#7f8fa6", arrowsize=0.5];',
              f'x0 [label="block input\\n{c0} ch", fillcolor="#ffffff"];']
     for k, layer in enumerate(layers, start=1):
         cin = layer.conv1.in_channels
         lines.append(f'x{k} [label="layer {k}\\nin {cin} = {c0} + {growth}·{k - 1}\\nout {growth}"];')
-        # the chain left to right; the skip connections arc over it without moving the nodes
+        # the chain top to bottom; the skip connections arc beside it without moving the nodes
         lines += [f"x{j} -> x{k}" + (";" if j == k - 1 else " [constraint=false];") for j in range(k)]
     if len(block) > max_layers:
         lines.append(f'more [label="… {len(block) - max_layers} more layers", shape=plaintext, fillcolor="#ffffff"];')

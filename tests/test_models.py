@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 import torch.nn as nn
@@ -96,6 +98,9 @@ def test_block_diagram_follows_the_model():
     assert sum(s["parameters"] for s in stages.values()) == m.num_parameters()
     dot = block_diagram_dot(m)
     assert 'label=" 256×12×12"' in dot and "DenseBlock ×48" in dot
+    # long layer chains (the head has 8 layers) wrap at 3 names a line, so the widest box stays narrow
+    label_lines = [line for label in re.findall(r'label="([^"]*)"', dot) for line in label.split("\\n")]
+    assert max(line.count("→") for line in label_lines) <= 3 and any("BatchNorm1d" in l for l in label_lines)
     blocks = dense_blocks(m)
     assert [len(b) for b in blocks.values()] == [6, 12, 48, 32]
     one = dense_block_dot(blocks["features.denseblock1"])
