@@ -162,6 +162,12 @@ FORM_DEFAULTS = dict(model=list_models()[0], epochs=30, batch_size=128, optimize
                      erase=0.25, label_smoothing=0.1, mixup=0.0)
 
 
+# the form's bounds for each number; a run made elsewhere may hold a value outside them
+LIMITS = dict(epochs=(1, 1000), batch_size=(1, 4096), lr=(0.0, 10.0), seed=(0, 2**31 - 1), crop_pad=(0, 16),
+              rotate=(0.0, 45.0), scale=(0.0, 0.5), erase=(0.0, 1.0), mixup=(0.0, 2.0), label_smoothing=(0.0, 0.9),
+              weight_decay=(0.0, 0.99), ema=(0.0, 0.9999))
+
+
 def take_recipe():
     """Fill the form from the run picked in "Start from" (its widgets read their values from session state)."""
     picked = st.session_state["job_recipe"]
@@ -169,10 +175,17 @@ def take_recipe():
     choices = {"model": list_models(), "optimizer": OPTIMIZERS, "schedule": SCHEDULES}
     recipe = {k: v for k, v in recipe.items() if k not in choices or v in choices[k]}  # e.g. a model since removed
     values = {**FORM_DEFAULTS, "epochs": 3 if demo else 30, **recipe}
+    clamped = []
     for key, value in values.items():
-        if key in ("epochs", "rotate", "scale", "erase", "label_smoothing", "mixup", "ema", "lr", "weight_decay"):
-            value = None if value is None else float(value) if key != "epochs" else int(value)
+        if key in LIMITS and value is not None:
+            lo, hi = LIMITS[key]
+            value = type(lo)(value)
+            if not lo <= value <= hi:
+                clamped.append(f"{key} {value:g} (the form takes {lo:g} to {hi:g})")
+                value = min(max(value, lo), hi)
         st.session_state[f"job_{key}"] = value
+    if clamped:
+        st.session_state["train_recipe_note"] = f"From {picked}, out of range and clamped: " + "; ".join(clamped)
 
 
 recipes = [r.name for r in list_runs(root) if (r.path / "config.json").exists()]
@@ -183,19 +196,21 @@ st.columns(2)[0].selectbox("Start from", [""] + recipes, key="job_recipe", on_ch
 if "job_model" not in st.session_state or st.session_state.get("job_demo") != demo:
     st.session_state["job_demo"] = demo
     take_recipe()
+if "train_recipe_note" in st.session_state:
+    st.warning(st.session_state.pop("train_recipe_note"))
 
 with st.form("new_job"):
     a, b, c, d = st.columns(4)
     model = a.selectbox("Model", list_models(), key="job_model")
     name = b.text_input("Run name", placeholder="cnn3_demo")
-    epochs = c.number_input("Epochs", 1, 1000, key="job_epochs")
-    batch = d.number_input("Batch size", 1, 4096, key="job_batch_size")
+    epochs = c.number_input("Epochs", *LIMITS["epochs"], key="job_epochs")
+    batch = d.number_input("Batch size", *LIMITS["batch_size"], key="job_batch_size")
     a, b, c, d = st.columns(4)
     optimizer = a.selectbox("Optimizer", OPTIMIZERS, key="job_optimizer")
     schedule = b.selectbox("Schedule", SCHEDULES, key="job_schedule")
-    lr = c.number_input("Learning rate", 0.0, 10.0, None, format="%.4f", key="job_lr", placeholder="default",
+    lr = c.number_input("Learning rate", *LIMITS["lr"], None, format="%.4f", key="job_lr", placeholder="default",
                         help="Empty: the optimizer's default, " + ", ".join(f"{o} {v:g}" for o, v in DEFAULT_LR.items()))
-    seed = d.number_input("Seed", 0, 2**31 - 1, key="job_seed")
+    seed = d.number_input("Seed", *LIMITS["seed"], key="job_seed")
     splits = list(sizes or {"Training": None, "PublicTest": None})
     a, b, c, d = st.columns(4)
     train_split = a.selectbox("Train on", splits, index=splits.index("Training") if "Training" in splits else 0)
@@ -207,18 +222,18 @@ with st.form("new_job"):
     st.markdown("Augmentation and regularisation")
     a, b, c, d, e, f = st.columns(6)
     flip = a.checkbox("Flip", key="job_flip")
-    crop_pad = b.number_input("Crop padding", 0, 16, key="job_crop_pad")
-    rotate = c.number_input("Rotation °", 0.0, 45.0, key="job_rotate")
-    scale = d.number_input("Scale ±", 0.0, 0.5, key="job_scale", help="Random zoom by up to this fraction")
-    erase = e.number_input("Random erasing", 0.0, 1.0, key="job_erase")
-    mixup = f.number_input("Mixup α (0 = off)", 0.0, 2.0, key="job_mixup")
+    crop_pad = b.number_input("Crop padding", *LIMITS["crop_pad"], key="job_crop_pad")
+    rotate = c.number_input("Rotation °", *LIMITS["rotate"], key="job_rotate")
+    scale = d.number_input("Scale ±", *LIMITS["scale"], key="job_scale", help="Random zoom by up to this fraction")
+    erase = e.number_input("Random erasing", *LIMITS["erase"], key="job_erase")
+    mixup = f.number_input("Mixup α (0 = off)", *LIMITS["mixup"], key="job_mixup")
     a, b, c, _ = st.columns([1, 1, 1, 3])
-    smoothing = a.number_input("Label smoothing", 0.0, 0.9, key="job_label_smoothing")
-    weight_decay = b.number_input("Weight decay", 0.0, 0.99, None, format="%.5f", key="job_weight_decay",
+    smoothing = a.number_input("Label smoothing", *LIMITS["label_smoothing"], key="job_label_smoothing")
+    weight_decay = b.number_input("Weight decay", *LIMITS["weight_decay"], None, format="%.5f", key="job_weight_decay",
                                   placeholder="default",
                                   help="Empty: " + ", ".join(f"{o} {v:g}" for o, v in DEFAULT_WEIGHT_DECAY.items())
                                        + " (AdamW's decay is decoupled from the gradient, the others' is not)")
-    ema = c.number_input("Weight EMA (0 = off)", 0.0, 0.9999, format="%.4f", key="job_ema",
+    ema = c.number_input("Weight EMA (0 = off)", *LIMITS["ema"], format="%.4f", key="job_ema",
                          help="Validate and keep an exponential moving average of the weights, e.g. 0.999")
     submitted = st.form_submit_button("Start training", type="primary")
 

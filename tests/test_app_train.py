@@ -87,6 +87,15 @@ def test_a_job_started_from_a_runs_settings_trains_with_them(setup):
     wait_for(root / "again", {"finished", "failed"})
     by_label(at.selectbox, "Start from").set_value("").run()  # back to the defaults
     assert by_label(at.selectbox, "Model").value == "cnn3" and by_label(at.number_input, "Weight decay").value is None
+    odd = root / "odd"  # made elsewhere, with values the form's bounds do not take
+    odd.mkdir()
+    (odd / "config.json").write_text(json.dumps({"args": {"model": "no_such_net", "epochs": 5000, "rotate": 60}}))
+    at.run()
+    by_label(at.selectbox, "Start from").set_value("odd").run()
+    assert not at.exception
+    assert any("epochs 5000" in w.value and "rotate 60" in w.value for w in at.warning)
+    assert by_label(at.number_input, "Epochs").value == 1000 and by_label(at.number_input, "Rotation °").value == 45
+    assert by_label(at.selectbox, "Model").value == "cnn3"  # an unknown model is not taken over
 
 
 def test_invalid_form_values_are_refused_before_launch(setup, tmp_path):
