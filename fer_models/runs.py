@@ -204,7 +204,7 @@ def reproduce_command(config: dict, run_name: str) -> str:
 
 def models_table(root) -> str:
     """A Markdown table of every run under root, each figure read from its run folder."""
-    lines = ["| run | model | parameters | epochs | device | training time | PublicTest accuracy | "
+    lines = ["| run | model | parameters | epochs | device, precision | training time | PublicTest accuracy | "
              "with flip TTA | macro F1 | reproduce |", "|" + " --- |" * 10]
     for run in list_runs(root):
         meta, config = _read_json(run.path / "meta.json"), _read_json(run.path / "config.json")
@@ -215,7 +215,7 @@ def models_table(root) -> str:
         pct = lambda m: f"{m['accuracy']:.2%}" if "accuracy" in m else "not evaluated"  # noqa: E731
         lines.append(" | ".join([
             f"| {run.name}", run.arch or "?", f"{meta.get('params', 0) / 1e6:.2f}M",
-            str(run.epochs_done), training.get("device_name", "?"),
+            str(run.epochs_done), ", ".join(filter(None, [training.get("device_name", "?"), training.get("precision")])),
             f"{seconds / 3600:.1f} h" if seconds else "?", pct(plain), pct(tta),
             f"{plain['macro_f1']:.3f}" if "macro_f1" in plain else "-",
             f"`{reproduce_command(config, run.name)}` |"]))

@@ -75,7 +75,7 @@ def test_models_table_comes_from_the_run_folders(tmp_path):
     from helpers import make_evaluated_run
     run = make_evaluated_run(tmp_path / "runs", "cnn3_ref")
     meta = _json.loads((run / "meta.json").read_text())
-    meta["training"] = {"device_name": "CPU (2 threads x 1 processes)", "seconds": 7200}
+    meta["training"] = {"device_name": "CPU (2 threads x 1 processes)", "precision": "bf16", "seconds": 7200}
     (run / "meta.json").write_text(_json.dumps(meta))
     (run / "config.json").write_text(_json.dumps({"args": {
         "model": "cnn3", "data": "/somewhere/fer2013.csv.gz", "epochs": 40, "optimizer": "sgd", "lr": 0.01,
@@ -83,7 +83,7 @@ def test_models_table_comes_from_the_run_folders(tmp_path):
     accuracy = _json.loads((run / "eval" / "PublicTest" / "metrics.json").read_text())["accuracy"]
     table = models_table(tmp_path / "runs")
     row = table.splitlines()[2]
-    assert row.startswith("| cnn3_ref | cnn3 | 5.39M | 0 | CPU (2 threads x 1 processes) | 2.0 h | "
+    assert row.startswith("| cnn3_ref | cnn3 | 5.39M | 0 | CPU (2 threads x 1 processes), bf16 | 2.0 h | "
                           f"{accuracy:.2%} | not evaluated |")
     assert reproduce_command(_json.loads((run / "config.json").read_text()), "cnn3_ref") == (
         "python -m fer_models.train --model cnn3 --data path/to/fer2013.csv.gz --epochs 40 "
