@@ -31,6 +31,12 @@ def test_reference_runs_ship_complete():
         assert json.loads((run / "status.json").read_text())["state"] == "finished"
 
 
+def test_readme_table_is_the_one_the_run_folders_give():
+    from fer_models.runs import models_table
+    assert models_table(SHIPPED) in (ROOT / "README.md").read_text(), \
+        "README's models table is stale: python -m fer_models.runs --readme README.md"
+
+
 @pytest.mark.parametrize("run", RUNS)
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_on_a_reference_run(run, page):
