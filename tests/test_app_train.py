@@ -112,7 +112,9 @@ def test_invalid_form_values_are_refused_before_launch(setup, tmp_path):
 
 def test_a_job_started_elsewhere_is_seen_and_stopped(setup):
     data, root = setup
-    launch(TrainRequest(model="cnn3", data=str(data), name="elsewhere", epochs=200, batch_size=16, device="cpu"), root)
+    # far longer than the test (a fast CPU finished 200 of these tiny epochs before the page stopped it)
+    launch(TrainRequest(model="cnn3", data=str(data), name="elsewhere", epochs=100_000, batch_size=16, device="cpu"),
+           root)
     wait_for(root / "elsewhere", {"running"})
     deadline = time.time() + 120
     while not job_state(root / "elsewhere").get("step") and time.time() < deadline:  # training, not loading

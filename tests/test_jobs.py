@@ -103,7 +103,8 @@ def test_a_job_finishes_writes_its_run_and_can_be_evaluated(data, tmp_path):
 
 def test_stop_then_resume_and_one_job_per_device(data, tmp_path):
     root = tmp_path / "runs"
-    launch(request(data, "long", epochs=200), root)
+    # far longer than the test: a 2-core AVX-512 CPU ran 200 of these tiny epochs in 100 s, before the stop
+    launch(request(data, "long", epochs=100_000), root)
     run = root / "long"
     wait_for(run, {"running"})
     deadline = time.time() + 120
