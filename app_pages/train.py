@@ -7,8 +7,8 @@ import streamlit as st
 from app_pages._shared import cached_runs, runs_root
 from fer_models.data import DataError
 from fer_models.figures import history_figure
-from fer_models.jobs import (DEFAULT_WEIGHT_DECAY, LABEL_SOURCES, JobError, TrainRequest, data_summary, delete,
-                             evaluate, job_state, launch, log_tail, recipe_of, resume, sanitise_name, stop)
+from fer_models.jobs import (DEFAULT_WEIGHT_DECAY, LABEL_SOURCES, RECIPE_FIELDS, JobError, TrainRequest, data_summary,
+                             delete, evaluate, job_state, launch, log_tail, recipe_of, resume, sanitise_name, stop)
 from fer_models.models import list_models
 from fer_models.runs import BUNDLED_PUBLICTEST, list_runs, read_history
 from fer_models.train import DEFAULT_LR
@@ -157,9 +157,7 @@ elif sizes:
     st.caption("Splits: " + ", ".join(f"{name} {info['faces']:,} faces" for name, info in sizes.items()))
 
 OPTIMIZERS, SCHEDULES = ["adamw", "adam", "sgd"], ["onecycle", "cosine", "step", "constant"]
-FORM_DEFAULTS = dict(model=list_models()[0], epochs=30, batch_size=128, optimizer="adamw", schedule="onecycle",
-                     lr=None, weight_decay=None, ema=0.0, seed=0, flip=True, crop_pad=4, rotate=10.0, scale=0.1,
-                     erase=0.25, label_smoothing=0.1, mixup=0.0)
+FORM_DEFAULTS = {key: getattr(TrainRequest(), key) for key in RECIPE_FIELDS}  # the launcher's own defaults
 
 
 # the form's bounds for each number; a run made elsewhere may hold a value outside them
