@@ -116,7 +116,8 @@ def _dataset_face(path: Path, split: str) -> PickedFace | None:
     st.query_params["face"] = wanted
     st.session_state["_linked"] = (wanted, st.query_params.get("split", "PublicTest"))  # ours, not a new link
     label = int(labels[row]) if labels[row] >= 0 else None
-    return PickedFace(images[row, 0], label, f"{split} face {wanted}" + (f" ({EMOTIONS[label]})" if label is not None else ""))
+    named = f" ({EMOTIONS[label]})" if label is not None else ""
+    return PickedFace(images[row, 0], label, f"{split} face {wanted}{named}")
 
 
 def _photo_face(upload, kept: str) -> PickedFace | None:
@@ -137,7 +138,8 @@ def _photo_face(upload, kept: str) -> PickedFace | None:
     n = len(search.faces)
     choice = 0
     if n > 1:
-        choice = st.selectbox("Face", range(n), format_func=lambda i: f"face {i + 1}" + (" (largest)" if i == 0 else ""),
+        choice = st.selectbox("Face", range(n),
+                              format_func=lambda i: f"face {i + 1}" + (" (largest)" if i == 0 else ""),
                               key=f"{kept}_choice") or 0
     (st.warning if search.fallback else st.info)(search.message)
     shown = draw_faces(search.rgb, search.faces, choice)

@@ -7,7 +7,7 @@ import streamlit as st
 from app_pages._dataset import load_split
 from app_pages._face_picker import pick_face, show_model_input
 from app_pages._shared import checkpoint_key, selected_model
-from fer_models.data import EMOTIONS
+from fer_models.constants import EMOTIONS
 from fer_models.explain import face_input, feature_maps, filter_responses, maximise_filters, top_faces
 from fer_models.pictures import enlarge, mosaic, to_uint8
 from fer_models.runs import BUNDLED_PUBLICTEST
@@ -42,7 +42,8 @@ with pick:
     if face is not None:
         show_model_input(face)
 with maps_col:
-    layer = st.selectbox("Layer", names, index=names.index(model.deepest_filter_layer()), key=f"filters_layer_{run.arch}",
+    layer = st.selectbox("Layer", names, index=names.index(model.deepest_filter_layer()),
+                         key=f"filters_layer_{run.arch}",
                          format_func=lambda n: f"{n} ({layers[n].out_channels} filters, "
                                                f"{layers[n].kernel_size[0]}×{layers[n].kernel_size[1]})")
     channels = layers[layer].out_channels
@@ -82,7 +83,8 @@ store = pattern_store(checkpoint_key(run), layer, fft)
 missing = [c for c in chosen if c not in store]
 if missing:
     progress = st.progress(0.0, text=f"Synthesizing {len(missing)} pattern(s)…")
-    step_text = lambda i, n: f"Synthesizing {len(missing)} pattern(s) together: ascent step {i} of {n}"
+    def step_text(i, n):
+        return f"Synthesizing {len(missing)} pattern(s) together: ascent step {i} of {n}"
     patterns = maximise_filters(model, layer, missing, meta, fft=fft,
                                 on_step=lambda i, n: progress.progress(i / n, text=step_text(i, n)))
     store.update(zip(missing, patterns))

@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from fer_models.data import EMOTIONS
+from fer_models.constants import EMOTIONS
 from fer_models.derivations import (BATCHNORM_STEPS, CONV_STEPS, DEGENERATE_STEPS, SOFTMAX_STEPS, check_batchnorm,
                                     check_conv, check_softmax_cross_entropy, cross_entropy, shape_walk, softmax)
 from fer_models.models import create_model, list_models

@@ -3,8 +3,9 @@ import streamlit as st
 
 from app_pages._face_picker import pick_face, show_model_input
 from app_pages._shared import checkpoint_key, model_of, selected_model
-from fer_models.data import EMOTIONS
-from fer_models.explain import METHODS, attribute_classes, face_input, probabilities, robust_top
+from fer_models.constants import EMOTIONS
+from fer_models.explain import METHODS, attribute_classes, face_input, probabilities
+from fer_models.pictures import robust_top
 from fer_models.figures import probability_figure
 from fer_models.pictures import colourise, enlarge, overlay
 

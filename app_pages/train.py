@@ -1,24 +1,23 @@
 """Train: start a training job, watch it live, stop, resume, evaluate or delete it."""
-import json
 from pathlib import Path
 
 import streamlit as st
 
 from app_pages._shared import cached_runs, runs_root
+from fer_models.constants import LABEL_SOURCES
 from fer_models.data import DataError
 from fer_models.figures import history_figure
-from fer_models.jobs import (DEFAULT_WEIGHT_DECAY, LABEL_SOURCES, RECIPE_FIELDS, JobError, TrainRequest, data_summary,
-                             delete, evaluate, job_state, launch, log_tail, recipe_of, resume, sanitise_name, stop)
+from fer_models.jobs import (JobError, TrainRequest, data_summary, delete, evaluate, job_state, launch, log_tail,
+                             recipe_of, resume, sanitise_name, stop)
 from fer_models.models import list_models
-from fer_models.runs import BUNDLED_PUBLICTEST, list_runs, read_history
-from fer_models.train import DEFAULT_LR
+from fer_models.runfolder import RunFolder, RunProblem
+from fer_models.runs import BUNDLED_PUBLICTEST, RunSummary, list_runs, read_history
+from fer_models.settings import (DEFAULT_LR, DEFAULT_WEIGHT_DECAY, DEMO_EPOCHS, OPTIMIZERS, RECIPE_FIELDS, SCHEDULES,
+                                 TrainConfig, clamped, form_range)
 
-st.title("Train")
-st.caption("Jobs run as processes of their own: they go on when you close the tab or restart the dashboard, and "
-           "every tab shows the same jobs, read from their run folders.")
-root = runs_root()
-if "train_flash" in st.session_state:  # said before the rerun that shows the new job
-    st.success(st.session_state.pop("train_flash"))
+HOLDOUT = "holdout"  # the "Validate on" choice that is not a split: a 10% stratified part of the training split
+HOLDOUT_FRACTION = 0.1
+FORM_DEFAULTS = {key: getattr(TrainConfig(), key) for key in RECIPE_FIELDS}  # the one source's defaults
 
 
 @st.cache_data(show_spinner="Reading the dataset…", max_entries=8)
@@ -46,70 +45,97 @@ def fmt_seconds(seconds) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min {s:02d} s"
 
 
-def show_job(run) -> None:
+# ---------------------------------------------------------------- one card per job, by state
+
+def running_card(run: RunSummary, status: dict, buttons) -> None:
+    epochs = status.get("epochs") or "?"
+    st.progress(min(status["epoch_fraction"], 1.0),
+                text=f"epoch {status.get('epoch', 0)} of {epochs}: step {status.get('step', 0)} of "
+                     f"{status.get('steps_per_epoch') or '?'}")
+    st.progress(min(status["run_fraction"], 1.0),
+                text=f"whole run {status['run_fraction']:.0%} · {status.get('images_per_second') or '?'} "
+                     f"images/s · about {fmt_seconds(status['eta_seconds'])} left")
+    if status.get("gpu_memory_mib"):
+        use = f", utilisation {status['gpu_utilisation']}%" if status.get("gpu_utilisation") is not None else ""
+        st.caption(f"GPU memory {status['gpu_memory_mib']:,} MiB{use}")
+    if buttons.button("Stop", key=f"stop_{run.name}", help="Finishes the current step, saves, marks it stopped"):
+        try:
+            stop(run.path)
+            st.toast(f"Stopping {run.name}: it saves its state first.")
+        except JobError as err:
+            st.error(str(err))
+
+
+def interrupted_card(run: RunSummary, status: dict, buttons, root: Path) -> None:
+    """A stopped, failed or died job: why, and Resume."""
+    if status.get("error"):
+        st.error(f"{run.name} {status['state']}: {status['error']}")
+    if buttons.button("Resume", key=f"resume_{run.name}", help="Continue from the last saved state"):
+        try:
+            resume(run.path, root)
+            st.rerun()
+        except JobError as err:
+            st.error(str(err))
+
+
+def finished_card(run: RunSummary, buttons) -> None:
+    """Evaluate a finished run on the other splits of its dataset, when that dataset is on this machine."""
+    try:
+        settings = RunFolder(run.path).settings()
+    except RunProblem as err:
+        st.caption(f"Its settings cannot be read ({err}): evaluate it from a terminal.")
+        return
+    data = settings.data
+    if not data or not Path(data).exists():
+        st.caption(f"Its dataset ({data or 'unknown'}) is not on this machine: evaluate it from a terminal.")
+        return
+    sizes, _ = summary_of(data, "fer2013")
+    choices = [s for s in (sizes or {}) if s != settings.train_split] or list(sizes or {})
+    splits = buttons.multiselect("Splits", choices, default=choices[:1], key=f"splits_{run.name}",
+                                 label_visibility="collapsed")
+    if buttons.button("Evaluate", key=f"eval_{run.name}", disabled=not splits):
+        with st.spinner(f"Evaluating {run.name} on {', '.join(splits)}…"):
+            for result in evaluate(run.path, data, splits):
+                if "error" in result:
+                    st.error(f"{result['split']}: {result['error']}")
+                else:
+                    st.success(f"{result['split']}: accuracy {result['accuracy']:.2%}; the confusion matrix "
+                               "page now shows it")
+        cached_runs.clear()
+
+
+def delete_control(run: RunSummary, buttons, root: Path) -> None:
+    with buttons.popover("Delete…"):
+        st.warning(f"Delete the folder {run.path} with its weights, history and evaluations?")
+        if st.button(f"Delete {run.name} for good", key=f"delete_{run.name}", type="primary"):
+            try:
+                delete(run.path, root)
+                cached_runs.clear()
+                st.rerun()
+            except JobError as err:
+                st.error(str(err))
+
+
+def job_card(run: RunSummary, root: Path) -> None:
     status = job_state(run.path)
     state = status["state"]
     head, buttons = st.columns([3, 2])
     head.markdown(f"**{run.name}** · {run.arch or '?'} · {state}")
     if state == "running":
-        epochs = status.get("epochs") or "?"
-        st.progress(min(status["epoch_fraction"], 1.0),
-                    text=f"epoch {status.get('epoch', 0)} of {epochs}: step {status.get('step', 0)} of "
-                         f"{status.get('steps_per_epoch') or '?'}")
-        st.progress(min(status["run_fraction"], 1.0),
-                    text=f"whole run {status['run_fraction']:.0%} · {status.get('images_per_second') or '?'} "
-                         f"images/s · about {fmt_seconds(status['eta_seconds'])} left")
-        if status.get("gpu_memory_mib"):
-            use = f", utilisation {status['gpu_utilisation']}%" if status.get("gpu_utilisation") is not None else ""
-            st.caption(f"GPU memory {status['gpu_memory_mib']:,} MiB{use}")
-        if buttons.button("Stop", key=f"stop_{run.name}", help="Finishes the current step, saves, marks it stopped"):
-            try:
-                stop(run.path)
-                st.toast(f"Stopping {run.name}: it saves its state first.")
-            except JobError as err:
-                st.error(str(err))
+        running_card(run, status, buttons)
     elif state in ("stopped", "failed", "died"):
-        if status.get("error"):
-            st.error(f"{run.name} {state}: {status['error']}")
-        if buttons.button("Resume", key=f"resume_{run.name}", help="Continue from the last saved state"):
-            try:
-                resume(run.path, root)
-                st.rerun()
-            except JobError as err:
-                st.error(str(err))
+        interrupted_card(run, status, buttons, root)
     elif state == "finished":
-        config = run.path / "config.json"
-        args = json.loads(config.read_text()).get("args", {}) if config.exists() else {}
-        data = args.get("data")
-        if data and Path(data).exists():
-            sizes, _ = summary_of(data, "fer2013")
-            trained_on = args.get("train_split", "Training")
-            choices = [s for s in (sizes or {}) if s != trained_on] or list(sizes or {})
-            splits = buttons.multiselect("Splits", choices, default=choices[:1], key=f"splits_{run.name}",
-                                         label_visibility="collapsed")
-            if buttons.button("Evaluate", key=f"eval_{run.name}", disabled=not splits):
-                with st.spinner(f"Evaluating {run.name} on {', '.join(splits)}…"):
-                    for result in evaluate(run.path, data, splits):
-                        if "error" in result:
-                            st.error(f"{result['split']}: {result['error']}")
-                        else:
-                            st.success(f"{result['split']}: accuracy {result['accuracy']:.2%}; the confusion matrix "
-                                       "page now shows it")
-                cached_runs.clear()
-        else:
-            st.caption(f"Its dataset ({data or 'unknown'}) is not on this machine: evaluate it from a terminal.")
+        finished_card(run, buttons)
+    elif state == "unreadable":
+        st.error(status["error"])
     if state != "running":
-        with buttons.popover("Delete…"):
-            st.warning(f"Delete the folder {run.path} with its weights, history and evaluations?")
-            if st.button(f"Delete {run.name} for good", key=f"delete_{run.name}", type="primary"):
-                try:
-                    delete(run.path)
-                    cached_runs.clear()
-                    st.rerun()
-                except JobError as err:
-                    st.error(str(err))
-    history = read_history(run.path)
-    if not history.empty:
+        delete_control(run, buttons, root)
+    try:
+        history = read_history(run.path)
+    except RunProblem:
+        history = None
+    if history is not None and not history.empty:
         with st.expander("Curves", expanded=state == "running"):
             st.plotly_chart(history_figure([(run.name, history)]), width="stretch", key=f"curves_{run.name}")
     tail = log_tail(run.path)
@@ -118,145 +144,168 @@ def show_job(run) -> None:
             st.code(tail, language=None)
 
 
-def jobs_panel():
-    jobs = [r for r in list_runs(root) if (r.path / "job.json").exists() or r.state == "running"]
-    running = any(job_state(r.path)["state"] == "running" for r in jobs)
+def jobs_panel(root: Path) -> None:
+    def jobs():
+        return [r for r in list_runs(root) if (r.path / "job.json").exists() or r.state == "running"]
+
+    running = any(job_state(r.path)["state"] == "running" for r in jobs())
 
     @st.fragment(run_every=2 if running else None)
     def panel():
-        current = [r for r in list_runs(root) if (r.path / "job.json").exists() or r.state == "running"]
+        current = jobs()
         if not current:
             st.info("No jobs yet: start one below.")
         for run in current:
             with st.container(border=True):
-                show_job(run)
+                job_card(run, root)
     panel()
 
 
-st.subheader("Jobs")
-jobs_panel()
+# ---------------------------------------------------------------- the form
 
-st.subheader("New job")
-source = st.radio("Dataset", ["A dataset on this machine", "Bundled PublicTest faces (quick demo)"], horizontal=True,
-                  help="The demo trains on 90% of the bundled PublicTest faces and validates on the other 10%: it "
-                       "shows training happen in minutes, but its accuracy says nothing about FER2013 test data.")
-demo = source.startswith("Bundled")
-a, b = st.columns([3, 1])
-if demo:
-    data = str(BUNDLED_PUBLICTEST)
-    a.text_input("Data", data, disabled=True)
-else:
-    data = a.text_input("Path to a FER2013 CSV (.csv or .csv.gz), a class-folder tree or a .npz",
-                        placeholder="/data/fer2013/fer2013.csv.gz")
-label_source = b.selectbox("Labels", LABEL_SOURCES, disabled=demo,
-                           help="FER+ labels need fer2013new.csv beside the data")
-sizes, data_error = summary_of(data, label_source) if data else (None, None)
-if data_error:
-    st.error(f"This dataset cannot be used: {data_error}")
-elif sizes:
-    st.caption("Splits: " + ", ".join(f"{name} {info['faces']:,} faces" for name, info in sizes.items()))
-
-OPTIMIZERS, SCHEDULES = ["adamw", "adam", "sgd"], ["onecycle", "cosine", "step", "constant"]
-FORM_DEFAULTS = {key: getattr(TrainRequest(), key) for key in RECIPE_FIELDS}  # the launcher's own defaults
-
-
-# the form's bounds for each number; a run made elsewhere may hold a value outside them
-LIMITS = dict(epochs=(1, 1000), batch_size=(1, 4096), lr=(0.0, 10.0), seed=(0, 2**31 - 1), crop_pad=(0, 16),
-              rotate=(0.0, 45.0), scale=(0.0, 0.5), erase=(0.0, 1.0), mixup=(0.0, 2.0), label_smoothing=(0.0, 0.9),
-              weight_decay=(0.0, 0.99), ema=(0.0, 0.9999))
+def data_ui() -> tuple[str, str, bool, dict | None, str | None]:
+    """(data path, label source, demo?, split sizes, why the data cannot be used)."""
+    source = st.radio("Dataset", ["mine", "demo"], horizontal=True,
+                      format_func={"mine": "A dataset on this machine",
+                                   "demo": "Bundled PublicTest faces (quick demo)"}.get,
+                      help="The demo trains on 90% of the bundled PublicTest faces and validates on the other 10%: "
+                           "it shows training happen in minutes, but its accuracy says nothing about FER2013 test "
+                           "data.")
+    demo = source == "demo"
+    a, b = st.columns([3, 1])
+    if demo:
+        data = str(BUNDLED_PUBLICTEST)
+        a.text_input("Data", data, disabled=True)
+    else:
+        data = a.text_input("Path to a FER2013 CSV (.csv or .csv.gz), a class-folder tree or a .npz",
+                            placeholder="/data/fer2013/fer2013.csv.gz")
+    label_source = b.selectbox("Labels", LABEL_SOURCES, disabled=demo,
+                               help="FER+ labels need fer2013new.csv beside the data")
+    sizes, data_error = summary_of(data, label_source) if data else (None, None)
+    if data_error:
+        st.error(f"This dataset cannot be used: {data_error}")
+    elif sizes:
+        st.caption("Splits: " + ", ".join(f"{name} {info['faces']:,} faces" for name, info in sizes.items()))
+    return data, "fer2013" if demo else label_source, demo, sizes, data_error
 
 
-def take_recipe():
-    """Fill the form from the run picked in "Start from" (its widgets read their values from session state)."""
+def take_recipe(root: Path, demo: bool) -> None:
+    """Fill the form from the run picked in "Start from" (its widgets read their values from session state);
+    values outside the form's bounds are clamped, and said."""
     picked = st.session_state["job_recipe"]
     recipe = recipe_of(root / picked) if picked else {}
     choices = {"model": list_models(), "optimizer": OPTIMIZERS, "schedule": SCHEDULES}
     recipe = {k: v for k, v in recipe.items() if k not in choices or v in choices[k]}  # e.g. a model since removed
-    values = {**FORM_DEFAULTS, "epochs": 3 if demo else 30, **recipe}
-    clamped = []
+    values, notes = clamped({**FORM_DEFAULTS, "epochs": DEMO_EPOCHS if demo else FORM_DEFAULTS["epochs"], **recipe})
     for key, value in values.items():
-        if key in LIMITS and value is not None:
-            lo, hi = LIMITS[key]
-            value = type(lo)(value)
-            if not lo <= value <= hi:
-                clamped.append(f"{key} {value:g} (the form takes {lo:g} to {hi:g})")
-                value = min(max(value, lo), hi)
         st.session_state[f"job_{key}"] = value
-    if clamped:
-        st.session_state["train_recipe_note"] = f"From {picked}, out of range and clamped: " + "; ".join(clamped)
+    if notes:
+        st.session_state["train_recipe_note"] = f"From {picked}, out of range and clamped: " + "; ".join(notes)
 
 
-recipes = [r.name for r in list_runs(root) if (r.path / "config.json").exists()]
-st.columns(2)[0].selectbox("Start from", [""] + recipes, key="job_recipe", on_change=take_recipe,
-             format_func=lambda n: f"the settings of {n}" if n else "the default settings",
-             help="Copies a run's model, schedule, optimizer, regularisation and augmentation into the form; "
-                  "the data, splits and device stay as you set them here.")
-if "job_model" not in st.session_state or st.session_state.get("job_demo") != demo:
-    st.session_state["job_demo"] = demo
-    take_recipe()
-if "train_recipe_note" in st.session_state:
-    st.warning(st.session_state.pop("train_recipe_note"))
+def recipe_ui(root: Path, demo: bool) -> None:
+    recipes = [r.name for r in list_runs(root) if (r.path / "config.json").exists()]
+    st.columns(2)[0].selectbox("Start from", [""] + recipes, key="job_recipe", on_change=take_recipe,
+                               args=(root, demo),
+                               format_func=lambda n: f"the settings of {n}" if n else "the default settings",
+                               help="Copies a run's model, schedule, optimizer, regularisation and augmentation into "
+                                    "the form; the data, splits and device stay as you set them here.")
+    if "job_model" not in st.session_state or st.session_state.get("job_demo") != demo:
+        st.session_state["job_demo"] = demo
+        take_recipe(root, demo)
+    if "train_recipe_note" in st.session_state:
+        st.warning(st.session_state.pop("train_recipe_note"))
 
-with st.form("new_job"):
-    a, b, c, d = st.columns(4)
-    model = a.selectbox("Model", list_models(), key="job_model")
-    name = b.text_input("Run name", placeholder="cnn3_demo")
-    epochs = c.number_input("Epochs", *LIMITS["epochs"], key="job_epochs")
-    batch = d.number_input("Batch size", *LIMITS["batch_size"], key="job_batch_size")
-    a, b, c, d = st.columns(4)
-    optimizer = a.selectbox("Optimizer", OPTIMIZERS, key="job_optimizer")
-    schedule = b.selectbox("Schedule", SCHEDULES, key="job_schedule")
-    lr = c.number_input("Learning rate", *LIMITS["lr"], None, format="%.4f", key="job_lr", placeholder="default",
-                        help="Empty: the optimizer's default, " + ", ".join(f"{o} {v:g}" for o, v in DEFAULT_LR.items()))
-    seed = d.number_input("Seed", *LIMITS["seed"], key="job_seed")
-    splits = list(sizes or {"Training": None, "PublicTest": None})
-    a, b, c, d = st.columns(4)
-    train_split = a.selectbox("Train on", splits, index=splits.index("Training") if "Training" in splits else 0)
-    val_split = b.selectbox("Validate on", ["a 10% hold-out of the training split"] + splits,
-                            index=0 if demo or "PublicTest" not in splits else 1 + splits.index("PublicTest"))
-    device = c.selectbox("Device", devices())
-    processes = d.number_input("Processes (DDP over torchrun)", 1, 8, 1,
-                               help="More than one: torchrun starts one process per GPU (gloo on CPU)")
-    st.markdown("Augmentation and regularisation")
-    a, b, c, d, e, f = st.columns(6)
-    flip = a.checkbox("Flip", key="job_flip")
-    crop_pad = b.number_input("Crop padding", *LIMITS["crop_pad"], key="job_crop_pad")
-    rotate = c.number_input("Rotation °", *LIMITS["rotate"], key="job_rotate")
-    scale = d.number_input("Scale ±", *LIMITS["scale"], key="job_scale", help="Random zoom by up to this fraction")
-    erase = e.number_input("Random erasing", *LIMITS["erase"], key="job_erase")
-    mixup = f.number_input("Mixup α (0 = off)", *LIMITS["mixup"], key="job_mixup")
-    a, b, c, _ = st.columns([1, 1, 1, 3])
-    smoothing = a.number_input("Label smoothing", *LIMITS["label_smoothing"], key="job_label_smoothing")
-    weight_decay = b.number_input("Weight decay", *LIMITS["weight_decay"], None, format="%.5f", key="job_weight_decay",
-                                  placeholder="default",
-                                  help="Empty: " + ", ".join(f"{o} {v:g}" for o, v in DEFAULT_WEIGHT_DECAY.items())
-                                       + " (AdamW's decay is decoupled from the gradient, the others' is not)")
-    ema = c.number_input("Weight EMA (0 = off)", *LIMITS["ema"], format="%.4f", key="job_ema",
-                         help="Validate and keep an exponential moving average of the weights, e.g. 0.999")
-    submitted = st.form_submit_button("Start training", type="primary")
 
-if submitted:
-    holdout = val_split.startswith("a 10%")
-    request = TrainRequest(model=model, data=data, name=name, label_source="fer2013" if demo else label_source,
-                           train_split=train_split, val_split="" if holdout else val_split,
-                           val_fraction=0.1 if holdout else 0.0, epochs=int(epochs), batch_size=int(batch),
-                           lr=lr or None, optimizer=optimizer, schedule=schedule, seed=int(seed), device=device,
-                           gpus=int(processes), flip=flip, crop_pad=int(crop_pad), rotate=rotate, scale=scale,
-                           erase=erase, label_smoothing=smoothing, mixup=mixup, weight_decay=weight_decay, ema=ema)
+def job_form(data: str, label_source: str, demo: bool, sizes: dict | None) -> TrainRequest | None:
+    """The new-job form; the request once "Start training" is pressed, else None."""
+    with st.form("new_job"):
+        a, b, c, d = st.columns(4)
+        model = a.selectbox("Model", list_models(), key="job_model")
+        name = b.text_input("Run name", placeholder="cnn3_demo")
+        epochs = c.number_input("Epochs", *form_range("epochs"), key="job_epochs")
+        batch = d.number_input("Batch size", *form_range("batch_size"), key="job_batch_size")
+        a, b, c, d = st.columns(4)
+        optimizer = a.selectbox("Optimizer", OPTIMIZERS, key="job_optimizer")
+        schedule = b.selectbox("Schedule", SCHEDULES, key="job_schedule")
+        lr = c.number_input("Learning rate", *form_range("lr"), None, format="%.4f", key="job_lr",
+                            placeholder="default", help="Empty: the optimizer's default, "
+                            + ", ".join(f"{o} {v:g}" for o, v in DEFAULT_LR.items()))
+        seed = d.number_input("Seed", *form_range("seed"), key="job_seed")
+        splits = list(sizes or {"Training": None, "PublicTest": None})
+        a, b, c, d = st.columns(4)
+        train_split = a.selectbox("Train on", splits, index=splits.index("Training") if "Training" in splits else 0)
+        val_choices = [HOLDOUT] + splits
+        val_split = b.selectbox("Validate on", val_choices,
+                                format_func=lambda s: f"a {HOLDOUT_FRACTION:.0%} hold-out of the training split"
+                                if s == HOLDOUT else s,
+                                index=0 if demo or "PublicTest" not in splits else val_choices.index("PublicTest"))
+        device = c.selectbox("Device", devices())
+        processes = d.number_input("Processes (DDP over torchrun)", 1, 8, 1,
+                                   help="More than one: torchrun starts one process per GPU (gloo on CPU)")
+        st.markdown("Augmentation and regularisation")
+        a, b, c, d, e, f = st.columns(6)
+        flip = a.checkbox("Flip", key="job_flip")
+        crop_pad = b.number_input("Crop padding", *form_range("crop_pad"), key="job_crop_pad")
+        rotate = c.number_input("Rotation °", *form_range("rotate"), key="job_rotate")
+        scale = d.number_input("Scale ±", *form_range("scale"), key="job_scale",
+                               help="Random zoom by up to this fraction")
+        erase = e.number_input("Random erasing", *form_range("erase"), key="job_erase")
+        mixup = f.number_input("Mixup α (0 = off)", *form_range("mixup"), key="job_mixup")
+        a, b, c, _ = st.columns([1, 1, 1, 3])
+        smoothing = a.number_input("Label smoothing", *form_range("label_smoothing"), key="job_label_smoothing")
+        weight_decay = b.number_input("Weight decay", *form_range("weight_decay"), None, format="%.5f",
+                                      key="job_weight_decay", placeholder="default",
+                                      help="Empty: " + ", ".join(f"{o} {v:g}" for o, v in DEFAULT_WEIGHT_DECAY.items())
+                                      + " (AdamW's decay is decoupled from the gradient, the others' is not)")
+        ema = c.number_input("Weight EMA (0 = off)", *form_range("ema"), format="%.4f", key="job_ema",
+                             help="Validate and keep an exponential moving average of the weights, e.g. 0.999")
+        if not st.form_submit_button("Start training", type="primary"):
+            return None
+    holdout = val_split == HOLDOUT
+    return TrainRequest(model=model, data=data, name=name, label_source=label_source, train_split=train_split,
+                        val_split="PublicTest" if holdout else val_split,
+                        val_fraction=HOLDOUT_FRACTION if holdout else 0.0, epochs=int(epochs), batch_size=int(batch),
+                        lr=lr or None, optimizer=optimizer, schedule=schedule, seed=int(seed), device=device,
+                        gpus=int(processes), flip=flip, crop_pad=int(crop_pad), rotate=rotate, scale=scale,
+                        erase=erase, label_smoothing=smoothing, mixup=mixup, weight_decay=weight_decay, ema=ema)
+
+
+def start(request: TrainRequest, root: Path, data_error: str | None, sizes: dict | None) -> None:
     problems = request.problems()
     if data_error:
         problems.append(f"the dataset cannot be used: {data_error}")
-    elif sizes is not None and not holdout and val_split == train_split:
+    elif sizes is not None and not request.val_fraction and request.val_split == request.train_split:
         problems.append("validating on the training split measures nothing: pick another split or the hold-out")
     if problems:
         st.error("Not started:\n\n" + "\n".join(f"- {p}" for p in problems))
-    else:
-        try:
-            job = launch(request, root)
-        except JobError as err:
-            st.error(f"Not started: {err}")
-        else:
-            cached_runs.clear()
-            st.session_state["train_flash"] = (f"Started {sanitise_name(name)} (process {job['pid']}); it appears "
-                                               "in the run picker at once, with its model after its first epoch.")
-            st.rerun()
+        return
+    try:
+        job = launch(request, root)
+    except JobError as err:
+        st.error(f"Not started: {err}")
+        return
+    cached_runs.clear()
+    st.session_state["train_flash"] = (f"Started {sanitise_name(request.name)} (process {job['pid']}); it appears "
+                                       "in the run picker at once, with its model after its first epoch.")
+    st.rerun()
+
+
+def main() -> None:
+    st.title("Train")
+    st.caption("Jobs run as processes of their own: they go on when you close the tab or restart the dashboard, "
+               "and every tab shows the same jobs, read from their run folders.")
+    root = runs_root()
+    if "train_flash" in st.session_state:  # said before the rerun that shows the new job
+        st.success(st.session_state.pop("train_flash"))
+    st.subheader("Jobs")
+    jobs_panel(root)
+    st.subheader("New job")
+    data, label_source, demo, sizes, data_error = data_ui()
+    recipe_ui(root, demo)
+    request = job_form(data, label_source, demo, sizes)
+    if request is not None:
+        start(request, root, data_error, sizes)
+
+
+main()

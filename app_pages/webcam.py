@@ -3,7 +3,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages._shared import checkpoint_key, selected_model
-from fer_models.data import EMOTIONS
+from fer_models.constants import EMOTIONS
 from fer_models.faces import ImageError, read_image
 from fer_models.figures import COLOURS
 from fer_models.live import LiveAnnotator, annotate_photo, process_frame

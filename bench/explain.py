@@ -64,12 +64,14 @@ def main():
     result = {"threads": torch.get_num_threads(), "trained": bool(args.runs), "models": {}}
     for model, meta in models:
         x = face_input(faces[0], meta)
-        row = {f"{m}_ms": median_ms(lambda m=m: attribute(model, x, m, 3), args.repeat) for m in METHODS}
+        row = {f"{m}_ms": median_ms(lambda m=m, model=model, x=x: attribute(model, x, m, 3), args.repeat)
+               for m in METHODS}
         last = model.deepest_filter_layer()
-        row["activation_maximisation_ms"] = median_ms(lambda: maximise_filters(model, last, [0], meta), 2)
+        row["activation_maximisation_ms"] = median_ms(
+            lambda model=model, last=last, meta=meta: maximise_filters(model, last, [0], meta), 2)
         # the Filters page's default: 8 filters of the last conv layer, synthesized as one batch
         row["activation_maximisation_8_filters_ms"] = median_ms(
-            lambda: maximise_filters(model, last, list(range(8)), meta), 2)
+            lambda model=model, last=last, meta=meta: maximise_filters(model, last, list(range(8)), meta), 2)
         norm = meta["normalisation"]
         t = time.perf_counter()
         filter_responses(model, last, faces, norm["mean"], norm["std"])

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from fer_models.data import AugmentConfig, augment_batch
-from fer_models.evaluate import autocast_for
+from fer_models.precision import autocast_for
 from fer_models.models import create_model, list_models
 
 

@@ -9,9 +9,11 @@ import pandas as pd
 import torch.nn as nn
 import torchinfo
 
-from .data import EMOTIONS
+from .constants import EMOTIONS
 from .models import FERModel
 
+
+WINDOWED = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)  # the layers with a stride and a padding
 
 def _pair(value) -> str:
     if value is None:
@@ -40,8 +42,8 @@ def layer_table(model: FERModel) -> tuple[pd.DataFrame, dict]:
             "type": layer.class_name,
             "output shape": "×".join(str(d) for d in layer.output_size[1:]),
             "kernel": _pair(getattr(m, "kernel_size", None)),
-            "stride": _pair(getattr(m, "stride", None)) if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) else "",
-            "padding": _pair(getattr(m, "padding", None)) if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) else "",
+            "stride": _pair(getattr(m, "stride", None)) if isinstance(m, WINDOWED) else "",
+            "padding": _pair(getattr(m, "padding", None)) if isinstance(m, WINDOWED) else "",
             "parameters": int(layer.num_params),
             "mult-adds": int(layer.macs),
         })

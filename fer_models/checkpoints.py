@@ -19,8 +19,9 @@ from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_replace, atomic_write_json
 from .models import FERModel, create_model, list_models
+from .runfolder import LAST_FILE, META_FILE, MODEL_FILE, RunFolder, RunProblem
 
-MODEL_FILE, META_FILE, LAST_FILE = "model.safetensors", "meta.json", "last.safetensors"
+__all__ = ["LAST_FILE", "META_FILE", "MODEL_FILE", "CheckpointError", "load_model", "read_meta", "save_model"]
 
 
 class CheckpointError(ValueError):
@@ -44,17 +45,17 @@ def save_model(run_dir, model: FERModel, meta: dict, half: bool = False) -> None
     atomic_write_json(run_dir / META_FILE, meta)
 
 
-def read_meta(run_dir) -> dict:
-    path = Path(run_dir) / META_FILE
-    if not path.exists():
-        raise CheckpointError(f"{path}: missing; a run folder needs meta.json beside model.safetensors")
+def read_meta(run_dir, for_model: bool = False) -> dict:
+    """meta.json, validated once here (fer_models.runfolder says what a usable one holds); for_model: also
+    the normalisation that loading the model needs."""
+    folder = RunFolder(run_dir)
     try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err})") from err
-    if not isinstance(meta, dict) or "arch" not in meta:
-        raise CheckpointError(f"{path}: has no 'arch' entry naming the architecture")
-    return meta
+        meta = folder.meta(required=True)
+        if for_model:
+            folder.normalisation(meta)
+        return meta
+    except RunProblem as err:
+        raise CheckpointError(f"{Path(run_dir) / META_FILE}: {str(err).split(META_FILE + ': ', 1)[-1]}") from err
 
 
 def _refuse_pickle(path: Path) -> None:
@@ -113,13 +114,16 @@ def load_model(path, device="cpu", arch: str | None = None) -> tuple[FERModel, d
     weights = path / MODEL_FILE if path.is_dir() else path
     if not weights.exists():
         raise CheckpointError(f"{weights}: no such file; a run folder holds {MODEL_FILE} and {META_FILE}")
-    if arch is None:
+    from_meta = arch is None
+    if from_meta:
         meta = read_meta(weights.parent)
         arch = meta["arch"]
     else:
         meta = {"arch": arch}
     if arch not in list_models():
         raise CheckpointError(f"{weights}: architecture '{arch}' is not registered; known: {', '.join(list_models())}")
+    if from_meta:  # after the registry check, which says more about a foreign file
+        read_meta(weights.parent, for_model=True)
     model = create_model(arch, num_classes=len(meta.get("classes", [])) or 7)
     load_weights_into(model, read_weights(weights), weights)
     return model.to(device).eval(), meta

@@ -3,7 +3,7 @@ of one cell, and which cell a click on fer_models.figures.confusion_figure selec
 import numpy as np
 import pandas as pd
 
-from .data import EMOTIONS
+from .constants import EMOTIONS
 
 
 def row_normalised(counts: np.ndarray) -> np.ndarray:

@@ -20,18 +20,24 @@ import hashlib
 import math
 import os
 import warnings
+import zipfile
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import atomic_replace
+from .constants import EMOTIONS, IMAGE_SIZE, LABEL_SOURCES
 
-EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-IMAGE_SIZE = 48
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["EMOTIONS", "IMAGE_SIZE", "LABEL_SOURCES", "AugmentConfig", "DataError", "FaceData", "augment_batch",
+           "load_faces", "normalisation_stats", "read_face_image", "to_input"]
+
 N_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
-LABEL_SOURCES = ("fer2013", "ferplus-majority", "ferplus-soft")
 _CACHE_VERSION = 2
 
 # Folder names people use for the seven classes (FER2013 class folders, FER+ exports, RAF-DB-style trees).
@@ -157,8 +163,8 @@ def _parse_csv(path: Path) -> FaceData:
         table = pacsv.read_csv(
             path,
             parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in
-                                                               ("emotion", "pixels", "Usage", "label", "feature", "id")}),
+            convert_options=pacsv.ConvertOptions(column_types={
+                c: pa.string() for c in ("emotion", "pixels", "Usage", "label", "feature", "id")}),
         )
     except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: not a readable CSV file ({err})") from err
@@ -226,8 +232,8 @@ def _parse_labels(path: Path, values: list) -> np.ndarray:
 def _parse_pixels(path: Path, column) -> np.ndarray:
     """All rows' pixel strings to uint8 N x 1 x 48 x 48.
 
-    The fast path hands the whole column to one C parse (np.fromstring); a full FER2013 file
-    takes ~3 s that way against ~15 s for per-row parsing. Only if the result does not add up
+    The fast path hands the whole column to one C parse (np.fromstring), several times faster than
+    per-row parsing (bench/data_load.py). Only if the result does not add up
     do we walk the rows one by one, to name the first bad line.
     """
     import pyarrow.compute as pc
@@ -291,11 +297,11 @@ def _cached(path: Path, stamp: str, parse) -> FaceData:
     data = _read_cache(cache_path, stamp)
     if data is None:
         data = parse(path)
-        try:  # uncompressed: loading it is then a plain read (~0.2 s for all of FER2013)
+        try:  # uncompressed: loading it is then a plain read
             data.save_npz(cache_path, compressed=False,
                           extra={"stamp": np.array(stamp), "notes": np.array(data.notes, dtype=str)})
         except OSError as err:  # a read-only place costs speed, not correctness
-            warnings.warn(f"could not write the parse cache {cache_path}: {err}")
+            warnings.warn(f"could not write the parse cache {cache_path}: {err}", stacklevel=2)
     return data
 
 
@@ -322,7 +328,7 @@ def _read_cache(cache_path: Path, stamp: str) -> FaceData | None:
                 return None
             return FaceData(z["images"], z["labels"], z["splits"], z["ids"], "",
                             z["soft"] if "soft" in z.files else None, z["notes"].tolist(), str(z["format"]))
-    except Exception:  # a damaged cache is rebuilt, never trusted
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # a damaged cache is rebuilt, never trusted
         return None
 
 
@@ -501,7 +507,7 @@ def ferplus_labels(votes_path, data: FaceData):
 
 # ---------------------------------------------------------------- tensors and augmentation
 # torch is imported inside these functions: the readers above (and the dashboard's run list,
-# which only needs EMOTIONS) then load without paying torch's ~1.7 s import.
+# which only needs EMOTIONS) then load without paying for torch's import.
 
 def normalisation_stats(images: np.ndarray) -> tuple[float, float]:
     """Mean and std of the pixels scaled to [0, 1]; stored with the checkpoint."""
@@ -558,8 +564,9 @@ def augment_batch(x: "torch.Tensor", cfg: AugmentConfig, generator: "torch.Gener
             ty = uniform(-1, 1) * (1 - sy).clamp(min=0)
         else:
             # integer pixel shifts, as a crop from a padded image; 2/w is one pixel in grid units
-            shift = lambda size: torch.randint(-cfg.crop_pad, cfg.crop_pad + 1, (n,), generator=generator,
-                                               device=dev).float() * 2 / size
+            def shift(size):
+                return torch.randint(-cfg.crop_pad, cfg.crop_pad + 1, (n,), generator=generator,
+                                                           device=dev).float() * 2 / size
             tx, ty = shift(w), shift(h)
         flip = torch.where(uniform(0, 1) < 0.5, -1.0, 1.0) if cfg.flip else torch.ones(n, device=dev)
         cos, sin = torch.cos(angle), torch.sin(angle)

@@ -46,9 +46,11 @@ BATCHNORM_STEPS = [
      r"\frac{-2}{m}\sum_{i=1}^{m}(x_i-\mu)"),
     ("Each xᵢ reaches it through x̂ᵢ, σ² and μ:",
      r"\frac{\partial L}{\partial x_i} = \frac{\partial L}{\partial \hat{x}_i}\cdot\frac{1}{\sqrt{\sigma^2+\epsilon}}"
-     r" + \frac{\partial L}{\partial \sigma^2}\cdot\frac{2(x_i-\mu)}{m} + \frac{\partial L}{\partial \mu}\cdot\frac{1}{m}"),
+     r" + \frac{\partial L}{\partial \sigma^2}\cdot\frac{2(x_i-\mu)}{m}"
+     r" + \frac{\partial L}{\partial \mu}\cdot\frac{1}{m}"),
     ("Collected into one line (what an efficient backward pass computes):",
-     r"\frac{\partial L}{\partial x_i} = \frac{\gamma}{m\sqrt{\sigma^2+\epsilon}}\left(m\,\frac{\partial L}{\partial y_i}"
+     r"\frac{\partial L}{\partial x_i} = \frac{\gamma}{m\sqrt{\sigma^2+\epsilon}}"
+     r"\left(m\,\frac{\partial L}{\partial y_i}"
      r" - \sum_{j=1}^{m}\frac{\partial L}{\partial y_j} - \hat{x}_i\sum_{j=1}^{m}\frac{\partial L}{\partial y_j}\,"
      r"\hat{x}_j\right)"),
 ]
@@ -167,7 +169,7 @@ def finite_difference(f, x: np.ndarray, h: float) -> np.ndarray:
     x = np.array(x, dtype=np.float64)
     grad = np.empty_like(x)
     for i in np.ndindex(x.shape):
-        def central(step):
+        def central(step, i=i):
             up, down = x.copy(), x.copy()
             up[i] += step
             down[i] -= step
@@ -255,9 +257,10 @@ def check_batchnorm(batch: int = 8, features: int = 4, gamma: float = 1.5, beta:
         y_torch, layer, forward["torch_refuses"] = None, {}, str(err)
 
     # finite differences, each quantity treated as the free variable the derivation differentiates by
-    def loss(g_=g, b_=b, var_=None, xhat_=None, dx=np.zeros_like(x), dmu=0.0):
+    def loss(g_=g, b_=b, var_=None, xhat_=None, dx=None, dmu=0.0):
         # x + dx and μ + dμ: the deviation from the mean is summed from its parts, because x − μ computed
         # whole loses the small step to rounding when x is large next to it (the constant batch)
+        dx = np.zeros_like(x) if dx is None else dx
         dev = (x - x.mean(0)) + (dx - dx.mean(0)) - dmu
         var_ = (dev ** 2).mean(0) if var_ is None else var_
         xhat_ = dev / np.sqrt(var_ + eps) if xhat_ is None else xhat_

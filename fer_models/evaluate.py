@@ -13,7 +13,6 @@ import argparse
 import json
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -23,29 +22,8 @@ import torch
 from .atomic import atomic_write_json, atomic_write_text
 from .checkpoints import CheckpointError, load_model
 from .data import EMOTIONS, DataError, load_faces, to_input
-
-
-def resolve_precision(requested: str, device: torch.device) -> str:
-    """"auto": bf16 where the hardware computes it natively (CUDA, CPUs with AVX512-BF16/AMX), else fp32.
-
-    On a CPU without native bf16 (AVX2 only), autocast emulates it and a cnn3 training step runs
-    ~10x slower than fp32 (bench/train_throughput.py: 8 vs 95 img/s).
-    """
-    if requested != "auto":
-        return requested
-    if device.type == "cuda":
-        return "bf16"
-    try:
-        native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    except (AttributeError, RuntimeError):  # a private probe; without it, assume no native bf16
-        native = False
-    return "bf16" if native else "fp32"
-
-
-def autocast_for(device: torch.device, precision: str):
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
+from .precision import autocast_for
+from .runfolder import RunFolder, RunProblem, valid_split
 
 
 @torch.no_grad()
@@ -72,33 +50,38 @@ def predict_proba(model, images_uint8, mean: float, std: float, device="cpu", ba
 
 
 def confusion_counts(true: np.ndarray, pred: np.ndarray, n_classes: int = len(EMOTIONS)) -> np.ndarray:
-    return np.bincount(true * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    from sklearn.metrics import confusion_matrix
+
+    return confusion_matrix(true, pred, labels=np.arange(n_classes))
+
+
+def expected_calibration_error(true: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> float:
+    """ECE (Guo et al. 2017): over equal-width confidence bins, |accuracy - mean confidence| weighted by the
+    bin's share of faces. scikit-learn has no ECE."""
+    confidence = probs.max(1)
+    correct = probs.argmax(1) == true
+    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    return float(sum(abs(correct[bins == b].mean() - confidence[bins == b].mean()) * (bins == b).mean()
+                     for b in range(n_bins) if (bins == b).any()))
 
 
 def classification_metrics(true: np.ndarray, probs: np.ndarray, n_bins: int = 15) -> dict:
-    """Metrics of labelled predictions; `true` holds class indices 0..6."""
+    """Metrics of labelled predictions; `true` holds class indices 0..6. A class never predicted has
+    precision 0 (scikit-learn's zero_division=0); macro F1 is over the classes the split contains."""
+    from sklearn.metrics import precision_recall_fscore_support, top_k_accuracy_score
+
     n_classes = probs.shape[1]
+    labels = np.arange(n_classes)
     pred = probs.argmax(1)
     cm = confusion_counts(true, pred, n_classes)
-    tp = np.diag(cm).astype(float)
-    support, predicted = cm.sum(1), cm.sum(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(predicted > 0, tp / predicted, 0.0)
-        recall = np.where(support > 0, tp / support, 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    present = support > 0  # macro F1 over the classes the split contains
-    top2 = np.argsort(-probs, axis=1)[:, :2]
-    confidence = probs.max(1)
-    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
-    correct = pred == true
-    ece = sum(abs(correct[bins == b].mean() - confidence[bins == b].mean()) * (bins == b).mean()
-              for b in range(n_bins) if (bins == b).any())
+    precision, recall, f1, support = precision_recall_fscore_support(true, pred, labels=labels, zero_division=0)
+    present = support > 0
     return {
         "n": int(len(true)),
-        "accuracy": float(correct.mean()),
+        "accuracy": float((pred == true).mean()),
         "macro_f1": float(f1[present].mean()),
-        "top2_accuracy": float((top2 == true[:, None]).any(1).mean()),
-        "ece": float(ece),
+        "top2_accuracy": float(top_k_accuracy_score(true, probs, k=2, labels=labels)),
+        "ece": expected_calibration_error(true, probs, n_bins),
         "nll": float(-np.log(np.clip(probs[np.arange(len(true)), true], 1e-12, None)).mean()),
         "per_class": {EMOTIONS[c] if n_classes == len(EMOTIONS) else str(c): {
             "precision": float(precision[c]), "recall": float(recall[c]), "f1": float(f1[c]),
@@ -110,6 +93,7 @@ def classification_metrics(true: np.ndarray, probs: np.ndarray, n_bins: int = 15
 def evaluate_run(run_dir, data_path, split: str, tta: bool = False, device: str = "cpu",
                  batch_size: int = 512, label_source: str = "fer2013", ferplus=None) -> dict:
     run_dir = Path(run_dir)
+    valid_split(split)  # it names a folder in the run: checked before anything is computed
     model, meta = load_model(run_dir, device=device)
     model.to(memory_format=torch.channels_last)
     norm = meta["normalisation"]
@@ -118,7 +102,7 @@ def evaluate_run(run_dir, data_path, split: str, tta: bool = False, device: str 
     probs = predict_proba(model, data.images, norm["mean"], norm["std"], device, batch_size, tta)
     seconds = time.perf_counter() - t0
     pred = probs.argmax(1)
-    out_dir = run_dir / "eval" / (f"{split}-tta" if tta else split)
+    out_dir = RunFolder(run_dir).eval_dir(f"{split}-tta" if tta else split)
     table = pd.DataFrame({"id": data.ids, "true": data.labels, "pred": pred})
     for c, name in enumerate(EMOTIONS):
         table[f"p_{name}"] = probs[:, c].round(6)
@@ -139,23 +123,57 @@ def evaluate_run(run_dir, data_path, split: str, tta: bool = False, device: str 
     return summary
 
 
+def _split_name(text: str) -> str:
+    try:
+        return valid_split(text)
+    except RunProblem as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _batch_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 65536:
+        raise argparse.ArgumentTypeError(f"batch size must be 1 to 65536, not {value}")
+    return value
+
+
+def resolve_device(requested: str) -> str:
+    """"auto" → a GPU if there is one, else the CPU; a named device that is not here → ValueError."""
+    from .settings import DEVICE_PATTERN
+
+    if not DEVICE_PATTERN.fullmatch(requested):
+        raise ValueError(f"--device {requested!r} is not auto, cpu, cuda or cuda:N")
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda"):
+        index = int(requested.split(":")[1]) if ":" in requested else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"--device {requested}: no such CUDA device here "
+                             f"({torch.cuda.device_count()} visible); use --device cpu")
+    return requested
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fer_models.evaluate", description=__doc__.split("\n")[0])
+    from .settings import OneLineParser
+
+    p = OneLineParser(prog="python -m fer_models.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--run", required=True, help="run folder with model.safetensors and meta.json")
     p.add_argument("--data", required=True, help="FER2013 CSV (.csv/.csv.gz), class-folder tree or .npz")
-    p.add_argument("--split", default="PublicTest")
+    p.add_argument("--split", default="PublicTest", type=_split_name)
     p.add_argument("--tta", action="store_true", help="average with the mirrored face")
     p.add_argument("--label-source", default="fer2013", choices=["fer2013", "ferplus-majority"])
     p.add_argument("--ferplus", help="fer2013new.csv (default: beside --data)")
     p.add_argument("--device", default="auto", help="auto (a GPU if there is one) | cpu | cuda:N")
-    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--batch-size", type=_batch_size, default=512)
     args = p.parse_args(argv)
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        summary = evaluate_run(args.run, args.data, args.split, args.tta, args.device, args.batch_size,
+        device = resolve_device(args.device)
+        summary = evaluate_run(args.run, args.data, args.split, args.tta, device, args.batch_size,
                                args.label_source, args.ferplus)
-    except (DataError, CheckpointError) as err:
+    except (DataError, CheckpointError, RunProblem, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     line = {k: summary.get(k) for k in ("split", "n", "accuracy", "macro_f1", "top2_accuracy", "ece", "tta", "seconds")}

@@ -82,8 +82,8 @@ def face_input(face_uint8: np.ndarray, meta: dict) -> torch.Tensor:
 
 
 def _ready(model: FERModel) -> FERModel:
-    """Eval mode and channels_last: oneDNN's convolutions are ~1.4x faster on this CPU in that
-    layout (Integrated Gradients on cnn3: 400 -> 290 ms). Idempotent, so cheap on a cached model."""
+    """Eval mode and channels_last: oneDNN's convolutions are faster on a CPU in that layout
+    (bench/explain.py measures it). Idempotent, so cheap on a cached model."""
     return model.eval().to(memory_format=torch.channels_last)
 
 
@@ -227,8 +227,8 @@ def maximise_filters(model: FERModel, layer_name: str, channels: list[int], meta
                      decay: float = 1e-3, seed: int = 0, size: int = 48,
                      on_step: Callable[[int, int], None] | None = None) -> list[Visualisation]:
     """For each channel, the input that maximises the filter's mean activation, by gradient ascent
-    from noise; all channels are optimised together as one batch (8 filters of densenet201_fer on
-    the 2-core CPU: 54 s one at a time, 16.5 s as one batch; bench/explain.py).
+    from noise; all channels are optimised together as one batch, several times faster than one at a
+    time (bench/explain.py gives both).
 
     Every step sees a randomly shifted (±jitter px), rotated and scaled copy, so the result must
     excite the filter robustly rather than through one exact pixel pattern; `decay` pulls pixels
@@ -249,14 +249,17 @@ def maximise_filters(model: FERModel, layer_name: str, channels: list[int], meta
         spectrum_scale = _fft_scale(size)
         coeffs = (torch.fft.rfft2(noise, norm="ortho") / spectrum_scale).detach().requires_grad_(True)
         params = [coeffs]
-        render = lambda: torch.fft.irfft2(coeffs * spectrum_scale, s=(size, size), norm="ortho")
+        def render():
+            return torch.fft.irfft2(coeffs * spectrum_scale, s=(size, size), norm="ortho")
     else:
         pixels = noise.clone().requires_grad_(True)
         params = [pixels]
-        render = lambda: pixels
+        def render():
+            return pixels
     # a sigmoid keeps pixels in the valid range smoothly; clamping left most of them pinned at
     # black or white, where they get no gradient back
-    image = lambda: lo + (hi - lo) * torch.sigmoid(render())
+    def image():
+        return lo + (hi - lo) * torch.sigmoid(render())
     transform = AugmentConfig(crop_pad=jitter, flip=False, rotate=rotate, scale=scale, erase=0.0)
     index = torch.arange(len(channels))
     wanted = torch.as_tensor(channels)
@@ -291,17 +294,3 @@ def maximise_filters(model: FERModel, layer_name: str, channels: list[int], meta
     trace = torch.stack(trace, 1).tolist() if trace else [[] for _ in channels]
     return [Visualisation(layer_name, int(c), pixels[i], float(start[i]), float(end[i]), trace[i])
             for i, c in enumerate(channels)]
-
-
-def robust_top(map_: np.ndarray) -> float:
-    """The map's display maximum: the 99.5th percentile of |map|, so one extreme pixel does not
-    wash the rest out."""
-    m = np.abs(np.nan_to_num(map_.astype(np.float64)))
-    return float(np.percentile(m, 99.5)) or float(m.max()) or 1.0
-
-
-def to_unit(map_: np.ndarray, signed: bool, top: float | None = None) -> np.ndarray:
-    """Scale a map for display: [0, 1] for unsigned maps, [-1, 1] around 0 for signed ones (so 0
-    stays 'no evidence'). `top` shares one scale between maps (say all seven classes)."""
-    m = np.nan_to_num(map_.astype(np.float64))
-    return np.clip(m / (top or robust_top(m)), -1 if signed else 0, 1)

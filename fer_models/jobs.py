@@ -25,19 +25,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import atomic_write_json
-from .runs import _alive_or_zombie, _process_alive, _read_json, read_history, read_status
+from .constants import LABEL_SOURCES
+from .processes import alive_or_zombie, is_trainer_of
+from .runfolder import CONFIG_FILE, JOB_FILE, LAST_FILE, LOG_FILE, RunFolder, RunProblem
+from .runs import read_history, read_status
+from .settings import DEFAULT_WEIGHT_DECAY, RECIPE_FIELDS, SETTINGS, TrainConfig, argv_of, check
 
 ROOT = Path(__file__).resolve().parents[1]
-JOB_FILE, LOG_FILE = "job.json", "train.log"
-LABEL_SOURCES = ("fer2013", "ferplus-majority", "ferplus-soft")
-# AdamW's decay is decoupled (scaled by the learning rate only); SGD's and Adam's is an L2 term in the
-# gradient, where 0.05 would shrink the weights ~100x harder than the usual 5e-4
-DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "adam": 5e-4, "sgd": 5e-4}
-# the settings a new job can take over from a run's config.json (not its data, splits or device)
-RECIPE_FIELDS = ("model", "epochs", "batch_size", "optimizer", "schedule", "lr", "weight_decay", "ema", "seed",
-                 "flip", "crop_pad", "rotate", "scale", "erase", "label_smoothing", "mixup")
 NAME_PATTERN = re.compile(r"[^A-Za-z0-9_.-]+")
+MAX_PROCESSES = 8
+__all__ = ["DEFAULT_WEIGHT_DECAY", "LABEL_SOURCES", "RECIPE_FIELDS", "JobError", "TrainRequest", "data_summary",
+           "delete", "evaluate", "job_state", "launch", "live_jobs", "log_tail", "recipe_of", "resume",
+           "sanitise_name", "stop"]
 
 
 class JobError(ValueError):
@@ -53,47 +52,35 @@ def sanitise_name(name: str) -> str:
 
 
 def recipe_of(run_dir) -> dict:
-    """The training settings of a run (RECIPE_FIELDS of its config.json), to start a new job from;
-    {} when the run has no readable config."""
-    args = _read_json(Path(run_dir) / "config.json").get("args", {})
-    return {k: args[k] for k in RECIPE_FIELDS if k in args and args[k] is not None}
+    """The training settings of a run (the RECIPE_FIELDS its config.json names, each of the right kind),
+    to start a new job from; {} when the run has no readable config. Values are not range-checked here:
+    settings.clamped() brings them into the form's bounds and says which moved."""
+    try:
+        args = RunFolder(run_dir).read_json(CONFIG_FILE).get("args", {})
+    except RunProblem:
+        return {}
+    if not isinstance(args, dict):
+        return {}
+    out = {}
+    for key in RECIPE_FIELDS:
+        value = args.get(key)
+        if value is None:
+            continue
+        if check(key, value, ranges=False) is None:
+            out[key] = value
+    return out
 
 
 @dataclass
-class TrainRequest:
-    model: str = "cnn3"
-    data: str = ""
+class TrainRequest(TrainConfig):
+    """A job the dashboard launches: the training settings, plus the run's name and its process count."""
     name: str = ""
-    label_source: str = "fer2013"
-    train_split: str = "Training"
-    val_split: str = "PublicTest"
-    val_fraction: float = 0.0
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float | None = None
-    optimizer: str = "adamw"
-    schedule: str = "onecycle"
-    weight_decay: float | None = None  # None: DEFAULT_WEIGHT_DECAY of the optimizer
-    label_smoothing: float = 0.1
-    mixup: float = 0.0
-    ema: float = 0.0
-    flip: bool = True
-    crop_pad: int = 4
-    rotate: float = 10.0
-    scale: float = 0.1
-    erase: float = 0.25
-    seed: int = 0
-    device: str = "auto"       # auto | cpu | cuda:N
-    gpus: int = 1              # > 1: torchrun with one process per GPU (DDP)
+    gpus: int = 1              # > 1: torchrun with one process per device (DDP)
     extra: list = field(default_factory=list)
 
     def problems(self) -> list[str]:
         """Everything wrong with the request, each with what to do; [] when it can be launched."""
-        from .models import list_models
-
-        found = []
-        if self.model not in list_models():
-            found.append(f"model {self.model!r} is not registered; choose one of {', '.join(list_models())}")
+        found = TrainConfig.problems(self)
         if not self.data:
             found.append("no dataset: give the path of a FER2013 CSV, a class-folder tree or a .npz")
         elif not Path(self.data).exists():
@@ -102,36 +89,21 @@ class TrainRequest:
             sanitise_name(self.name)
         except JobError as err:
             found.append(str(err))
-        if self.label_source not in LABEL_SOURCES:
-            found.append(f"label source must be one of {', '.join(LABEL_SOURCES)}")
-        checks = [(self.epochs >= 1, "epochs must be at least 1"),
-                  (self.batch_size >= 1, "batch size must be at least 1"),
-                  (self.lr is None or 0 < self.lr <= 10, "learning rate must be in (0, 10]"),
-                  (0 <= self.val_fraction < 1, "the validation fraction must be in [0, 1)"),
-                  (0 <= self.erase <= 1, "the erasing probability must be in [0, 1]"),
-                  (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
-                  (0 <= self.ema < 1, "the EMA decay must be in [0, 1)"),
-                  (self.weight_decay is None or 0 <= self.weight_decay < 1, "weight decay must be in [0, 1)"),
-                  (self.gpus >= 1, "the number of processes must be at least 1")]
-        found += [message for ok, message in checks if not ok]
-        if self.gpus > 1 and self.batch_size < self.gpus:
+        if not 1 <= self.gpus <= MAX_PROCESSES:
+            found.append(f"the number of processes must be at least 1 and at most {MAX_PROCESSES}")
+        elif self.gpus > 1 and self.batch_size < self.gpus:
             found.append(f"a batch of {self.batch_size} cannot be split over {self.gpus} processes")
         return found
 
     def train_args(self, out: Path) -> list[str]:
-        args = ["--model", self.model, "--data", str(Path(self.data).resolve()), "--out", str(out),
-                "--label-source", self.label_source, "--train-split", self.train_split,
-                "--epochs", str(self.epochs), "--batch-size", str(self.batch_size),
-                "--optimizer", self.optimizer, "--schedule", self.schedule,
-                "--weight-decay", str(self.decay()), "--label-smoothing", str(self.label_smoothing),
-                "--mixup", str(self.mixup), "--ema", str(self.ema), "--crop-pad", str(self.crop_pad),
-                "--rotate", str(self.rotate), "--scale", str(self.scale), "--erase", str(self.erase),
-                "--seed", str(self.seed), "--device", self.device_arg()]
-        args += ["--val-fraction", str(self.val_fraction)] if self.val_fraction else ["--val-split", self.val_split]
-        if self.lr is not None:
-            args += ["--lr", str(self.lr)]
-        if not self.flip:
-            args.append("--no-flip")
+        """The trainer's arguments: every training setting, resolved (so the run records the lr and weight
+        decay it used), as fer_models.settings spells them."""
+        cfg = TrainConfig(**{k: getattr(self, k) for k in SETTINGS}).resolved()
+        names = [k for k in SETTINGS if k not in ("device", "val_split", "val_fraction")]
+        names += ["val_fraction"] if self.val_fraction else ["val_split"]
+        args = ["--out", str(out), "--device", self.device_arg()] + argv_of(cfg, names)
+        if cfg.data:
+            args[args.index("--data") + 1] = str(Path(cfg.data).resolve())
         return args + [str(a) for a in self.extra]
 
     def decay(self) -> float:
@@ -180,13 +152,31 @@ def _launch_lock(root: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def run_in_root(run, root) -> Path:
+    """The run folder, resolved, if it is a direct child of the runs root (symlinks resolved too); else
+    JobError. Every action that changes a run goes through here, so none reaches outside the root."""
+    root = Path(root).resolve()
+    path = Path(run)
+    resolved = (path if path.is_absolute() else Path.cwd() / path).resolve()
+    if resolved.parent != root or path.is_symlink():
+        raise JobError(f"{run} is not a run folder directly under {root}: nothing done")
+    return resolved
+
+
+def _job(run: Path) -> dict:
+    try:
+        return RunFolder(run).job()
+    except RunProblem:
+        return {}
+
+
 def live_jobs(root) -> list[dict]:
     """job.json of every job under root whose process is alive (with its run folder as `run`)."""
     root = Path(root)
     jobs = []
     for run in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
-        job = _read_json(run / JOB_FILE)
-        if job and _process_alive(job.get("pid")):
+        job = _job(run)
+        if job and alive_or_zombie(job["pid"]):
             jobs.append({**job, "run": str(run)})
     return jobs
 
@@ -209,8 +199,16 @@ def _start(command: list[str], run: Path, devices: list[str], root: Path, resume
     log.close()
     job = {"pid": process.pid, "command": command, "devices": devices, "started": time.time(),
            "resumed": resume}
-    atomic_write_json(run / JOB_FILE, job)
+    RunFolder(run).write_json(JOB_FILE, job)
     return {**job, "run": str(run)}
+
+
+def _command(run: Path, processes: int, train_args: list[str]) -> list[str]:
+    python = [sys.executable, "-m"]
+    if processes > 1:
+        return python + ["torch.distributed.run", "--standalone", f"--nproc_per_node={int(processes)}",
+                         "-m", "fer_models.train"] + train_args
+    return python + ["fer_models.train"] + train_args
 
 
 def launch(request: TrainRequest, root) -> dict:
@@ -221,64 +219,79 @@ def launch(request: TrainRequest, root) -> dict:
     run = root / sanitise_name(request.name)
     if run.exists() and any(run.iterdir()):
         raise JobError(f"a run named {run.name} already exists in {root}: choose another name, or resume it")
-    python = [sys.executable, "-m"]
-    if request.gpus > 1:
-        command = python + ["torch.distributed.run", "--standalone", f"--nproc_per_node={request.gpus}",
-                            "-m", "fer_models.train"] + request.train_args(run)
-    else:
-        command = python + ["fer_models.train"] + request.train_args(run)
+    command = _command(run, request.gpus, request.train_args(run))
     with _launch_lock(root):
         return _start(command, run, request.devices(), root, resume=False)
 
 
 def resume(run, root=None) -> dict:
-    """Continue a stopped, failed or died run from its last checkpoint, on the devices it had."""
-    run = Path(run)
-    root = Path(root) if root else run.parent
+    """Continue a stopped, failed or died run from its last checkpoint, on the devices it had.
+
+    The command is rebuilt from the run's config.json, validated as training settings: nothing stored
+    in the folder (job.json's command above all) is ever executed."""
+    root = Path(root) if root else Path(run).parent
+    run = run_in_root(run, root)
+    folder = RunFolder(run)
     status = read_status(run)
     if status.get("state") == "running":
         raise JobError(f"{run.name} is still running")
     if status.get("state") == "finished":
         raise JobError(f"{run.name} has finished; to train longer, resume it from a terminal with a larger --epochs")
-    if not (run / "last.safetensors").exists() and not (run / "config.json").exists():
+    if not folder.file(LAST_FILE).exists() and not folder.file(CONFIG_FILE).exists():
         raise JobError(f"{run.name} has no checkpoint to resume from; launch it again")
-    job = _read_json(run / JOB_FILE)
-    old = job.get("command") or [sys.executable, "-m", "fer_models.train"]
-    head = old[:old.index("fer_models.train") + 1] if "fer_models.train" in old else [sys.executable, "-m",
-                                                                                       "fer_models.train"]
-    command = head + ["--out", str(run), "--resume"]
+    try:
+        config = folder.config()
+        cfg = folder.settings(config)
+    except RunProblem as err:
+        raise JobError(f"{err}: it cannot be resumed from the dashboard") from err
+    world = config.get("world_size", 1)
+    processes = world if isinstance(world, int) and 1 <= world <= MAX_PROCESSES else 1
+    device = cfg.device if processes == 1 or not cfg.device.startswith("cuda") else "cuda:0"
+    devices = TrainRequest(device=device, gpus=processes).devices()
+    command = _command(run, processes, ["--out", str(run), "--resume"])
     with _launch_lock(root):
-        return _start(command, run, job.get("devices", ["cpu"]), root, resume=True)
+        return _start(command, run, devices, root, resume=True)
 
 
 def stop(run, wait: float = 0.0) -> bool:
-    """Ask a job to stop gracefully (SIGTERM to its process group: the trainer finishes its step, saves
-    and marks the run stopped). With `wait`, block up to that many seconds for it to exit; True if gone."""
+    """Ask a job to stop gracefully (SIGTERM: the trainer finishes its step, saves and marks the run stopped).
+    Only a process that /proc shows to be this run's trainer is signalled, and its process group only when
+    it leads one (the dashboard starts each job in a session of its own). With `wait`, block up to that
+    many seconds for it to exit; True if gone."""
     run = Path(run)
-    job = _read_json(run / JOB_FILE)
-    pid = job.get("pid") or read_status(run).get("pid")
-    if not pid or not _process_alive(pid):
+    pid = _job(run).get("pid") or read_status(run).get("pid")
+    if not pid or not alive_or_zombie(pid):
         raise JobError(f"{run.name} has no live job to stop")
+    if not is_trainer_of(pid, run):
+        raise JobError(f"process {pid} named by {run.name} is not this run's trainer; nothing was signalled")
+    pid = int(pid)
     try:
-        os.killpg(int(pid), signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        os.kill(int(pid), signal.SIGTERM)  # a job started outside the launcher: its own pid only
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGTERM)
+        else:
+            os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
     deadline = time.time() + wait
     while time.time() < deadline:
-        if not _alive_or_zombie(int(pid)):
+        if not alive_or_zombie(pid):
             return True
         time.sleep(0.2)
-    return not _alive_or_zombie(int(pid))
+    return not alive_or_zombie(pid)
 
 
 def job_state(run) -> dict:
-    """The run's status as the launcher shows it: `state` (running | finished | stopped | failed | died),
-    progress fractions, ETA and the error; a job that exited before writing any status reads failed."""
+    """The run's status as the launcher shows it: `state` (running | finished | stopped | failed | died |
+    unreadable), progress fractions, ETA and the error; a job that exited before writing any status reads
+    failed."""
     run = Path(run)
-    status = read_status(run)
-    job = _read_json(run / JOB_FILE)
-    if job and job.get("pid"):
-        alive = _alive_or_zombie(int(job["pid"]))
+    try:
+        status = read_status(run)
+    except RunProblem as err:
+        status = {"state": "unreadable", "recorded_state": "unreadable", "error": str(err)}
+    job = _job(run)
+    if job:
+        alive = alive_or_zombie(job["pid"])
         if not status.get("recorded_state") or status.get("recorded_state") == "unknown":
             status["state"] = "running" if alive else "failed"
             if not alive:
@@ -299,17 +312,21 @@ def job_state(run) -> dict:
 def _eta_seconds(run: Path, status: dict, steps_left: int, steps_per_epoch: int) -> float | None:
     """Seconds left: at the mean pace of the finished epochs (validation and slow starts included), or,
     during the first epoch, at the current images/s, which reads high in its first minutes."""
-    seconds = read_history(run)["seconds"].dropna()
+    try:
+        seconds = read_history(run)["seconds"].dropna()
+        batch = RunFolder(run).read_json(CONFIG_FILE).get("args", {}).get("batch_size")
+    except (RunProblem, AttributeError):
+        return None
     if len(seconds) and steps_per_epoch:
         return steps_left / steps_per_epoch * float(seconds.mean())
     speed = status.get("images_per_second")
-    batch = _read_json(run / "config.json").get("args", {}).get("batch_size")
-    return steps_left * batch / speed if (speed and batch and steps_left) else None
+    ok = isinstance(batch, int) and batch > 0 and speed and steps_left
+    return steps_left * batch / speed if ok else None
 
 
 def log_tail(run, lines: int = 20) -> str:
     path = Path(run) / LOG_FILE
-    if not path.exists():
+    if not path.is_file():
         return ""
     with open(path, "rb") as f:
         f.seek(max(0, path.stat().st_size - 64_000))
@@ -320,26 +337,40 @@ def log_tail(run, lines: int = 20) -> str:
 
 def evaluate(run, data, splits: list[str], timeout: float = 3600) -> list[dict]:
     """fer_models.evaluate on each split, as a child process; one dict (its JSON line, or the error) per split."""
+    from .runfolder import valid_split
+
     results = []
     for split in splits:
+        try:
+            valid_split(split)
+        except RunProblem as err:
+            results.append({"split": split, "error": str(err)})
+            continue
         command = [sys.executable, "-m", "fer_models.evaluate", "--run", str(run), "--data", str(data),
                    "--split", split]
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                               env=dict(os.environ, PYTHONPATH=str(ROOT)))
-        if done.returncode == 0:
-            results.append({"split": split, **json.loads(done.stdout.strip().splitlines()[-1])})
+        lines = (done.stdout if done.returncode == 0 else (done.stderr or done.stdout)).strip().splitlines()
+        if done.returncode == 0 and lines:
+            results.append({"split": split, **json.loads(lines[-1])})
         else:
-            results.append({"split": split, "error": (done.stderr or done.stdout).strip().splitlines()[-1]})
+            results.append({"split": split, "error": lines[-1] if lines else f"exit code {done.returncode}"})
     return results
 
 
-def delete(run) -> None:
-    """Remove a user run's folder. Shipped reference runs and live jobs are refused."""
-    run = Path(run)
-    if _read_json(run / "meta.json").get("shipped"):
+def delete(run, root) -> None:
+    """Remove a user run's folder, which must be a direct child of the runs root. Shipped reference runs and
+    live jobs are refused."""
+    run = run_in_root(run, root)
+    folder = RunFolder(run)
+    if not folder.is_run():
+        raise JobError(f"{run} does not look like a run folder; nothing deleted")
+    try:
+        shipped = folder.read_json("meta.json").get("shipped")
+    except RunProblem:
+        shipped = None
+    if shipped:
         raise JobError(f"{run.name} is a shipped reference run; it cannot be deleted from the dashboard")
     if job_state(run)["state"] == "running":
         raise JobError(f"{run.name} is running: stop it first")
-    if not (run / "config.json").exists() and not (run / JOB_FILE).exists():
-        raise JobError(f"{run} does not look like a run folder; nothing deleted")
     shutil.rmtree(run)

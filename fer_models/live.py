@@ -18,8 +18,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from .data import EMOTIONS
-from .faces import Face, crop_face, detect_faces, to_gray
+from .constants import EMOTIONS, IMAGE_SIZE
+from .faces import Face, crop_face, detect_faces, margin_pixels, to_gray
 
 # A track survives this many detections in a row that miss it: Haar misses a face now and then
 # (a blink, motion blur), and dropping the track would restart its smoothing
@@ -163,7 +163,8 @@ class LiveAnnotator:
     def _draw_gradcam(self, out: np.ndarray, track: Track, crop: np.ndarray) -> None:
         import cv2
 
-        from .explain import attribute, face_input, to_unit
+        from .explain import attribute, face_input
+        from .pictures import to_unit
         from .pictures import colourise
 
         cam = attribute(self.model, face_input(crop, self.meta), "gradcam", int(track.probs.argmax()))
@@ -173,9 +174,9 @@ class LiveAnnotator:
         xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
         if xb <= xa or yb <= ya:
             return
-        # the crop has a 10 % margin per side around the box: the map's middle part covers the box
-        edge = 48 * 0.1 / 1.2
-        inner = cam.map[int(edge):48 - int(edge), int(edge):48 - int(edge)]
+        # the crop has a margin per side around the box: the map's middle part covers the box
+        edge, size = int(margin_pixels()), IMAGE_SIZE
+        inner = cam.map[edge:size - edge, edge:size - edge]
         colour = cv2.resize(colourise(inner, True)[..., ::-1], (side, side), interpolation=cv2.INTER_LINEAR)
         weight = cv2.resize(np.abs(to_unit(inner, True)).astype(np.float32), (side, side))[..., None] * 0.6
         region = out[ya:yb, xa:xb].astype(np.float32)

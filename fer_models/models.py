@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from .data import EMOTIONS, IMAGE_SIZE
+from .constants import EMOTIONS, IMAGE_SIZE
 
 _REGISTRY: dict[str, Callable[..., "FERModel"]] = {}
 
@@ -229,7 +229,7 @@ class ResNet10FER(FERModel):
     Ten weight layers, 1.2M parameters, 142M multiply-adds per face: the cost of cnn3 (133M), which
     spends it on one 128 -> 512 conv and an 18k x 256 dense layer. Here the full-resolution stage keeps
     fine detail (eyelids, mouth corners) and the shortcuts let the gradient reach it. Kept this small
-    so that it trains at ~100 faces/s on a 2-core CPU; wider stages cost c² (48 wide: 2.3x the time).
+    so that it trains on a 2-core CPU in hours; wider stages cost c² in compute (48 wide: 2.25x).
     """
     widths = (32, 64, 128, 256)
     # The map the pooled classifier reads, so Grad-CAM here is exactly CAM (Zhou et al. 2016); 6 x 6.

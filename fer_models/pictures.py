@@ -1,7 +1,6 @@
 """Pictures as arrays: enlarged faces, colour maps, overlays and mosaics (for the explain pages and the report)."""
 import numpy as np
 
-from .explain import to_unit
 
 
 def enlarge(image: np.ndarray, size: int = 192) -> np.ndarray:
@@ -44,3 +43,17 @@ def to_uint8(maps: np.ndarray) -> np.ndarray:
     brighter tiles really are stronger responses."""
     top = float(maps.max()) or 1.0
     return (np.clip(maps / top, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def robust_top(map_: np.ndarray) -> float:
+    """The map's display maximum: the 99.5th percentile of |map|, so one extreme pixel does not
+    wash the rest out."""
+    m = np.abs(np.nan_to_num(map_.astype(np.float64)))
+    return float(np.percentile(m, 99.5)) or float(m.max()) or 1.0
+
+
+def to_unit(map_: np.ndarray, signed: bool, top: float | None = None) -> np.ndarray:
+    """Scale a map for display: [0, 1] for unsigned maps, [-1, 1] around 0 for signed ones (so 0
+    stays 'no evidence'). `top` shares one scale between maps (say all seven classes)."""
+    m = np.nan_to_num(map_.astype(np.float64))
+    return np.clip(m / (top or robust_top(m)), -1 if signed else 0, 1)

@@ -191,7 +191,8 @@ def filters_section(model, meta, faces_all, labels, count: int) -> str:
     for channel, pattern in zip(chosen, maximise_filters(model, layer, chosen, meta)):
         top = top_faces(responses, channel, 9)
         kinds = ", ".join(f"{n} {e}" for e, n in Counter(EMOTIONS[labels[t]] for t in top).most_common())
-        rows.append(f'<div class="filter">{picture(enlarge(pattern.image, 144), f"filter_{channel}_pattern", f"#{channel}: pattern")}'
+        pattern_picture = picture(enlarge(pattern.image, 144), f"filter_{channel}_pattern", f"#{channel}: pattern")
+        rows.append(f'<div class="filter">{pattern_picture}'
                     f'{picture(enlarge(mosaic(faces_all[top, 0], 3), 144), f"filter_{channel}_faces", "top 9 faces")}'
                     f"<p>activation {pattern.activation:.2f} on the pattern (noise: {pattern.start_activation:.2f}); "
                     f"its 9 top faces: {kinds}</p></div>")
@@ -224,7 +225,8 @@ def math_section(model) -> str:
               "largest absolute difference of the analytic gradient to each other way of computing it.</p>"
             + check_table(bn) + "<h3>A batch whose values are all equal</h3>" + _steps(DEGENERATE_STEPS)
             + f"<p>Check with every value 3.0: μ = {flat.forward['mu'][0]:g}, σ² = {flat.forward['var'][0]:g}, "
-              f"y = {flat.forward['y'][0, 0]:g} everywhere, ∂L/∂γ = {np.abs(flat.forward['analytic']['gamma']).max():g}, "
+              f"y = {flat.forward['y'][0, 0]:g} everywhere, "
+              f"∂L/∂γ = {np.abs(flat.forward['analytic']['gamma']).max():g}, "
               f"largest |∂L/∂x| = {np.abs(flat.forward['analytic']['x']).max():.1f}.</p>" + check_table(flat)
             + "<h3>Softmax with cross-entropy</h3>" + _steps(SOFTMAX_STEPS)
             + "<p>Check at T = 1 with one-hot targets, then T = 2 with soft targets (sum over a batch of 4):</p>"
@@ -257,13 +259,14 @@ def build_report(run_dir, data=None, split: str = SPLIT, faces_per_class: int = 
     import plotly.offline
 
     from .checkpoints import load_model
-    from .runs import faces_source, reproduce_command, _read_json
+    from .runfolder import CONFIG_FILE, RunFolder
+    from .runs import faces_source, reproduce_command
 
     run_dir = Path(run_dir)
     began = time.perf_counter()
     progress("Loading the model", 0.0)
     model, meta = load_model(run_dir)
-    config = _read_json(run_dir / "config.json")
+    config = RunFolder(run_dir).read_json(CONFIG_FILE)
     sections = []
     progress("Architecture", 0.05)
     sections.append(architecture_section(model, meta))
@@ -305,22 +308,31 @@ def build_report(run_dir, data=None, split: str = SPLIT, faces_per_class: int = 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from .settings import OneLineParser
+
+    parser = OneLineParser(prog="python -m fer_models.report", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="run folder (with model.safetensors and meta.json)")
     parser.add_argument("--out", required=True, help="the HTML file to write")
     parser.add_argument("--data", help="FER2013 CSV, class folders or .npz holding the split's faces "
                                        "(default: the data the evaluation scored, else the bundled PublicTest)")
     parser.add_argument("--split", default=SPLIT, help="the evaluation to report (eval/<split>/)")
-    parser.add_argument("--faces-per-class", type=int, default=2)
-    parser.add_argument("--filters", type=int, default=6)
+    parser.add_argument("--faces-per-class", type=int, default=2, choices=range(0, 21), metavar="0..20")
+    parser.add_argument("--filters", type=int, default=6, choices=range(0, 65), metavar="0..64")
     args = parser.parse_args(argv)
-    from .checkpoints import CheckpointError
     from .atomic import atomic_write_text
+    from .checkpoints import CheckpointError
+    from .runfolder import RunProblem
 
+    out = Path(args.out)
+    if out.is_dir() or not out.parent.is_dir():  # said now, not after minutes of building the report
+        print(f"error: --out {out}: {'is a folder' if out.is_dir() else 'its folder does not exist'}; give the path "
+              "of the HTML file to write", file=sys.stderr)
+        return 2
     try:
         report = build_report(args.run, args.data, args.split, args.faces_per_class, args.filters,
                               progress=lambda text, fraction: print(f"{fraction:4.0%} {text}", file=sys.stderr))
-    except (CheckpointError, FileNotFoundError, DataError) as err:
+    except (CheckpointError, FileNotFoundError, DataError, RunProblem) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     atomic_write_text(args.out, report)

@@ -1,25 +1,32 @@
 """Run registry: find run folders and read them as the dashboard and the launcher see them.
 
-    from fer_models.runs import list_runs, read_status, read_history, read_evaluation
+    python -m fer_models.runs [--root artifacts/runs]            # the models table, or a line per bad run
+    python -m fer_models.runs --readme README.md                 # rewrite the README's models table
+
+    from fer_models.runs import list_runs
     for run in list_runs("artifacts/runs"):
         print(run.name, run.arch, run.state, run.val_acc)
 
-Only reads; the trainer (fer_models.train) and the evaluator (fer_models.evaluate) write. A run
-whose status says "running" but whose process is gone (killed, machine restarted) reads as
-"died", so a page never shows a dead job as live.
+Only reads; the trainer and the evaluator write (through fer_models.runfolder). A run whose status says
+"running" but whose process is gone (killed, machine restarted) reads as "died", so a page never shows a
+dead job as live; a run whose files cannot be used reads as "unreadable" with the reason, and every
+other run is listed as usual.
 """
 from __future__ import annotations
 
-import json
-import os
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from .data import EMOTIONS
+from .constants import EMOTIONS
+from .processes import alive_or_zombie
+from .recipes import matching_recipe
+from .runfolder import CONFUSION_FILE, JOB_FILE, METRICS_FILE, PREDICTIONS_FILE, RunFolder, RunProblem
+from .settings import OPTIMIZERS, RECIPE_FIELDS, SETTINGS, TrainConfig, flag
 
 # A live trainer rewrites status.json every few seconds while it steps; validation and data
 # loading can pause that for a while on a CPU, so only a long silence means it is gone.
@@ -27,6 +34,7 @@ STALE_SECONDS = 180
 
 # the one dataset file the project ships (README: FER2013 credits), so faces show with no dataset installed
 BUNDLED_PUBLICTEST = Path(__file__).resolve().parents[1] / "artifacts" / "data" / "fer2013_publictest.npz"
+DATA_SUFFIXES = (".csv", ".csv.gz", ".npz")
 
 
 @dataclass
@@ -34,7 +42,7 @@ class RunSummary:
     name: str
     path: Path
     arch: str | None
-    state: str                      # running | finished | failed | stopped | died | unknown
+    state: str                      # running | finished | failed | stopped | died | unknown | unreadable
     val_acc: float | None           # best validation accuracy so far
     best_epoch: int | None
     epochs_done: int
@@ -43,127 +51,118 @@ class RunSummary:
     error: str | None = None
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text())
-        return value if isinstance(value, dict) else {}
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-
-
-def _process_alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, TypeError, ValueError):
-        return False
-    return True
-
-
-def _alive_or_zombie(pid) -> bool:
-    try:  # reap it if it is our child, so that a finished job does not look alive
-        done, _ = os.waitpid(int(pid), os.WNOHANG)
-        if done:
-            return False
-    except (ChildProcessError, TypeError, ValueError):
-        pass
-    return _process_alive(pid)
-
-
 def read_status(run) -> dict:
-    """status.json with `state` corrected for dead jobs; the state as written stays in `recorded_state`."""
-    status = _read_json(Path(run) / "status.json")
+    """status.json with `state` corrected for dead jobs; the state as written stays in `recorded_state`.
+    Raises RunProblem for a malformed status.json."""
+    status = RunFolder(run).status()
     state = status.get("state", "unknown")
     status["recorded_state"] = state
+    status["state"] = state
     if state == "running":
         on_this_host = status.get("host") == socket.gethostname()
         fresh = time.time() - float(status.get("heartbeat") or 0) < STALE_SECONDS
-        alive = _process_alive(status.get("pid")) if on_this_host else fresh
+        alive = alive_or_zombie(status.get("pid")) if on_this_host else fresh
         if not alive:
             status["state"] = "died"
             status["error"] = status.get("error") or (
                 "the training process is gone without finishing (killed or the machine restarted); "
                 "resume it from its last checkpoint")
-    else:
-        status["state"] = state
     return status
 
 
 def read_history(run) -> pd.DataFrame:
-    path = Path(run) / "history.csv"
-    columns = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
-    if not path.exists():
-        return pd.DataFrame(columns=columns)
-    return pd.read_csv(path)
+    """history.csv (RunProblem if malformed); an empty table with the contract's columns if absent."""
+    return RunFolder(run).history()
 
 
 def list_evaluations(run) -> list[str]:
-    root = Path(run) / "eval"
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if (p / "metrics.json").exists())
+    return RunFolder(run).evaluations()
 
 
 def read_evaluation(run, split: str) -> tuple[dict, pd.DataFrame, pd.DataFrame | None]:
     """metrics.json, predictions.csv (ids as strings) and confusion.csv (None for an unlabelled split)."""
-    folder = Path(run) / "eval" / split
-    if not (folder / "metrics.json").exists():
+    folder = RunFolder(run).eval_dir(split)
+    if not (folder / METRICS_FILE).exists():
         raise FileNotFoundError(f"{folder}: no evaluation; run python -m fer_models.evaluate --run {run} "
                                 f"--data DATA --split {split}")
-    metrics = _read_json(folder / "metrics.json")
-    predictions = pd.read_csv(folder / "predictions.csv", dtype={"id": str})
-    confusion = None
-    if (folder / "confusion.csv").exists():
-        confusion = pd.read_csv(folder / "confusion.csv", index_col=0).reindex(index=list(EMOTIONS),
-                                                                                columns=list(EMOTIONS))
+    metrics = RunFolder(folder).read_json(METRICS_FILE)
+    try:
+        predictions = pd.read_csv(folder / PREDICTIONS_FILE, dtype={"id": str})
+        confusion = None
+        if (folder / CONFUSION_FILE).exists():
+            confusion = pd.read_csv(folder / CONFUSION_FILE, index_col=0).reindex(index=list(EMOTIONS),
+                                                                                   columns=list(EMOTIONS))
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise RunProblem(f"run {Path(run).name}: evaluation {split} cannot be read ({str(err).splitlines()[0]})") \
+            from err
+    if not {"id", "true", "pred"} <= set(predictions.columns):
+        raise RunProblem(f"run {Path(run).name}: {split}/{PREDICTIONS_FILE} lacks the columns id, true, pred")
     return metrics, predictions, confusion
 
 
 def faces_source(metrics: dict, split: str) -> Path | None:
-    """The dataset an evaluation scored, if it is on this machine; else the bundled PublicTest faces."""
-    recorded = Path(metrics.get("data", ""))
-    if metrics.get("data") and recorded.exists():
-        return recorded
-    if split.removesuffix("-tta") == "PublicTest" and BUNDLED_PUBLICTEST.exists():
+    """The dataset an evaluation scored, if it is on this machine (a dataset file or folder: the recorded
+    path is only ever read as data); else the bundled PublicTest faces for a PublicTest evaluation."""
+    recorded = metrics.get("data")
+    if isinstance(recorded, str) and recorded:
+        path = Path(recorded)
+        if path.is_dir() or (path.is_file() and path.name.lower().endswith(DATA_SUFFIXES)):
+            return path
+    if isinstance(split, str) and split.removesuffix("-tta") == "PublicTest" and BUNDLED_PUBLICTEST.exists():
         return BUNDLED_PUBLICTEST
     return None
 
 
 def summarise(run) -> RunSummary:
-    run = Path(run)
-    meta, config = _read_json(run / "meta.json"), _read_json(run / "config.json")
-    status = read_status(run)
-    history = read_history(run)
+    """What the picker and the tables show of one run; RunProblem if one of its files is malformed."""
+    folder = RunFolder(run)
+    meta, config = folder.meta(), folder.config()
+    status = read_status(folder.path)
+    history = folder.history()
     metrics = meta.get("metrics", {})
-    best = history["val_acc"].idxmax() if len(history) else None
+    best = history["val_acc"].idxmax() if len(history) and history["val_acc"].notna().any() else None
     state, arch = status["state"], meta.get("arch") or config.get("args", {}).get("model")
-    if state == "unknown" and (run / "job.json").exists():  # launched, the trainer not yet started
-        job = _read_json(run / "job.json")
-        command = job.get("command") or []
-        arch = arch or (command[command.index("--model") + 1] if "--model" in command[:-1] else None)
-        state = "running" if _alive_or_zombie(job.get("pid")) else "failed"
+    if state == "unknown" and folder.file(JOB_FILE).exists():  # launched, the trainer not yet started
+        job = folder.job()
+        command = job.get("command") if isinstance(job.get("command"), list) else []
+        named = command[command.index("--model") + 1] if "--model" in command[:-1] else None
+        arch = arch or (named if isinstance(named, str) else None)
+        state = "running" if alive_or_zombie(job["pid"]) else "failed"
+    epochs = config.get("args", {}).get("epochs")
     return RunSummary(
-        name=run.name, path=run,
-        arch=arch,
-        state=state,
+        name=folder.name, path=folder.path, arch=arch, state=state,
         val_acc=float(history["val_acc"][best]) if best is not None else metrics.get("val_acc"),
         best_epoch=int(history["epoch"][best]) if best is not None else metrics.get("best_epoch"),
         epochs_done=len(history),
-        epochs=config.get("args", {}).get("epochs"),
-        evaluations=list_evaluations(run),
+        epochs=int(epochs) if isinstance(epochs, (int, float)) else None,
+        evaluations=folder.evaluations(),
         error=status.get("error"),
     )
+
+
+def unreadable(run: Path, why: str) -> RunSummary:
+    return RunSummary(name=run.name, path=run, arch=None, state="unreadable", val_acc=None, best_epoch=None,
+                      epochs_done=0, epochs=None, error=why)
 
 
 def list_runs(root) -> list[RunSummary]:
     """Every run folder directly under root (one with a config.json, meta.json or status.json, or the
     job.json of a job the dashboard launched, which holds nothing else until the trainer has read its
-    data), by name."""
+    data), by name. A run that cannot be read is listed as unreadable, with the reason."""
     root = Path(root)
     if not root.is_dir():
         return []
-    folders = [p for p in sorted(root.iterdir()) if p.is_dir()
-               and any((p / f).exists() for f in ("config.json", "meta.json", "status.json", "job.json"))]
-    return [summarise(p) for p in folders]
+    runs = []
+    for path in sorted(root.iterdir()):
+        folder = RunFolder(path)
+        try:
+            if not folder.is_run():
+                continue
+            runs.append(summarise(path))
+        except (RunProblem, OSError, ValueError, KeyError, TypeError) as err:
+            runs.append(unreadable(path, str(err) if isinstance(err, RunProblem) else
+                                   f"run {path.name}: {type(err).__name__}: {err}"))
+    return runs
 
 
 def best_run(runs: list[RunSummary]) -> RunSummary | None:
@@ -181,23 +180,22 @@ TABLE_START, TABLE_END = "<!-- models-table -->", "<!-- /models-table -->"
 
 
 def reproduce_command(config: dict, run_name: str) -> str:
-    """The train command that made a run: every argument that differs from the trainer's defaults."""
-    from .train import DEFAULT_LR, DEFAULTS  # the trainer's defaults define what needs saying
-
-    args = config.get("args", {})
-    parts = ["python -m fer_models.train", f"--model {args.get('model')}",
-             f"--data path/to/{Path(args.get('data') or 'fer2013.csv.gz').name}"]
+    """The train command that made a run: its recipe when it follows one (fer_models.recipes), else every
+    argument that differs from the defaults (fer_models.settings)."""
+    args = config.get("args", {}) if isinstance(config.get("args"), dict) else {}
+    recipe = matching_recipe(args)
+    parts = ["python -m fer_models.train"] + ([f"--recipe {recipe}"] if recipe else [f"--model {args.get('model')}"])
+    parts.append(f"--data path/to/{Path(args.get('data') or 'fer2013.csv.gz').name}")
+    optimizer = args.get("optimizer") if args.get("optimizer") in OPTIMIZERS else "sgd"
+    defaults = TrainConfig(optimizer=optimizer).resolved()  # lr and weight decay: the optimizer's own
     for key, value in args.items():
-        if key in ("model", "data") or value is None:
+        if key not in SETTINGS or key in ("model", "data", "recipe") or value is None or \
+                (recipe and key in RECIPE_FIELDS) or value == getattr(defaults, key):
             continue
-        default = DEFAULT_LR.get(args.get("optimizer")) if key == "lr" else DEFAULTS.get(key)
-        if value == default:
-            continue
-        flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):  # the trainer's switches: --no-flip, --half-weights
-            parts.append("--no-flip" if key == "flip" else flag)
+            parts.append(flag(key))
         else:
-            parts.append(f"{flag} {value}")
+            parts.append(f"{flag(key)} {value}")
     parts.append(f"--out artifacts/runs/{run_name}")
     return " ".join(parts)
 
@@ -207,23 +205,36 @@ def models_table(root) -> str:
     lines = ["| run | model | parameters | epochs | device, precision | training time | PublicTest accuracy | "
              "with flip TTA | macro F1 | reproduce |", "|" + " --- |" * 10]
     for run in list_runs(root):
-        meta, config = _read_json(run.path / "meta.json"), _read_json(run.path / "config.json")
+        folder = RunFolder(run.path)
+        if run.state == "unreadable":
+            lines.append(f"| {run.name} | unreadable: {run.error} |" + " |" * 8)
+            continue
+        meta, config = folder.meta(), folder.config()
         training = meta.get("training", {})
-        plain = _read_json(run.path / "eval" / "PublicTest" / "metrics.json")
-        tta = _read_json(run.path / "eval" / "PublicTest-tta" / "metrics.json")
+        plain, tta = (_metrics(folder, split) for split in ("PublicTest", "PublicTest-tta"))
         seconds = training.get("seconds")
         pct = lambda m: f"{m['accuracy']:.2%}" if "accuracy" in m else "not evaluated"  # noqa: E731
         lines.append(" | ".join([
             f"| {run.name}", run.arch or "?", f"{meta.get('params', 0) / 1e6:.2f}M",
-            str(run.epochs_done), ", ".join(filter(None, [training.get("device_name", "?"), training.get("precision")])),
+            str(run.epochs_done),
+            ", ".join(filter(None, [training.get("device_name", "?"), training.get("precision")])),
             f"{seconds / 3600:.1f} h" if seconds else "?", pct(plain), pct(tta),
             f"{plain['macro_f1']:.3f}" if "macro_f1" in plain else "-",
             f"`{reproduce_command(config, run.name)}` |"]))
     return "\n".join(lines)
 
 
+def _metrics(folder: RunFolder, split: str) -> dict:
+    try:
+        return RunFolder(folder.eval_dir(split)).read_json(METRICS_FILE)
+    except RunProblem:
+        return {}
+
+
 def write_table(readme, root) -> None:
     readme = Path(readme)
+    if not readme.is_file():
+        raise ValueError(f"{readme}: no such file; give the README to rewrite")
     text = readme.read_text()
     if TABLE_START not in text or TABLE_END not in text:
         raise ValueError(f"{readme}: add the lines {TABLE_START} and {TABLE_END} where the table goes")
@@ -232,15 +243,27 @@ def write_table(readme, root) -> None:
     readme.write_text(f"{head}{TABLE_START}\n{models_table(root)}\n{TABLE_END}{tail}")
 
 
-if __name__ == "__main__":
-    import argparse
+def main(argv=None) -> int:
+    from .settings import OneLineParser
 
-    parser = argparse.ArgumentParser(prog="python -m fer_models.runs",
-                                     description="Print the models table of a runs folder, or write it into a README.")
+    parser = OneLineParser(prog="python -m fer_models.runs",
+                           description="Print the models table of a runs folder, or write it into a README.")
     parser.add_argument("--root", default="artifacts/runs")
     parser.add_argument("--readme", help="rewrite the table between the models-table markers of this file")
-    cli = parser.parse_args()
-    if cli.readme:
-        write_table(cli.readme, cli.root)
-    else:
-        print(models_table(cli.root))
+    cli = parser.parse_args(argv)
+    try:
+        if cli.readme:
+            write_table(cli.readme, cli.root)
+        else:
+            print(models_table(cli.root))
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for run in list_runs(cli.root):
+        if run.state == "unreadable":
+            print(f"warning: {run.error}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

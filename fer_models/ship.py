@@ -10,38 +10,61 @@ otherwise fp32 is kept and the reason printed. Then eval/PublicTest and eval/Pub
 written by fer_models.evaluate on the shipped weights. Recorded data paths are cut to the file's
 name (the run leaves this machine). Prints one JSON line.
 """
-import argparse
 import json
+import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from .checkpoints import CheckpointError, load_model, save_model
 from .data import DataError
 from .evaluate import evaluate_run
+from .runfolder import CONFIG_FILE, RunFolder, RunProblem
+
+ROOT = Path(__file__).resolve().parents[1]
 
 RECORD = ("config.json", "history.csv", "status.json")
 HALF_TOLERANCE = 0.001  # accuracy, as a fraction: 0.1 points
 
 
 def ship(run, to, data, half: bool = False, split: str = "PublicTest") -> dict:
+    """Build the reference run in a temporary folder beside `to` and rename it into place only once it is
+    complete: a failure (bad data, a full disk) leaves no half-shipped run behind."""
     run, to = Path(run), Path(to)
-    status = json.loads((run / "status.json").read_text()) if (run / "status.json").exists() else {}
+    try:
+        status = RunFolder(run).status()
+    except RunProblem as err:
+        raise CheckpointError(f"{err}; a reference run must come from a finished run") from err
     if status.get("state") != "finished":
         raise CheckpointError(f"{run}: state is '{status.get('state', 'unknown')}', not finished; a reference run "
                               "must have run all its epochs (resume it with python -m fer_models.train --resume)")
-    if to.exists() and any(to.iterdir()):
+    if to.exists() and (not to.is_dir() or any(to.iterdir())):
         raise CheckpointError(f"{to}: already exists and is not empty; remove it first")
     model, meta = load_model(run)
     # the dashboard's launcher never deletes a run marked shipped
     meta = {**meta, "shipped": {"from": run.name, "at": time.strftime("%Y-%m-%d")}}
-    to.mkdir(parents=True, exist_ok=True)
+    to.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{to.name}.", suffix=".shipping", dir=to.parent))
+    try:
+        report = _build(run, building, to, model, meta, data, half, split)
+        if to.exists():
+            to.rmdir()  # empty, checked above
+        os.replace(building, to)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    report["run"] = str(to)
+    return report
+
+
+def _build(run: Path, to: Path, final: Path, model, meta: dict, data, half: bool, split: str) -> dict:
     for name in RECORD:
         shutil.copy2(run / name, to / name)
     save_model(to, model, {k: v for k, v in meta.items() if k not in ("weights_dtype",)}, half=False)
     full = evaluate_run(to, data, split)
-    report = {"run": str(to), "arch": meta["arch"], "accuracy_fp32": full["accuracy"], "weights": "float32"}
+    report = {"arch": meta["arch"], "accuracy_fp32": full["accuracy"], "weights": "float32"}
     if half:
         save_model(to, model, meta, half=True)
         halved = evaluate_run(to, data, split)
@@ -54,10 +77,28 @@ def ship(run, to, data, half: bool = False, split: str = "PublicTest") -> dict:
             save_model(to, model, meta, half=False)
             evaluate_run(to, data, split)
     report["accuracy_tta"] = evaluate_run(to, data, split, tta=True)["accuracy"]
-    recorded = json.loads((to / "config.json").read_text()).get("args", {}).get("data")
-    _portable_paths(to, {str(Path(data).resolve()), str(data), recorded})
+    args = RunFolder(to).read_json(CONFIG_FILE).get("args", {})
+    for record in to.rglob("*.json"):  # the evaluations name the folder they were written in
+        record.write_text(record.read_text().replace(json.dumps(str(to))[1:-1], json.dumps(str(final))[1:-1]))
+    _portable_paths(to, {str(Path(data).resolve()), str(data), args.get("data")})
+    _portable_teacher(to, args.get("teacher"))
     report["bytes"] = sum(p.stat().st_size for p in to.rglob("*") if p.is_file())
     return report
+
+
+def _portable_teacher(to: Path, teacher) -> None:
+    """A teacher that is itself a reference run is named as the recipes name it, from the repository root."""
+    if not isinstance(teacher, str) or not teacher:
+        return
+    inside = Path(teacher).resolve()
+    try:
+        relative = inside.relative_to(ROOT).as_posix()
+    except ValueError:
+        relative = Path(teacher).name
+    for record in to.rglob("*.json"):
+        text = record.read_text()
+        if json.dumps(teacher)[1:-1] in text:
+            record.write_text(text.replace(json.dumps(teacher)[1:-1], relative))
 
 
 def _portable_paths(to: Path, paths: set) -> None:
@@ -71,7 +112,9 @@ def _portable_paths(to: Path, paths: set) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fer_models.ship", description=__doc__.split("\n")[0])
+    from .settings import OneLineParser
+
+    p = OneLineParser(prog="python -m fer_models.ship", description=__doc__.split("\n")[0])
     p.add_argument("--run", required=True, help="the finished run folder")
     p.add_argument("--to", required=True, help="where the reference run goes, e.g. artifacts/runs/cnn3")
     p.add_argument("--data", required=True, help="FER2013 CSV holding the evaluation split")
@@ -79,7 +122,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         report = ship(args.run, args.to, args.data, args.half)
-    except (CheckpointError, DataError, OSError) as err:
+    except (CheckpointError, DataError, RunProblem, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(report))

@@ -1,6 +1,7 @@
 """Train a FER model and write a run folder (config, history, status, best weights, resumable state).
 
     python -m fer_models.train --model cnn3 --data fer2013.csv.gz --epochs 30 --out artifacts/runs/cnn3
+    python -m fer_models.train --recipe resnet10_fer --data fer2013.csv.gz --out runs/resnet10_fer
     python -m fer_models.train --out artifacts/runs/cnn3 --resume          # after a kill or a stop
     torchrun --standalone --nproc_per_node=2 -m fer_models.train ...      # DDP (gloo on CPU, nccl on GPU)
 
@@ -8,6 +9,7 @@ Trains on --train-split (Training), validates every epoch on --val-split (Public
 best epoch's weights in model.safetensors. The whole dataset sits on the training device as uint8 and
 batches are augmented there (fer_models.data.augment_batch): no data loader workers, no per-image PIL.
 SIGTERM or Ctrl-C stops gracefully: the current step finishes, the state is saved, the run is "stopped".
+Every setting, its default and its bounds: fer_models.settings.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import time
 import traceback
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,110 +32,86 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from . import __version__
-from .atomic import atomic_write_json, atomic_write_text
-from .checkpoints import LAST_FILE, CheckpointError, load_training_state, save_model, save_training_state
-from .data import EMOTIONS, LABEL_SOURCES, AugmentConfig, DataError, augment_batch, load_faces, \
-    normalisation_stats, to_input
-from .evaluate import autocast_for, predict_proba, resolve_precision
+from .checkpoints import CheckpointError, load_model, load_training_state, save_model, save_training_state
+from .constants import EMOTIONS
+from .data import AugmentConfig, DataError, FaceData, augment_batch, load_faces, normalisation_stats, to_input
+from .evaluate import predict_proba
 from .models import create_model, list_models
+from .precision import autocast_for, resolve_precision
+from .recipes import RECIPES, recipe
+from .runfolder import HISTORY_COLUMNS, LAST_FILE, STATUS_FILE, RunFolder, RunProblem
+from .settings import RESUMABLE_FIELDS, SETTINGS, OneLineParser, TrainConfig, add_arguments, config_from, flag
 
-HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
-DEFAULTS = dict(model="cnn3", data=None, ferplus=None, label_source="fer2013", train_split="Training",
-                val_split="PublicTest", val_fraction=0.0, epochs=30, batch_size=128, lr=None, optimizer="sgd", schedule="onecycle",
-                weight_decay=5e-4, warmup_epochs=0.0, label_smoothing=0.0, mixup=0.0, ema=0.0, seed=0,
-                precision="auto", device="auto", threads=0, crop_pad=4, resized_crop=0.0, flip=True,
-                rotate=10.0, scale=0.1, erase=0.5, checkpoint_minutes=10.0, half_weights=False)
-# sgd 0.05 left cnn3 predicting only "happy" on FER2013 (val 23% after 3 epochs on 6k faces; 0.01: 31%)
-DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3}
+__all__ = ["HISTORY_COLUMNS", "learning_rate", "main", "train"]
+LAUNCHER_FILES = ("job.json", "train.log")  # the dashboard writes these before the trainer starts
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m fer_models.train", description=__doc__.split("\n")[0])
-    a = p.add_argument
-    # Defaults live in DEFAULTS so that --resume can tell what the command line set explicitly.
-    a("--model", choices=list_models(), help="architecture (default cnn3)")
-    a("--data", help="FER2013 CSV (.csv/.csv.gz), class-folder tree or FaceData .npz")
-    a("--label-source", choices=LABEL_SOURCES, help="fer2013 labels, or FER+ majority / soft votes")
-    a("--ferplus", help="FER+ votes file (default: fer2013new.csv beside --data)")
-    a("--train-split", help="default Training")
-    a("--val-split", help="default PublicTest")
-    a("--val-fraction", type=float, help="validate on this stratified fraction of --train-split instead "
-                                          "(for data without a validation split, e.g. the course CSV)")
-    a("--epochs", type=int, help="default 30; with --resume, a larger value extends the run")
-    a("--batch-size", type=int, help="global batch size (default 128)")
-    a("--lr", type=float, help="peak learning rate (default 0.01 for sgd, 1e-3 for adam/adamw)")
-    a("--optimizer", choices=["sgd", "adam", "adamw"], help="default sgd (momentum 0.9, Nesterov)")
-    a("--schedule", choices=["onecycle", "cosine", "step", "constant"], help="default onecycle")
-    a("--weight-decay", type=float, help="on conv/linear weights only (default 5e-4)")
-    a("--warmup-epochs", type=float, help="linear warm-up for cosine/step/constant (default 0)")
-    a("--label-smoothing", type=float, help="default 0")
-    a("--mixup", type=float, help="mixup Beta(a, a) parameter; 0 = off (default)")
-    a("--ema", type=float, help="weight EMA decay per step, e.g. 0.999; 0 = off (default)")
-    a("--seed", type=int, help="default 0")
-    a("--precision", choices=["auto", "bf16", "fp32"], help="auto = bf16 autocast where the device computes bf16 natively")
-    a("--device", help="auto | cpu | cuda | cuda:N (default auto)")
-    a("--threads", type=int, help="CPU threads per process (default: cores / processes)")
-    a("--crop-pad", type=int, help="random crop with this padding, pixels (default 4; 0 = off)")
-    a("--resized-crop", type=float, help="random resized crop, smallest area kept (e.g. 0.6); replaces --crop-pad")
-    a("--no-flip", dest="flip", action="store_const", const=False, help="no horizontal flips")
-    a("--rotate", type=float, help="max rotation in degrees (default 10)")
-    a("--scale", type=float, help="max zoom change, e.g. 0.1 = ±10%% (default 0.1)")
-    a("--erase", type=float, help="random erasing probability (default 0.5)")
-    a("--checkpoint-minutes", type=float, help="also save resumable state mid-epoch this often (default 10)")
-    a("--half-weights", action="store_const", const=True, help="store model.safetensors weights in fp16")
-    a("--out", required=True, help="run folder, e.g. artifacts/runs/NAME")
-    a("--resume", action="store_true", help="continue the run in --out from its last saved state")
-    a("--kill-at-step", type=int, help=argparse.SUPPRESS)  # tests: SIGKILL ourselves at this global step
+    p = OneLineParser(prog="python -m fer_models.train", description=__doc__.split("\n")[0])
+    add_arguments(p, model_choices=list_models())
+    p.add_argument("--out", required=True, help="run folder, e.g. artifacts/runs/NAME")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved state")
+    p.add_argument("--restart", action="store_true",
+                   help="discard the training state in --out (a failed or broken start) and start anew")
+    p.add_argument("--kill-at-step", type=int, help=argparse.SUPPRESS)  # tests: SIGKILL ourselves at this step
+    p.add_argument("--stop-at-step", type=int, help=argparse.SUPPRESS)  # tests: as if SIGTERM came at this step
     return p.parse_args(argv)
 
 
-def resolve_config(args: argparse.Namespace) -> dict:
-    """Fill defaults; on --resume take config.json's arguments, letting the command line change only
-    where the run goes on (epochs, device, threads)."""
-    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("resume", "out", "kill_at_step")}
-    out = Path(args.out)
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    """The run's settings: on --resume, config.json's, of which the command line may change only where
+    the run goes on (RESUMABLE_FIELDS); else the recipe's (if named), then the command line's, then defaults."""
+    given = {k: v for k, v in vars(args).items() if k in SETTINGS and v is not None}
+    run = RunFolder(args.out)
+    if run.path.exists() and not run.path.is_dir():
+        raise DataError(f"--out {run.path} is a file, not a run folder: give a folder path")
     if args.resume:
-        if not (out / "config.json").exists():
-            raise DataError(f"{out}: no config.json to resume from; start a new run without --resume")
-        saved = json.loads((out / "config.json").read_text())["args"]
-        changed = {k: v for k, v in given.items() if k not in ("epochs", "device", "threads") and v != saved.get(k)}
+        if not run.file("config.json").exists():
+            raise DataError(f"{run.path}: no config.json to resume from; start a new run there without --resume "
+                            "(a folder with no training state is reused)")
+        try:
+            saved = run.settings()
+        except RunProblem as err:
+            raise DataError(f"{err}; start it again with --restart") from err
+        changed = [k for k, v in given.items() if k not in RESUMABLE_FIELDS and v != getattr(saved, k)]
         if changed:
-            raise DataError(f"--resume continues {out} with its own settings; these differ: "
-                            f"{', '.join(f'--{k.replace(chr(95), chr(45))}' for k in changed)}. "
-                            "Only --epochs, --device and --threads may change on resume")
-        cfg = {**DEFAULTS, **saved, **given}  # options added since the run started keep their defaults
-    else:
-        # the dashboard's launcher writes its job.json and train.log before this process starts
-        if out.exists() and any(f.name not in ("job.json", "train.log") for f in out.iterdir()):
-            raise DataError(f"{out}: run folder already exists and is not empty; "
-                            "use --resume to continue it, or another --out")
-        if not given.get("data"):
-            raise DataError("--data is required: a FER2013 CSV, a class-folder tree or a .npz")
-        cfg = {**DEFAULTS, **given}
-        cfg["data"] = str(Path(cfg["data"]).resolve())
-        if cfg["ferplus"]:
-            cfg["ferplus"] = str(Path(cfg["ferplus"]).resolve())
-    if cfg["lr"] is None:
-        cfg["lr"] = DEFAULT_LR[cfg["optimizer"]]
-    for key in ("epochs", "batch_size"):
-        if cfg[key] < 1:
-            raise DataError(f"--{key.replace('_', '-')} must be at least 1")
-    return cfg
+            raise DataError(f"--resume continues {run.path} with its own settings; these differ: "
+                            f"{', '.join(flag(k) for k in changed)}. Only "
+                            f"{', '.join(flag(k) for k in RESUMABLE_FIELDS)} may change on resume")
+        return replace(saved, **{k: v for k, v in given.items() if k in RESUMABLE_FIELDS}).resolved()
+    if run.path.is_dir():
+        if args.restart:
+            run.clear_training_state()
+        elif run.has_training_state():
+            raise DataError(f"{run.path}: run folder already exists and holds a run; use --resume to continue it, "
+                            "--restart to discard it and start anew, or another --out")
+        else:
+            run.clear_training_state()  # a start that died before writing its config: nothing to keep
+    name = given.get("recipe")
+    if name is not None and name not in RECIPES:
+        raise DataError(f"--recipe {name!r} is unknown; known: {', '.join(sorted(RECIPES))}")
+    cfg = config_from({**(recipe(name) if name else {}), **given})
+    if not cfg.data:
+        raise DataError("--data is required: a FER2013 CSV, a class-folder tree or a .npz")
+    paths = {k: str(Path(getattr(cfg, k)).resolve()) for k in ("data", "ferplus", "teacher") if getattr(cfg, k)}
+    if cfg.val_fraction > 0:  # the hold-out gets its own name, so the evaluation of PublicTest stays apart
+        paths["val_split"] = f"{cfg.train_split}-holdout"
+    return replace(cfg, **paths).resolved()
 
 
-def learning_rate(cfg: dict, step: int, total: int, steps_per_epoch: int) -> float:
+def learning_rate(cfg: TrainConfig, step: int, total: int, steps_per_epoch: int) -> float:
     """Learning rate at a global step: a pure function, so a resumed run needs no scheduler state."""
-    base, t = cfg["lr"], step / max(total, 1)
-    if cfg["schedule"] == "onecycle":  # torch's OneCycleLR shape: 30% up from base/25, cosine down to base/1e4
+    base, t = cfg.lr, step / max(total, 1)
+    if cfg.schedule == "onecycle":  # torch's OneCycleLR shape: 30% up from base/25, cosine down to base/1e4
         if t < 0.3:
             return base / 25 + (base - base / 25) * (1 - math.cos(math.pi * t / 0.3)) / 2
         return base / 1e4 + (base - base / 1e4) * (1 + math.cos(math.pi * (t - 0.3) / 0.7)) / 2
-    warm = cfg["warmup_epochs"] * steps_per_epoch
+    warm = cfg.warmup_epochs * steps_per_epoch
     if step < warm:
         return base * (step + 1) / warm
-    if cfg["schedule"] == "cosine":
+    if cfg.schedule == "cosine":
         return base * (1 + math.cos(math.pi * (step - warm) / max(total - warm, 1))) / 2
-    if cfg["schedule"] == "step":
+    if cfg.schedule == "step":
         return base * (0.1 ** ((t >= 0.5) + (t >= 0.75)))
     return base
 
@@ -165,27 +144,163 @@ def code_version() -> str:
     return f"{__version__}+{commit}" if commit else __version__
 
 
-class Run:
-    """The run folder, written by rank 0 only."""
+# ---------------------------------------------------------------- the pieces a run is made of
 
-    def __init__(self, out: Path, is_main: bool):
-        self.out, self.is_main = out, is_main
+@dataclass
+class Splits:
+    train: FaceData
+    val: FaceData
+    notes: list[str]
+    mean: float
+    std: float
+    format: str
+
+
+def load_splits(cfg: TrainConfig) -> Splits:
+    """The labelled training and validation faces, and the pixel statistics of the training faces."""
+    holdout = cfg.val_fraction > 0
+    try:
+        data = load_faces(cfg.data, splits=[cfg.train_split] + ([] if holdout else [cfg.val_split]),
+                          label_source=cfg.label_source, ferplus=cfg.ferplus)
+    except DataError as err:
+        if "empty or absent" not in str(err):
+            raise
+        raise DataError(f"{err}. Name the splits with --train-split and --val-split, or validate on part of "
+                        "the training split with --val-fraction 0.1") from err
+    notes = list(data.notes)
+    if holdout:
+        data.splits = np.where(holdout_mask(data.labels, cfg.val_fraction, cfg.seed), cfg.val_split, data.splits)
+    train_set, val_set = data.split(cfg.train_split), data.split(cfg.val_split)
+    for name, subset in ((cfg.train_split, train_set), (cfg.val_split, val_set)):
+        if (subset.labels < 0).any():
+            notes.append(f"{int((subset.labels < 0).sum())} unlabelled images of {name} left out")
+    train_set, val_set = train_set.labelled(), val_set.labelled()
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise DataError(f"{cfg.data}: no labelled images in {cfg.train_split} or {cfg.val_split}")
+    mean, std = normalisation_stats(train_set.images)
+    return Splits(train_set, val_set, notes, mean, std, data.format)
+
+
+def config_record(cfg: TrainConfig, splits: Splits, previous: dict, resume: bool, device, world: int, threads: int,
+                  precision: str) -> dict:
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return {
+        "args": cfg.as_args(), "code_version": code_version(), "created": previous.get("created", now),
+        "resumed": list(previous.get("resumed", [])) + ([now] if resume else []),
+        "world_size": world, "device": str(device), "threads_per_process": threads, "precision": precision,
+        "data": {"path": cfg.data, "format": splits.format, "label_source": cfg.label_source,
+                 "split_sizes": {cfg.train_split: len(splits.train), cfg.val_split: len(splits.val)},
+                 "train_class_counts": np.bincount(splits.train.labels, minlength=len(EMOTIONS)).tolist(),
+                 "notes": splits.notes},
+        "normalisation": {"mean": splits.mean, "std": splits.std},
+    }
+
+
+def build_model(cfg: TrainConfig, device) -> torch.nn.Module:
+    torch.manual_seed(cfg.seed)  # the initial weights; every rank starts from the same ones
+    return create_model(cfg.model).to(device).to(memory_format=torch.channels_last)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Weight decay on conv and linear weights only: decaying BatchNorm scales and biases only hurts."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+    return (torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW)(groups, lr=cfg.lr)
+
+
+class WeightEMA:
+    """An exponential moving average of the weights (and a copy of the BatchNorm buffers), after timm's
+    ModelEmaV3: validated and saved instead of the raw weights, which jitter at the end of each step."""
+
+    def __init__(self, model: torch.nn.Module, arch: str, decay: float):
+        self.decay = decay
+        self.module = create_model(arch).to(next(model.parameters()).device).to(memory_format=torch.channels_last)
+        self.module.load_state_dict(model.state_dict())
+        self.module.requires_grad_(False)
+        self._params, self._model_params = list(self.module.parameters()), list(model.parameters())
+        self._buffers, self._model_buffers = list(self.module.buffers()), list(model.buffers())
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))  # short memory early on, while the weights move fast
+        # one fused call per list: densenet201_fer has ~1,000 tensors, a launch each on a GPU
+        torch._foreach_lerp_(self._params, self._model_params, 1 - d)
+        torch._foreach_copy_(self._buffers, self._model_buffers)
+
+
+class Teacher:
+    """A trained run whose softened probabilities on the student's own augmented batch are a second target
+    (Hinton et al. 2015): the KL term is scaled by T² so its gradients keep their size as T changes."""
+
+    def __init__(self, run_dir: str, device, student_mean: float, student_std: float, temperature: float):
+        self.model, meta = load_model(run_dir, device)
+        self.model.requires_grad_(False)
+        self.model.to(memory_format=torch.channels_last)
+        norm = meta["normalisation"]
+        # the batch arrives normalised with the student's statistics; the teacher wants its own
+        self.scale = student_std / norm["std"]
+        self.shift = (student_mean - norm["mean"]) / norm["std"]
+        self.temperature = temperature
+        self.info = {"run": Path(run_dir).name, "arch": meta["arch"],
+                     "val_acc": meta.get("metrics", {}).get("val_acc")}
+
+    def loss(self, x: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
+        t = self.temperature
+        with torch.no_grad():
+            soft = (self.model(x * self.scale + self.shift).float() / t).softmax(1)
+        return F.kl_div((student_logits.float() / t).log_softmax(1), soft, reduction="batchmean") * t * t
+
+
+@dataclass
+class TrainState:
+    """Where the run is: everything --resume needs besides the weights and the optimizer."""
+    epoch: int = 0                 # epochs finished
+    step: int = 0                  # steps finished in the current epoch
+    sums: list = field(default_factory=lambda: [0.0, 0.0, 0.0])  # this rank's loss * n, correct, n so far
+    rank_sums: list | None = None  # every rank's sums at the last save (DDP), so each resumes its own
+    best: dict = field(default_factory=lambda: {"val_acc": -1.0})
+    train_seconds: float = 0.0
+    history: list = field(default_factory=list)
+
+    @classmethod
+    def from_info(cls, info: dict, rank: int) -> "TrainState":
+        state = cls(**{k: v for k, v in info.items() if k in cls.__dataclass_fields__})
+        if state.rank_sums and rank < len(state.rank_sums):
+            state.sums = list(state.rank_sums[rank])
+        state.history = [row for row in state.history if row["epoch"] <= state.epoch]
+        return state
+
+
+class StopSignal:
+    """SIGTERM and Ctrl-C ask for a graceful stop: the step in progress finishes and the state is saved."""
+
+    def __init__(self):
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._request)
+        signal.signal(signal.SIGINT, self._request)
+
+    def _request(self, signum, frame) -> None:
+        self.requested = True
+
+
+class StatusWriter:
+    """status.json, written by rank 0 only: at once on a change of state, else at most every 2 s."""
+
+    def __init__(self, run: RunFolder, is_main: bool):
+        self.run, self.is_main = run, is_main
         self.status: dict = {}
         self._last_beat = 0.0
 
-    def write_status(self, force: bool = True, **fields) -> None:
+    def write(self, force: bool = True, **fields) -> None:
         self.status.update(fields)
         now = time.time()
         if self.is_main and (force or now - self._last_beat >= 2.0):
             self.status.update(heartbeat=now, heartbeat_iso=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-            atomic_write_json(self.out / "status.json", self.status)
+            self.run.write_json(STATUS_FILE, self.status)
             self._last_beat = now
-
-    def write_history(self, rows: list[dict]) -> None:
-        if self.is_main:
-            lines = [",".join(HISTORY_COLUMNS)] + [",".join(f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c])
-                                                            for c in HISTORY_COLUMNS) for r in rows]
-            atomic_write_text(self.out / "history.csv", "\n".join(lines) + "\n")
 
 
 class Progress:
@@ -194,12 +309,11 @@ class Progress:
 
     def __init__(self, total: int, initial: int, desc: str, enabled: bool):
         self.total, self.step, self.desc, self.enabled = total, initial, desc, enabled
-        self.tty = sys.stderr.isatty()
         self.start = self.last = time.time()
         self.first = initial
         self.images = 0
         self.bar = None
-        if enabled and self.tty:
+        if enabled and sys.stderr.isatty():
             from tqdm import tqdm
             self.bar = tqdm(total=total, initial=initial, desc=desc, file=sys.stderr)
 
@@ -245,7 +359,7 @@ def gpu_usage(device) -> dict:
     usage = {"gpu_memory_mib": round(torch.cuda.memory_reserved(device) / 2**20)}
     try:
         usage["gpu_utilisation"] = torch.cuda.utilization(device)  # needs NVML (pynvml); absent is fine
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - whatever NVML raises, the figure is optional
         pass
     return usage
 
@@ -258,237 +372,248 @@ def sum_across(values: list[float], device, world: int) -> list[float]:
     return t.tolist()
 
 
-def train(cfg: dict, out: Path, resume: bool, kill_at_step: int | None = None) -> str:
-    device, rank, world = setup_distributed(cfg["device"])
-    is_main = rank == 0
-    run = Run(out, is_main)
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    threads = cfg["threads"] or max(1, (os.cpu_count() or 1) // (world if device.type == "cpu" else 1))
-    torch.set_num_threads(threads)
-    precision = resolve_precision(cfg["precision"], device)
-    version = code_version()
-    started = time.time()
-    run.write_status(state="running", pid=os.getpid(), host=socket.gethostname(), epoch=0, step=0,
-                     epochs=cfg["epochs"], steps_per_epoch=None, started=started, error=None,
-                     device=str(device), world_size=world)
+def gather_across(values: list[float], device, world: int) -> list[list[float]]:
+    if world == 1:
+        return [values]
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    parts = [torch.zeros_like(t) for _ in range(world)]
+    dist.all_gather(parts, t)
+    return [p.tolist() for p in parts]
 
-    holdout = cfg["val_fraction"] > 0
-    try:
-        data = load_faces(cfg["data"], splits=[cfg["train_split"]] + ([] if holdout else [cfg["val_split"]]),
-                          label_source=cfg["label_source"], ferplus=cfg["ferplus"])
-    except DataError as err:
-        if "empty or absent" not in str(err):
-            raise
-        raise DataError(f"{err}. Name the splits with --train-split and --val-split, or validate on part of "
-                        "the training split with --val-fraction 0.1") from err
-    notes = list(data.notes)
-    if holdout:
-        cfg["val_split"] = f"{cfg['train_split']}-holdout"
-        data.splits = np.where(holdout_mask(data.labels, cfg["val_fraction"], cfg["seed"]),
-                               cfg["val_split"], data.splits)
-    train_set, val_set = data.split(cfg["train_split"]), data.split(cfg["val_split"])
-    for name, subset in ((cfg["train_split"], train_set), (cfg["val_split"], val_set)):
-        if (subset.labels < 0).any():
-            notes.append(f"{int((subset.labels < 0).sum())} unlabelled images of {name} left out")
-    train_set, val_set = train_set.labelled(), val_set.labelled()
-    if len(train_set) == 0 or len(val_set) == 0:
-        raise DataError(f"{cfg['data']}: no labelled images in {cfg['train_split']} or {cfg['val_split']}")
-    mean, std = normalisation_stats(train_set.images)
-    if is_main:
-        previous = json.loads((out / "config.json").read_text()) if resume else {}
-        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        atomic_write_json(out / "config.json", {
-            "args": cfg, "code_version": version, "created": previous.get("created", now),
-            "resumed": previous.get("resumed", []) + ([now] if resume else []),
-            "world_size": world, "device": str(device), "threads_per_process": threads, "precision": precision,
-            "data": {"path": cfg["data"], "format": data.format, "label_source": cfg["label_source"],
-                     "split_sizes": {cfg["train_split"]: len(train_set), cfg["val_split"]: len(val_set)},
-                     "train_class_counts": np.bincount(train_set.labels, minlength=7).tolist(),
-                     "notes": notes},
-            "normalisation": {"mean": mean, "std": std},
-        })
-    for note in notes:
-        if is_main:
-            print(f"note: {note}", file=sys.stderr)
 
-    torch.manual_seed(cfg["seed"])  # the initial weights; every rank starts from the same ones
-    model = create_model(cfg["model"]).to(device).to(memory_format=torch.channels_last)
-    ema = create_model(cfg["model"]).to(device).to(memory_format=torch.channels_last) if cfg["ema"] else None
-    if ema is not None:
-        ema.load_state_dict(model.state_dict())
-        ema.requires_grad_(False)
-        ema_params, model_params = list(ema.parameters()), list(model.parameters())
-        ema_buffers, model_buffers = list(ema.buffers()), list(model.buffers())
-    decay, no_decay = [], []
-    for p in model.parameters():
-        (decay if p.ndim > 1 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
-    if cfg["optimizer"] == "sgd":
-        optimizer = torch.optim.SGD(groups, lr=cfg["lr"], momentum=0.9, nesterov=True)
-    elif cfg["optimizer"] == "adam":
-        optimizer = torch.optim.Adam(groups, lr=cfg["lr"])
-    else:
-        optimizer = torch.optim.AdamW(groups, lr=cfg["lr"])
+# ---------------------------------------------------------------- training
 
-    history, epoch, step_in_epoch, best = [], 0, 0, {"val_acc": -1.0}
-    # loss * n, correct, n of the epoch so far; kept on the device so that a GPU step never waits for .item()
-    sums = torch.zeros(3, dtype=torch.float64, device=device)
-    train_seconds = 0.0
-    if resume and (out / LAST_FILE).exists():
-        info = load_training_state(out / LAST_FILE, model, optimizer, ema)
-        epoch, step_in_epoch = info["epoch"], info["step"]
-        sums = torch.tensor(info["sums"], dtype=torch.float64, device=device)
-        best, train_seconds = info["best"], info["train_seconds"]
-        history = [row for row in info["history"] if row["epoch"] <= epoch]
-        if is_main:
-            print(f"resuming {out} at epoch {epoch + 1}, step {step_in_epoch}", file=sys.stderr)
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+@dataclass
+class Trainer:
+    """What every step of the run needs; train() builds it once."""
+    cfg: TrainConfig
+    run: RunFolder
+    device: torch.device
+    rank: int
+    world: int
+    precision: str
+    model: torch.nn.Module
+    net: torch.nn.Module          # the model, wrapped in DDP when world > 1
+    optimizer: torch.optim.Optimizer
+    ema: WeightEMA | None
+    teacher: Teacher | None
+    splits: Splits
+    status: StatusWriter
+    meta_base: dict
+    stop: StopSignal
+    kill_at_step: int | None = None
+    stop_at_step: int | None = None
 
-    x_train = torch.as_tensor(train_set.images).to(device)
-    y_train = torch.as_tensor(train_set.labels).to(device)
-    soft_train = torch.as_tensor(train_set.soft).to(device) if train_set.soft is not None else None
-    n_train, batch = len(train_set), cfg["batch_size"]
-    per_rank = max(1, batch // world)
-    steps_per_epoch = max(1, n_train // (per_rank * world))
-    total_steps = steps_per_epoch * cfg["epochs"]
-    augment = AugmentConfig(crop_pad=cfg["crop_pad"], resized_crop=cfg["resized_crop"], flip=cfg["flip"],
-                            rotate=cfg["rotate"], scale=cfg["scale"], erase=cfg["erase"])
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def save_state(self, state: TrainState) -> None:
+        """last.safetensors; every rank joins, since each rank's partial sums go in it."""
+        state.rank_sums = gather_across(state.sums, self.device, self.world)
+        if self.is_main:
+            save_training_state(self.run.file(LAST_FILE), self.model, self.optimizer, asdict(state),
+                                self.ema.module if self.ema is not None else None)
+
+
+def train_one_epoch(t: Trainer, state: TrainState, x_train, y_train, soft_train, steps_per_epoch: int,
+                    total_steps: int) -> tuple[bool, float, float]:
+    """Steps from state.step to the end of the epoch. Returns (completed: False if a stop was requested,
+    the state then saved), the last learning rate, and the epoch's wall seconds."""
+    cfg, world, rank, device = t.cfg, t.world, t.rank, t.device
+    per_rank = max(1, cfg.batch_size // world)
+    augment = AugmentConfig(crop_pad=cfg.crop_pad, resized_crop=cfg.resized_crop, flip=cfg.flip,
+                            rotate=cfg.rotate, scale=cfg.scale, erase=cfg.erase)
     generator = torch.Generator(device=device)
-    stop = {"requested": False}
+    t.net.train()
+    perm = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(step_seed(cfg.seed, state.epoch,
+                                                                                          -1, 0))).to(device)
+    # loss * n, correct, n of the epoch so far; kept on the device so that a GPU step never waits for .item()
+    sums = torch.tensor(state.sums, dtype=torch.float64, device=device)
+    clock = began = last_save = time.time()  # clock restarts at each mid-epoch save (train_seconds)
+    images_seen = 0
+    bar = Progress(steps_per_epoch, state.step, f"epoch {state.epoch + 1}/{cfg.epochs}", t.is_main)
+    stopped = False
+    while state.step < steps_per_epoch:
+        global_step = state.epoch * steps_per_epoch + state.step
+        if t.kill_at_step is not None and global_step == t.kill_at_step:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if t.stop_at_step is not None and global_step == t.stop_at_step:
+            t.stop.requested = True
+        seed = step_seed(cfg.seed, state.epoch, state.step, rank)
+        torch.manual_seed(seed)
+        generator.manual_seed(seed)
+        lo = state.step * per_rank * world + rank * per_rank
+        idx = perm[lo:lo + per_rank]
+        lr = learning_rate(cfg, global_step, total_steps, steps_per_epoch)
+        for group in t.optimizer.param_groups:
+            group["lr"] = lr
 
-    def request_stop(signum, frame):
-        stop["requested"] = True
+        x = augment_batch(to_input(x_train[idx], t.splits.mean, t.splits.std), augment, generator)
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = y_train[idx]
+        target = soft_train[idx] if soft_train is not None else F.one_hot(y, len(EMOTIONS)).float()
+        if cfg.mixup > 0:
+            lam = float(np.random.default_rng(seed).beta(cfg.mixup, cfg.mixup))
+            order = torch.randperm(len(idx), generator=generator, device=device)
+            x = lam * x + (1 - lam) * x[order]
+            target = lam * target + (1 - lam) * target[order]
+        with autocast_for(device, t.precision):
+            logits = t.net(x)
+        loss = F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
+        if t.teacher is not None:
+            loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * t.teacher.loss(x, logits)
+        t.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        t.optimizer.step()
+        if t.ema is not None:
+            t.ema.update(global_step)
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    run.write_status(steps_per_epoch=steps_per_epoch, epoch=epoch + 1, step=step_in_epoch)
-
-    def save_state(at_epoch: int, at_step: int):
-        if is_main:
-            save_training_state(out / LAST_FILE, model, optimizer, dict(
-                epoch=at_epoch, step=at_step, sums=sums.tolist(), best=best, train_seconds=train_seconds,
-                history=history), ema)
-
-    def meta(extra: dict) -> dict:
-        return {"classes": list(EMOTIONS), "normalisation": {"mean": mean, "std": std},
-                "training": {"config": cfg, "code_version": version, "device": str(device),
-                             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
-                             else f"CPU ({threads} threads x {world} processes)",
-                             "world_size": world, "precision": precision, "data": cfg["data"],
-                             "split_sizes": {cfg["train_split"]: n_train, cfg["val_split"]: len(val_set)}},
-                **extra}
-
-    last_save = time.time()
-    state = "finished"
-    while epoch < cfg["epochs"]:
-        net.train()
-        perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(step_seed(cfg["seed"], epoch, -1, 0)))
-        perm = perm.to(device)
-        epoch_start = epoch_began = time.time()  # epoch_start restarts at each mid-epoch save (train_seconds)
-        images_seen = 0
-        bar = Progress(steps_per_epoch, step_in_epoch, f"epoch {epoch + 1}/{cfg['epochs']}", is_main)
-        while step_in_epoch < steps_per_epoch:
-            global_step = epoch * steps_per_epoch + step_in_epoch
-            if kill_at_step is not None and global_step == kill_at_step:
-                os.kill(os.getpid(), signal.SIGKILL)
-            seed = step_seed(cfg["seed"], epoch, step_in_epoch, rank)
-            torch.manual_seed(seed)
-            generator.manual_seed(seed)
-            lo = step_in_epoch * per_rank * world + rank * per_rank
-            idx = perm[lo:lo + per_rank]
-            lr = learning_rate(cfg, global_step, total_steps, steps_per_epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x = augment_batch(to_input(x_train[idx], mean, std), augment, generator)
-            x = x.contiguous(memory_format=torch.channels_last)
-            y = y_train[idx]
-            target = soft_train[idx] if soft_train is not None else F.one_hot(y, len(EMOTIONS)).float()
-            if cfg["mixup"] > 0:
-                lam = float(np.random.default_rng(seed).beta(cfg["mixup"], cfg["mixup"]))
-                order = torch.randperm(len(idx), generator=generator, device=device)
-                x = lam * x + (1 - lam) * x[order]
-                target = lam * target + (1 - lam) * target[order]
-            with autocast_for(device, precision):
-                logits = net(x)
-            loss = F.cross_entropy(logits.float(), target, label_smoothing=cfg["label_smoothing"])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if ema is not None:
-                with torch.no_grad():
-                    d = min(cfg["ema"], (1 + global_step) / (10 + global_step))  # short memory early on
-                    # one fused call per list: densenet201_fer has ~1,000 tensors, a launch each on a GPU
-                    torch._foreach_lerp_(ema_params, model_params, 1 - d)
-                    torch._foreach_copy_(ema_buffers, model_buffers)
-            sums[0] += loss.detach().double() * len(idx)
-            sums[1] += (logits.argmax(1) == y).sum()
-            sums[2] += len(idx)
-            images_seen += len(idx) * world
-            step_in_epoch += 1
-            bar.update(per_rank * world)
-            elapsed = time.time() - epoch_began
-            run.write_status(force=False, epoch=epoch + 1, step=step_in_epoch, lr=lr,
-                             images_per_second=round(images_seen / max(elapsed, 1e-9), 1), **gpu_usage(device))
-            flag = sum_across([float(stop["requested"])], device, world)[0] if world > 1 else stop["requested"]
-            if flag:
-                state = "stopped"
-                break
-            if time.time() - last_save > cfg["checkpoint_minutes"] * 60 and step_in_epoch < steps_per_epoch:
-                train_seconds += time.time() - epoch_start
-                epoch_start = time.time()
-                save_state(epoch, step_in_epoch)
-                last_save = time.time()
-        bar.close()
-        train_seconds += time.time() - epoch_start
-        if state == "stopped":
-            save_state(epoch, step_in_epoch)
+        sums += torch.stack([loss.detach().double() * len(idx), (logits.argmax(1) == y).sum().double(),
+                             torch.tensor(float(len(idx)), dtype=torch.float64, device=device)])
+        images_seen += len(idx) * world
+        state.step += 1
+        bar.update(per_rank * world)
+        t.status.write(force=False, epoch=state.epoch + 1, step=state.step, lr=lr,
+                       images_per_second=round(images_seen / max(time.time() - began, 1e-9), 1),
+                       **gpu_usage(device))
+        # one collective a step decides for every rank: stop now, and save now
+        save_due = time.time() - last_save > cfg.checkpoint_minutes * 60 and state.step < steps_per_epoch
+        stop, save = sum_across([float(t.stop.requested), float(save_due and t.is_main)], device, world)
+        if stop or save:
+            state.sums = sums.tolist()
+            state.train_seconds += time.time() - clock
+            clock = last_save = time.time()
+            t.save_state(state)
+        if stop:
+            stopped = True
             break
+    bar.close()
+    state.sums = sums.tolist()
+    if not stopped:
+        state.train_seconds += time.time() - clock
+    return not stopped, lr, round(time.time() - began, 2)
 
-        # validation: each rank scores its shard, sums are combined
-        eval_model = ema if ema is not None else model
-        shard = slice(rank, None, world)
-        probs = predict_proba(eval_model, val_set.images[shard], mean, std, device)
-        labels = val_set.labels[shard]
-        val = sum_across([float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).sum()),
-                          float((probs.argmax(1) == labels).sum()), float(len(labels))], device, world)
-        train_sums = sum_across(sums.tolist(), device, world)
-        row = {"epoch": epoch + 1, "train_loss": train_sums[0] / train_sums[2],
-               "train_acc": train_sums[1] / train_sums[2], "val_loss": val[0] / val[2],
-               "val_acc": val[1] / val[2], "lr": lr, "seconds": round(time.time() - epoch_began, 2)}
-        history.append(row)
-        epoch += 1
-        step_in_epoch = 0
-        sums.zero_()
-        improved = row["val_acc"] > best["val_acc"]
+
+def validate(t: Trainer, model: torch.nn.Module) -> tuple[float, float]:
+    """Validation loss and accuracy, each rank scoring its shard. Under DDP the BatchNorm statistics
+    differ between ranks (each saw its own batches): rank 0's, the ones saved, are broadcast first."""
+    if t.world > 1:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, 0)
+    val = t.splits.val
+    shard = slice(t.rank, None, t.world)
+    probs = predict_proba(model, val.images[shard], t.splits.mean, t.splits.std, t.device)
+    labels = val.labels[shard]
+    loss_sum, correct, n = sum_across([
+        float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).sum()),
+        float((probs.argmax(1) == labels).sum()), float(len(labels))], t.device, t.world)
+    return loss_sum / n, correct / n
+
+
+def end_of_epoch(t: Trainer, state: TrainState, lr: float, seconds: float) -> None:
+    """Validate, log the epoch, keep the best weights, save the state to resume from."""
+    val_loss, val_acc = validate(t, t.eval_model)
+    loss_sum, correct, n = sum_across(state.sums, t.device, t.world)
+    row = {"epoch": state.epoch + 1, "train_loss": loss_sum / n, "train_acc": correct / n, "val_loss": val_loss,
+           "val_acc": val_acc, "lr": lr, "seconds": seconds}
+    state.history.append(row)
+    state.epoch, state.step, state.sums = state.epoch + 1, 0, [0.0, 0.0, 0.0]
+    improved = val_acc > state.best["val_acc"]
+    if improved:
+        state.best = {"val_acc": val_acc, "val_loss": val_loss, "epoch": row["epoch"]}
+    t.save_state(state)
+    if t.is_main:
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
         if improved:
-            best = {"val_acc": row["val_acc"], "val_loss": row["val_loss"], "epoch": row["epoch"]}
-        if is_main:
-            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
-            if improved:
-                save_model(out, eval_model, meta({"metrics": {"best_epoch": best["epoch"], "split": cfg["val_split"],
-                                                               "val_acc": best["val_acc"], "val_loss": best["val_loss"]}}),
-                           half=cfg["half_weights"])
-            run.write_history(history)
-            save_state(epoch, 0)
-            last_save = time.time()
-        run.write_status(epoch=min(epoch + 1, cfg["epochs"]), step=0)
-        if stop["requested"]:
-            state = "stopped"
+            metrics = {"best_epoch": state.best["epoch"], "split": t.cfg.val_split, "val_acc": val_acc,
+                       "val_loss": val_loss}
+            save_model(t.run.path, t.eval_model, {**t.meta_base, "metrics": metrics}, half=t.cfg.half_weights)
+        t.run.write_history(state.history)
+
+
+def train(cfg: TrainConfig, out: Path, resume: bool, kill_at_step: int | None = None,
+          stop_at_step: int | None = None) -> str:
+    device, rank, world = setup_distributed(cfg.device)
+    run = RunFolder(out)
+    if rank == 0:
+        run.path.mkdir(parents=True, exist_ok=True)
+    threads = cfg.threads or max(1, (os.cpu_count() or 1) // (world if device.type == "cpu" else 1))
+    torch.set_num_threads(threads)
+    precision = resolve_precision(cfg.precision, device)
+    status = StatusWriter(run, rank == 0)
+    status.write(state="running", pid=os.getpid(), host=socket.gethostname(), epoch=0, step=0, epochs=cfg.epochs,
+                 steps_per_epoch=None, started=time.time(), error=None, device=str(device), world_size=world)
+    stop = StopSignal()  # from here on, data loading included: a stop then leaves a run that resumes
+
+    splits = load_splits(cfg)
+    if rank == 0:
+        previous = run.read_json("config.json") if resume else {}
+        run.write_json("config.json", config_record(cfg, splits, previous, resume, device, world, threads, precision))
+        for note in splits.notes:
+            print(f"note: {note}", file=sys.stderr)
+    if stop.requested and not run.file(LAST_FILE).exists():
+        status.write(state="stopped", finished=time.time(), train_seconds=0.0)
+        return "stopped"
+
+    model = build_model(cfg, device)
+    ema = WeightEMA(model, cfg.model, cfg.ema) if cfg.ema else None
+    teacher = Teacher(cfg.teacher, device, splits.mean, splits.std, cfg.temperature) if cfg.teacher else None
+    optimizer = build_optimizer(model, cfg)
+    state = TrainState()
+    if resume and run.file(LAST_FILE).exists():
+        info = load_training_state(run.file(LAST_FILE), model, optimizer, ema.module if ema is not None else None)
+        state = TrainState.from_info(info, rank)
+        if rank == 0:
+            print(f"resuming {out} at epoch {state.epoch + 1}, step {state.step}", file=sys.stderr)
+    meta_base = {"classes": list(EMOTIONS), "normalisation": {"mean": splits.mean, "std": splits.std},
+                 "training": {"config": cfg.as_args(), "code_version": code_version(), "device": str(device),
+                              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+                              else f"CPU ({threads} threads x {world} processes)",
+                              "world_size": world, "precision": precision, "data": cfg.data,
+                              "recipe": cfg.recipe, "teacher": teacher.info if teacher is not None else None,
+                              "split_sizes": {cfg.train_split: len(splits.train), cfg.val_split: len(splits.val)}}}
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    t = Trainer(cfg, run, device, rank, world, precision, model, net, optimizer, ema, teacher, splits, status,
+                meta_base, stop, kill_at_step=kill_at_step, stop_at_step=stop_at_step)
+
+    x_train = torch.as_tensor(splits.train.images).to(device)
+    y_train = torch.as_tensor(splits.train.labels).to(device)
+    soft_train = torch.as_tensor(splits.train.soft).to(device) if splits.train.soft is not None else None
+    steps_per_epoch = max(1, len(x_train) // (max(1, cfg.batch_size // world) * world))
+    total_steps = steps_per_epoch * cfg.epochs
+    status.write(steps_per_epoch=steps_per_epoch, epoch=state.epoch + 1, step=state.step)
+
+    outcome = "finished"
+    while state.epoch < cfg.epochs:
+        completed, lr, seconds = train_one_epoch(t, state, x_train, y_train, soft_train, steps_per_epoch,
+                                                 total_steps)
+        if not completed:
+            outcome = "stopped"
+            break
+        end_of_epoch(t, state, lr, seconds)
+        status.write(epoch=min(state.epoch + 1, cfg.epochs), step=0)
+        if stop.requested:
+            outcome = "stopped"
             break
 
-    if is_main:
-        images_per_second = n_train * len(history) / max(train_seconds, 1e-9)
-        meta_now = json.loads((out / "meta.json").read_text()) if (out / "meta.json").exists() else None
-        if meta_now is not None:
-            meta_now["training"].update(epochs_done=len(history), state=state, seconds=round(train_seconds, 1),
-                                        images_per_second=round(images_per_second, 1))
-            atomic_write_json(out / "meta.json", meta_now)
-    run.write_status(state=state, finished=time.time(), train_seconds=round(train_seconds, 1))
+    if rank == 0:
+        meta_now = run.read_json("meta.json")
+        if meta_now:
+            meta_now["training"].update(epochs_done=len(state.history), state=outcome,
+                                        seconds=round(state.train_seconds, 1),
+                                        images_per_second=round(len(x_train) * len(state.history)
+                                                                / max(state.train_seconds, 1e-9), 1))
+            run.write_json("meta.json", meta_now)
+    status.write(state=outcome, finished=time.time(), train_seconds=round(state.train_seconds, 1))
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
-    return state
+    return outcome
 
 
 def main(argv=None) -> int:
@@ -500,8 +625,8 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
-        state = train(cfg, out, args.resume, args.kill_at_step)
-    except (DataError, CheckpointError) as err:
+        state = train(cfg, out, args.resume, args.kill_at_step, args.stop_at_step)
+    except (DataError, CheckpointError, RunProblem) as err:
         _mark_failed(out, str(err))
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -514,16 +639,15 @@ def main(argv=None) -> int:
 def _mark_failed(out: Path, error: str, trace: str | None = None) -> None:
     if int(os.environ.get("RANK", "0")) != 0:
         return
-    status = {}
-    if (out / "status.json").exists():
-        try:
-            status = json.loads((out / "status.json").read_text())
-        except json.JSONDecodeError:
-            pass
+    run = RunFolder(out)
+    try:
+        status = run.read_json(STATUS_FILE)
+    except RunProblem:
+        status = {}
     status.update(state="failed", error=error, traceback=trace, pid=os.getpid(), heartbeat=time.time(),
                   finished=time.time())
     try:
-        atomic_write_json(out / "status.json", status)
+        run.write_json(STATUS_FILE, status)
     except OSError:
         pass
 

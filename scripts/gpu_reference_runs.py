@@ -35,15 +35,9 @@ KEEP = Path("/root/fer_gpu")  # on the device machine: survives between calls wh
 PUBLICTEST = ROOT / "artifacts" / "data" / "fer2013_publictest.npz"
 CHUNK = 15 * 2 ** 20  # files back from $OUT: at most 16 MiB each, 8 in all
 
-# The recipes: the CPU runs' settings, with the epochs the GPU affords (each at most `max_epochs`).
-RECIPES = {
-    "cnn3": dict(max_epochs=80, args=["--optimizer", "adamw", "--lr", "2e-3", "--weight-decay", "0.05",
-                                      "--label-smoothing", "0.1", "--ema", "0.999", "--erase", "0.25"]),
-    "resnet10_fer": dict(max_epochs=150, args=["--optimizer", "sgd", "--lr", "0.1", "--weight-decay", "5e-4",
-                                               "--label-smoothing", "0.1", "--ema", "0.999", "--erase", "0.1"]),
-    "densenet201_fer": dict(max_epochs=100, args=["--optimizer", "sgd", "--lr", "0.1", "--weight-decay", "1e-4",
-                                                  "--label-smoothing", "0.1", "--ema", "0.999", "--erase", "0.5"]),
-}
+# The reference runs' recipes (fer_models.recipes), with the epochs the GPU affords (each at most these).
+MAX_EPOCHS = {"cnn3": 80, "resnet10_fer": 150, "densenet201_fer": 100}
+RECIPES = {name: dict(max_epochs=epochs, args=["--recipe", name]) for name, epochs in MAX_EPOCHS.items()}
 
 
 def pack(data: str, to: Path) -> None:
@@ -82,9 +76,8 @@ def run_all(data: Path, runs: Path, epochs: dict, extra: list[str]) -> dict:
     """Train every model at once (one process each) and wait; returns each one's exit status."""
     procs, logs = {}, []
     for name, n in epochs.items():
-        cmd = [sys.executable, "-m", "fer_models.train", "--model", name, "--data", str(data), "--epochs", str(n),
-               "--batch-size", "128", "--schedule", "onecycle", "--half-weights", "--checkpoint-minutes", "1000",
-               "--out", str(runs / name), *RECIPES[name]["args"], *extra]
+        cmd = [sys.executable, "-m", "fer_models.train", *RECIPES[name]["args"], "--data", str(data),
+               "--epochs", str(n), "--half-weights", "--checkpoint-minutes", "1000", "--out", str(runs / name), *extra]
         logs.append(open(runs / f"{name}.log", "w"))
         procs[name] = subprocess.Popen(cmd, cwd=ROOT, stdout=logs[-1], stderr=subprocess.STDOUT)
     codes = {name: p.wait() for name, p in procs.items()}

@@ -1,13 +1,10 @@
 """Fixtures shared by every test; the helpers they use live in helpers.py."""
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import write_fer_csv  # tests/ is on the path by pyproject.toml's pythonpath
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(Path(__file__).parent)]  # the project, and helpers.py for tests in sub-folders
-
-from helpers import write_fer_csv  # noqa: E402
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_models.data import EMOTIONS
+from fer_models.constants import EMOTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,7 +110,8 @@ def make_reported_run(root):
 
     run = make_evaluated_run(root, "reported")
     lines = ["epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds"]
-    lines += [f"{e},{2 - e / 4},{0.2 + e / 10},{2.1 - e / 5},{acc},0.01,3.0" for e, acc in enumerate((0.3, 0.45, 0.4), 1)]
+    lines += [f"{e},{2 - e / 4},{0.2 + e / 10},{2.1 - e / 5},{acc},0.01,3.0"
+              for e, acc in enumerate((0.3, 0.45, 0.4), 1)]
     (run / "history.csv").write_text("\n".join(lines) + "\n")
     (run / "config.json").write_text(json.dumps({"args": {"model": "cnn3", "epochs": 3}}))
     out = root / "report.html"
@@ -136,3 +137,30 @@ def open_app(page=None, run=None, query=None, state=None, timeout=120):
         at.run()
     assert not at.exception, at.exception
     return at
+
+
+def wait_for(check, timeout: float = 240, what: str = "the condition", poll: float = 0.2):
+    """Poll check() until it returns something truthy, and return that; fail after `timeout` seconds
+    saying what was awaited (the one waiting helper of the suite: no test sleeps a fixed time)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting for {what} after {timeout} s")
+        time.sleep(poll)
+
+
+def wait_for_job(run, states, timeout: float = 240) -> dict:
+    """The launcher's view of a job once its state is one of `states`; fails with the job's log."""
+    from fer_models.jobs import job_state, log_tail
+
+    try:
+        return wait_for(lambda: (lambda s: s if s["state"] in states else None)(job_state(run)), timeout,
+                        f"{run} to be {' or '.join(sorted(states))}")
+    except AssertionError as err:
+        raise AssertionError(f"{err}; it is {job_state(run)['state']}; log:\n{log_tail(run)}") from None
+

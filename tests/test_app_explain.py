@@ -109,7 +109,7 @@ def test_filters_page_for_a_dataset_face(runs):
     assert at.selectbox(key="filters_layer_cnn3").value == "block3.conv"
     assert at.radio[1].value == "most active on this face"
     lines = [m.value for m in at.markdown if m.value.startswith("**#")]
-    assert len(lines) == 8 and all("on the starting noise" in l and "Its 9 top faces" in l for l in lines)
+    assert len(lines) == 8 and all("on the starting noise" in line and "Its 9 top faces" in line for line in lines)
     # the patterns beat the noise they started from
     import re
     for line in lines:
@@ -126,7 +126,7 @@ def test_filters_page_by_number_on_an_upload(runs):
     at.multiselect[0].set_value([3, 5])
     at.run()
     lines = [m.value for m in at.markdown if m.value.startswith("**#")]
-    assert [l.split(":")[0] for l in lines] == ["**#3**", "**#5**"]
+    assert [line.split(":")[0] for line in lines] == ["**#3**", "**#5**"]
 
 
 def test_two_runs_side_by_side_on_the_same_face(runs):

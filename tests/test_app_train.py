@@ -1,11 +1,9 @@
 """The Train page rendered headless (AppTest), launching real tiny CPU jobs on synthetic data."""
-import time
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fer_models.jobs import TrainRequest, job_state, launch, log_tail, stop
-from helpers import open_app, write_fer_csv
+from fer_models.jobs import TrainRequest, job_state, launch, stop
+from helpers import open_app, wait_for, wait_for_job, write_fer_csv
 
 PATH_LABEL = "Path to a FER2013 CSV (.csv or .csv.gz), a class-folder tree or a .npz"
 
@@ -34,13 +32,6 @@ def fill(at, data, name):
     return at
 
 
-def wait_for(run, states, timeout=240):
-    deadline = time.time() + timeout
-    while job_state(run)["state"] not in states:
-        assert time.time() < deadline, log_tail(run)
-        time.sleep(0.5)
-
-
 def test_launch_from_the_form_finish_and_select_the_run(setup):
     data, root = setup
     at = open_train()
@@ -50,7 +41,7 @@ def test_launch_from_the_form_finish_and_select_the_run(setup):
     by_label(at.button, "Start training").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any("Started from_the_page" in s.value for s in at.success)
-    wait_for(root / "from_the_page", {"finished", "failed"})
+    wait_for_job(root / "from_the_page", {"finished", "failed"})
     assert job_state(root / "from_the_page")["state"] == "finished"
     later = open_train(run="from_the_page")  # a new session: the run is in the picker and the panel
     assert "from_the_page" in later.sidebar.selectbox[0].options[0]
@@ -73,7 +64,8 @@ def test_a_job_started_from_a_runs_settings_trains_with_them(setup):
     assert by_label(at.number_input, "Weight decay").value is None  # the optimizer's default until set
     by_label(at.selectbox, "Start from").set_value("reference").run()
     assert not at.exception
-    assert by_label(at.selectbox, "Model").value == "resnet10_fer" and by_label(at.selectbox, "Optimizer").value == "sgd"
+    assert by_label(at.selectbox, "Model").value == "resnet10_fer"
+    assert by_label(at.selectbox, "Optimizer").value == "sgd"
     form = {w.label: w.value for w in at.number_input}
     assert form["Learning rate"] == 0.1 and form["Weight decay"] == 5e-4 and form["Weight EMA (0 = off)"] == 0.999
     assert form["Random erasing"] == 0.1 and form["Scale ±"] == 0.05 and form["Epochs"] == 20
@@ -84,17 +76,17 @@ def test_a_job_started_from_a_runs_settings_trains_with_them(setup):
     for flag, value in (("--model", "resnet10_fer"), ("--optimizer", "sgd"), ("--lr", "0.1"),
                         ("--weight-decay", "0.0005"), ("--ema", "0.999"), ("--scale", "0.05")):
         assert command[command.index(flag) + 1] == value, flag
-    wait_for(root / "again", {"finished", "failed"})
+    wait_for_job(root / "again", {"finished", "failed"})
     by_label(at.selectbox, "Start from").set_value("").run()  # back to the defaults
     assert by_label(at.selectbox, "Model").value == "cnn3" and by_label(at.number_input, "Weight decay").value is None
     odd = root / "odd"  # made elsewhere, with values the form's bounds do not take
     odd.mkdir()
-    (odd / "config.json").write_text(json.dumps({"args": {"model": "no_such_net", "epochs": 5000, "rotate": 60}}))
+    (odd / "config.json").write_text(json.dumps({"args": {"model": "no_such_net", "epochs": 500_000, "rotate": 60}}))
     at.run()
     by_label(at.selectbox, "Start from").set_value("odd").run()
     assert not at.exception
-    assert any("epochs 5000" in w.value and "rotate 60" in w.value for w in at.warning)
-    assert by_label(at.number_input, "Epochs").value == 1000 and by_label(at.number_input, "Rotation °").value == 45
+    assert any("epochs 500000" in w.value and "rotate 60" in w.value for w in at.warning)
+    assert by_label(at.number_input, "Epochs").value == 100_000 and by_label(at.number_input, "Rotation °").value == 45
     assert by_label(at.selectbox, "Model").value == "cnn3"  # an unknown model is not taken over
 
 
@@ -115,16 +107,14 @@ def test_a_job_started_elsewhere_is_seen_and_stopped(setup):
     # far longer than the test (a fast CPU finished 200 of these tiny epochs before the page stopped it)
     launch(TrainRequest(model="cnn3", data=str(data), name="elsewhere", epochs=100_000, batch_size=16, device="cpu"),
            root)
-    wait_for(root / "elsewhere", {"running"})
-    deadline = time.time() + 120
-    while not job_state(root / "elsewhere").get("step") and time.time() < deadline:  # training, not loading
-        time.sleep(0.5)
+    wait_for_job(root / "elsewhere", {"running"})
+    wait_for(lambda: job_state(root / "elsewhere").get("step"), 120, "the job's first step")  # training, not loading
     at = open_train()
     assert any("**elsewhere** · cnn3 · running" in m.value for m in at.markdown)
     assert len(at.get("progress")) == 2  # the epoch and the whole run
     by_label(at.button, "Stop").click().run()
     assert not at.exception
-    wait_for(root / "elsewhere", {"stopped"}, timeout=120)
+    wait_for_job(root / "elsewhere", {"stopped"}, timeout=120)
     at = open_train()
     assert any("**elsewhere** · cnn3 · stopped" in m.value for m in at.markdown)
     assert any(b.label == "Resume" for b in at.button)
@@ -135,7 +125,7 @@ def test_a_crashed_job_shows_failed_with_its_log(setup, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("emotion,pixels,Usage\n9," + " ".join(["0"] * 2304) + ",Training\n")
     launch(TrainRequest(model="cnn3", data=str(bad), name="crash", epochs=1, device="cpu"), root)
-    wait_for(root / "crash", {"failed", "died"})
+    wait_for_job(root / "crash", {"failed", "died"})
     at = open_train()
     assert any("crash failed" in e.value and "label" in e.value for e in at.error)
     assert any("error" in c.value for c in at.code)

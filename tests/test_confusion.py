@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from fer_models.data import EMOTIONS
+from fer_models.constants import EMOTIONS
 from helpers import ROOT  # noqa: F401  (puts the project on the path)
 from fer_models.confusion import cell_faces, cell_from_selection, most_confused, row_normalised
 from fer_models.figures import confusion_figure
@@ -18,7 +18,8 @@ def test_every_cell_is_a_marker_carrying_its_classes():
     fig = confusion_figure(counts(), normalise=False)
     trace = fig.data[0]
     assert len(trace.x) == 49
-    cells = {(EMOTIONS.index(y), EMOTIONS.index(x)): tuple(cd[:3]) for x, y, cd in zip(trace.x, trace.y, trace.customdata)}
+    cells = {(EMOTIONS.index(y), EMOTIONS.index(x)): tuple(cd[:3])
+             for x, y, cd in zip(trace.x, trace.y, trace.customdata)}
     assert cells[(2, 4)] == (2, 4, 6) and cells[(3, 3)] == (3, 3, 20)
 
 
@@ -52,7 +53,7 @@ def test_row_normalised_and_words():
 
 def test_cell_faces_sorted_by_confidence():
     predictions = pd.DataFrame({"id": ["a", "b", "c", "d"], "true": [2, 2, 2, 3], "pred": [4, 4, 2, 4]})
-    for c, name in enumerate(EMOTIONS):
+    for name in EMOTIONS:
         predictions[f"p_{name}"] = 0.0
     predictions["p_sad"] = [0.5, 0.9, 0.1, 0.7]
     cell = cell_faces(predictions, 2, 4)

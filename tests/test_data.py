@@ -73,8 +73,8 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
 def test_course_variant_labelled_and_unlabelled(tmp_path):
     images, labels = synthetic_faces(5)
     train = tmp_path / "train.csv"
-    train.write_text("label,feature\n" + "".join(f"{l},{' '.join(map(str, im.ravel()))}\n"
-                                                 for l, im in zip(labels, images)))
+    train.write_text("label,feature\n" + "".join(f"{lab},{' '.join(map(str, im.ravel()))}\n"
+                                                 for lab, im in zip(labels, images)))
     test = tmp_path / "test.csv"
     test.write_text("id,feature\n" + "".join(f"{100 + i},{' '.join(map(str, im.ravel()))}\n"
                                              for i, im in enumerate(images)))
@@ -130,9 +130,12 @@ def _row(n=2304, value="7"):
 @pytest.mark.parametrize("text, message", [
     ("emotion,pixels\n0," + _row() + "\n", r"bad.csv: missing column\(s\) Usage"),
     ("foo,bar\n1,2\n", r"missing column\(s\) emotion, pixels, Usage"),
-    (f"emotion,pixels,Usage\n0,{_row()},Training\n0,{_row(2300)},Training\n", r"bad.csv: line 3: expected 2304 pixel values.*found 2300"),
-    (f"emotion,pixels,Usage\n0,{_row()},Training\n0,{_row(2303)} x7,Training\n", r"line 3: pixel 2304 is 'x7', not an integer"),
-    (f"emotion,pixels,Usage\n0,{_row()},Training\n0,{_row(2303)} 256,Training\n", r"line 3: pixel 2304 is 256, outside 0..255"),
+    (f"emotion,pixels,Usage\n0,{_row()},Training\n0,{_row(2300)},Training\n",
+     r"bad.csv: line 3: expected 2304 pixel values.*found 2300"),
+    (f"emotion,pixels,Usage\n0,{_row()},Training\n0,{_row(2303)} x7,Training\n",
+     r"line 3: pixel 2304 is 'x7', not an integer"),
+    (f"emotion,pixels,Usage\n0,{_row()},Training\n0,{_row(2303)} 256,Training\n",
+     r"line 3: pixel 2304 is 256, outside 0..255"),
     (f"emotion,pixels,Usage\n0,{_row()},Training\n9,{_row()},Training\n", r"line 3: unknown label '9'"),
     (f"emotion,pixels,Usage\nhappy,{_row()},Training\n", r"line 2: unknown label 'happy'"),
     (f"emotion,pixels,Usage\n0,{_row()},\n", r"line 2: empty Usage"),

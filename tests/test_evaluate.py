@@ -9,7 +9,7 @@ import torch
 
 from helpers import write_fer_csv
 from fer_models.checkpoints import save_model
-from fer_models.data import EMOTIONS
+from fer_models.constants import EMOTIONS
 from fer_models.evaluate import classification_metrics, confusion_counts
 from fer_models.models import create_model
 

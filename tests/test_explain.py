@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from fer_models.explain import (METHODS, attribute, attribute_classes, face_input, feature_maps, filter_responses,
-                                maximise_filters, probabilities, robust_top, to_unit, top_faces)
+                                maximise_filters, probabilities, top_faces)
+from fer_models.pictures import robust_top, to_unit
 from fer_models.models import create_model
 from helpers import synthetic_faces
 
@@ -130,8 +131,8 @@ def test_filters_maximised_together_each_get_their_own_pattern(model):
     for v in together:
         on_own = feature_maps(model, "block2.conv", face_input(v.image, META))
         others = [w for w in together if w is not v]
-        assert all(on_own[v.channel].mean() > feature_maps(model, "block2.conv", face_input(w.image, META))[v.channel].mean()
-                   for w in others)
+        assert all(on_own[v.channel].mean()
+                   > feature_maps(model, "block2.conv", face_input(w.image, META))[v.channel].mean() for w in others)
     assert maximise_filters(model, "block2.conv", [], META) == []
 
 

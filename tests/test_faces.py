@@ -113,7 +113,8 @@ def test_finds_a_face_turned_by_20_degrees_and_crops_it_upright(index):
     turned = cv2.warpAffine(BUNDLED[index, 0], cv2.getRotationMatrix2D((24, 24), 20, 1.0), (48, 48),
                             borderMode=cv2.BORDER_REPLICATE).astype(float)
     crop = search.crop(0).astype(float)
-    corr = lambda a, b: np.corrcoef(a.ravel(), b.ravel())[0, 1]
+    def corr(a, b):
+        return np.corrcoef(a.ravel(), b.ravel())[0, 1]
     assert corr(crop, upright) > corr(crop, turned)
 
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 import fer_models.live as live
-from fer_models.data import EMOTIONS
+from fer_models.constants import EMOTIONS
 from fer_models.live import LiveAnnotator, LiveSettings, annotate_photo, process_frame
 from fer_models.models import create_model
 from helpers import face_photo

@@ -78,8 +78,8 @@ def test_densenet201_fer_layout():
     assert [len(b) for b in (m.features.denseblock1, m.features.denseblock2, m.features.denseblock3,
                              m.features.denseblock4)] == [6, 12, 48, 32]
     # dense connections: layer k of block 1 sees 64 + 32 (k - 1) channels
-    assert [l.conv1.in_channels for l in m.features.denseblock1.values()] == [64 + 32 * k for k in range(6)]
-    widths = [l.out_features for l in m.head if isinstance(l, nn.Linear)]
+    assert [layer.conv1.in_channels for layer in m.features.denseblock1.values()] == [64 + 32 * k for k in range(6)]
+    widths = [layer.out_features for layer in m.head if isinstance(layer, nn.Linear)]
     assert widths == [1024, 512, 256, 7] and isinstance(m.head[0], nn.BatchNorm1d)
 
 
@@ -100,7 +100,7 @@ def test_block_diagram_follows_the_model():
     assert 'label=" 256×12×12"' in dot and "DenseBlock ×48" in dot
     # long layer chains (the head has 8 layers) wrap at 3 names a line, so the widest box stays narrow
     label_lines = [line for label in re.findall(r'label="([^"]*)"', dot) for line in label.split("\\n")]
-    assert max(line.count("→") for line in label_lines) <= 3 and any("BatchNorm1d" in l for l in label_lines)
+    assert max(line.count("→") for line in label_lines) <= 3 and any("BatchNorm1d" in line for line in label_lines)
     blocks = dense_blocks(m)
     assert [len(b) for b in blocks.values()] == [6, 12, 48, 32]
     one = dense_block_dot(blocks["features.denseblock1"])

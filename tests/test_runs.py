@@ -7,7 +7,7 @@ import time
 import pytest
 
 from helpers import make_run
-from fer_models.data import EMOTIONS
+from fer_models.constants import EMOTIONS
 from fer_models.runs import STALE_SECONDS, best_run, list_runs, read_evaluation, read_history, read_status
 
 
@@ -121,5 +121,6 @@ def test_a_just_launched_job_is_listed_before_the_trainer_writes_anything(tmp_pa
     (tmp_path / "not_a_run").mkdir()
     runs = {r.name: r for r in list_runs(tmp_path)}
     assert set(runs) == {"starting", "gone"}
-    assert (runs["starting"].state, runs["starting"].arch, runs["starting"].epochs_done) == ("running", "resnet10_fer", 0)
+    starting = runs["starting"]
+    assert (starting.state, starting.arch, starting.epochs_done) == ("running", "resnet10_fer", 0)
     assert (runs["gone"].state, runs["gone"].arch) == ("failed", None)

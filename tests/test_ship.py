@@ -35,7 +35,8 @@ def test_ships_record_weights_and_evaluations_without_optimizer_state(finished, 
                      "meta.json", "model.safetensors", "status.json"]
     assert abs(report["accuracy_fp16"] - report["accuracy_fp32"]) < 0.001 and report["weights"] == "float16"
     meta = json.loads((ref / "meta.json").read_text())
-    assert meta["weights_dtype"] == "float16" and meta["metrics"] == json.loads((run / "meta.json").read_text())["metrics"]
+    assert meta["weights_dtype"] == "float16"
+    assert meta["metrics"] == json.loads((run / "meta.json").read_text())["metrics"]
     assert meta["shipped"]["from"] == run.name  # the launcher never deletes it
     for record in ref.rglob("*.json"):  # no path of this machine's data travels with the run
         assert str(data.parent) not in record.read_text(), record

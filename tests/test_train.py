@@ -2,7 +2,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +9,7 @@ import pytest
 
 from fer_models.checkpoints import load_model
 from fer_models.runs import read_status
+from fer_models.settings import TrainConfig
 from fer_models.train import HISTORY_COLUMNS, learning_rate
 
 TRAIN = [sys.executable, "-m", "fer_models.train"]
@@ -98,22 +98,11 @@ def test_kill_and_resume_follows_the_same_trajectory(tmp_path, reference_run, da
 
 def test_graceful_stop_mid_epoch_then_resume(tmp_path, reference_run, data_csv, env):
     out = tmp_path / "stopped"
-    proc = subprocess.Popen(TRAIN + TINY + ["--data", str(data_csv), "--out", str(out)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            status = json.loads((out / "status.json").read_text())
-            if status.get("steps_per_epoch"):
-                break
-        except (FileNotFoundError, json.JSONDecodeError):
-            pass
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    # --stop-at-step takes the path of a SIGTERM arriving during step 3 (the jobs tests send real signals)
+    stopped = train_cli(TINY + ["--data", str(data_csv), "--out", str(out), "--stop-at-step", "3"], env)
+    assert stopped.returncode == 0, stopped.stderr
     status = json.loads((out / "status.json").read_text())
-    assert status["state"] == "stopped" and status["epoch"] == 1 and 1 <= status["step"] < 6
+    assert status["state"] == "stopped" and status["epoch"] == 1 and status["step"] == 4
     resumed = train_cli(["--out", str(out), "--resume"], env)
     assert resumed.returncode == 0, resumed.stderr
     assert f"epoch 1, step {status['step']}" in resumed.stderr
@@ -161,7 +150,7 @@ def test_refusals(tmp_path, reference_run, data_csv, env):
 
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine", "step", "constant"])
 def test_learning_rate_schedules(schedule):
-    cfg = {"lr": 0.1, "schedule": schedule, "warmup_epochs": 1.0 if schedule != "onecycle" else 0.0}
+    cfg = TrainConfig(lr=0.1, schedule=schedule, warmup_epochs=1.0 if schedule != "onecycle" else 0.0)
     lrs = [learning_rate(cfg, s, 1000, 100) for s in range(1000)]
     assert max(lrs) == pytest.approx(0.1, rel=1e-3)
     if schedule == "onecycle":
@@ -202,8 +191,8 @@ def test_course_csv_with_a_validation_fraction(tmp_path, env):
     from helpers import synthetic_faces
     images, labels = synthetic_faces(70)
     train = tmp_path / "train.csv"
-    train.write_text("label,feature\n" + "".join(f"{l},{' '.join(map(str, im.ravel()))}\n"
-                                                 for l, im in zip(labels, images)))
+    train.write_text("label,feature\n" + "".join(f"{lab},{' '.join(map(str, im.ravel()))}\n"
+                                                 for lab, im in zip(labels, images)))
     out = tmp_path / "course"
     done = train_cli(["--data", str(train), "--val-fraction", "0.2", "--epochs", "1", "--batch-size", "16",
                       "--threads", "1", "--out", str(out)], env)

@@ -1,13 +1,29 @@
 """What the browser tests do on any Streamlit page: wait for a script run to end, take a camera picture."""
+import time
 
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"  # the script finished its run
+STARTED = ("() => document.querySelector(\"[data-testid='stApp']\")?.getAttribute('data-test-script-state') "
+           "!== 'notRunning'")
 
 
 def settle(page, timeout=120_000):
-    """Wait for the rerun a click started (give it 300 ms to begin), and check no exception is drawn."""
-    page.wait_for_timeout(300)
+    """Wait for the rerun a click started to end and its skeletons to go, as Streamlit's own e2e helper
+    wait_for_app_run does; then check no exception is drawn. A rerun may be over before it is seen to
+    start, so seeing it start is waited for briefly and not required."""
+    try:
+        page.wait_for_function(STARTED, timeout=1_000)
+    except Exception:  # noqa: BLE001 - Playwright's TimeoutError: the run was quicker than the poll
+        pass
     page.wait_for_selector(IDLE, timeout=timeout)
+    page.wait_for_selector("[data-testid='stSkeleton']", state="detached", timeout=timeout)
     assert page.locator("[data-testid='stException']").count() == 0
+
+
+def wait_until(check, timeout: float = 30, message: str = "condition"):
+    """Poll check() until it is true (for what the DOM cannot say, e.g. pixels of a video frame)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{message}: not true after {timeout} s"
 
 
 def take_camera_photo(page, source: str, result: str):
@@ -19,7 +35,10 @@ def take_camera_photo(page, source: str, result: str):
     camera.scroll_into_view_if_needed()
     button = camera.get_by_role("button", name="Take Photo")
     button.wait_for(timeout=30_000)
-    page.wait_for_timeout(2000)  # frames reach the video element
+    # the fake camera's frames have reached the video element
+    camera.locator("video").evaluate("v => new Promise(done => { const ok = () => v.readyState >= 2 && "
+                                     "v.currentTime > 0.5; if (ok()) done(); else v.addEventListener('timeupdate', "
+                                     "() => ok() && done()); })")
     button.click()
     page.wait_for_selector(f"text={result}", timeout=60_000)
     settle(page)

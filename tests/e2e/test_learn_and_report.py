@@ -1,6 +1,6 @@
 """The report file in Chromium with no network, and the Learn pages in a real browser."""
 from helpers import make_evaluated_run, make_reported_run
-from streamlit_page import IDLE
+from streamlit_page import IDLE, settle
 
 
 def test_report_opens_offline_with_figures_pictures_and_equations(browser, tmp_path):
@@ -35,8 +35,7 @@ def test_math_page_and_a_report_download_in_the_browser(page, start_app, tmp_pat
     assert page.get_by_text("the derivation holds").count() >= 1
     page.get_by_role("tab", name="Batch normalisation").click()
     page.get_by_text("All values equal (the degenerate batch)").click()
-    page.wait_for_timeout(300)
-    page.wait_for_selector(IDLE, timeout=60_000)
+    settle(page, timeout=60_000)
     assert page.get_by_text("(= β)").is_visible()
     page.screenshot(path=str(tmp_path / "learn.png"), full_page=True)
 
@@ -45,8 +44,7 @@ def test_math_page_and_a_report_download_in_the_browser(page, start_app, tmp_pat
     for slider in page.get_by_role("slider").all():  # the fewest faces and filters: quick
         slider.focus()
         page.keyboard.press("Home")
-        page.wait_for_timeout(300)
-        page.wait_for_selector(IDLE, timeout=60_000)
+        settle(page, timeout=60_000)
     page.get_by_role("button", name="Export report").click()
     button = page.get_by_role("button", name="Download small_report.html")
     button.wait_for(timeout=180_000)

@@ -34,8 +34,9 @@ def test_deep_link_on_a_fresh_server_keeps_the_shell(page, start_app, runs):
 
 def test_every_page_loads_without_error(page, start_app, runs):
     base = start_app(runs)
-    for path, heading in (("/architecture", "Architecture"), ("", "Training history"), ("/confusion", "Confusion matrix"),
-                          ("/saliency", "Saliency"), ("/filters", "Filters"), ("/webcam", "Webcam"),
+    for path, heading in (("/architecture", "Architecture"), ("", "Training history"),
+                          ("/confusion", "Confusion matrix"), ("/saliency", "Saliency"), ("/filters", "Filters"),
+                          ("/webcam", "Webcam"),
                           ("/train", "Train"), ("/learn", "The math"), ("/report", "Report")):
         open_page(page, f"{base}{path}?run=cnn3_ref")
         assert page.get_by_role("heading", name=heading).is_visible()

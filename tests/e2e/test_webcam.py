@@ -4,7 +4,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from streamlit_page import take_camera_photo
+from streamlit_page import take_camera_photo, wait_until
 
 
 def green_box_pixels(png: bytes) -> int:
@@ -22,8 +22,7 @@ def test_live_video_boxes_and_labels_the_face(face_camera_app, tmp_path):
     label = status.split("Now: ")[1].split(" ")[0]
     assert label in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"), status
     video = page.frame_locator("iframe").first.locator("video")
-    page.wait_for_timeout(1500)
-    assert green_box_pixels(video.screenshot()) > 200
+    wait_until(lambda: green_box_pixels(video.screenshot()) > 200, 30, "a green box drawn around the face")
     # record: the timeline of the face's probabilities and its CSV appear while the stream goes on
     page.get_by_text("Record the largest face's probabilities").click()
     page.wait_for_selector(".js-plotly-plot .scatterlayer .trace", timeout=30_000)

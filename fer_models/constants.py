@@ -1,0 +1,9 @@
+"""Facts every module shares: the classes, the face size, the crop margin, the label sources.
+
+Torch-free and import-free, so the dashboard, the readers and the trainer all take them from here.
+"""
+EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+IMAGE_SIZE = 48  # FER2013 faces are 48 x 48 gray; every model takes this input
+# FER2013 crops reach a little past a detector's face box (forehead, chin): the box grows by this share per side
+FACE_MARGIN = 0.1
+LABEL_SOURCES = ("fer2013", "ferplus-majority", "ferplus-soft")

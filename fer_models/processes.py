@@ -1,0 +1,52 @@
+"""Is a process alive, and is it the trainer of a given run? Pids come from run folders, which are
+untrusted: nothing is signalled unless /proc shows it is this run's own trainer."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def alive(pid) -> bool:
+    try:
+        pid = int(pid)
+        if pid <= 0:  # 0 and negatives name process groups, never one process
+            return False
+        os.kill(pid, 0)
+    except (OSError, TypeError, ValueError, OverflowError):
+        return False
+    return True
+
+
+def alive_or_zombie(pid) -> bool:
+    """Alive, after reaping it if it is our own finished child (which would otherwise look alive)."""
+    try:
+        done, _ = os.waitpid(int(pid), os.WNOHANG)
+        if done:
+            return False
+    except (ChildProcessError, TypeError, ValueError, OverflowError, OSError):
+        pass
+    return alive(pid)
+
+
+def command_line(pid) -> list[str]:
+    try:
+        raw = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
+    except (OSError, TypeError, ValueError):
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def is_trainer_of(pid, run) -> bool:
+    """True if `pid` runs fer_models.train (directly or under torchrun) on this run folder: its command
+    line names the module and an --out that resolves to `run`."""
+    if not alive(pid):
+        return False
+    args = command_line(pid)
+    if "fer_models.train" not in args or "--out" not in args[:-1]:
+        return False
+    out = args[args.index("--out") + 1]
+    try:
+        cwd = Path(os.readlink(f"/proc/{int(pid)}/cwd"))
+    except OSError:
+        return False
+    return (cwd / out).resolve() == Path(run).resolve()

@@ -1,0 +1,233 @@
+"""The run folder contract: every file's name, atomic writes, and reads that validate what they return.
+
+    from fer_models.runfolder import RunFolder, RunProblem
+    run = RunFolder("artifacts/runs/cnn3")
+    run.status()["state"]; run.history(); run.meta()["normalisation"]; run.settings().epochs
+
+A run folder is untrusted input: runs are copied between machines and shared between people. Every
+read checks types and ranges and raises RunProblem naming the run, the file and what is wrong, so a
+caller can report that one run and go on with the others. A missing optional file reads as empty.
+Writes go to a temporary file that is then renamed, so a reader never sees half a file.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from .atomic import atomic_write_json, atomic_write_text
+from .constants import EMOTIONS
+from .settings import SPLIT_PATTERN, TrainConfig, config_from
+
+CONFIG_FILE, HISTORY_FILE, STATUS_FILE = "config.json", "history.csv", "status.json"
+MODEL_FILE, META_FILE, LAST_FILE = "model.safetensors", "meta.json", "last.safetensors"
+JOB_FILE, LOG_FILE, EVAL_DIR = "job.json", "train.log", "eval"
+PREDICTIONS_FILE, CONFUSION_FILE, METRICS_FILE = "predictions.csv", "confusion.csv", "metrics.json"
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+STATES = ("running", "finished", "failed", "stopped")
+# a folder is a run if it holds one of these; until config.json exists it holds no training state
+MARKERS = (CONFIG_FILE, META_FILE, STATUS_FILE, JOB_FILE)
+TRAINING_STATE = (CONFIG_FILE, LAST_FILE, MODEL_FILE, META_FILE, HISTORY_FILE)
+_MAX_JSON_BYTES = 8 * 2**20  # a record is a few kB; a huge "config.json" is not one
+_EVAL_NAME = re.compile(SPLIT_PATTERN.pattern + r"(-tta)?")
+
+
+class RunProblem(ValueError):
+    """A run folder file that cannot be used; the message names the run, the file and the problem."""
+
+
+def _number(value, integer: bool = False) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value) and (not integer or float(value).is_integer())
+
+
+def valid_split(split) -> str:
+    """A split or evaluation name that is safe as one folder name (eval/<split>/), else RunProblem."""
+    if not isinstance(split, str) or not _EVAL_NAME.fullmatch(split):
+        raise RunProblem(f"split name {split!r} is not a plain name (letters, digits, '_', '-', '.', at most "
+                         "64 characters, not starting with '.'): it would be used as a folder name")
+    return split
+
+
+class RunFolder:
+    def __init__(self, path):
+        self.path = Path(path)
+        self.name = self.path.name
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def is_run(self) -> bool:
+        return self.path.is_dir() and any((self.path / f).exists() for f in MARKERS)
+
+    def has_training_state(self) -> bool:
+        return any((self.path / f).exists() for f in TRAINING_STATE)
+
+    # ------------------------------------------------------------ reading
+
+    def problem(self, file: str, why: str) -> RunProblem:
+        return RunProblem(f"run {self.name}: {file}: {why}")
+
+    def read_json(self, name: str, required: bool = False) -> dict:
+        """A JSON object file; {} if it is absent and not required."""
+        path = self.path / name
+        if not path.exists():
+            if required:
+                raise self.problem(name, "missing")
+            return {}
+        try:
+            if path.stat().st_size > _MAX_JSON_BYTES:
+                raise self.problem(name, f"{path.stat().st_size:,} bytes, too large for a run record")
+            value = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError) as err:
+            raise self.problem(name, f"cannot be read ({err})") from err
+        except json.JSONDecodeError as err:
+            raise self.problem(name, f"not valid JSON ({err.msg} at line {err.lineno})") from err
+        if not isinstance(value, dict):
+            raise self.problem(name, f"holds a {type(value).__name__}, not a JSON object")
+        return value
+
+    def config(self) -> dict:
+        """config.json with its `args` validated as training settings; {} if absent."""
+        config = self.read_json(CONFIG_FILE)
+        if config:
+            self.settings(config)
+        return config
+
+    def settings(self, config: dict | None = None) -> TrainConfig:
+        config = self.read_json(CONFIG_FILE, required=True) if config is None else config
+        args = config.get("args")
+        if not isinstance(args, dict):
+            raise self.problem(CONFIG_FILE, "has no 'args' object with the training settings")
+        try:
+            return config_from(args)
+        except ValueError as err:
+            raise self.problem(CONFIG_FILE, f"has bad settings: {err}") from err
+
+    def status(self) -> dict:
+        """status.json as written; {} if absent. `state` is one of STATES, counters are numbers."""
+        status = self.read_json(STATUS_FILE)
+        if not status:
+            return {}
+        if status.get("state") not in STATES:
+            raise self.problem(STATUS_FILE, f"has state {status.get('state')!r}, not one of {', '.join(STATES)}")
+        for key in ("pid", "epoch", "step", "epochs", "steps_per_epoch", "world_size"):
+            if status.get(key) is not None and not (_number(status[key], integer=True) and status[key] >= 0):
+                raise self.problem(STATUS_FILE, f"has {key} {status[key]!r}, not a whole number ≥ 0")
+        for key in ("heartbeat", "started", "finished", "lr", "images_per_second", "train_seconds",
+                    "gpu_memory_mib", "gpu_utilisation"):
+            if status.get(key) is not None and not _number(status[key]):
+                raise self.problem(STATUS_FILE, f"has {key} {status[key]!r}, not a number")
+        for key in ("error", "host", "device"):
+            if status.get(key) is not None and not isinstance(status[key], str):
+                raise self.problem(STATUS_FILE, f"has {key} {status[key]!r}, not text")
+        return status
+
+    def history(self) -> pd.DataFrame:
+        """history.csv, one row per epoch with numeric HISTORY_COLUMNS; an empty table if absent."""
+        path = self.path / HISTORY_FILE
+        if not path.exists() or path.stat().st_size == 0:
+            return pd.DataFrame(columns=HISTORY_COLUMNS)
+        try:
+            table = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError) as err:
+            raise self.problem(HISTORY_FILE, f"not a readable CSV ({str(err).splitlines()[0]})") from err
+        missing = [c for c in HISTORY_COLUMNS if c not in table.columns]
+        if missing:
+            raise self.problem(HISTORY_FILE, f"lacks the column(s) {', '.join(missing)}")
+        table = table[HISTORY_COLUMNS]
+        numeric = table.apply(pd.to_numeric, errors="coerce")
+        bad = numeric.isna() & table.notna()
+        if bad.any().any():
+            row, column = bad.stack()[lambda s: s].index[0]
+            raise self.problem(HISTORY_FILE, f"has {table.at[row, column]!r} in column {column} (line {row + 2}), "
+                                             "not a number")
+        return numeric
+
+    def meta(self, required: bool = False) -> dict:
+        """meta.json, checked: architecture name, 7 class names, a usable normalisation where there is one
+        (see normalisation()), metrics that are numbers. {} if absent and not required."""
+        meta = self.read_json(META_FILE, required=required)
+        if not meta:
+            return {}
+        if not isinstance(meta.get("arch"), str) or not meta["arch"]:
+            raise self.problem(META_FILE, "has no 'arch' entry naming the architecture")
+        classes = meta.get("classes", list(EMOTIONS))
+        if not isinstance(classes, list) or len(classes) != len(EMOTIONS) or \
+                not all(isinstance(c, str) for c in classes):
+            raise self.problem(META_FILE, f"has classes {classes!r}, not a list of the {len(EMOTIONS)} class names")
+        if meta.get("normalisation") is not None:
+            self.normalisation(meta)
+        for section in ("metrics", "training", "input"):
+            if section in meta and not isinstance(meta[section], dict):
+                raise self.problem(META_FILE, f"has a {section!r} entry that is not an object")
+        for key, value in meta.get("metrics", {}).items():
+            if key in ("val_acc", "val_loss", "best_epoch") and value is not None and not _number(value):
+                raise self.problem(META_FILE, f"has metrics.{key} {value!r}, not a number")
+        if meta.get("shipped") is not None and not isinstance(meta["shipped"], dict):
+            raise self.problem(META_FILE, "has a 'shipped' entry that is not an object")
+        return meta
+
+    def normalisation(self, meta: dict) -> dict:
+        """The pixel statistics the model was trained with, which loading it needs: a finite mean, a std > 0."""
+        norm = meta.get("normalisation")
+        if not (isinstance(norm, dict) and _number(norm.get("mean")) and _number(norm.get("std")) and norm["std"] > 0):
+            raise self.problem(META_FILE, f"has normalisation {norm!r}: it needs a finite 'mean' and a 'std' "
+                                          "above 0 (the pixel statistics the model was trained with)")
+        return norm
+
+    def job(self) -> dict:
+        """job.json of a job the dashboard launched: pid (a positive whole number) and devices; {} if absent."""
+        job = self.read_json(JOB_FILE)
+        if not job:
+            return {}
+        if not (_number(job.get("pid"), integer=True) and job["pid"] > 0):
+            raise self.problem(JOB_FILE, f"has pid {job.get('pid')!r}, not a process id")
+        devices = job.get("devices", [])
+        if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
+            raise self.problem(JOB_FILE, f"has devices {devices!r}, not a list of device names")
+        return job
+
+    def evaluations(self) -> list[str]:
+        """The evaluation names under eval/ that hold a metrics.json (folders with other names are ignored)."""
+        root = self.path / EVAL_DIR
+        if not root.is_dir():
+            return []
+        return sorted(p.name for p in root.iterdir()
+                      if _EVAL_NAME.fullmatch(p.name) and (p / METRICS_FILE).is_file())
+
+    def eval_dir(self, split: str) -> Path:
+        return self.path / EVAL_DIR / valid_split(split)
+
+    # ------------------------------------------------------------ writing (the trainer and the evaluator)
+
+    def write_json(self, name: str, value: dict) -> None:
+        atomic_write_json(self.path / name, value)
+
+    def write_history(self, rows: list[dict]) -> None:
+        lines = [",".join(HISTORY_COLUMNS)] + [",".join(f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c])
+                                                        for c in HISTORY_COLUMNS) for r in rows]
+        atomic_write_text(self.path / HISTORY_FILE, "\n".join(lines) + "\n")
+
+    def clear_training_state(self) -> list[str]:
+        """Remove the files of a start that never got going (and of --restart): the contract's files only,
+        never anything else a user put in the folder. Returns the names removed."""
+        import shutil
+
+        removed = []
+        for name in (*TRAINING_STATE, STATUS_FILE):
+            path = self.path / name
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+                removed.append(name)
+        if (self.path / EVAL_DIR).is_dir() and not (self.path / EVAL_DIR).is_symlink():
+            shutil.rmtree(self.path / EVAL_DIR)
+            removed.append(EVAL_DIR)
+        return removed
