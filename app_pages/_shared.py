@@ -5,6 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from fer_models.runfolder import RunProblem
 from fer_models.runs import RunSummary, best_run, list_runs, read_history
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +57,9 @@ def run_picker() -> None:
 def selected_run() -> RunSummary | None:
     """The picked run, or None after telling the user how to get one (the page should then stop)."""
     run = st.session_state.get("run")
+    if run is not None and run.state == "unreadable":
+        st.error(f"{run.error}. Fix or remove the folder {run.path}; the other runs work as usual.")
+        return None
     if run is None:
         st.info("No trained run to show yet. Train one with\n\n"
                 "`python -m fer_models.train --model cnn3 --data path/to/fer2013.csv.gz "
@@ -69,8 +73,13 @@ def cached_history(path: str, mtime: float):
 
 
 def history_of(run: RunSummary):
+    """The run's history.csv; an empty table, after saying why, if it became unreadable since it was listed."""
     path = Path(run.path) / "history.csv"
-    return cached_history(str(run.path), path.stat().st_mtime if path.exists() else 0.0)
+    try:
+        return cached_history(str(run.path), path.stat().st_mtime if path.exists() else 0.0)
+    except RunProblem as err:
+        st.warning(str(err))
+        return read_history(Path(run.path) / "no such folder")
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=6)

@@ -8,6 +8,7 @@ from app_pages._shared import selected_run
 from fer_models.confusion import cell_faces, cell_from_selection, most_confused, per_class_table
 from fer_models.data import EMOTIONS, DataError
 from fer_models.figures import confusion_figure
+from fer_models.runfolder import RunProblem
 from fer_models.runs import faces_source, read_evaluation
 
 FACES_PER_PAGE = 30
@@ -65,7 +66,12 @@ if run is not None:
     split = st.selectbox("Evaluation", run.evaluations,
                          index=run.evaluations.index("PublicTest") if "PublicTest" in run.evaluations else 0)
     folder = Path(run.path) / "eval" / split
-    metrics, predictions, confusion = cached_evaluation(str(run.path), split, (folder / "metrics.json").stat().st_mtime)
+    try:
+        metrics, predictions, confusion = cached_evaluation(str(run.path), split,
+                                                            (folder / "metrics.json").stat().st_mtime)
+    except (RunProblem, OSError) as err:
+        st.error(f"This evaluation cannot be read: {err}. Evaluate the run again to rewrite it.")
+        st.stop()
     if confusion is None:
         st.info(f"Split {split} has no labels: there is no confusion matrix, only predictions "
                 f"({len(predictions)} faces).")

@@ -121,10 +121,11 @@ with soft:
     source = "a made-up example"
     true = 3
     if run is not None:
+        from fer_models.runfolder import RunProblem
         from fer_models.runs import read_evaluation
         try:
             _, predictions, _ = read_evaluation(run.path, "PublicTest")
-        except FileNotFoundError:
+        except (FileNotFoundError, RunProblem):
             predictions = None
         if predictions is not None and len(predictions):
             row = st.number_input(f"face (row of {run.name}'s PublicTest predictions)", 0, len(predictions) - 1, 0)

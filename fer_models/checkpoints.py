@@ -154,8 +154,8 @@ def load_training_state(path, model: FERModel, optimizer: torch.optim.Optimizer,
             header = json.loads(f.metadata()["resume"])
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path}: unreadable training state ({err}); "
-                              "start the run again without --resume") from err
+        raise CheckpointError(f"{path}: unreadable training state ({err}); start the run anew with --restart "
+                              "(same --out, with --data and the settings)") from err
     device = next(model.parameters()).device
 
     def part(prefix):

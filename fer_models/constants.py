@@ -7,3 +7,5 @@ IMAGE_SIZE = 48  # FER2013 faces are 48 x 48 gray; every model takes this input
 # FER2013 crops reach a little past a detector's face box (forehead, chin): the box grows by this share per side
 FACE_MARGIN = 0.1
 LABEL_SOURCES = ("fer2013", "ferplus-majority", "ferplus-soft")
+# photos and dataset images larger than this are refused from their header, before any decoding
+MAX_PIXELS = 25_000_000

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_replace
-from .constants import EMOTIONS, IMAGE_SIZE, LABEL_SOURCES
+from .constants import EMOTIONS, IMAGE_SIZE, LABEL_SOURCES, MAX_PIXELS
 
 if TYPE_CHECKING:
     import torch
@@ -257,9 +257,9 @@ def _parse_pixels(path: Path, column) -> np.ndarray:
                 values = np.zeros(0, np.int32)
             if values.size == n * N_PIXELS and values.min() >= 0 and values.max() <= 255:
                 return values.astype(np.uint8).reshape(n, 1, IMAGE_SIZE, IMAGE_SIZE)
-    for i, row in enumerate(column.to_pylist()):
-        _parse_pixel_row(path, i + 2, row)
-    raise DataError(f"{path}: pixel values could not be parsed")  # unreachable unless the fast path is wrong
+    # the slow path names the first bad line, and accepts what the fast one refuses but is fine (extra spaces)
+    rows = [_parse_pixel_row(path, i + 2, row) for i, row in enumerate(column.to_pylist())]
+    return np.stack(rows).reshape(n, 1, IMAGE_SIZE, IMAGE_SIZE)
 
 
 def _parse_pixel_row(path: Path, line: int, row: str | None) -> np.ndarray:
@@ -267,7 +267,7 @@ def _parse_pixel_row(path: Path, line: int, row: str | None) -> np.ndarray:
     if len(tokens) != N_PIXELS:
         raise DataError(f"{path}: line {line}: expected {N_PIXELS} pixel values (48x48), found {len(tokens)}")
     for k, tok in enumerate(tokens):
-        if not tok.isdigit():
+        if not (tok.isascii() and tok.isdigit()):  # '²' is a Unicode digit that int() refuses
             raise DataError(f"{path}: line {line}: pixel {k + 1} is {tok!r}, not an integer 0..255")
         if int(tok) > 255:
             raise DataError(f"{path}: line {line}: pixel {k + 1} is {tok}, outside 0..255")
@@ -406,20 +406,32 @@ def _read_class_folders(root: Path) -> FaceData:
 
 
 def read_face_image(file) -> np.ndarray:
-    """Any image file (any size, colour mode, EXIF orientation) to uint8 1 x 48 x 48 gray."""
+    """Any image file (any colour mode, EXIF orientation, up to MAX_PIXELS) to uint8 1 x 48 x 48 gray,
+    decoded with a bounded footprint: a JPEG is decoded at a reduced scale, a large image is reduced
+    before its pixels are converted."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(file) as img:
+            w, h = img.size
+            if w * h > MAX_PIXELS:  # from the header, before decoding: a decompression bomb stops here
+                raise DataError(f"{file}: {w}×{h} = {w * h / 1e6:.0f} megapixels, over the limit of "
+                                f"{MAX_PIXELS / 1e6:.0f}; scale it down (faces are used at 48×48)")
+            img.draft("L", (IMAGE_SIZE * 4, IMAGE_SIZE * 4))  # JPEG only: decode at 1/2, 1/4 or 1/8 scale
             img = ImageOps.exif_transpose(img)
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(img, dtype=np.float64)
-                arr = arr * (255.0 / max(arr.max(), 1.0))
+            factor = max(1, min(img.size) // (IMAGE_SIZE * 4))
+            if factor > 1:
+                img = img.reduce(factor)
+            if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                arr = np.asarray(img, dtype=np.float32)
+                arr = arr * (255.0 / max(float(arr.max()), 1.0))
                 img = Image.fromarray(arr.astype(np.uint8))
             gray = img.convert("L").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BOX
                                            if min(img.size) >= IMAGE_SIZE else Image.Resampling.BICUBIC)
             return np.asarray(gray, dtype=np.uint8)[None]
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except DataError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"{file}: not a readable image ({err})") from err
 
 

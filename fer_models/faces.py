@@ -17,12 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .constants import FACE_MARGIN, IMAGE_SIZE
+from .constants import FACE_MARGIN, IMAGE_SIZE, MAX_PIXELS
 
-MAX_PIXELS = 25_000_000
 # Detection runs on a copy whose shorter side is this long, where the cascade's 24-pixel window is
 # 12% of it: smaller faces are missed (a crowd photo), and a 1280×720 photo is searched ~2x faster.
 DETECT_SHORT_SIDE = 200
+# Photos are worked on at most this long a side: a face that fills a tenth of it is still 400 pixels wide,
+# far more than the 48 the model sees, and 16-bit or float pixels are reduced to it before conversion.
+WORKING_SIDE = 4000
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
 RETRY_ANGLES = (20, -20, 35, -35)
 
 
@@ -58,8 +61,11 @@ def read_image(source, name: str | None = None) -> np.ndarray:
         raise ImageError(f"{name} is {w}×{h} = {w * h / 1e6:.0f} megapixels; the limit is "
                          f"{MAX_PIXELS / 1e6:.0f}. Scale it down and try again.")
     try:
+        im.draft(im.mode, (WORKING_SIDE, WORKING_SIDE))  # JPEG only: decode no larger than needed
         im.load()
         im = ImageOps.exif_transpose(im)
+        if im.mode in WIDE_MODES and max(im.size) > WORKING_SIDE:  # 4-8 bytes a pixel: shrink before converting
+            im = im.reduce(-(-max(im.size) // WORKING_SIDE))
         return _to_rgb(im)
     except Exception as err:  # noqa: BLE001 - and as many on truncated or corrupt pixel data
         raise ImageError(f"{name} is truncated or corrupt ({err}); save it again or use another photo.") from None
@@ -68,8 +74,8 @@ def read_image(source, name: str | None = None) -> np.ndarray:
 def _to_rgb(im) -> np.ndarray:
     from PIL import Image
 
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        a = np.asarray(im, dtype=np.float64)
+    if im.mode in WIDE_MODES:
+        a = np.asarray(im, dtype=np.float32)
         top = 1.0 if im.mode == "F" and a.max() <= 1.0 else (255.0 if a.max() <= 255 else 65535.0)
         gray = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2)

@@ -287,9 +287,9 @@ def job_state(run) -> dict:
     run = Path(run)
     try:
         status = read_status(run)
+        job = RunFolder(run).job()
     except RunProblem as err:
-        status = {"state": "unreadable", "recorded_state": "unreadable", "error": str(err)}
-    job = _job(run)
+        status, job = {"state": "unreadable", "recorded_state": "unreadable", "error": str(err)}, {}
     if job:
         alive = alive_or_zombie(job["pid"])
         if not status.get("recorded_state") or status.get("recorded_state") == "unknown":

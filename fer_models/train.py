@@ -545,12 +545,18 @@ def train(cfg: TrainConfig, out: Path, resume: bool, kill_at_step: int | None = 
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // (world if device.type == "cpu" else 1))
     torch.set_num_threads(threads)
     precision = resolve_precision(cfg.precision, device)
+    stop = StopSignal()  # before the first status: from then on a stop leaves a run that resumes
     status = StatusWriter(run, rank == 0)
     status.write(state="running", pid=os.getpid(), host=socket.gethostname(), epoch=0, step=0, epochs=cfg.epochs,
                  steps_per_epoch=None, started=time.time(), error=None, device=str(device), world_size=world)
-    stop = StopSignal()  # from here on, data loading included: a stop then leaves a run that resumes
 
-    splits = load_splits(cfg)
+    try:
+        splits = load_splits(cfg)
+    except KeyboardInterrupt:  # pyarrow's CSV reader takes Ctrl-C over while it parses, and raises this
+        status.write(state="stopped", finished=time.time(), train_seconds=0.0,
+                     error="stopped while reading the data; start it again (a folder with no training state is "
+                           "reused)")
+        return "stopped"
     if rank == 0:
         previous = run.read_json("config.json") if resume else {}
         run.write_json("config.json", config_record(cfg, splits, previous, resume, device, world, threads, precision))
