@@ -419,19 +419,24 @@ def read_face_image(file) -> np.ndarray:
                                 f"{MAX_PIXELS / 1e6:.0f}; scale it down (faces are used at 48×48)")
             img.draft("L", (IMAGE_SIZE * 4, IMAGE_SIZE * 4))  # JPEG only: decode at 1/2, 1/4 or 1/8 scale
             img = ImageOps.exif_transpose(img)
+            if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16/32-bit: area-resized as they are
+                import cv2
+
+                arr = np.asarray(img)
+                small = cv2.resize(arr.astype(np.float32) if arr.dtype == np.int32 else arr, (IMAGE_SIZE, IMAGE_SIZE),
+                                   interpolation=cv2.INTER_AREA).astype(np.float32)
+                return (small * (255.0 / max(float(small.max()), 1.0)) + 0.5).astype(np.uint8)[None]
             factor = max(1, min(img.size) // (IMAGE_SIZE * 4))
-            if factor > 1:
+            if factor > 1:  # shrink the decoded pixels before any conversion copies them
                 img = img.reduce(factor)
-            if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                arr = np.asarray(img, dtype=np.float32)
-                arr = arr * (255.0 / max(float(arr.max()), 1.0))
-                img = Image.fromarray(arr.astype(np.uint8))
             gray = img.convert("L").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BOX
                                            if min(img.size) >= IMAGE_SIZE else Image.Resampling.BICUBIC)
             return np.asarray(gray, dtype=np.uint8)[None]
     except DataError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError as err:  # PIL's own limit, far above ours, refused before the header check
+        raise DataError(f"{file}: over the limit of {MAX_PIXELS / 1e6:.0f} megapixels ({err})") from err
+    except (UnidentifiedImageError, OSError, ValueError) as err:
         raise DataError(f"{file}: not a readable image ({err})") from err
 
 

@@ -22,8 +22,8 @@ from .constants import FACE_MARGIN, IMAGE_SIZE, MAX_PIXELS
 # Detection runs on a copy whose shorter side is this long, where the cascade's 24-pixel window is
 # 12% of it: smaller faces are missed (a crowd photo), and a 1280×720 photo is searched ~2x faster.
 DETECT_SHORT_SIDE = 200
-# Photos are worked on at most this long a side: a face that fills a tenth of it is still 400 pixels wide,
-# far more than the 48 the model sees, and 16-bit or float pixels are reduced to it before conversion.
+# 16-bit and float photos are worked on at most this long a side (a face a tenth of it wide is still 400
+# pixels, far more than the 48 the model sees), shrunk before a float copy is made; JPEGs decode at it.
 WORKING_SIDE = 4000
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
 RETRY_ANGLES = (20, -20, 35, -35)
@@ -64,8 +64,6 @@ def read_image(source, name: str | None = None) -> np.ndarray:
         im.draft(im.mode, (WORKING_SIDE, WORKING_SIDE))  # JPEG only: decode no larger than needed
         im.load()
         im = ImageOps.exif_transpose(im)
-        if im.mode in WIDE_MODES and max(im.size) > WORKING_SIDE:  # 4-8 bytes a pixel: shrink before converting
-            im = im.reduce(-(-max(im.size) // WORKING_SIDE))
         return _to_rgb(im)
     except Exception as err:  # noqa: BLE001 - and as many on truncated or corrupt pixel data
         raise ImageError(f"{name} is truncated or corrupt ({err}); save it again or use another photo.") from None
@@ -75,7 +73,14 @@ def _to_rgb(im) -> np.ndarray:
     from PIL import Image
 
     if im.mode in WIDE_MODES:
-        a = np.asarray(im, dtype=np.float32)
+        import cv2
+
+        a = np.asarray(im)
+        if max(a.shape) > WORKING_SIDE:  # shrunk in its own 2-4 bytes a pixel, before a float copy is made
+            f = WORKING_SIDE / max(a.shape)
+            a = cv2.resize(a.astype(np.float32) if a.dtype == np.int32 else a, None, fx=f, fy=f,
+                           interpolation=cv2.INTER_AREA)
+        a = a.astype(np.float32)
         top = 1.0 if im.mode == "F" and a.max() <= 1.0 else (255.0 if a.max() <= 255 else 65535.0)
         gray = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2)
