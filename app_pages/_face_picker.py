@@ -5,7 +5,6 @@ The pick is kept in session state under its own keys (not only in widget state, 
 drops on a page switch), so Saliency and Filters show the same face.
 """
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from app_pages._dataset import load_split
 from fer_models.data import EMOTIONS, DataError
 from fer_models.faces import MAX_PIXELS, ImageError, draw_faces, find_faces, read_image
 from fer_models.pictures import enlarge
+from fer_models.runfolder import METRICS_FILE, RunFolder, RunProblem
 from fer_models.runs import BUNDLED_PUBLICTEST, faces_source
 
 SOURCES = ["Dataset", "Upload", "Camera"]
@@ -63,8 +63,8 @@ def _faces_for(run, split: str):
     when it is on this machine, else the bundled PublicTest faces."""
     if run is not None and split in run.evaluations:
         try:
-            metrics = json.loads((Path(run.path) / "eval" / split / "metrics.json").read_text())
-        except (OSError, ValueError):
+            metrics = RunFolder(RunFolder(run.path).eval_dir(split)).read_json(METRICS_FILE)
+        except RunProblem:
             metrics = {}
         source = faces_source(metrics, split)
         if source is not None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from fer_models.runfolder import RunProblem
+from fer_models.runfolder import HISTORY_FILE, MODEL_FILE, RunProblem
 from fer_models.runs import RunSummary, best_run, list_runs, read_history
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +74,7 @@ def cached_history(path: str, mtime: float):
 
 def history_of(run: RunSummary):
     """The run's history.csv; an empty table, after saying why, if it became unreadable since it was listed."""
-    path = Path(run.path) / "history.csv"
+    path = Path(run.path) / HISTORY_FILE
     try:
         return cached_history(str(run.path), path.stat().st_mtime if path.exists() else 0.0)
     except RunProblem as err:
@@ -92,14 +92,14 @@ def cached_model(run_path: str, mtime: float):
 
 def checkpoint_key(run: RunSummary) -> str:
     """Names one version of a run's weights, for caches of what is computed from them."""
-    return f"{run.path}@{(Path(run.path) / 'model.safetensors').stat().st_mtime}"
+    return f"{run.path}@{(Path(run.path) / MODEL_FILE).stat().st_mtime}"
 
 
 def model_of(run: RunSummary):
     """(model, meta) of the run's best checkpoint, or None after saying why it cannot be loaded."""
     from fer_models.checkpoints import CheckpointError
 
-    weights = Path(run.path) / "model.safetensors"
+    weights = Path(run.path) / MODEL_FILE
     if not weights.exists():
         st.info(f"Run {run.name} has no checkpoint yet: model.safetensors is written after its first epoch"
                 + (" (it is still training)." if run.state == "running" else "."))

@@ -1,5 +1,4 @@
 """Confusion matrix: which expressions the selected run confuses, and on which faces. Click a cell to see them."""
-from pathlib import Path
 
 import streamlit as st
 
@@ -8,7 +7,7 @@ from app_pages._shared import selected_run
 from fer_models.confusion import cell_faces, cell_from_selection, most_confused, per_class_table
 from fer_models.data import EMOTIONS, DataError
 from fer_models.figures import confusion_figure
-from fer_models.runfolder import RunProblem
+from fer_models.runfolder import METRICS_FILE, RunFolder, RunProblem
 from fer_models.runs import faces_source, read_evaluation
 
 FACES_PER_PAGE = 30
@@ -65,10 +64,10 @@ if run is not None:
         st.stop()
     split = st.selectbox("Evaluation", run.evaluations,
                          index=run.evaluations.index("PublicTest") if "PublicTest" in run.evaluations else 0)
-    folder = Path(run.path) / "eval" / split
+    folder = RunFolder(run.path).eval_dir(split)
     try:
         metrics, predictions, confusion = cached_evaluation(str(run.path), split,
-                                                            (folder / "metrics.json").stat().st_mtime)
+                                                            (folder / METRICS_FILE).stat().st_mtime)
     except (RunProblem, OSError) as err:
         st.error(f"This evaluation cannot be read: {err}. Evaluate the run again to rewrite it.")
         st.stop()

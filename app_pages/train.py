@@ -10,7 +10,7 @@ from fer_models.figures import history_figure
 from fer_models.jobs import (JobError, TrainRequest, data_summary, delete, evaluate, job_state, launch, log_tail,
                              recipe_of, resume, sanitise_name, stop)
 from fer_models.models import list_models
-from fer_models.runfolder import RunFolder, RunProblem
+from fer_models.runfolder import CONFIG_FILE, JOB_FILE, RunFolder, RunProblem
 from fer_models.runs import BUNDLED_PUBLICTEST, RunSummary, list_runs, read_history
 from fer_models.settings import (DEFAULT_LR, DEFAULT_WEIGHT_DECAY, DEMO_EPOCHS, OPTIMIZERS, RECIPE_FIELDS, SCHEDULES,
                                  TrainConfig, clamped, form_range)
@@ -146,7 +146,7 @@ def job_card(run: RunSummary, root: Path) -> None:
 
 def jobs_panel(root: Path) -> None:
     def jobs():
-        return [r for r in list_runs(root) if (r.path / "job.json").exists() or r.state == "running"]
+        return [r for r in list_runs(root) if (r.path / JOB_FILE).exists() or r.state == "running"]
 
     running = any(job_state(r.path)["state"] == "running" for r in jobs())
 
@@ -204,7 +204,7 @@ def take_recipe(root: Path, demo: bool) -> None:
 
 
 def recipe_ui(root: Path, demo: bool) -> None:
-    recipes = [r.name for r in list_runs(root) if (r.path / "config.json").exists()]
+    recipes = [r.name for r in list_runs(root) if (r.path / CONFIG_FILE).exists()]
     st.columns(2)[0].selectbox("Start from", [""] + recipes, key="job_recipe", on_change=take_recipe,
                                args=(root, demo),
                                format_func=lambda n: f"the settings of {n}" if n else "the default settings",

@@ -23,7 +23,7 @@ from .atomic import atomic_write_json, atomic_write_text
 from .checkpoints import CheckpointError, load_model
 from .data import EMOTIONS, DataError, load_faces, to_input
 from .precision import autocast_for
-from .runfolder import RunFolder, RunProblem, valid_split
+from .runfolder import CONFUSION_FILE, METRICS_FILE, PREDICTIONS_FILE, RunFolder, RunProblem, valid_split
 
 
 @torch.no_grad()
@@ -106,7 +106,7 @@ def evaluate_run(run_dir, data_path, split: str, tta: bool = False, device: str 
     table = pd.DataFrame({"id": data.ids, "true": data.labels, "pred": pred})
     for c, name in enumerate(EMOTIONS):
         table[f"p_{name}"] = probs[:, c].round(6)
-    atomic_write_text(out_dir / "predictions.csv", table.to_csv(index=False))
+    atomic_write_text(out_dir / PREDICTIONS_FILE, table.to_csv(index=False))
     labelled = data.labels >= 0
     summary = {"split": split, "n": int(len(data)), "tta": tta, "run": str(run_dir), "arch": meta["arch"],
                "data": str(Path(data_path).resolve()), "label_source": label_source,
@@ -115,11 +115,11 @@ def evaluate_run(run_dir, data_path, split: str, tta: bool = False, device: str 
         metrics = classification_metrics(data.labels[labelled], probs[labelled])
         cm = pd.DataFrame(metrics.pop("confusion"), index=list(EMOTIONS), columns=list(EMOTIONS))
         cm.index.name = "true"
-        atomic_write_text(out_dir / "confusion.csv", cm.to_csv())
+        atomic_write_text(out_dir / CONFUSION_FILE, cm.to_csv())
         summary.update(metrics, n_labelled=int(labelled.sum()))
     else:
         summary["notes"] = summary["notes"] + [f"split {split} has no labels: predictions only, no metrics"]
-    atomic_write_json(out_dir / "metrics.json", summary)
+    atomic_write_json(out_dir / METRICS_FILE, summary)
     return summary
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .constants import LABEL_SOURCES
 from .processes import alive_or_zombie, is_trainer_of
-from .runfolder import CONFIG_FILE, JOB_FILE, LAST_FILE, LOG_FILE, RunFolder, RunProblem
+from .runfolder import CONFIG_FILE, JOB_FILE, LAST_FILE, LOG_FILE, META_FILE, RunFolder, RunProblem
 from .runs import read_history, read_status
 from .settings import DEFAULT_WEIGHT_DECAY, RECIPE_FIELDS, SETTINGS, TrainConfig, argv_of, check
 
@@ -366,7 +366,7 @@ def delete(run, root) -> None:
     if not folder.is_run():
         raise JobError(f"{run} does not look like a run folder; nothing deleted")
     try:
-        shipped = folder.read_json("meta.json").get("shipped")
+        shipped = folder.read_json(META_FILE).get("shipped")
     except RunProblem:
         shipped = None
     if shipped:

@@ -21,11 +21,11 @@ from pathlib import Path
 from .checkpoints import CheckpointError, load_model, save_model
 from .data import DataError
 from .evaluate import evaluate_run
-from .runfolder import CONFIG_FILE, RunFolder, RunProblem
+from .runfolder import CONFIG_FILE, HISTORY_FILE, STATUS_FILE, RunFolder, RunProblem
 
 ROOT = Path(__file__).resolve().parents[1]
 
-RECORD = ("config.json", "history.csv", "status.json")
+RECORD = (CONFIG_FILE, HISTORY_FILE, STATUS_FILE)
 HALF_TOLERANCE = 0.001  # accuracy, as a fraction: 0.1 points
 
 

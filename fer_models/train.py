@@ -39,11 +39,10 @@ from .evaluate import predict_proba
 from .models import create_model, list_models
 from .precision import autocast_for, resolve_precision
 from .recipes import RECIPES, recipe
-from .runfolder import HISTORY_COLUMNS, LAST_FILE, STATUS_FILE, RunFolder, RunProblem
+from .runfolder import CONFIG_FILE, HISTORY_COLUMNS, LAST_FILE, META_FILE, STATUS_FILE, RunFolder, RunProblem
 from .settings import RESUMABLE_FIELDS, SETTINGS, OneLineParser, TrainConfig, add_arguments, config_from, flag
 
 __all__ = ["HISTORY_COLUMNS", "learning_rate", "main", "train"]
-LAUNCHER_FILES = ("job.json", "train.log")  # the dashboard writes these before the trainer starts
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -66,7 +65,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     if run.path.exists() and not run.path.is_dir():
         raise DataError(f"--out {run.path} is a file, not a run folder: give a folder path")
     if args.resume:
-        if not run.file("config.json").exists():
+        if not run.file(CONFIG_FILE).exists():
             raise DataError(f"{run.path}: no config.json to resume from; start a new run there without --resume "
                             "(a folder with no training state is reused)")
         try:
@@ -558,8 +557,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool, kill_at_step: int | None = 
                            "reused)")
         return "stopped"
     if rank == 0:
-        previous = run.read_json("config.json") if resume else {}
-        run.write_json("config.json", config_record(cfg, splits, previous, resume, device, world, threads, precision))
+        previous = run.read_json(CONFIG_FILE) if resume else {}
+        run.write_json(CONFIG_FILE, config_record(cfg, splits, previous, resume, device, world, threads, precision))
         for note in splits.notes:
             print(f"note: {note}", file=sys.stderr)
     if stop.requested and not run.file(LAST_FILE).exists():
@@ -608,13 +607,13 @@ def train(cfg: TrainConfig, out: Path, resume: bool, kill_at_step: int | None = 
             break
 
     if rank == 0:
-        meta_now = run.read_json("meta.json")
+        meta_now = run.read_json(META_FILE)
         if meta_now:
             meta_now["training"].update(epochs_done=len(state.history), state=outcome,
                                         seconds=round(state.train_seconds, 1),
                                         images_per_second=round(len(x_train) * len(state.history)
                                                                 / max(state.train_seconds, 1e-9), 1))
-            run.write_json("meta.json", meta_now)
+            run.write_json(META_FILE, meta_now)
     status.write(state=outcome, finished=time.time(), train_seconds=round(state.train_seconds, 1))
     if world > 1:
         dist.barrier()
