@@ -1,11 +1,15 @@
-"""Training throughput (images/second) of one optimisation step per model on this machine.
+"""Training throughput (images/second) of one optimisation step per model on this machine, and the
+epochs each model can train in one sitting.
 
     python bench/train_throughput.py [--models cnn3 densenet201_fer] [--batch-size 128] [--steps 10]
+                                     [--budget-hours 2.3] [--teacher resnet10_fer] [--compare]
 
-Compares a naive loop (per-image PIL augmentation, fp32 NCHW) with the trainer's batch augmentation
-in fp32 NCHW, fp32 channels_last (the trainer's choice on CPUs without native bf16) and bf16
-autocast + channels_last (its choice on GPUs and bf16-capable CPUs), on random data. Prints one
-JSON object. Run it on an idle machine: a training job beside it halves every figure.
+For each model: the trainer's own path (batch augmentation, channels_last, the precision the trainer
+picks here: bf16 only where the CPU computes it natively), the same with a distillation teacher's
+forward pass added, and the epochs of the 28,709 FER2013 Training faces that fit in --budget-hours
+at that speed. --compare adds a naive loop (per-image PIL augmentation, fp32 NCHW) and each layout
+and precision. Prints one JSON object. Run it on an idle machine: a training job beside it halves
+every figure.
 """
 import argparse
 import json
@@ -20,12 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from fer_models.data import AugmentConfig, augment_batch
-from fer_models.precision import autocast_for
+from fer_models.precision import autocast_for, resolve_precision
 from fer_models.models import create_model, list_models
 
 
-def timed_steps(name, batch, steps, make_batch, precision="fp32", fmt=torch.contiguous_format):
-    """Images per second of SGD steps on `name`, each on the batch that make_batch() returns."""
+def timed_steps(name, batch, steps, make_batch, precision="fp32", fmt=torch.contiguous_format, teacher=None):
+    """Images per second of SGD steps on `name`, each on the batch that make_batch() returns; with a
+    teacher model, its forward pass and the distillation term are part of each step, as in the trainer."""
     torch.manual_seed(0)
     model = create_model(name).to(memory_format=fmt).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -36,6 +41,10 @@ def timed_steps(name, batch, steps, make_batch, precision="fp32", fmt=torch.cont
         with autocast_for(torch.device("cpu"), precision):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
+        if teacher is not None:
+            with torch.no_grad():
+                soft = (teacher(x).float() / 4).softmax(1)
+            loss = loss + F.kl_div((logits.float() / 4).log_softmax(1), soft, reduction="batchmean")
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -72,18 +81,31 @@ def main():
     p.add_argument("--models", nargs="*", default=list_models())
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--budget-hours", type=float, default=2.3, help="one sitting's wall time")
+    p.add_argument("--train-faces", type=int, default=28709, help="faces per epoch (FER2013 Training)")
+    p.add_argument("--teacher", default="resnet10_fer", help="the distillation teacher's architecture")
+    p.add_argument("--compare", action="store_true", help="also the naive loop and every layout/precision")
     args = p.parse_args()
     torch.set_num_threads(os.cpu_count())
+    precision = resolve_precision("auto", torch.device("cpu"))
+    teacher = create_model(args.teacher).to(memory_format=torch.channels_last).eval()
     result = {"threads": torch.get_num_threads(), "batch_size": args.batch_size, "cpu_capability":
-              torch.backends.cpu.get_cpu_capability(), "images_per_second": {}}
+              torch.backends.cpu.get_cpu_capability(), "trainer_precision": precision,
+              "budget_hours": args.budget_hours, "teacher": args.teacher, "models": {}}
     for name in args.models:
         b, n, cl = args.batch_size, args.steps, torch.channels_last
-        result["images_per_second"][name] = {
-            "naive_pil_fp32": timed_steps(name, b, n, naive_batches(b)),
-            "fp32_nchw": timed_steps(name, b, n, trainer_batches(b)),
-            "fp32_channels_last": timed_steps(name, b, n, trainer_batches(b), fmt=cl),
-            "bf16_channels_last": timed_steps(name, b, n, trainer_batches(b), "bf16", cl),
-        }
+        trainer = timed_steps(name, b, n, trainer_batches(b), precision, cl)
+        taught = timed_steps(name, b, n, trainer_batches(b), precision, cl, teacher=teacher)
+        seconds = args.budget_hours * 3600
+        row = {"images_per_second": trainer, "with_teacher_images_per_second": taught,
+               "epochs_in_budget": int(seconds * trainer // args.train_faces),
+               "epochs_in_budget_with_teacher": int(seconds * taught // args.train_faces)}
+        if args.compare:
+            row.update(naive_pil_fp32=timed_steps(name, b, n, naive_batches(b)),
+                       fp32_nchw=timed_steps(name, b, n, trainer_batches(b)),
+                       fp32_channels_last=timed_steps(name, b, n, trainer_batches(b), fmt=cl),
+                       bf16_channels_last=timed_steps(name, b, n, trainer_batches(b), "bf16", cl))
+        result["models"][name] = row
     print(json.dumps(result))
 
 
