@@ -271,12 +271,10 @@ def job_form(data: str, label_source: str, demo: bool, sizes: dict | None) -> Tr
                         erase=erase, label_smoothing=smoothing, mixup=mixup, weight_decay=weight_decay, ema=ema)
 
 
-def start(request: TrainRequest, root: Path, data_error: str | None, sizes: dict | None) -> None:
+def start(request: TrainRequest, root: Path, data_error: str | None) -> None:
     problems = request.problems()
     if data_error:
         problems.append(f"the dataset cannot be used: {data_error}")
-    elif sizes is not None and not request.val_fraction and request.val_split == request.train_split:
-        problems.append("validating on the training split measures nothing: pick another split or the hold-out")
     if problems:
         st.error("Not started:\n\n" + "\n".join(f"- {p}" for p in problems))
         return
@@ -305,7 +303,7 @@ def main() -> None:
     recipe_ui(root, demo)
     request = job_form(data, label_source, demo, sizes)
     if request is not None:
-        start(request, root, data_error, sizes)
+        start(request, root, data_error)
 
 
 main()

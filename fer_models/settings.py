@@ -128,6 +128,9 @@ class TrainConfig:
             problem = check(f.name, getattr(self, f.name))
             if problem:
                 found.append(problem)
+        if not self.val_fraction and self.val_split == self.train_split:
+            found.append("validating on the training split measures nothing: pick another split or a hold-out "
+                         "fraction (--val-fraction)")
         if isinstance(self.model, str):
             from .models import list_models
             if self.model not in list_models():

@@ -95,7 +95,11 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     paths = {k: str(Path(getattr(cfg, k)).resolve()) for k in ("data", "ferplus", "teacher") if getattr(cfg, k)}
     if cfg.val_fraction > 0:  # the hold-out gets its own name, so the evaluation of PublicTest stays apart
         paths["val_split"] = f"{cfg.train_split}-holdout"
-    return replace(cfg, **paths).resolved()
+    cfg = replace(cfg, **paths).resolved()
+    problems = cfg.problems()
+    if problems:
+        raise DataError("; ".join(problems))
+    return cfg
 
 
 def learning_rate(cfg: TrainConfig, step: int, total: int, steps_per_epoch: int) -> float:

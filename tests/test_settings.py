@@ -118,3 +118,11 @@ def test_a_student_with_a_teacher_follows_the_teacher(tmp_path, run_env):
     agreement = {name: float((predictions(r) == predictions(teacher)).mean()) for name, r in
                  (("taught", taught), ("alone", alone))}
     assert agreement["taught"] >= 0.9 and agreement["taught"] > agreement["alone"] + 0.15, agreement
+
+
+def test_validating_on_the_training_split_is_refused_in_the_library(tmp_path, capsys):
+    from fer_models.train import main
+
+    assert any("measures nothing" in p for p in TrainRequest(data="x", name="n", val_split="Training").problems())
+    assert main(["--data", "x.csv", "--val-split", "Training", "--out", str(tmp_path / "r")]) == 2
+    assert "measures nothing" in capsys.readouterr().err
