@@ -149,13 +149,16 @@ def load_training_state(path, model: FERModel, optimizer: torch.optim.Optimizer,
     from safetensors import safe_open
 
     path = Path(path)
+    way_out = "start the run anew with --restart (same --out, with --data and the settings)"
     try:
         with safe_open(path, framework="pt") as f:
-            header = json.loads(f.metadata()["resume"])
+            header = json.loads((f.metadata() or {})["resume"])
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path}: unreadable training state ({err}); start the run anew with --restart "
-                              "(same --out, with --data and the settings)") from err
+        if not isinstance(header, dict) or not isinstance(header.get("info"), dict) \
+                or not isinstance(header.get("param_groups"), list):
+            raise ValueError("its header lacks the resume info and the optimizer's parameter groups")
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{path}: unreadable training state ({err}); {way_out}") from err
     device = next(model.parameters()).device
 
     def part(prefix):
@@ -165,9 +168,12 @@ def load_training_state(path, model: FERModel, optimizer: torch.optim.Optimizer,
     if ema is not None:
         load_weights_into(ema, part("ema/"), path)
     state: dict = {}
-    for k, v in part("optim/").items():
-        idx, name = k.split("/", 1)
-        # Adam's step counter is kept on the CPU by torch; everything else lives with the parameters
-        state.setdefault(int(idx), {})[name] = v.cpu() if name == "step" else v
-    optimizer.load_state_dict({"state": state, "param_groups": header["param_groups"]})
+    try:
+        for k, v in part("optim/").items():
+            idx, name = k.split("/", 1)
+            # Adam's step counter is kept on the CPU by torch; everything else lives with the parameters
+            state.setdefault(int(idx), {})[name] = v.cpu() if name == "step" else v
+        optimizer.load_state_dict({"state": state, "param_groups": header["param_groups"]})
+    except (ValueError, KeyError, TypeError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: its optimizer state does not fit this run ({err}); {way_out}") from err
     return header["info"]

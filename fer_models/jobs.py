@@ -188,7 +188,14 @@ def _start(command: list[str], run: Path, devices: list[str], root: Path, resume
         raise JobError(f"{device} is busy with {Path(other).name}: one job per device at a time. Stop that job "
                        "or pick another device")
     run.mkdir(parents=True, exist_ok=True)
-    log = open(run / LOG_FILE, "ab")
+    try:  # never through a link: a train.log pointing elsewhere would have the job's output written there
+        log = os.fdopen(os.open(run / LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+                                | os.O_NONBLOCK, 0o644), "ab")
+        if not os.path.isfile(run / LOG_FILE):
+            log.close()
+            raise OSError(f"{LOG_FILE} is not a regular file")
+    except OSError as err:
+        raise JobError(f"{run.name}: cannot write its {LOG_FILE} ({err}); remove that file and try again") from err
     log.write(f"\n$ {' '.join(command)}\n".encode())
     log.flush()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -366,9 +373,10 @@ def delete(run, root) -> None:
     if not folder.is_run():
         raise JobError(f"{run} does not look like a run folder; nothing deleted")
     try:
-        shipped = folder.read_json(META_FILE).get("shipped")
-    except RunProblem:
-        shipped = None
+        shipped = "shipped" in folder.read_json(META_FILE)
+    except RunProblem as err:
+        raise JobError(f"{err}: whether it is a shipped reference run cannot be told, so it is not deleted; "
+                       "remove the folder by hand if you mean to") from err
     if shipped:
         raise JobError(f"{run.name} is a shipped reference run; it cannot be deleted from the dashboard")
     if job_state(run)["state"] == "running":

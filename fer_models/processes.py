@@ -37,12 +37,14 @@ def command_line(pid) -> list[str]:
 
 
 def is_trainer_of(pid, run) -> bool:
-    """True if `pid` runs fer_models.train (directly or under torchrun) on this run folder: its command
-    line names the module and an --out that resolves to `run`."""
+    """True if `pid` is Python running the module fer_models.train (directly or under torchrun) on this run
+    folder: a python executable, `-m fer_models.train` in its arguments and an --out that resolves to `run`."""
     if not alive(pid):
         return False
     args = command_line(pid)
-    if "fer_models.train" not in args or "--out" not in args[:-1]:
+    if not args or not Path(args[0]).name.startswith(("python", "torchrun")):
+        return False
+    if not any(a == "-m" and b == "fer_models.train" for a, b in zip(args, args[1:])) or "--out" not in args[:-1]:
         return False
     out = args[args.index("--out") + 1]
     try:

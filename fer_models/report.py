@@ -259,14 +259,14 @@ def build_report(run_dir, data=None, split: str = SPLIT, faces_per_class: int = 
     import plotly.offline
 
     from .checkpoints import load_model
-    from .runfolder import CONFIG_FILE, RunFolder
+    from .runfolder import RunFolder
     from .runs import faces_source, reproduce_command
 
     run_dir = Path(run_dir)
     began = time.perf_counter()
     progress("Loading the model", 0.0)
     model, meta = load_model(run_dir)
-    config = RunFolder(run_dir).read_json(CONFIG_FILE)
+    config = RunFolder(run_dir).config()
     sections = []
     progress("Architecture", 0.05)
     sections.append(architecture_section(model, meta))

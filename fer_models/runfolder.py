@@ -31,7 +31,8 @@ STATES = ("running", "finished", "failed", "stopped")
 # a folder is a run if it holds one of these; until config.json exists it holds no training state
 MARKERS = (CONFIG_FILE, META_FILE, STATUS_FILE, JOB_FILE)
 TRAINING_STATE = (CONFIG_FILE, LAST_FILE, MODEL_FILE, META_FILE, HISTORY_FILE)
-_MAX_JSON_BYTES = 8 * 2**20  # a record is a few kB; a huge "config.json" is not one
+_MAX_RECORD_BYTES = 8 * 2**20  # a record is a few kB (a history of 10,000 epochs ~0.6 MB); larger is not one
+_MAX_HISTORY_COLUMNS = 64
 _EVAL_NAME = re.compile(SPLIT_PATTERN.pattern + r"(-tta)?")
 
 
@@ -40,9 +41,13 @@ class RunProblem(ValueError):
 
 
 def _number(value, integer: bool = False) -> bool:
+    """A finite JSON number (an int too large for a float is not one)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    return math.isfinite(value) and (not integer or float(value).is_integer())
+    try:
+        return math.isfinite(value) and (not integer or float(value).is_integer())
+    except OverflowError:
+        return False
 
 
 def valid_split(split) -> str:
@@ -75,21 +80,38 @@ class RunFolder:
     def problem(self, file: str, why: str) -> RunProblem:
         return RunProblem(f"run {self.name}: {file}: {why}")
 
+    def read_bytes(self, name: str) -> bytes | None:
+        """A record's bytes, None if absent. Only a regular file is read (a pipe would block, a device
+        never end) and only up to the size of a record."""
+        path = self.path / name
+        if not path.exists() and not path.is_symlink():
+            return None
+        if not path.is_file():
+            raise self.problem(name, "not a regular file")
+        try:
+            with open(path, "rb") as f:
+                data = f.read(_MAX_RECORD_BYTES + 1)
+        except OSError as err:
+            raise self.problem(name, f"cannot be read ({err.strerror or err})") from err
+        if len(data) > _MAX_RECORD_BYTES:
+            raise self.problem(name, f"larger than {_MAX_RECORD_BYTES // 2**20} MB, too large for a run record")
+        return data
+
     def read_json(self, name: str, required: bool = False) -> dict:
         """A JSON object file; {} if it is absent and not required."""
-        path = self.path / name
-        if not path.exists():
+        data = self.read_bytes(name)
+        if data is None:
             if required:
                 raise self.problem(name, "missing")
             return {}
         try:
-            if path.stat().st_size > _MAX_JSON_BYTES:
-                raise self.problem(name, f"{path.stat().st_size:,} bytes, too large for a run record")
-            value = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError) as err:
-            raise self.problem(name, f"cannot be read ({err})") from err
+            value = json.loads(data.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise self.problem(name, f"not UTF-8 text ({err.reason})") from err
         except json.JSONDecodeError as err:
             raise self.problem(name, f"not valid JSON ({err.msg} at line {err.lineno})") from err
+        except (ValueError, RecursionError) as err:  # a 5,000-digit number; brackets nested 100,000 deep
+            raise self.problem(name, f"not usable JSON ({str(err)[:80]})") from err
         if not isinstance(value, dict):
             raise self.problem(name, f"holds a {type(value).__name__}, not a JSON object")
         return value
@@ -131,24 +153,35 @@ class RunFolder:
         return status
 
     def history(self) -> pd.DataFrame:
-        """history.csv, one row per epoch with numeric HISTORY_COLUMNS; an empty table if absent."""
-        path = self.path / HISTORY_FILE
-        if not path.exists() or path.stat().st_size == 0:
+        """history.csv, one row per epoch, every HISTORY_COLUMNS cell a finite number and each epoch a whole
+        number ≥ 1; an empty table if absent or empty."""
+        import io
+
+        data = self.read_bytes(HISTORY_FILE)
+        if not data or not data.strip():
             return pd.DataFrame(columns=HISTORY_COLUMNS)
+        header = data.split(b"\n", 1)[0]
+        if header.count(b",") >= _MAX_HISTORY_COLUMNS:
+            raise self.problem(HISTORY_FILE, f"has {header.count(b',') + 1:,} columns; it has "
+                                             f"{len(HISTORY_COLUMNS)}: {', '.join(HISTORY_COLUMNS)}")
         try:
-            table = pd.read_csv(path)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError) as err:
+            table = pd.read_csv(io.BytesIO(data))
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
             raise self.problem(HISTORY_FILE, f"not a readable CSV ({str(err).splitlines()[0]})") from err
         missing = [c for c in HISTORY_COLUMNS if c not in table.columns]
         if missing:
             raise self.problem(HISTORY_FILE, f"lacks the column(s) {', '.join(missing)}")
         table = table[HISTORY_COLUMNS]
+        if table.columns.duplicated().any():
+            raise self.problem(HISTORY_FILE, "names a column twice")
         numeric = table.apply(pd.to_numeric, errors="coerce")
-        bad = numeric.isna() & table.notna()
+        bad = ~numeric.apply(lambda column: column.map(lambda v: _number(v)))
         if bad.any().any():
             row, column = bad.stack()[lambda s: s].index[0]
             raise self.problem(HISTORY_FILE, f"has {table.at[row, column]!r} in column {column} (line {row + 2}), "
-                                             "not a number")
+                                             "not a finite number")
+        if not ((numeric["epoch"] >= 1) & (numeric["epoch"] % 1 == 0)).all():
+            raise self.problem(HISTORY_FILE, "has an epoch that is not a whole number ≥ 1")
         return numeric
 
     def meta(self, required: bool = False) -> dict:
@@ -171,6 +204,15 @@ class RunFolder:
         for key, value in meta.get("metrics", {}).items():
             if key in ("val_acc", "val_loss", "best_epoch") and value is not None and not _number(value):
                 raise self.problem(META_FILE, f"has metrics.{key} {value!r}, not a number")
+        if meta.get("params") is not None and not (_number(meta["params"], integer=True) and meta["params"] >= 0):
+            raise self.problem(META_FILE, f"has params {meta['params']!r}, not a count")
+        training = meta.get("training", {})
+        for key in ("seconds", "images_per_second", "epochs_done", "world_size"):
+            if training.get(key) is not None and not _number(training[key]):
+                raise self.problem(META_FILE, f"has training.{key} {training[key]!r}, not a number")
+        for key in ("device_name", "device", "precision", "data", "recipe"):
+            if training.get(key) is not None and not isinstance(training[key], str):
+                raise self.problem(META_FILE, f"has training.{key} {training[key]!r}, not text")
         if meta.get("shipped") is not None and not isinstance(meta["shipped"], dict):
             raise self.problem(META_FILE, "has a 'shipped' entry that is not an object")
         return meta
@@ -204,7 +246,28 @@ class RunFolder:
                       if _EVAL_NAME.fullmatch(p.name) and (p / METRICS_FILE).is_file())
 
     def eval_dir(self, split: str) -> Path:
-        return self.path / EVAL_DIR / valid_split(split)
+        """eval/<split>/, a real folder inside the run: a symlink there (or at eval/) would send the
+        evaluator's writes elsewhere."""
+        path = self.path / EVAL_DIR / valid_split(split)
+        for part in (self.path / EVAL_DIR, path):
+            if part.is_symlink() or (part.exists() and not part.is_dir()):
+                raise self.problem(f"{part.relative_to(self.path)}", "is a link or a file, not a folder of the run")
+        return path
+
+    def evaluation_metrics(self, split: str) -> dict:
+        """eval/<split>/metrics.json with its figures checked (numbers, or absent for an unlabelled split)."""
+        folder = RunFolder(self.eval_dir(split))
+        metrics = folder.read_json(METRICS_FILE)
+        for key in ("accuracy", "macro_f1", "top2_accuracy", "ece", "nll", "n", "seconds"):
+            if metrics.get(key) is not None and not _number(metrics[key]):
+                raise self.problem(f"{EVAL_DIR}/{split}/{METRICS_FILE}", f"has {key} {metrics[key]!r}, not a number")
+        per_class = metrics.get("per_class", {})
+        if not isinstance(per_class, dict) or not all(
+                isinstance(v, dict) and all(_number(x) for x in v.values()) for v in per_class.values()):
+            raise self.problem(f"{EVAL_DIR}/{split}/{METRICS_FILE}", "has per_class scores that are not numbers")
+        if metrics.get("data") is not None and not isinstance(metrics["data"], str):
+            raise self.problem(f"{EVAL_DIR}/{split}/{METRICS_FILE}", "has a data path that is not text")
+        return metrics
 
     # ------------------------------------------------------------ writing (the trainer and the evaluator)
 

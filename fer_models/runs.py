@@ -35,6 +35,7 @@ STALE_SECONDS = 180
 # the one dataset file the project ships (README: FER2013 credits), so faces show with no dataset installed
 BUNDLED_PUBLICTEST = Path(__file__).resolve().parents[1] / "artifacts" / "data" / "fer2013_publictest.npz"
 DATA_SUFFIXES = (".csv", ".csv.gz", ".npz")
+MAX_PREDICTIONS_BYTES = 256 * 2**20  # a prediction row is ~100 bytes: room for 2 million faces
 
 
 @dataclass
@@ -81,11 +82,17 @@ def list_evaluations(run) -> list[str]:
 
 def read_evaluation(run, split: str) -> tuple[dict, pd.DataFrame, pd.DataFrame | None]:
     """metrics.json, predictions.csv (ids as strings) and confusion.csv (None for an unlabelled split)."""
-    folder = RunFolder(run).eval_dir(split)
+    run_folder = RunFolder(run)
+    folder = run_folder.eval_dir(split)
     if not (folder / METRICS_FILE).exists():
         raise FileNotFoundError(f"{folder}: no evaluation; run python -m fer_models.evaluate --run {run} "
                                 f"--data DATA --split {split}")
-    metrics = RunFolder(folder).read_json(METRICS_FILE)
+    metrics = run_folder.evaluation_metrics(split)
+    where = f"run {run_folder.name}: eval/{split}"
+    for name in (PREDICTIONS_FILE, CONFUSION_FILE):
+        path = folder / name
+        if path.exists() and (not path.is_file() or path.stat().st_size > MAX_PREDICTIONS_BYTES):
+            raise RunProblem(f"{where}/{name}: not a regular file of at most {MAX_PREDICTIONS_BYTES // 2**20} MB")
     try:
         predictions = pd.read_csv(folder / PREDICTIONS_FILE, dtype={"id": str})
         confusion = None
@@ -93,10 +100,21 @@ def read_evaluation(run, split: str) -> tuple[dict, pd.DataFrame, pd.DataFrame |
             confusion = pd.read_csv(folder / CONFUSION_FILE, index_col=0).reindex(index=list(EMOTIONS),
                                                                                    columns=list(EMOTIONS))
     except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise RunProblem(f"run {Path(run).name}: evaluation {split} cannot be read ({str(err).splitlines()[0]})") \
-            from err
+        raise RunProblem(f"{where} cannot be read ({str(err).splitlines()[0]})") from err
     if not {"id", "true", "pred"} <= set(predictions.columns):
-        raise RunProblem(f"run {Path(run).name}: {split}/{PREDICTIONS_FILE} lacks the columns id, true, pred")
+        raise RunProblem(f"{where}/{PREDICTIONS_FILE}: lacks the columns id, true, pred")
+    n = len(EMOTIONS)
+    checks = {"true": (-1, n - 1), "pred": (0, n - 1), **{f"p_{e}": (0, 1) for e in EMOTIONS
+                                                          if f"p_{e}" in predictions.columns}}
+    for column, (lo, hi) in checks.items():
+        values = pd.to_numeric(predictions[column], errors="coerce")
+        whole = column in ("true", "pred")
+        if not (values.between(lo, hi) & (values % 1 == 0 if whole else True)).all():
+            raise RunProblem(f"{where}/{PREDICTIONS_FILE}: column {column} holds values outside {lo}..{hi}")
+        predictions[column] = values.astype(int) if whole else values
+    counts = confusion.apply(pd.to_numeric, errors="coerce") if confusion is not None else None
+    if counts is not None and (counts.isna() & confusion.notna() | (counts < 0)).any().any():
+        raise RunProblem(f"{where}/{CONFUSION_FILE}: holds something that is not a count")
     return metrics, predictions, confusion
 
 
@@ -226,7 +244,7 @@ def models_table(root) -> str:
 
 def _metrics(folder: RunFolder, split: str) -> dict:
     try:
-        return RunFolder(folder.eval_dir(split)).read_json(METRICS_FILE)
+        return folder.evaluation_metrics(split)
     except RunProblem:
         return {}
 

@@ -41,7 +41,7 @@ class Bounds:
     hi_open: bool = False
 
     def contains(self, value) -> bool:
-        if isinstance(value, float) and not math.isfinite(value):
+        if not _finite(value):
             return False
         above = value > self.lo if self.lo_open else value >= self.lo
         below = value < self.hi if self.hi_open else value <= self.hi
@@ -170,6 +170,18 @@ def label(name: str) -> str:
     return SETTINGS[name].metadata["label"] or name.replace("_", " ")
 
 
+def _finite(value) -> bool:
+    """Not inf or NaN (an int of any size is finite; Python compares it with the bounds exactly)."""
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def _shown(value) -> str:
+    """A value as a message quotes it: at most 20 characters (a 5,000-digit number is not repeated)."""
+    text = f"{value:g}" if isinstance(value, float) else repr(value) if not isinstance(value, int) else str(value) \
+        if abs(value) < 10 ** 18 else "a huge number"
+    return text if len(text) <= 20 else text[:17] + "..."
+
+
 def check(name: str, value, ranges: bool = True) -> str | None:
     """Why `value` is not a valid `name`, in one line naming the setting and its flag; None when it is.
     ranges=False checks the kind of value only (a number, one of the choices), not its bounds."""
@@ -182,14 +194,16 @@ def check(name: str, value, ranges: bool = True) -> str | None:
     numeric = meta["bounds"] is not None
     if numeric:
         integer = isinstance(f.default, int) and not isinstance(f.default, bool)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and value != int(value)):
-            return f"{where} must be {'a whole number' if integer else 'a number'}, not {value!r}"
+        shown = _shown(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value) or \
+                (integer and isinstance(value, float) and not value.is_integer()):
+            return f"{where} must be {'a whole number' if integer else 'a finite number'}, not {shown}"
         b = meta["bounds"]
         if ranges and not b.contains(value):
-            low = value < b.lo or (b.lo_open and value == b.lo) or value != value
+            low = value < b.lo or (b.lo_open and value == b.lo)
             limit = (f"{'above' if b.lo_open else 'at least'} {b.lo:g}" if low
                      else f"{'below' if b.hi_open else 'at most'} {b.hi:g}")
-            return f"{label(name)} must be {limit} ({where} {value:g})"
+            return f"{label(name)} must be {limit} ({where} {shown})"
         return None
     if not isinstance(value, str):
         return f"{where} must be text, not {value!r}"
@@ -210,8 +224,8 @@ def clamped(values: dict) -> tuple[dict, list[str]]:
         b = bounds(name) if name in SETTINGS else None
         if b is None or not isinstance(value, (int, float)) or isinstance(value, bool) or b.contains(value):
             continue
-        out[name] = min(max(value, b.lo), b.hi)
-        notes.append(f"{label(name)} {value:g} (allowed: {b})")
+        out[name] = min(max(value, b.lo), b.hi) if _finite(value) else default(name)
+        notes.append(f"{label(name)} {_shown(value)} (allowed: {b})")
     return out, notes
 
 

@@ -77,7 +77,7 @@ def _build(run: Path, to: Path, final: Path, model, meta: dict, data, half: bool
             save_model(to, model, meta, half=False)
             evaluate_run(to, data, split)
     report["accuracy_tta"] = evaluate_run(to, data, split, tta=True)["accuracy"]
-    args = RunFolder(to).read_json(CONFIG_FILE).get("args", {})
+    args = RunFolder(to).config().get("args", {})
     for record in to.rglob("*.json"):  # the evaluations name the folder they were written in
         record.write_text(record.read_text().replace(json.dumps(str(to))[1:-1], json.dumps(str(final))[1:-1]))
     _portable_paths(to, {str(Path(data).resolve()), str(data), args.get("data")})

@@ -270,7 +270,17 @@ class TrainState:
 
     @classmethod
     def from_info(cls, info: dict, rank: int) -> "TrainState":
+        """The state saved in last.safetensors' header, checked: it is read back from the run folder."""
         state = cls(**{k: v for k, v in info.items() if k in cls.__dataclass_fields__})
+        whole = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (state.epoch, state.step))
+        rows = isinstance(state.history, list) and all(isinstance(r, dict) and set(HISTORY_COLUMNS) <= set(r)
+                                                       and isinstance(r["epoch"], int) for r in state.history)
+        sums = isinstance(state.sums, list) and len(state.sums) == 3 and all(
+            isinstance(v, (int, float)) for v in state.sums)
+        best = isinstance(state.best, dict) and isinstance(state.best.get("val_acc"), float)
+        if not (whole and rows and sums and best and isinstance(state.train_seconds, (int, float))):
+            raise CheckpointError("last.safetensors: its resume info is not a training state this trainer wrote; "
+                                  "start the run anew with --restart (same --out, with --data and the settings)")
         if state.rank_sums and rank < len(state.rank_sums):
             state.sums = list(state.rank_sums[rank])
         state.history = [row for row in state.history if row["epoch"] <= state.epoch]
@@ -630,8 +640,12 @@ def main(argv=None) -> int:
     out = Path(args.out)
     try:
         cfg = resolve_config(args)
+        out.mkdir(parents=True, exist_ok=True)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: --out {out}: cannot make the run folder there ({err.strerror or err})", file=sys.stderr)
         return 2
     try:
         state = train(cfg, out, args.resume, args.kill_at_step, args.stop_at_step)

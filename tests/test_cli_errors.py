@@ -39,6 +39,32 @@ def test_train_refuses_an_out_that_is_a_file(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     code, line = run_cli(train.main, ["--data", "x.csv", "--out", str(tmp_path / "file")], capsys)
     assert code == 2 and "is a file, not a run folder" in line
+    code, line = run_cli(train.main, ["--data", "x.csv", "--out", str(tmp_path / "file" / "run")], capsys)
+    assert code == 2 and "cannot make the run folder there" in line
+
+
+def test_train_refuses_a_number_no_float_holds(tmp_path, capsys):
+    code, line = run_cli(train.main, ["--epochs", "9" * 400, "--data", "x.csv", "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and "epochs must be at most 100000 (--epochs a huge number)" in line
+
+
+@pytest.mark.parametrize("header", [None, {"resume": "[1]"}, {"resume": json.dumps({"info": {}})},
+                                    {"resume": json.dumps({"info": {"epoch": "zero", "history": 5},
+                                                           "param_groups": []})}])
+def test_train_resume_refuses_a_crafted_checkpoint(header, tmp_path, capsys, fer_csv):
+    from safetensors.torch import save_file
+
+    from fer_models.models import create_model
+    out = tmp_path / "r"
+    assert train.main(["--data", str(fer_csv), "--epochs", "1", "--batch-size", "64", "--threads", "1",
+                       "--out", str(out)]) == 0
+    capsys.readouterr()
+    status = json.loads((out / "status.json").read_text())
+    (out / "status.json").write_text(json.dumps({**status, "state": "stopped"}))
+    tensors = {f"model/{k}": v.contiguous() for k, v in create_model("cnn3").state_dict().items()}
+    save_file(tensors, out / "last.safetensors", metadata=header)
+    code, line = run_cli(train.main, ["--out", str(out), "--resume", "--epochs", "2"], capsys)
+    assert code == 2 and "--restart" in line
 
 
 @pytest.mark.parametrize("config", ["\x00garbage", "[]", json.dumps({"args": {"epochs": "many"}}),

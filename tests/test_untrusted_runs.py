@@ -101,6 +101,19 @@ BAD_RUNS = {
                               "history.csv": "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds\n"
                                              "1,1,1,1,high,1,1\n"},
     "job_pid_text": {"job.json": json.dumps({"pid": "1; kill", "command": ["x"]})},
+    # found by an adversarial review: numbers no float holds, JSON nested past Python's recursion limit,
+    # a history with a column per byte, an empty or infinite cell
+    "status_huge_int": {"status.json": '{"state": "running", "epochs": 1' + "0" * 400 + "}"},
+    "config_infinity": {"config.json": '{"args": {"model": "cnn3", "epochs": Infinity}}'},
+    "config_deep": {"config.json": "[" * 100_000 + "]" * 100_000},
+    "job_5000_digits": {"job.json": '{"pid": ' + "9" * 5000 + "}"},
+    "meta_params_text": {"meta.json": json.dumps({"arch": "cnn3", "params": "lots"})},
+    "history_inf_epoch": {"status.json": json.dumps({"state": "finished"}),
+                          "history.csv": "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds\ninf,1,1,1,1,1,1\n"},
+    "history_empty_cell": {"status.json": json.dumps({"state": "finished"}),
+                           "history.csv": "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds\n1,1,1,1,,1,1\n"},
+    "history_100k_columns": {"status.json": json.dumps({"state": "finished"}),
+                             "history.csv": ",".join(f"c{i}" for i in range(100_000)) + "\n"},
 }
 
 
@@ -151,6 +164,77 @@ def test_every_page_opens_with_bad_runs_in_the_root(tmp_path, monkeypatch, page)
     for name in ("heartbeat_soon", "meta_std_0"):  # a bad run picked: said, not raised
         bad = open_app(page, run=name)
         assert bad.sidebar.selectbox[0].value == name
+
+
+def test_special_files_in_a_run_are_refused_not_read(tmp_path):
+    import os
+
+    pipe = tmp_path / "pipe"
+    pipe.mkdir()
+    os.mkfifo(pipe / "status.json")  # reading it would block for ever
+    endless = tmp_path / "endless"
+    endless.mkdir()
+    (endless / "config.json").symlink_to("/dev/zero")  # reading it would never end
+    runs = {r.name: r for r in list_runs(tmp_path)}
+    assert runs["pipe"].state == runs["endless"].state == "unreadable"
+    assert "not a regular file" in runs["pipe"].error and "not a regular file" in runs["endless"].error
+
+
+def test_a_bad_evaluation_is_said_on_its_page_and_left_out_of_the_table(tmp_path, monkeypatch):
+    from helpers import open_app
+
+    run = bad_runs_beside_a_good_one(tmp_path)
+    metrics = run / "eval" / "PublicTest" / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "accuracy": "high"}))
+    assert "| good | cnn3 | 5.39M | 1 | ? | ? | not evaluated |" in models_table(tmp_path)
+    monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path))
+    at = open_app("app_pages/confusion.py", run="good")
+    assert any("accuracy 'high', not a number" in e.value for e in at.error)
+
+
+def test_nothing_is_written_through_links_in_a_run(tmp_path, run_env):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    run = make_evaluated_run(tmp_path / "runs", "r")
+    import shutil
+    shutil.rmtree(run / "eval" / "PublicTest")
+    (run / "eval" / "PublicTest").symlink_to(outside, target_is_directory=True)
+    data = write_fer_csv(tmp_path / "fer.csv", {"PublicTest": 7})
+    done = subprocess.run([sys.executable, "-m", "fer_models.evaluate", "--run", str(run), "--data", str(data)],
+                          env=run_env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "eval/PublicTest: is a link" in done.stderr
+    root = tmp_path / "runs2"
+    stopped = stopped_run(root)
+    (stopped / "train.log").symlink_to(outside / "victim.txt")
+    with pytest.raises(JobError, match="cannot write its train.log"):
+        resume(stopped, root)
+    assert not list(outside.iterdir())
+
+
+def test_stop_needs_python_running_the_trainer_module(tmp_path):
+    root = tmp_path / "runs"
+    run = stopped_run(root)
+    # a shell whose arguments merely name the module and the run
+    decoy = subprocess.Popen(["bash", "-c", "sleep 300; true", "fer_models.train", "--out", str(run)],
+                             start_new_session=True)
+    try:
+        (run / "job.json").write_text(json.dumps({"pid": decoy.pid, "devices": ["cpu"]}))
+        with pytest.raises(JobError, match="not this run's trainer"):
+            stop(run)
+        assert decoy.poll() is None
+    finally:
+        decoy.kill()
+        decoy.wait()
+
+
+@pytest.mark.parametrize("meta", ["{not json", json.dumps({"shipped": {}})])
+def test_delete_keeps_a_run_that_may_be_shipped(tmp_path, meta):
+    root = tmp_path / "runs"
+    run = stopped_run(root)
+    (run / "meta.json").write_text(meta)
+    with pytest.raises(JobError, match="shipped"):
+        delete(run, root)
+    assert run.exists()
 
 
 # ---------------------------------------------------------------- dead ends of a failed start
