@@ -157,8 +157,8 @@ def load_training_state(path, model: FERModel, optimizer: torch.optim.Optimizer,
         if not isinstance(header, dict) or not isinstance(header.get("info"), dict) \
                 or not isinstance(header.get("param_groups"), list):
             raise ValueError("its header lacks the resume info and the optimizer's parameter groups")
-    except (SafetensorError, OSError, KeyError, ValueError, TypeError) as err:
-        raise CheckpointError(f"{path}: unreadable training state ({err}); {way_out}") from err
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError, RecursionError) as err:
+        raise CheckpointError(f"{path}: unreadable training state ({str(err)[:200]}); {way_out}") from err
     device = next(model.parameters()).device
 
     def part(prefix):

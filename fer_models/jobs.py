@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -191,9 +192,10 @@ def _start(command: list[str], run: Path, devices: list[str], root: Path, resume
     try:  # never through a link: a train.log pointing elsewhere would have the job's output written there
         log = os.fdopen(os.open(run / LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
                                 | os.O_NONBLOCK, 0o644), "ab")
-        if not os.path.isfile(run / LOG_FILE):
+        info = os.fstat(log.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:  # a pipe, or a hard link to a file elsewhere
             log.close()
-            raise OSError(f"{LOG_FILE} is not a regular file")
+            raise OSError(f"{LOG_FILE} is not a regular file of this run alone")
     except OSError as err:
         raise JobError(f"{run.name}: cannot write its {LOG_FILE} ({err}); remove that file and try again") from err
     log.write(f"\n$ {' '.join(command)}\n".encode())
@@ -239,7 +241,10 @@ def resume(run, root=None) -> dict:
     root = Path(root) if root else Path(run).parent
     run = run_in_root(run, root)
     folder = RunFolder(run)
-    status = read_status(run)
+    try:
+        status = read_status(run)
+    except RunProblem as err:
+        raise JobError(f"{err}: it cannot be resumed from the dashboard") from err
     if status.get("state") == "running":
         raise JobError(f"{run.name} is still running")
     if status.get("state") == "finished":

@@ -36,15 +36,33 @@ def command_line(pid) -> list[str]:
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
+_PYTHON_SWITCHES = {"-u", "-B", "-E", "-I", "-O", "-OO", "-s", "-S", "-q"}  # interpreter options that take no value
+
+
+def _runs_trainer(args: list[str]) -> bool:
+    """Python itself running fer_models.train as its module (`python [-u ...] -m fer_models.train ...`), or
+    torchrun running it (`python -m torch.distributed.run ... -m fer_models.train ...`, or the torchrun
+    script): `-m` must be the interpreter's own option, not an argument of a `-c` program."""
+    if not args or not Path(args[0]).name.startswith("python"):
+        return False
+    i = 1
+    while i < len(args) and args[i] in _PYTHON_SWITCHES:
+        i += 1
+    head = args[i:i + 2]
+    if head == ["-m", "fer_models.train"]:
+        return True
+    torchrun = head == ["-m", "torch.distributed.run"] or (i < len(args) and Path(args[i]).name == "torchrun")
+    rest = args[i + 1:]
+    return torchrun and any(a == "-m" and b == "fer_models.train" for a, b in zip(rest, rest[1:]))
+
+
 def is_trainer_of(pid, run) -> bool:
     """True if `pid` is Python running the module fer_models.train (directly or under torchrun) on this run
-    folder: a python executable, `-m fer_models.train` in its arguments and an --out that resolves to `run`."""
+    folder, with an --out that resolves to `run`."""
     if not alive(pid):
         return False
     args = command_line(pid)
-    if not args or not Path(args[0]).name.startswith(("python", "torchrun")):
-        return False
-    if not any(a == "-m" and b == "fer_models.train" for a, b in zip(args, args[1:])) or "--out" not in args[:-1]:
+    if not _runs_trainer(args) or "--out" not in args[:-1]:
         return False
     out = args[args.index("--out") + 1]
     try:

@@ -40,6 +40,10 @@ def ship(run, to, data, half: bool = False, split: str = "PublicTest") -> dict:
     if status.get("state") != "finished":
         raise CheckpointError(f"{run}: state is '{status.get('state', 'unknown')}', not finished; a reference run "
                               "must have run all its epochs (resume it with python -m fer_models.train --resume)")
+    try:
+        RunFolder(run).config()  # checked here, so that a problem names this run, not the folder being built
+    except RunProblem as err:
+        raise CheckpointError(str(err)) from err
     if to.exists() and (not to.is_dir() or any(to.iterdir())):
         raise CheckpointError(f"{to}: already exists and is not empty; remove it first")
     model, meta = load_model(run)

@@ -40,7 +40,8 @@ from .models import create_model, list_models
 from .precision import autocast_for, resolve_precision
 from .recipes import RECIPES, recipe
 from .runfolder import CONFIG_FILE, HISTORY_COLUMNS, LAST_FILE, META_FILE, STATUS_FILE, RunFolder, RunProblem
-from .settings import RESUMABLE_FIELDS, SETTINGS, OneLineParser, TrainConfig, add_arguments, config_from, flag
+from .settings import (RESUMABLE_FIELDS, SETTINGS, OneLineParser, TrainConfig, add_arguments, bounds, config_from,
+                       flag)
 
 __all__ = ["HISTORY_COLUMNS", "learning_rate", "main", "train"]
 
@@ -272,7 +273,8 @@ class TrainState:
     def from_info(cls, info: dict, rank: int) -> "TrainState":
         """The state saved in last.safetensors' header, checked: it is read back from the run folder."""
         state = cls(**{k: v for k, v in info.items() if k in cls.__dataclass_fields__})
-        whole = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (state.epoch, state.step))
+        whole = all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= bounds("epochs").hi * 10**4
+                    for v in (state.epoch, state.step))
         rows = isinstance(state.history, list) and all(isinstance(r, dict) and set(HISTORY_COLUMNS) <= set(r)
                                                        and isinstance(r["epoch"], int) for r in state.history)
         sums = isinstance(state.sums, list) and len(state.sums) == 3 and all(

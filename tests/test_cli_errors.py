@@ -50,7 +50,9 @@ def test_train_refuses_a_number_no_float_holds(tmp_path, capsys):
 
 @pytest.mark.parametrize("header", [None, {"resume": "[1]"}, {"resume": json.dumps({"info": {}})},
                                     {"resume": json.dumps({"info": {"epoch": "zero", "history": 5},
-                                                           "param_groups": []})}])
+                                                           "param_groups": []})},
+                                    {"resume": "[" * 100_000 + "]" * 100_000},
+                                    {"resume": json.dumps({"info": {"epoch": 10**400}, "param_groups": []})}])
 def test_train_resume_refuses_a_crafted_checkpoint(header, tmp_path, capsys, fer_csv):
     from safetensors.torch import save_file
 

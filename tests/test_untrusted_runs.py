@@ -1,6 +1,7 @@
 """Run folders are untrusted input: each attack of the run-folder audit, reproduced and shown to fail, and
 malformed folders reported by name while every other run keeps working."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -209,22 +210,30 @@ def test_nothing_is_written_through_links_in_a_run(tmp_path, run_env):
     with pytest.raises(JobError, match="cannot write its train.log"):
         resume(stopped, root)
     assert not list(outside.iterdir())
+    (stopped / "train.log").unlink()
+    (outside / "hard.txt").write_text("mine\n")
+    os.link(outside / "hard.txt", stopped / "train.log")
+    with pytest.raises(JobError, match="cannot write its train.log"):
+        resume(stopped, root)
+    assert (outside / "hard.txt").read_text() == "mine\n"
 
 
 def test_stop_needs_python_running_the_trainer_module(tmp_path):
     root = tmp_path / "runs"
     run = stopped_run(root)
-    # a shell whose arguments merely name the module and the run
-    decoy = subprocess.Popen(["bash", "-c", "sleep 300; true", "fer_models.train", "--out", str(run)],
-                             start_new_session=True)
-    try:
-        (run / "job.json").write_text(json.dumps({"pid": decoy.pid, "devices": ["cpu"]}))
-        with pytest.raises(JobError, match="not this run's trainer"):
-            stop(run)
-        assert decoy.poll() is None
-    finally:
-        decoy.kill()
-        decoy.wait()
+    # a shell, and a Python program, whose arguments merely name the module and the run
+    for decoy_command in (["bash", "-c", "sleep 300; true", "fer_models.train", "--out", str(run)],
+                          [sys.executable, "-c", "import time; time.sleep(300)", "-m", "fer_models.train", "--out",
+                           str(run)]):
+        decoy = subprocess.Popen(decoy_command, start_new_session=True)
+        try:
+            (run / "job.json").write_text(json.dumps({"pid": decoy.pid, "devices": ["cpu"]}))
+            with pytest.raises(JobError, match="not this run's trainer"):
+                stop(run)
+            assert decoy.poll() is None
+        finally:
+            decoy.kill()
+            decoy.wait()
 
 
 @pytest.mark.parametrize("meta", ["{not json", json.dumps({"shipped": {}})])
