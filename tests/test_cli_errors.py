@@ -48,19 +48,35 @@ def test_train_refuses_a_number_no_float_holds(tmp_path, capsys):
     assert code == 2 and "epochs must be at most 100000 (--epochs a huge number)" in line
 
 
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory):
+    """A finished one-epoch run, trained once for every crafted checkpoint below."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+    root = tmp_path_factory.mktemp("crafted")
+    data = write_fer_csv(root / "fer.csv")
+    done = subprocess.run([sys.executable, "-m", "fer_models.train", "--data", str(data), "--epochs", "1",
+                           "--batch-size", "64", "--threads", "1", "--out", str(root / "r")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return root / "r"
+
+
 @pytest.mark.parametrize("header", [None, {"resume": "[1]"}, {"resume": json.dumps({"info": {}})},
                                     {"resume": json.dumps({"info": {"epoch": "zero", "history": 5},
                                                            "param_groups": []})},
                                     {"resume": "[" * 100_000 + "]" * 100_000},
                                     {"resume": json.dumps({"info": {"epoch": 10**400}, "param_groups": []})}])
-def test_train_resume_refuses_a_crafted_checkpoint(header, tmp_path, capsys, fer_csv):
+def test_train_resume_refuses_a_crafted_checkpoint(header, tmp_path, capsys, stopped_run):
+    import shutil
+
     from safetensors.torch import save_file
 
     from fer_models.models import create_model
     out = tmp_path / "r"
-    assert train.main(["--data", str(fer_csv), "--epochs", "1", "--batch-size", "64", "--threads", "1",
-                       "--out", str(out)]) == 0
-    capsys.readouterr()
+    shutil.copytree(stopped_run, out)
     status = json.loads((out / "status.json").read_text())
     (out / "status.json").write_text(json.dumps({**status, "state": "stopped"}))
     tensors = {f"model/{k}": v.contiguous() for k, v in create_model("cnn3").state_dict().items()}
