@@ -106,7 +106,9 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 def learning_rate(cfg: TrainConfig, step: int, total: int, steps_per_epoch: int) -> float:
     """Learning rate at a global step: a pure function, so a resumed run needs no scheduler state."""
     base, t = cfg.lr, step / max(total, 1)
-    if cfg.schedule == "onecycle":  # torch's OneCycleLR shape: 30% up from base/25, cosine down to base/1e4
+    # torch's OneCycleLR shape (30% of the steps up from base/25 by a cosine, then a cosine down), ending at
+    # base/1e4 where torch's ends at base/2.5e5 (its initial_lr / final_div_factor)
+    if cfg.schedule == "onecycle":
         if t < 0.3:
             return base / 25 + (base - base / 25) * (1 - math.cos(math.pi * t / 0.3)) / 2
         return base / 1e4 + (base - base / 1e4) * (1 + math.cos(math.pi * (t - 0.3) / 0.7)) / 2
