@@ -166,6 +166,8 @@ def _parse_csv(path: Path) -> FaceData:
             convert_options=pacsv.ConvertOptions(column_types={
                 c: pa.string() for c in ("emotion", "pixels", "Usage", "label", "feature", "id")}),
         )
+    except pa.ArrowCancelled:  # pyarrow takes Ctrl-C over while it parses: pass it on as the interrupt it is
+        raise KeyboardInterrupt from None
     except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: not a readable CSV file ({err})") from err
     if bad_rows:

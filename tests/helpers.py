@@ -154,6 +154,15 @@ def wait_for(check, timeout: float = 240, what: str = "the condition", poll: flo
         time.sleep(poll)
 
 
+def training_started(run) -> bool:
+    """The job is past loading its data: a step is done, or an epoch (a tiny epoch can end between two of
+    the trainer's status writes, which come every 2 s, so the step it reports may always read 0)."""
+    from fer_models.jobs import job_state
+
+    state = job_state(run)
+    return bool(state.get("step")) or (state.get("epoch") or 0) > 1
+
+
 def wait_for_job(run, states, timeout: float = 240) -> dict:
     """The launcher's view of a job once its state is one of `states`; fails with the job's log."""
     from fer_models.jobs import job_state, log_tail

@@ -3,7 +3,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fer_models.jobs import TrainRequest, job_state, launch, stop
-from helpers import open_app, wait_for, wait_for_job, write_fer_csv
+from helpers import open_app, training_started, wait_for, wait_for_job, write_fer_csv
 
 PATH_LABEL = "Path to a FER2013 CSV (.csv or .csv.gz), a class-folder tree or a .npz"
 
@@ -108,7 +108,7 @@ def test_a_job_started_elsewhere_is_seen_and_stopped(setup):
     launch(TrainRequest(model="cnn3", data=str(data), name="elsewhere", epochs=100_000, batch_size=16, device="cpu"),
            root)
     wait_for_job(root / "elsewhere", {"running"})
-    wait_for(lambda: job_state(root / "elsewhere").get("step"), 120, "the job's first step")  # training, not loading
+    wait_for(lambda: training_started(root / "elsewhere"), 120, "the job's first step")
     at = open_train()
     assert any("**elsewhere** · cnn3 · running" in m.value for m in at.markdown)
     assert len(at.get("progress")) == 2  # the epoch and the whole run

@@ -195,3 +195,17 @@ def test_a_large_16_bit_image_decodes_within_bounded_memory(tmp_path):
     assert faces.images.shape == (1, 1, 48, 48) and faces.images.max() > 200
     # decoded 16-bit pixels alone are 50 MB; converting them whole to float64 cost 680 MB
     assert peak < 120 * 2**20, f"{peak / 2**20:.0f} MiB"
+
+
+def test_ctrl_c_inside_the_csv_parser_is_an_interrupt(tmp_path, monkeypatch):
+    """pyarrow takes SIGINT over while it parses and raises ArrowCancelled; the reader passes it on as the
+    KeyboardInterrupt the trainer turns into a clean stop."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    def cancelled(*args, **kwargs):
+        raise pa.ArrowCancelled("Operation cancelled. Detail: received signal 2")
+    monkeypatch.setattr(pacsv, "read_csv", cancelled)
+    data = write_fer_csv(tmp_path / "fer.csv", {"Training": 7})
+    with pytest.raises(KeyboardInterrupt):
+        load_faces(data)

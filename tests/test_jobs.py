@@ -7,7 +7,7 @@ import pytest
 from fer_models.jobs import (JobError, TrainRequest, data_summary, delete, evaluate, job_state, launch, live_jobs,
                              log_tail, recipe_of, resume, sanitise_name, stop)
 from fer_models.runs import list_runs
-from helpers import wait_for, wait_for_job, write_fer_csv
+from helpers import training_started, wait_for, wait_for_job, write_fer_csv
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_stop_then_resume_and_one_job_per_device(data, tmp_path):
     launch(request(data, "long", epochs=100_000), root)
     run = root / "long"
     wait_for_job(run, {"running"})
-    wait_for(lambda: job_state(run).get("step"), 120, "the job's first step")  # training, not loading
+    wait_for(lambda: training_started(run), 120, "the job's first step")
     with pytest.raises(JobError, match="cpu is busy with long"):
         launch(request(data, "second"), root)
     assert not (root / "second").exists()
