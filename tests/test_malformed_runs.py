@@ -97,7 +97,7 @@ PAGES = ["app_pages/history.py", "app_pages/architecture.py", "app_pages/confusi
          "app_pages/filters.py", "app_pages/train.py", "app_pages/report.py", "app_pages/learn.py"]
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(files=run_folders)
 def test_every_page_opens_on_the_odd_run_and_beside_it(good_run, files, monkeypatch):
     from helpers import open_app
