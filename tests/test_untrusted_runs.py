@@ -280,7 +280,7 @@ def test_a_truncated_checkpoint_names_the_way_out_and_restart_takes_it(tmp_path,
 
 
 def test_ctrl_c_while_the_data_loads_leaves_a_run_that_resumes(tmp_path, run_env):
-    data = write_fer_csv(tmp_path / "big.csv", {"Training": 2000, "PublicTest": 70})
+    data = write_fer_csv(tmp_path / "big.csv", {"Training": 600, "PublicTest": 35})
     out = tmp_path / "run"
     start = [sys.executable, "-m", "fer_models.train", "--data", str(data), "--epochs", "1", "--batch-size", "64",
              "--threads", "1", "--out", str(out)]
