@@ -107,14 +107,18 @@ def test_a_job_started_elsewhere_is_seen_and_stopped(setup):
     # far longer than the test (a fast CPU finished 200 of these tiny epochs before the page stopped it)
     launch(TrainRequest(model="cnn3", data=str(data), name="elsewhere", epochs=100_000, batch_size=16, device="cpu"),
            root)
-    wait_for_job(root / "elsewhere", {"running"})
-    wait_for(lambda: training_started(root / "elsewhere"), 120, "the job's first step")
-    at = open_train()
-    assert any("**elsewhere** · cnn3 · running" in m.value for m in at.markdown)
-    assert len(at.get("progress")) == 2  # the epoch and the whole run
-    by_label(at.button, "Stop").click().run()
-    assert not at.exception
-    wait_for_job(root / "elsewhere", {"stopped"}, timeout=120)
+    try:
+        wait_for_job(root / "elsewhere", {"running"})
+        wait_for(lambda: training_started(root / "elsewhere"), 120, "the job's first step")
+        at = open_train()
+        assert any("**elsewhere** · cnn3 · running" in m.value for m in at.markdown)
+        assert len(at.get("progress")) == 2  # the epoch and the whole run
+        by_label(at.button, "Stop").click().run()
+        assert not at.exception
+        wait_for_job(root / "elsewhere", {"stopped"}, timeout=120)
+    finally:  # a failed assertion must not leave a 100,000-epoch job running under the rest of the suite
+        if job_state(root / "elsewhere")["state"] == "running":
+            stop(root / "elsewhere", wait=60)
     at = open_train()
     assert any("**elsewhere** · cnn3 · stopped" in m.value for m in at.markdown)
     assert any(b.label == "Resume" for b in at.button)

@@ -96,26 +96,30 @@ def test_stop_then_resume_and_one_job_per_device(data, tmp_path):
     # far longer than the test: a 2-core AVX-512 CPU ran 200 of these tiny epochs in 100 s, before the stop
     launch(request(data, "long", epochs=100_000), root)
     run = root / "long"
-    wait_for_job(run, {"running"})
-    wait_for(lambda: training_started(run), 120, "the job's first step")
-    with pytest.raises(JobError, match="cpu is busy with long"):
-        launch(request(data, "second"), root)
-    assert not (root / "second").exists()
-    assert [j["run"] for j in live_jobs(root)] == [str(run)]
-    assert stop(run, wait=120)
-    state = job_state(run)
-    assert state["state"] == "stopped", log_tail(run)
-    assert (run / "last.safetensors").exists()
-    step_at_stop = (state["epoch"], state["step"])
-    job = resume(run, root)
-    assert job["resumed"] and job["command"][-1] == "--resume"
-    wait_for_job(run, {"running"})
-    # went on from where it stopped
-    wait_for(lambda: (job_state(run)["epoch"], job_state(run)["step"]) > step_at_stop, 120, "a step past the stop")
-    assert "resuming" in log_tail(run, 200)
-    with pytest.raises(JobError, match="running: stop it first"):
-        delete(run, root)
-    assert stop(run, wait=120)
+    try:
+        wait_for_job(run, {"running"})
+        wait_for(lambda: training_started(run), 120, "the job's first step")
+        with pytest.raises(JobError, match="cpu is busy with long"):
+            launch(request(data, "second"), root)
+        assert not (root / "second").exists()
+        assert [j["run"] for j in live_jobs(root)] == [str(run)]
+        assert stop(run, wait=120)
+        state = job_state(run)
+        assert state["state"] == "stopped", log_tail(run)
+        assert (run / "last.safetensors").exists()
+        step_at_stop = (state["epoch"], state["step"])
+        job = resume(run, root)
+        assert job["resumed"] and job["command"][-1] == "--resume"
+        wait_for_job(run, {"running"})
+        # went on from where it stopped
+        wait_for(lambda: (job_state(run)["epoch"], job_state(run)["step"]) > step_at_stop, 120, "a step past the stop")
+        assert "resuming" in log_tail(run, 200)
+        with pytest.raises(JobError, match="running: stop it first"):
+            delete(run, root)
+        assert stop(run, wait=120)
+    finally:  # a failed assertion must not leave a 100,000-epoch job running under the rest of the suite
+        if job_state(run)["state"] == "running":
+            stop(run, wait=60)
 
 
 def test_a_crashing_job_shows_failed_with_its_error(tmp_path):
