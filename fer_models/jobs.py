@@ -107,9 +107,6 @@ class TrainRequest(TrainConfig):
             args[args.index("--data") + 1] = str(Path(cfg.data).resolve())
         return args + [str(a) for a in self.extra]
 
-    def decay(self) -> float:
-        return DEFAULT_WEIGHT_DECAY.get(self.optimizer, 5e-4) if self.weight_decay is None else self.weight_decay
-
     def device_arg(self) -> str:
         # under torchrun each process takes the GPU of its local rank
         return "cuda" if self.gpus > 1 and self.device.startswith("cuda") else self.device
