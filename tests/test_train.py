@@ -110,20 +110,61 @@ def test_graceful_stop_mid_epoch_then_resume(tmp_path, reference_run, data_csv, 
                                   read_history(reference_run).drop(columns="seconds"), atol=1e-4)
 
 
-def test_ddp_two_cpu_processes(tmp_path, data_csv, env):
-    out = tmp_path / "ddp"
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "fer_models.train", "--model", "cnn3", "--epochs", "2", "--batch-size", "32",
-                           "--lr", "0.01", "--threads", "1", "--data", str(data_csv), "--out", str(out)],
-                          env=env, capture_output=True, text=True, timeout=300)
+DDP = ["--model", "cnn3", "--epochs", "2", "--batch-size", "32", "--lr", "0.01", "--threads", "1"]
+
+
+def torchrun(args, env):
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "fer_models.train"] + args, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory, data_csv, env):
+    out = tmp_path_factory.mktemp("ddp") / "ddp"
+    done = torchrun(DDP + ["--data", str(data_csv), "--out", str(out)], env)
     assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def test_ddp_two_cpu_processes(ddp_run):
+    out = ddp_run
     config = json.loads((out / "config.json").read_text())
     assert config["world_size"] == 2
     history = read_history(out)
     assert history["epoch"].tolist() == [1, 2] and history["val_acc"].between(0, 1).all()
     assert json.loads((out / "status.json").read_text())["state"] == "finished"
     assert json.loads((out / "meta.json").read_text())["training"]["world_size"] == 2
-    load_model(out)
+
+
+def test_ddp_validation_scores_exactly_the_saved_weights(ddp_run, data_csv):
+    """Each rank validates its shard: with rank 1's own BatchNorm statistics the history's figures were
+    not those of the saved (rank 0) model, so the best epoch was chosen on weights nobody kept."""
+    import numpy as np
+
+    from fer_models.data import load_faces
+    from fer_models.evaluate import predict_proba
+
+    model, meta = load_model(ddp_run)
+    val = load_faces(data_csv, splits=["PublicTest"]).split("PublicTest")
+    norm = meta["normalisation"]
+    probs = predict_proba(model, val.images, norm["mean"], norm["std"])
+    loss = float(-np.log(np.clip(probs[np.arange(len(val.labels)), val.labels], 1e-12, None)).mean())
+    best = read_history(ddp_run).set_index("epoch").loc[meta["metrics"]["best_epoch"]]
+    assert loss == pytest.approx(best["val_loss"], abs=2e-6)
+    assert float((probs.argmax(1) == val.labels).mean()) == pytest.approx(best["val_acc"], abs=1e-9)
+
+
+def test_ddp_stopped_mid_epoch_and_resumed_logs_what_an_uninterrupted_run_logs(tmp_path, ddp_run, data_csv, env):
+    out = tmp_path / "ddp_stopped"
+    # 210 images / global batch 32 = 6 steps an epoch: step 10 is in the middle of epoch 2, where each rank
+    # has its own partial loss and accuracy sums
+    stopped = torchrun(DDP + ["--data", str(data_csv), "--out", str(out), "--stop-at-step", "10"], env)
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    assert json.loads((out / "status.json").read_text())["state"] == "stopped"
+    resumed = torchrun(["--out", str(out), "--resume"], env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    pd.testing.assert_frame_equal(read_history(out).drop(columns="seconds"),
+                                  read_history(ddp_run).drop(columns="seconds"), atol=1e-6)
 
 
 def test_bad_data_marks_the_run_failed(tmp_path, env):
