@@ -80,14 +80,16 @@ SOFTMAX_STEPS = [
 
 def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
                      ceil_mode: bool = False) -> int:
+    """PyTorch's output size (aten's pooling_output_shape): in ceil mode a window may hang over the end, so
+    a 2/2 pool of a single pixel still gives 1, but never one that starts in the right-hand padding."""
     span = size + 2 * padding - dilation * (kernel - 1) - 1
-    if span < 0:
+    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    if out < 1:
         raise ValueError(f"a {kernel}×{kernel} kernel (dilation {dilation}) spans {dilation * (kernel - 1) + 1} "
                          f"pixels, more than the padded input's {size + 2 * padding}: use a smaller kernel or "
                          "more padding")
-    out = (math.ceil if ceil_mode else math.floor)(span / stride) + 1
-    if ceil_mode and (out - 1) * stride >= size + padding:  # PyTorch drops a last window that starts in the padding
-        out -= 1
     return out
 
 
