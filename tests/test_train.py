@@ -270,3 +270,22 @@ def test_progress_prints_plain_lines_off_a_terminal(monkeypatch, capsys):
     assert lines and all(line.startswith("epoch 3/30 step ") and "img/s" in line and "eta" in line
                          for line in lines)
     assert "\r" not in "".join(lines) and len(lines) <= 4
+
+
+def test_one_cycle_is_torchs_one_cycle_ending_at_base_over_ten_thousand():
+    """The comment on the schedule claims torch's shape with another end value: check both claims."""
+    import torch
+
+    cfg, total = TrainConfig(lr=0.1, schedule="onecycle"), 1000
+    ours = [learning_rate(cfg, s, total, 100) for s in range(total)]
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    # torch ends at max_lr / div_factor / final_div_factor: 400 makes that base / 1e4
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=total, pct_start=0.3,
+                                                   div_factor=25, final_div_factor=400, cycle_momentum=False)
+    theirs = []
+    for _ in range(total):
+        theirs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert max(abs(a - b) for a, b in zip(ours, theirs)) < 0.001  # 1% of the peak: torch's phases end a step apart
+    assert ours[-1] == pytest.approx(0.1 / 1e4, rel=0.1) and theirs[-1] == pytest.approx(0.1 / 1e4)
