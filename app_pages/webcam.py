@@ -21,7 +21,8 @@ smoothing = a.slider("Smoothing", 0.0, 0.95, 0.6, 0.05,
                           "own reading, 0.9 reacts over about ten frames.")
 detect_every = b.slider("Detect faces every … frames", 1, 10, 3,
                         help="Between detections each face keeps its box; fewer detections, higher frame rate.")
-gradcam = c.toggle("Grad-CAM overlay", help="Where the evidence for each face's label is (last conv layer)")
+gradcam = c.toggle("Grad-CAM overlay", help="Where the evidence for each face's label is, on the model's "
+                   "Grad-CAM layer (the last activation whose every cell reaches the scores)")
 
 # one annotator per browser session and checkpoint: its tracks and recording belong to this viewer
 key = checkpoint_key(run)

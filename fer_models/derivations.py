@@ -11,7 +11,6 @@ finite-difference error (h^4) sits far below the 1e-8 the comparisons are held t
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np

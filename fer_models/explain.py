@@ -52,9 +52,11 @@ METHODS = {m.key: m for m in [
            "Sharp, edge-like images, but Adebayo et al. (2018) showed they barely change when the weights are "
            "randomised: they show the image's edges more than the model's reasoning."),
     Method("gradcam", "Grad-CAM", True,
-           "The last conv layer's maps weighted by their mean gradient for the class, then upsampled (Selvaraju "
-           "et al. 2017). Class-specific and robust, but as coarse as that layer (12×12 for cnn3, 6×6 for "
-           "resnet10_fer, where it equals CAM, 3×3 for densenet201_fer); positive = evidence for the class."),
+           "A late layer's maps weighted by their mean gradient for the class, then upsampled (Selvaraju et al. "
+           "2017). Class-specific and robust, but as coarse as that layer: the last activation whose every cell "
+           "reaches the class scores (12×12 for cnn3; 6×6 for resnet10_fer, where it equals CAM; 6×6 for "
+           "densenet201_fer, whose later 3×3 map loses 5 of its 9 cells to a 2×2 pool). Positive = evidence for "
+           "the class."),
     Method("guided_gradcam", "Guided Grad-CAM", False,
            "Guided Backprop times Grad-CAM: fine detail inside the regions Grad-CAM picks for the class. "
            "Inherits Guided Backprop's weakness."),

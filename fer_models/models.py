@@ -55,7 +55,9 @@ def create_model(name: str, num_classes: int = len(EMOTIONS)) -> "FERModel":
 class FERModel(nn.Module):
     arch: str = ""
     input_spec = InputSpec()
-    gradcam_layer_name: str = ""  # set by each model: a module with a spatial output map
+    # set by each model: the last activation wider than 1 x 1 whose every cell reaches the class scores and
+    # through which the whole input passes (reach.gradcam_layer_by_rule; a test holds every model to it)
+    gradcam_layer_name: str = ""
 
     def gradcam_layer(self) -> nn.Module:
         return self.get_submodule(self.gradcam_layer_name)
@@ -157,9 +159,9 @@ class DenseNet201FER(FERModel):
     """
     block_config = (6, 12, 48, 32)
     growth, bn_size, stem_channels = 32, 4, 64
-    # The last map wider than 1 x 1: transition 3's conv sees block 3 at 3 x 3 (block 4 runs at 1 x 1,
-    # where a class map would be a single number).
-    gradcam_layer_name = "features.transition3.conv"
+    # Not transition 3 (3 x 3): its 2/2 pool reads only the top-left 2 x 2 cells, so 5 of 9 cells there never
+    # reach the scores. Transition 2's 6 x 6 map is the last whose every cell does (tests/test_reach.py).
+    gradcam_layer_name = "features.transition2.relu"
 
     def __init__(self, num_classes: int = 7, dropout: float = 0.3):
         super().__init__()

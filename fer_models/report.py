@@ -171,7 +171,8 @@ def saliency_section(model, meta, predictions, faces, per_class: int) -> str:
                              f"#{_e(p['id'])}: {EMOTIONS[true]} → {EMOTIONS[pred]} "
                              f"{p[f'p_{EMOTIONS[pred]}']:.0%} {mark}"))
     return (head + f"<p>{per_class} faces of each true class, drawn at random (seed 0). Each strip: the face, "
-            "Grad-CAM on the last conv layer and Integrated Gradients (50 steps, mean-gray baseline), both for the "
+            f"Grad-CAM on <code>{_e(model.gradcam_layer_name)}</code> (the last activation whose every cell reaches "
+            "the class scores) and Integrated Gradients (50 steps, mean-gray baseline), both for the "
             "predicted class; red is evidence for it, blue against.</p>"
             f'<div class="grid">{"".join(tiles)}</div>')
 
