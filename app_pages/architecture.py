@@ -3,6 +3,7 @@ import streamlit as st
 
 from fer_models.architecture import block_diagram_dot, dense_block_dot, dense_blocks, layer_table
 from fer_models.models import create_model, list_models
+from fer_models.reach import findings_in_words, reach_table, unused_parts
 from app_pages._shared import selected_run
 
 st.title("Architecture")
@@ -23,6 +24,35 @@ def cached_layer_table(arch: str):
 @st.cache_data(show_spinner=False)
 def cached_diagram(arch: str) -> str:
     return block_diagram_dot(untrained(arch))
+
+
+@st.cache_data(show_spinner="Probing which weights and cells reach the output…")
+def cached_reach(arch: str):
+    report = unused_parts(untrained(arch))
+    return findings_in_words(report), reach_table(report)
+
+
+def unused_section(arch: str) -> None:
+    """Said for any model, from its arithmetic and a gradient probe; the seed DenseNet's dead block 4 is the
+    case that prompted it."""
+    findings, table = cached_reach(arch)
+    st.subheader("What a 48×48 input leaves unused", anchor="unused")
+    if not findings:
+        st.caption(f"Every kernel tap of {arch} sees real pixels and every cell of every map reaches the class "
+                   "scores: nothing is computed for nothing.")
+    for sentence in findings:
+        st.markdown(f"- {sentence}")
+    with st.expander("Per layer: kernel taps, weights that never train, dropped rows, cells that reach the scores"):
+        only = st.toggle("Only layers with a finding", value=bool(findings), key="unused_only")
+        view = table
+        if only:
+            view = table[(table["weights never trained"] > 0) | (table["rows × cols dropped"] != "")
+                         | table["cells reaching the output"].map(lambda s: s.split("/")[0] != s.split("/")[1])]
+        st.dataframe(view, hide_index=True, width="stretch", height=360,
+                     column_config={"weights never trained": st.column_config.NumberColumn(format="localized")})
+        st.caption("A kernel tap is used if some output position places it over a real pixel, not padding. A cell "
+                   "reaches the scores if some class score has a non-zero gradient there, on random faces in "
+                   "eval mode.")
 
 
 run = selected_run()
@@ -50,6 +80,7 @@ if run is not None:
             st.caption("Every layer reads the block input and the outputs of all layers before it, "
                        "so its input grows by the growth rate with each layer.")
             st.graphviz_chart(dense_block_dot(blocks[name]))
+    unused_section(run.arch)
     st.subheader("Layers")
     types = sorted(table["type"].unique())
     shown = st.multiselect("Layer types", types, default=types)

@@ -74,6 +74,10 @@ with conv:
     st.dataframe(walk, hide_index=True)
     st.caption(f"Every conv and pooling layer of {arch} outside its dense blocks, for one 48×48 face, from a "
                "forward pass with hooks; 'formula' is the output width by the floor formula.")
+    st.page_link("app_pages/architecture.py", icon=":material/account_tree:",
+                 label="What these sizes leave unused: kernel taps that only see padding, pools that drop a row "
+                       "(Architecture, for the run in the sidebar)",
+                 query_params={"run": st.query_params.get("run", "")})
 
 with bn:
     steps(BATCHNORM_STEPS)

@@ -74,6 +74,27 @@ def _markdown_bold(text: str) -> str:
 
 # ---------------------------------------------------------------- the sections
 
+def _inline_markdown(text: str) -> str:
+    """The `code` and **bold** of reach's sentences, as HTML (everything else escaped)."""
+    import re
+
+    html = _e(text)
+    html = re.sub(r"`([^`]+)`", r"<code>\1</code>", html)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", html)
+
+
+def unused_paragraphs(model) -> str:
+    from .reach import findings_in_words, unused_parts
+
+    findings = findings_in_words(unused_parts(model))
+    if not findings:
+        return ""
+    items = "".join(f"<li>{_inline_markdown(s)}</li>" for s in findings)
+    return (f"<h3>What a {model.input_spec.size}×{model.input_spec.size} input leaves unused</h3>"
+            "<p>Found from the model's arithmetic and a gradient probe, not typed in:</p>"
+            f"<ul>{items}</ul>")
+
+
 def architecture_section(model, meta) -> str:
     from .architecture import block_diagram, layer_table
 
@@ -93,7 +114,8 @@ def architecture_section(model, meta) -> str:
             f'<div class="chain">{"".join(chain)}<div class="edge">↓</div>'
             f'<div class="stage input">{len(EMOTIONS)} class scores</div></div>'
             + (f"<details><summary>All {len(table)} layers with their output shapes</summary>{rows}</details>"
-               if long else rows))
+               if long else rows)
+            + unused_paragraphs(model))
 
 
 def history_section(run_dir: Path) -> str:

@@ -17,20 +17,35 @@ def runs(tmp_path, monkeypatch):
     return tmp_path
 
 
+def table_with(at, column):
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
 def test_architecture_page_lists_every_layer(runs):
     at = open_app("app_pages/architecture.py")
     assert at.title[0].value == "Architecture"
     assert at.sidebar.selectbox[0].value == "cnn3_ref"
     assert [m.value for m in at.metric][:3] == ["5.39 M", "133.5 M", "18"]
-    table = at.dataframe[0].value
+    table = table_with(at, "output shape")
     assert len(table) == 18 and table["output shape"].iloc[0] == "64×48×48"
     assert at.query_params["run"] == "cnn3_ref"
+    assert any("nothing is computed for nothing" in c.value for c in at.caption)
 
 
 def test_run_from_the_url_is_selected(runs):
     at = open_app("app_pages/architecture.py", run="dense")
     assert at.sidebar.selectbox[0].value == "dense"
-    assert len(at.dataframe[0].value) == 619  # densenet201_fer's leaf layers
+    assert len(table_with(at, "output shape")) == 619  # densenet201_fer's leaf layers
+
+
+def test_architecture_says_what_the_seed_densenet_never_uses(runs):
+    at = open_app("app_pages/architecture.py", run="dense")
+    said = " ".join(m.value for m in at.markdown)
+    assert "1,048,576 weights never get a gradient" in said and "(5.1%) can never train" in said
+    assert "`features.transition3.pool`" in said and "4 of the 9 cells" in said
+    unused = table_with(at, "weights never trained")  # opens on the layers with a finding: 32 dead convs,
+    # transition3.pool, and the 4 layers of 3x3 maps with dead cells
+    assert len(unused) == 32 + 1 + 4 and unused["weights never trained"].sum() == 1_048_576
 
 
 def test_history_page_draws_curves(runs):

@@ -110,3 +110,12 @@ def test_the_analysis_reads_any_model():
     wide = {r.layer: r for r in report.layers}["wide"]
     assert (wide.taps_used, wide.dead_parameters) == (1, 4 * 4 * 8)
     assert report.dead_parameters == 128 and "128 weights never get a gradient" in findings_in_words(report)[0]
+
+
+def test_the_report_says_it_in_html(models):
+    from fer_models.report import unused_paragraphs
+
+    html = unused_paragraphs(models["densenet201_fer"])
+    assert "<b>1,048,576 weights never get a gradient from the loss</b>" in html
+    assert "<code>features.transition3.pool</code>" in html and "`" not in html
+    assert unused_paragraphs(models["resnet10_fer"]) == ""
