@@ -67,6 +67,7 @@ if run is not None:
     mid.metric("Mult-adds per face", f"{totals['mult_adds'] / 1e6:.1f} M")
     right.metric("Layers", totals["layers"])
     last.metric("Activations per face", f"{totals['activations_mib']} MiB")
+    unused_section(run.arch)
     diagram, dense = st.columns([2, 3])
     with diagram:
         st.subheader("Blocks")
@@ -80,7 +81,6 @@ if run is not None:
             st.caption("Every layer reads the block input and the outputs of all layers before it, "
                        "so its input grows by the growth rate with each layer.")
             st.graphviz_chart(dense_block_dot(blocks[name]))
-    unused_section(run.arch)
     st.subheader("Layers")
     types = sorted(table["type"].unique())
     shown = st.multiselect("Layer types", types, default=types)

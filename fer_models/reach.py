@@ -206,6 +206,10 @@ def _hw(hw) -> str:
     return f"{hw[0]}×{hw[1]}"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}" if n != 1 else noun
+
+
 def _span(names: list[str]) -> str:
     """'a.b1.c' or, for a run of layers, 'a.b1.c … a.b32.c' shortened to what changes."""
     if len(names) == 1:
@@ -248,8 +252,8 @@ def findings_in_words(report: Reach) -> list[str]:
     for r in report.layers:
         if r.rows_dropped or r.cols_dropped:
             said.append(f"`{r.layer}` ({r.kind} {r.kernel[0]}/{r.stride}) reads a {_hw(r.input_hw)} map in "
-                        f"windows that stop before its last {r.rows_dropped} row(s) and {r.cols_dropped} "
-                        "column(s): nothing there reaches the output.")
+                        f"windows that stop before its last {_count(r.rows_dropped, 'row')} and "
+                        f"{_count(r.cols_dropped, 'column')}: nothing there reaches the output.")
     partial = [r for r in report.layers if r.cells_alive < r.cells]
     for group in _runs(partial, lambda r: (r.output_hw, r.cells_alive)):
         r = group[0]
