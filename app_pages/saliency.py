@@ -2,9 +2,9 @@
 import streamlit as st
 
 from app_pages._face_picker import pick_face, show_model_input
-from app_pages._shared import checkpoint_key, model_of, selected_model
+from app_pages._shared import checkpoint_key, describe, model_of, selected_model
 from fer_models.constants import EMOTIONS
-from fer_models.explain import METHODS, attribute_classes, face_input, probabilities
+from fer_models.explain import METHODS, attribute_classes, face_input, gradcam_map_size, probabilities
 from fer_models.pictures import robust_top
 from fer_models.figures import probability_figure
 from fer_models.pictures import colourise, enlarge, overlay
@@ -69,16 +69,23 @@ with results:
 
     a, b, c = st.columns(3)
     method = a.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].title, key="saliency_method")
+    # drawn after the select box it disables, but read first (widgets keep their value in session state)
+    every_class = st.session_state.get("saliency_every_class", False)
     options = [("predicted", predicted)] + ([("true", face.label)] if face.label is not None else []) + \
         [(e, i) for i, e in enumerate(EMOTIONS)]
-    target_name, target = b.selectbox("Class to explain", options, key="saliency_target",
-                                      format_func=lambda o: o[0] if o[0] in EMOTIONS else f"{o[0]}: {EMOTIONS[o[1]]}")
+    target_name, target = b.selectbox("Class to explain", options, key="saliency_target", disabled=every_class,
+                                      format_func=lambda o: o[0] if o[0] in EMOTIONS else f"{o[0]}: {EMOTIONS[o[1]]}",
+                                      help="Off while every class is shown" if every_class else None)
     opacity = c.slider("Overlay opacity", 0.0, 1.0, 0.7, 0.05)
-    every_class = st.toggle("Every class at once", help="The same method for all seven classes, side by side")
+    every_class = st.toggle("Every class at once", key="saliency_every_class",
+                            help="The same method for all seven classes, side by side")
     others = [r for r in st.session_state.get("runs", []) if r.name != run.name and r.arch]
     compare = st.selectbox("Compare with another run on the same face", [None, *others],
-                           format_func=lambda r: "—" if r is None else f"{r.name} ({r.arch})")
+                           format_func=lambda r: "—" if r is None else describe(r))
     st.caption(METHODS[method].caption)
+    if "gradcam" in method:
+        h, w = gradcam_map_size(model)
+        st.caption(f"{run.name}'s Grad-CAM layer: `{model.gradcam_layer_name}`, {h}×{w} cells.")
 
 targets = list(range(len(EMOTIONS))) if every_class else [target]
 other = model_of(compare) if compare is not None else None

@@ -90,6 +90,20 @@ def _ready(model: FERModel) -> FERModel:
 
 
 @torch.no_grad()
+def gradcam_map_size(model: FERModel) -> tuple[int, int]:
+    """Height and width of the Grad-CAM layer's output for one face."""
+    kept = {}
+    handle = model.gradcam_layer().register_forward_hook(lambda m, a, out: kept.update(shape=out.shape))
+    spec = model.input_spec
+    try:
+        with _LOCK:
+            _ready(model)(torch.zeros(1, spec.channels, spec.size, spec.size))
+    finally:
+        handle.remove()
+    return tuple(kept["shape"][2:])
+
+
+@torch.no_grad()
 def probabilities(model: FERModel, x: torch.Tensor) -> np.ndarray:
     with _LOCK:
         return _ready(model)(x).float().softmax(1).numpy()

@@ -68,6 +68,15 @@ def test_saliency_every_class_grid(runs, method):
     captions = [c.value for c in at.caption]
     assert (method == "integrated_gradients") == any("convergence delta" in c for c in captions)
     assert any("Red: evidence for the class" in c for c in captions)
+    assert at.selectbox(key="saliency_target").disabled  # every class is shown: picking one does nothing
+
+
+def test_saliency_names_the_runs_gradcam_layer(runs):
+    at = open_page("app_pages/saliency.py")
+    at.selectbox(key="saliency_method").set_value("gradcam")
+    at.run()
+    assert any("Grad-CAM layer: `block3.relu`, 12×12 cells" in c.value for c in at.caption)
+    assert not at.selectbox(key="saliency_target").disabled
 
 
 def test_saliency_on_an_uploaded_photo(runs):
