@@ -10,9 +10,21 @@ from fer_models.figures import confusion_figure
 from fer_models.runfolder import METRICS_FILE, RunFolder, RunProblem
 from fer_models.runs import faces_source, read_evaluation
 
-FACES_PER_PAGE = 30
+FACES_PER_PAGE = 12
+METRIC_HELP = {
+    "Accuracy": "Share of faces whose most probable class is the dataset's label.",
+    "Macro F1": "F1 (the harmonic mean of precision and recall) of each class, averaged with equal weight: "
+                "a rare class such as disgust counts as much as happy.",
+    "Top-2 accuracy": "Share of faces whose label is among the model's two most probable classes.",
+    "Calibration error (ECE)": "Expected calibration error: how far the model's confidence is from its accuracy, "
+                               "averaged over 15 confidence bins. 0 = a 70%-sure answer is right 70% of the time.",
+}
 
 st.title("Confusion matrix")
+
+
+def evaluation_label(split: str) -> str:
+    return f"{split[:-4]}, with mirror-image TTA" if split.endswith("-tta") else split
 
 
 @st.cache_data(show_spinner=False)
@@ -20,10 +32,34 @@ def cached_evaluation(run_path: str, split: str, mtime: float):
     return read_evaluation(run_path, split)
 
 
+def cell_in_url() -> tuple[int, int] | None:
+    """The selected cell, kept in the URL (?cell=fear,sad) so that Back, a refresh and the toggle keep it."""
+    true, _, pred = st.query_params.get("cell", "").partition(",")
+    return (EMOTIONS.index(true), EMOTIONS.index(pred)) if true in EMOTIONS and pred in EMOTIONS else None
+
+
+def follow_clicks(key: str) -> tuple[int, int] | None:
+    """A new click on the chart (its selection, read before the chart is drawn so that the outline follows at
+    once) moves the URL's cell; an empty or unchanged selection leaves it."""
+    clicked = cell_from_selection(st.session_state.get(key))
+    if clicked != st.session_state.get("confusion_last_click"):
+        st.session_state["confusion_last_click"] = clicked
+        if clicked is not None:
+            st.query_params["cell"] = f"{EMOTIONS[clicked[0]]},{EMOTIONS[clicked[1]]}"
+    return cell_in_url()
+
+
+def clear_cell():
+    st.query_params.pop("cell", None)
+    st.session_state["confusion_last_click"] = None
+
+
 def show_faces(metrics, predictions, split, true, pred):
     cell = cell_faces(predictions, true, pred)
-    what = "correctly recognised" if true == pred else f"taken for {EMOTIONS[pred]}"
-    st.subheader(f"{EMOTIONS[true]} faces {what}: {len(cell)}")
+    what = "recognised" if true == pred else f"taken for {EMOTIONS[pred]}"
+    head, close = st.columns([5, 1], vertical_alignment="center")
+    head.markdown(f"**{len(cell)} {EMOTIONS[true]} faces {what}**")
+    close.button("✕", key="clear_cell", help="Close the faces of this cell", on_click=clear_cell)
     if cell.empty:
         st.info("No face in this cell.")
         return
@@ -39,21 +75,31 @@ def show_faces(metrics, predictions, split, true, pred):
         st.error(f"Could not read the faces: {err}")
         return
     pages = (len(cell) - 1) // FACES_PER_PAGE + 1
-    page = st.number_input(f"Page (of {pages}), most confident first", 1, pages, 1) if pages > 1 else 1
+    page = st.number_input(f"Page (of {pages}), the model's most confident first", 1, pages, 1,
+                           key=f"faces_page_{true}_{pred}") if pages > 1 else 1
     shown = cell.iloc[(page - 1) * FACES_PER_PAGE: page * FACES_PER_PAGE]
-    columns = st.columns(6)
+    columns = st.columns(3)
     missing = 0
     for i, row in enumerate(shown.itertuples()):
         if row.id not in index:
             missing += 1
             continue
-        with columns[i % 6]:
-            st.image(images[index[row.id]][0], width=110,
-                     caption=f"{EMOTIONS[true]} → {EMOTIONS[pred]} · {row.confidence:.0%} · id {row.id}")
+        with columns[i % 3]:
+            st.image(images[index[row.id]][0], width=104,
+                     caption=f"id {row.id} · model {row.confidence:.0%} sure of {EMOTIONS[pred]}")
             st.page_link("app_pages/saliency.py", label="Explain", icon=":material/visibility:",
                          query_params={"run": st.query_params.get("run", ""), "split": split, "face": row.id})
     if missing:
         st.warning(f"{missing} faces of this page are not in {source}: it is not the data this evaluation scored.")
+
+
+def show_summary(metrics, counts):
+    a, b = st.columns(2)
+    a.metric("Accuracy", f"{metrics['accuracy']:.1%}", help=METRIC_HELP["Accuracy"])
+    b.metric("Macro F1", f"{metrics['macro_f1']:.3f}", help=METRIC_HELP["Macro F1"])
+    a.metric("Top-2 accuracy", f"{metrics['top2_accuracy']:.1%}", help=METRIC_HELP["Top-2 accuracy"])
+    b.metric("Calibration error (ECE)", f"{metrics['ece']:.3f}", help=METRIC_HELP["Calibration error (ECE)"])
+    st.markdown("**Most confused**\n\n" + "\n".join(f"- {line}" for line in most_confused(counts)))
 
 
 run = selected_run()
@@ -62,8 +108,11 @@ if run is not None:
         st.info(f"Run {run.name} has no evaluation yet. Score it with\n\n"
                 f"`python -m fer_models.evaluate --run {run.path} --data path/to/fer2013.csv.gz --split PublicTest`")
         st.stop()
-    split = st.selectbox("Evaluation", run.evaluations,
-                         index=run.evaluations.index("PublicTest") if "PublicTest" in run.evaluations else 0)
+    pick, mode = st.columns(2, vertical_alignment="bottom")
+    split = pick.selectbox("Evaluation", run.evaluations, format_func=evaluation_label,
+                           index=run.evaluations.index("PublicTest") if "PublicTest" in run.evaluations else 0,
+                           help="The run's predictions on one split. With TTA (test-time augmentation) each face's "
+                                "probabilities are averaged with its mirror image's.")
     folder = RunFolder(run.path).eval_dir(split)
     try:
         metrics, predictions, confusion = cached_evaluation(str(run.path), split,
@@ -76,23 +125,20 @@ if run is not None:
                 f"({len(predictions)} faces).")
         st.stop()
     counts = confusion.fillna(0).to_numpy().astype(int)
-    normalise = st.toggle("Row-normalised: each row shows where that class's faces went", value=True)
-    chart, facts = st.columns([3, 2])
+    normalise = mode.toggle("Row-normalised: where each class's faces went", value=True,
+                            help="Off: the number of faces in each cell.")
+    key = f"confusion-{run.name}-{split}"
+    cell = follow_clicks(key)
+    chart, side = st.columns([3, 2])
     with chart:
-        event = st.plotly_chart(confusion_figure(counts, normalise), on_select="rerun", selection_mode="points",
-                                key=f"confusion-{run.name}-{split}", width="content")
-    with facts:
-        a, b = st.columns(2)
-        a.metric("Accuracy", f"{metrics['accuracy']:.1%}")
-        b.metric("Macro F1", f"{metrics['macro_f1']:.3f}")
-        a.metric("Top-2 accuracy", f"{metrics['top2_accuracy']:.1%}")
-        b.metric("Calibration error (ECE)", f"{metrics['ece']:.3f}")
-        st.markdown("**Most confused**\n\n" + "\n".join(f"- {line}" for line in most_confused(counts)))
-    st.dataframe(per_class_table(metrics, counts), hide_index=True, width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                for c in ("accuracy (recall)", "precision", "F1")})
-    cell = cell_from_selection(event)
-    if cell is None:
-        st.caption("Click a cell of the matrix to see its faces.")
-    else:
-        show_faces(metrics, predictions, split, *cell)
+        st.plotly_chart(confusion_figure(counts, normalise, cell), on_select="rerun", selection_mode="points",
+                        key=key, width="content", config={"displayModeBar": False})
+    with side:
+        if cell is None:
+            st.info("Click a cell of the matrix to see its faces here.", icon=":material/touch_app:")
+            show_summary(metrics, counts)
+        else:
+            show_faces(metrics, predictions, split, *cell)
+    if cell is not None:
+        show_summary(metrics, counts)
+    st.dataframe(per_class_table(metrics, counts), hide_index=True, width="stretch")

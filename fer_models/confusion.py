@@ -35,12 +35,19 @@ def most_confused(counts: np.ndarray, top: int = 3) -> list[str]:
             f"({counts[t, p]} of {counts[t].sum()})" for share, t, p in sorted(off, reverse=True)[:top]]
 
 
+def _score(value) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
 def per_class_table(metrics: dict, counts: np.ndarray) -> pd.DataFrame:
+    """Scores as text: a precision of a class the model never predicts is undefined ("—"), not 0."""
     rows = []
     for c, name in enumerate(EMOTIONS):
         m = metrics.get("per_class", {}).get(name, {})
-        rows.append({"class": name, "accuracy (recall)": m.get("recall"), "precision": m.get("precision"),
-                     "F1": m.get("f1"), "faces": int(counts[c].sum()), "predicted as it": int(counts[:, c].sum())})
+        predicted = int(counts[:, c].sum())
+        rows.append({"class": name, "accuracy (recall)": _score(m.get("recall")),
+                     "precision": _score(m.get("precision") if predicted else None),
+                     "F1": _score(m.get("f1")), "faces": int(counts[c].sum()), "predicted as it": predicted})
     return pd.DataFrame(rows)
 
 

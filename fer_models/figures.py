@@ -55,27 +55,52 @@ def history_figure(histories: list[tuple[str, pd.DataFrame]]) -> go.Figure:
     return fig
 
 
+CONFUSION_CELL = 56  # px: the matrix is drawn at a fixed size, so its cells stay square at any width
+
+
+def _text_on(fill: float) -> str:
+    """Black or white text for a cell of the Blues scale at this position (0..1): white from the mid blues on."""
+    return "white" if fill > 0.55 else "#111111"
+
+
 def confusion_figure(counts: np.ndarray, normalise: bool, selected: tuple[int, int] | None = None) -> go.Figure:
+    """The matrix as square markers (a scatter, so that a click selects one cell), the values as annotations
+    (Plotly fades the text of unselected points, never annotations), the selected cell outlined in red."""
     shares = row_normalised(counts)
-    values = shares if normalise else counts
+    values = shares if normalise else counts.astype(float)
+    top = max(float(values.max()), 1e-9)
     n = len(EMOTIONS)
     true_idx, pred_idx = np.divmod(np.arange(n * n), n)
-    text = [f"{shares[t, p]:.0%}" if normalise else str(counts[t, p]) for t, p in zip(true_idx, pred_idx)]
     fig = go.Figure(go.Scatter(
-        x=[EMOTIONS[p] for p in pred_idx], y=[EMOTIONS[t] for t in true_idx], mode="markers+text",
-        marker=dict(symbol="square", size=52, color=values.ravel(), colorscale="Blues", showscale=True,
-                    line=dict(width=[4 if selected == (t, p) else 0 for t, p in zip(true_idx, pred_idx)],
-                              color="#d62728")),
-        text=text, textfont=dict(color=["white" if shares[t, p] > 0.5 else "black"
-                                        for t, p in zip(true_idx, pred_idx)]),
+        x=[EMOTIONS[p] for p in pred_idx], y=[EMOTIONS[t] for t in true_idx], mode="markers",
+        marker=dict(symbol="square", size=CONFUSION_CELL - 3, color=values.ravel(), colorscale="Blues", cmin=0,
+                    cmax=top, showscale=True, line=dict(width=0),
+                    colorbar=dict(orientation="h", y=-0.03, yanchor="top", thickness=12, len=1,
+                                  tickformat=".0%" if normalise else ",d", tickfont=dict(size=13),
+                                  title=dict(text="share of the true class's faces" if normalise else "faces",
+                                             side="top", font=dict(size=13)))),
+        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
         customdata=np.stack([true_idx, pred_idx, counts.ravel(), shares.ravel()], axis=1),
         hovertemplate="true %{y}, predicted %{x}<br>%{customdata[2]} faces (%{customdata[3]:.1%} of %{y})"
                       "<extra>click to see them</extra>",
     ))
-    fig.update_xaxes(title="predicted", categoryorder="array", categoryarray=list(EMOTIONS), side="top")
-    fig.update_yaxes(title="true", categoryorder="array", categoryarray=list(EMOTIONS)[::-1])
-    fig.update_layout(height=600, width=640, margin=dict(l=10, r=10, t=60, b=10), plot_bgcolor="white",
-                      dragmode=False)
+    if selected is not None:  # a shape, drawn above every marker (an outline on a marker hides under its neighbours)
+        t, p = selected
+        fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=n - 1 - t - 0.5, y1=n - 1 - t + 0.5,
+                      line=dict(color="#d62728", width=4), layer="above")
+    for t, p in zip(true_idx, pred_idx):
+        fig.add_annotation(x=EMOTIONS[p], y=EMOTIONS[t], showarrow=False,
+                           text=f"{shares[t, p]:.0%}" if normalise else f"{counts[t, p]:,}",
+                           font=dict(size=14, color=_text_on(values[t, p] / top)))
+    axis = dict(categoryorder="array", tickfont=dict(size=14, color="#111111"), showgrid=False, zeroline=False,
+                fixedrange=True)
+    fig.update_xaxes(title=dict(text="predicted", font=dict(size=14)), categoryarray=list(EMOTIONS), side="top",
+                     tickangle=0, **axis)
+    fig.update_yaxes(title=dict(text="true", font=dict(size=14)), categoryarray=list(EMOTIONS)[::-1], **axis)
+    side = CONFUSION_CELL * n
+    margin = dict(l=84, r=6, t=56, b=74)
+    fig.update_layout(width=side + margin["l"] + margin["r"], height=side + margin["t"] + margin["b"],
+                      margin=margin, plot_bgcolor="white", dragmode=False, clickmode="event+select")
     return fig
 
 

@@ -69,19 +69,11 @@ def _table(df) -> str:
 
 
 def _markdown_bold(text: str) -> str:
-    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", _e(text))
+    """The **bold** and `code` of the sentences the pages also show, as HTML (everything else escaped)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", _e(text)))
 
 
 # ---------------------------------------------------------------- the sections
-
-def _inline_markdown(text: str) -> str:
-    """The `code` and **bold** of reach's sentences, as HTML (everything else escaped)."""
-    import re
-
-    html = _e(text)
-    html = re.sub(r"`([^`]+)`", r"<code>\1</code>", html)
-    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", html)
-
 
 def unused_paragraphs(model) -> str:
     from .reach import findings_in_words, unused_parts
@@ -89,7 +81,7 @@ def unused_paragraphs(model) -> str:
     findings = findings_in_words(unused_parts(model))
     if not findings:
         return ""
-    items = "".join(f"<li>{_inline_markdown(s)}</li>" for s in findings)
+    items = "".join(f"<li>{_markdown_bold(s)}</li>" for s in findings)
     return (f"<h3>What a {model.input_spec.size}×{model.input_spec.size} input leaves unused</h3>"
             "<p>Found from the model's arithmetic and a gradient probe, not typed in:</p>"
             f"<ul>{items}</ul>")

@@ -58,3 +58,20 @@ def test_cell_faces_sorted_by_confidence():
     predictions["p_sad"] = [0.5, 0.9, 0.1, 0.7]
     cell = cell_faces(predictions, 2, 4)
     assert cell["id"].tolist() == ["b", "a"] and cell["confidence"].tolist() == [0.9, 0.5]
+
+
+def test_text_follows_the_fill_in_both_modes_and_a_click_outlines_without_fading():
+    for normalise in (False, True):
+        fig = confusion_figure(counts(), normalise=normalise, selected=(2, 4))
+        text = {(a.y, a.x): (a.text, a.font.color) for a in fig.layout.annotations}
+        assert len(text) == 49
+        # happy/happy (the darkest cell) in white; fear -> sad, a light cell in counts mode, in black
+        assert text[("happy", "happy")][1] == "white" and text[("sad", "neutral")][1] != "white"
+        assert text[("fear", "sad")] == ("43%" if normalise else "6", "#111111")
+        trace = fig.data[0]
+        assert trace.unselected.marker.opacity == 1 and trace.selected.marker.opacity == 1
+        (outline,) = fig.layout.shapes  # around fear (row 2 from the top, y = 4) -> sad (x = 4)
+        assert (outline.x0, outline.x1, outline.y0, outline.y1) == (3.5, 4.5, 3.5, 4.5)
+        assert trace.marker.colorbar.title.text == ("share of the true class's faces" if normalise else "faces")
+        assert fig.layout.width - sum((fig.layout.margin.l, fig.layout.margin.r)) == \
+            fig.layout.height - sum((fig.layout.margin.t, fig.layout.margin.b))  # square plot area

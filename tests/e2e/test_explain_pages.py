@@ -1,4 +1,5 @@
 """The explain pages in Chromium: a real upload, and the confusion page's link to a face."""
+import re
 
 from PIL import Image
 
@@ -40,7 +41,7 @@ def test_a_face_in_the_confusion_matrix_opens_in_saliency(page, start_app, tmp_p
     page.wait_for_selector("[data-testid='stImage']", timeout=30_000)
     settle(page)
     first = page.locator("[data-testid='stImageCaption']").first.inner_text()
-    face_id = first.rsplit("id ", 1)[1].strip()
+    face_id = re.search(r"id (\S+)", first).group(1)
     page.get_by_role("link", name="Explain").first.click()
     page.wait_for_url("**/saliency?**", timeout=30_000)
     settle(page)
