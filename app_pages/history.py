@@ -3,6 +3,8 @@ import streamlit as st
 
 from app_pages._shared import history_of, selected_run
 from fer_models.figures import history_figure
+from fer_models.runfolder import RunFolder, RunProblem
+from fer_models.runs import reproduce_command
 
 st.title("Training history")
 
@@ -28,3 +30,13 @@ if run is not None:
                            "text/csv")
 
     live()
+    try:
+        config = RunFolder(run.path).config()
+    except RunProblem as err:
+        st.caption(f"No reproduce command: {err}")
+    else:
+        if not config:
+            st.caption(f"No reproduce command: {run.name} has no config.json.")
+            st.stop()
+        st.markdown(f"**Reproduce {run.name}** (the data path is yours):")
+        st.code(reproduce_command(config, run.name), language="bash", wrap_lines=True)

@@ -1,28 +1,27 @@
-"""The training-history figure's best-epoch labels stay inside the plot and readable."""
+"""The training-history figure: the best epoch said in the legend, panels that line up, a readable rate."""
 import pandas as pd
 
 from fer_models.figures import history_figure
 
 
-def history(val_acc):
+def history(val_acc, lr=0.1):
     n = len(val_acc)
     return pd.DataFrame({"epoch": range(1, n + 1), "train_loss": [1.0] * n, "train_acc": [0.5] * n,
-                         "val_loss": [1.0] * n, "val_acc": val_acc, "lr": [0.1] * n, "seconds": [10.0] * n})
+                         "val_loss": [1.0] * n, "val_acc": val_acc, "lr": [lr] * n, "seconds": [10.0] * n})
 
 
-def best_labels(fig):
-    return [a for a in fig.layout.annotations if a.text.startswith("best ")]
+def test_the_best_epoch_is_in_the_legend_and_starred_not_a_label_on_the_curves():
+    fig = history_figure([("run", history([0.3, 0.6, 0.5]))])
+    names = [t.name for t in fig.data if t.showlegend is not False]
+    assert names == ["run validation: best 60.0% at epoch 2", "run training (dotted)"]
+    assert not [a for a in fig.layout.annotations if "best" in a.text]
+    (star,) = [t for t in fig.data if t.name == "run best"]
+    assert (list(star.x), list(star.y)) == ([2], [0.6])
+    assert fig.layout.legend.y >= 1 and fig.layout.legend.yanchor == "bottom"  # above the plots, not below
 
 
-def test_best_epoch_label_grows_away_from_the_nearer_edge():
-    last, = best_labels(history_figure([("run", history([0.3, 0.4, 0.5, 0.6]))]))
-    assert (last.x, last.y, last.text) == (4, 0.6, "best 60.0% (epoch 4)")
-    assert last.xanchor == "right" and last.ax < 0
-    first, = best_labels(history_figure([("run", history([0.6, 0.4, 0.5, 0.5]))]))
-    assert first.x == 1 and first.xanchor == "left" and first.ax > 0
-
-
-def test_best_epoch_labels_are_boxed_and_do_not_stack_on_each_other():
-    labels = best_labels(history_figure([("a", history([0.3, 0.6])), ("b", history([0.3, 0.6]))]))
-    assert len(labels) == 2 and all(a.bgcolor and a.bordercolor for a in labels)
-    assert labels[0].ay != labels[1].ay  # the same best epoch and accuracy: offset, not on top of each other
+def test_every_panel_shares_the_longest_runs_epochs_and_the_rate_is_on_a_log_scale():
+    fig = history_figure([("short", history([0.3, 0.6], lr=0.002)), ("long", history([0.3] * 40, lr=0.1))])
+    ranges = {tuple(fig.layout[axis].range) for axis in ("xaxis", "xaxis2", "xaxis3", "xaxis4")}
+    assert ranges == {(0.5, 40.5)}
+    assert fig.layout.yaxis3.type == "log"  # AdamW's 0.002 and SGD's 0.1 both readable
