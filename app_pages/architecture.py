@@ -1,7 +1,7 @@
 """Architecture: every layer of the selected run's network, with its output shape for one 48×48 face."""
 import streamlit as st
 
-from fer_models.architecture import block_diagram_dot, dense_block_dot, dense_blocks, layer_table
+from fer_models.architecture import block_chain_html, dense_block_dot, dense_blocks, layer_table
 from fer_models.models import create_model, list_models
 from fer_models.reach import findings_in_words, reach_table, unused_parts
 from app_pages._shared import selected_run
@@ -22,8 +22,8 @@ def cached_layer_table(arch: str):
 
 
 @st.cache_data(show_spinner=False)
-def cached_diagram(arch: str) -> str:
-    return block_diagram_dot(untrained(arch))
+def cached_chain(arch: str) -> str:
+    return block_chain_html(untrained(arch))
 
 
 @st.cache_data(show_spinner="Probing which weights and cells reach the output…")
@@ -62,25 +62,29 @@ if run is not None:
                  f"Known: {', '.join(list_models())}.")
         st.stop()
     table, totals = cached_layer_table(run.arch)
+    st.caption(f"Run **{run.name}**: the {run.arch} network.")
     left, mid, right, last = st.columns(4)
-    left.metric("Parameters", f"{totals['parameters'] / 1e6:.2f} M")
-    mid.metric("Mult-adds per face", f"{totals['mult_adds'] / 1e6:.1f} M")
-    right.metric("Layers", totals["layers"])
-    last.metric("Activations per face", f"{totals['activations_mib']} MiB")
+    left.metric("Parameters", f"{totals['parameters'] / 1e6:.2f} M",
+                help="Weights and biases the training adjusts (BatchNorm's scale and shift included).")
+    mid.metric("Mult-adds per face", f"{totals['mult_adds'] / 1e6:.1f} M",
+               help="Multiply-accumulate operations to score one 48×48 face: the compute cost of a prediction.")
+    right.metric("Layers", totals["layers"], help="Leaf modules: each conv, norm, activation, pool and linear layer.")
+    last.metric("Activations per face", f"{totals['activations_mib']} MiB",
+                help="Memory of every layer's output for one face: what a forward pass keeps for the backward "
+                     "pass in training, times the batch size.")
     unused_section(run.arch)
-    diagram, dense = st.columns([2, 3])
-    with diagram:
-        st.subheader("Blocks")
-        st.caption("Each edge carries the tensor shape (channels×height×width) for one face.")
-        st.graphviz_chart(cached_diagram(run.arch))
+    st.subheader("Blocks")
+    st.caption("Each arrow carries the tensor shape (channels×height×width) for one face; consecutive single "
+               "layers share one box.")
+    st.html(cached_chain(run.arch))
     blocks = dense_blocks(untrained(run.arch))
-    with dense:
-        if blocks:
-            st.subheader("Inside a dense block")
-            name = st.selectbox("Dense block", list(blocks), format_func=lambda n: f"{n} ({len(blocks[n])} layers)")
-            st.caption("Every layer reads the block input and the outputs of all layers before it, "
-                       "so its input grows by the growth rate with each layer.")
-            st.graphviz_chart(dense_block_dot(blocks[name]))
+    if blocks:
+        st.subheader("Inside a dense block")
+        name = st.selectbox("Dense block", list(blocks), format_func=lambda n: f"{n} ({len(blocks[n])} layers)")
+        st.caption("Every layer reads the block input and the outputs of all layers before it, so its input "
+                   "grows by the growth rate with each layer; the block outputs them all, concatenated. Use the "
+                   "chart's full-screen button to enlarge it.")
+        st.graphviz_chart(dense_block_dot(blocks[name]), width="content")
     st.subheader("Layers")
     types = sorted(table["type"].unique())
     shown = st.multiselect("Layer types", types, default=types)

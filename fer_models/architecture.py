@@ -65,7 +65,12 @@ def _stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def _describe(module: nn.Module) -> str:
-    if isinstance(module, nn.ModuleDict):  # a dense block: its layers in order
+    if isinstance(module, nn.ModuleDict) and all(hasattr(m, "conv1") and hasattr(m, "conv2")
+                                                 for m in module.values()):  # a dense block, with its arithmetic
+        first = next(iter(module.values()))
+        c0, growth, n = first.conv1.in_channels, first.conv2.out_channels, len(module)
+        return f"dense block: {n} layers, each adds {growth} channels ({c0} + {n}·{growth} = {c0 + n * growth})"
+    if isinstance(module, nn.ModuleDict):
         return f"{type(module).__name__.strip('_')} ×{len(module)}"
     blocks = list(module.children())
     if isinstance(module, nn.Sequential) and blocks and all(type(b) is type(blocks[0]) for b in blocks) \
@@ -94,37 +99,55 @@ def block_diagram(model: FERModel) -> list[dict]:
         for h in hooks:
             h.remove()
     return [{"name": n, "what": _describe(m), "shape": shapes.get(n),
-             "parameters": sum(p.numel() for p in m.parameters())} for n, m in stages]
+             "parameters": sum(p.numel() for p in m.parameters()), "single": next(m.children(), None) is None}
+            for n, m in stages]
+
+
+def compact_diagram(model: FERModel) -> list[dict]:
+    """block_diagram with each run of single layers (a stem's conv, norm, ReLU, pool) merged into one stage,
+    so that the chain fits a projector's screen."""
+    merged: list[dict] = []
+    for stage in block_diagram(model):
+        last = merged[-1] if merged else None
+        if stage["single"] and last is not None and last["single"]:
+            last["names"].append(stage["name"])
+            last["what"] += f" → {stage['what']}"
+            last["parameters"] += stage["parameters"]
+            last["shape"] = stage["shape"]
+        else:
+            merged.append({**stage, "names": [stage["name"]]})
+    for stage in merged:
+        names = stage.pop("names")
+        if len(names) > 1:
+            stage["name"] = f"{names[0]} … {names[-1].rsplit('.', 1)[-1]}"
+    return merged
 
 
 def _shape(shape) -> str:
     return "×".join(map(str, shape)) if shape else "?"
 
 
-def _wrap_chain(what: str, per_line: int = 3) -> str:
-    """A long chain of layers ("BatchNorm1d → Linear → ReLU → …") over several label lines: the widest
-    box sets the diagram's width, and the page scales the whole diagram down to fit its column."""
-    parts = what.split(" → ")
-    rows = [" → ".join(parts[i:i + per_line]) for i in range(0, len(parts), per_line)]
-    return " →\\n".join(rows)
+def block_chain_html(model: FERModel, font_px: int = 15) -> str:
+    """The compact chain as boxes that wrap across the width (HTML with its own style): the whole network
+    on one screen with text at font_px, the tensor shape (channels×height×width) on every arrow."""
+    from html import escape
 
-
-def block_diagram_dot(model: FERModel) -> str:
-    """Graphviz DOT of block_diagram: one box per stage, the tensor shape on every edge."""
     spec = model.input_spec
-    lines = ['digraph G {', 'rankdir=TB; node [shape=box, style="rounded,filled", fillcolor="#eef3fb", '
-             'fontname="Helvetica", fontsize=11]; edge [fontname="Helvetica", fontsize=10];',
-             'input [label="input face", fillcolor="#ffffff"];']
-    previous, shape = "input", (spec.channels, spec.size, spec.size)
-    for i, stage in enumerate(block_diagram(model)):
-        node = f"s{i}"
-        params = f"\\n{stage['parameters']:,} parameters" if stage["parameters"] else ""
-        lines.append(f'{node} [label="{stage["name"]}\\n{_wrap_chain(stage["what"])}{params}"];')
-        lines.append(f'{previous} -> {node} [label=" {_shape(shape)}"];')
-        previous, shape = node, stage["shape"]
-    lines.append(f'logits [label="{len(EMOTIONS)} class scores", fillcolor="#ffffff"];')
-    lines.append(f'{previous} -> logits [label=" {_shape(shape)}"];')
-    return "\n".join(lines + ["}"])
+    box = ("display:inline-flex;flex-direction:column;justify-content:center;background:#eef3fb;"
+           "border:1px solid #9fb3d1;border-radius:8px;padding:6px 10px;max-width:260px;line-height:1.3")
+    arrow = "display:inline-flex;flex-direction:column;align-items:center;color:#333;padding:0 4px"
+    parts = [f'<div style="{box};background:#fff"><b>input face</b></div>']
+    shape = (spec.channels, spec.size, spec.size)
+    for stage in compact_diagram(model):
+        parts.append(f'<div style="{arrow}"><span>{_shape(shape)}</span><span>→</span></div>')
+        params = f"<br><span style='color:#444'>{stage['parameters']:,} parameters</span>" if stage["parameters"] \
+            else ""
+        parts.append(f'<div style="{box}"><b>{escape(stage["name"])}</b>{escape(stage["what"])}{params}</div>')
+        shape = stage["shape"]
+    parts.append(f'<div style="{arrow}"><span>{_shape(shape)}</span><span>→</span></div>')
+    parts.append(f'<div style="{box};background:#fff"><b>{len(EMOTIONS)} class scores</b></div>')
+    return (f'<div style="display:flex;flex-wrap:wrap;align-items:center;row-gap:12px;font-size:{font_px}px;'
+            f'color:#111">{"".join(parts)}</div>')
 
 
 def dense_blocks(model: nn.Module) -> dict[str, nn.ModuleDict]:
@@ -132,25 +155,28 @@ def dense_blocks(model: nn.Module) -> dict[str, nn.ModuleDict]:
             all(hasattr(layer, "conv1") for layer in m.values())}
 
 
-def dense_block_dot(block: nn.ModuleDict, max_layers: int = 12) -> str:
-    """One dense block: every layer's input channels and its connections to all earlier outputs."""
-    layers = list(block.values())[:max_layers]
-    growth = layers[0].conv2.out_channels
-    c0 = layers[0].conv1.in_channels
-    # top to bottom, like the blocks diagram beside it: left to right, 14 boxes in a row were scaled
-    # down to unreadable text in the page's column
-    lines = ['digraph D {', 'rankdir=TB; node [shape=box, style="rounded,filled", fillcolor="#eef3fb", '
-             'fontname="Helvetica", fontsize=10]; edge [color="#7f8fa6", arrowsize=0.5];',
-             f'x0 [label="block input\\n{c0} ch", fillcolor="#ffffff"];']
-    for k, layer in enumerate(layers, start=1):
-        cin = layer.conv1.in_channels
-        lines.append(f'x{k} [label="layer {k}\\nin {cin} = {c0} + {growth}·{k - 1}\\nout {growth}"];')
-        # the chain top to bottom; the skip connections arc beside it without moving the nodes
-        lines += [f"x{j} -> x{k}" + (";" if j == k - 1 else " [constraint=false];") for j in range(k)]
-    if len(block) > max_layers:
-        lines.append(f'more [label="… {len(block) - max_layers} more layers", shape=plaintext, fillcolor="#ffffff"];')
-        lines.append(f"x{len(layers)} -> more;")
-    lines.append(f'cat [label="concatenation\\n{c0} + {growth}·{len(block)} = {c0 + growth * len(block)} ch", '
+def dense_block_dot(block: nn.ModuleDict, head: int = 3) -> str:
+    """One dense block: its first `head` layers and its last drawn with every connection, the layers between
+    as one node that says what each of them does, then the concatenation. Text at 14 pt, never scaled down."""
+    layers = list(block.values())
+    growth, c0, n = layers[0].conv2.out_channels, layers[0].conv1.in_channels, len(layers)
+    shown = list(range(1, n + 1)) if n <= head + 2 else list(range(1, head + 1)) + [n]
+    lines = ['digraph D {', 'rankdir=TB; nodesep=0.25; ranksep=0.3; node [shape=box, style="rounded,filled", '
+             'fillcolor="#eef3fb", fontname="Helvetica", fontsize=14]; edge [color="#7f8fa6", arrowsize=0.6];',
+             f'x0 [label="block input: {c0} channels", fillcolor="#ffffff"];']
+    nodes = ["x0"]
+    for k in shown:
+        if k == n and n > head + 2:
+            lines.append(f'mid [label="layers {head + 1} … {n - 1}: each reads all earlier outputs\\n'
+                         f'and adds {growth} channels", style="rounded,dashed"];')
+            lines.append(f"{nodes[-1]} -> mid;")
+            nodes.append("mid")
+        lines.append(f'x{k} [label="layer {k}: in {c0} + {growth}·{k - 1} = {c0 + growth * (k - 1)}, '
+                     f'out {growth}"];')
+        # the chain top to bottom; every earlier output also feeds this layer (dense connectivity)
+        lines += [f"{j} -> x{k}" + (";" if j == nodes[-1] else " [constraint=false];") for j in nodes]
+        nodes.append(f"x{k}")
+    lines.append(f'cat [label="concatenation: {c0} + {n}·{growth} = {c0 + growth * n} channels", '
                  'fillcolor="#ffffff"];')
-    lines += [f"x{j} -> cat" + (";" if j == len(layers) else " [constraint=false];") for j in range(len(layers) + 1)]
+    lines += [f"{j} -> cat" + (";" if j == nodes[-1] else " [constraint=false];") for j in nodes]
     return "\n".join(lines + ["}"])

@@ -88,23 +88,16 @@ def unused_paragraphs(model) -> str:
 
 
 def architecture_section(model, meta) -> str:
-    from .architecture import block_diagram, layer_table
+    from .architecture import block_chain_html, layer_table
 
     table, totals = layer_table(model)
-    shape = "×".join(map(str, (model.input_spec.channels, model.input_spec.size, model.input_spec.size)))
-    chain = [f'<div class="stage input">input face<br><small>{shape}</small></div>']
-    for stage in block_diagram(model):
-        params = f"<br><small>{stage['parameters']:,} parameters</small>" if stage["parameters"] else ""
-        chain.append(f'<div class="edge">↓ {"×".join(map(str, stage["shape"] or ()))}</div>'
-                     f'<div class="stage"><b>{_e(stage["name"])}</b><br>{_e(stage["what"])}{params}</div>')
     long = len(table) > 40
     rows = _table(table)
     return (f"<h2>1. Architecture: {_e(meta['arch'])}</h2>"
             f"<p>{totals['parameters']:,} parameters, {totals['mult_adds'] / 1e6:,.1f} M mult-adds per face, "
             f"{totals['layers']} layers, {totals['activations_mib']} MiB of activations for one face "
             "(torchinfo on the model object).</p>"
-            f'<div class="chain">{"".join(chain)}<div class="edge">↓</div>'
-            f'<div class="stage input">{len(EMOTIONS)} class scores</div></div>'
+            + block_chain_html(model, font_px=14)
             + (f"<details><summary>All {len(table)} layers with their output shapes</summary>{rows}</details>"
                if long else rows)
             + unused_paragraphs(model))
@@ -258,10 +251,6 @@ table.table td, table.table th { padding: .2em .6em; border-bottom: 1px solid #e
 figure { display: inline-block; margin: .3em; text-align: center; font-size: .8em; }
 img { image-rendering: pixelated; }
 .grid { display: flex; flex-wrap: wrap; }
-.chain { display: flex; flex-direction: column; align-items: center; }
-.stage { background: #eef3fb; border-radius: 8px; padding: .4em 1em; text-align: center; font-size: .9em; }
-.stage.input { background: #fff; border: 1px solid #ccd; }
-.edge { color: #667; font-size: .8em; padding: .2em; }
 .filter { display: flex; align-items: center; gap: 1em; }
 math[display=block] { margin: .5em 0 1em; font-size: 1.1em; }
 """

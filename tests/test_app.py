@@ -100,9 +100,10 @@ def test_confusion_page_without_evaluation_says_how(evaluated):
 
 def test_architecture_diagrams(runs):
     at = open_app("app_pages/architecture.py")
-    assert len(at.get("graphviz_chart")) == 1  # cnn3: blocks only, no dense block
+    assert len(at.get("graphviz_chart")) == 0  # cnn3: the chain of blocks only, no dense block
+    assert any("cnn3_ref" in c.value for c in at.caption)  # the page names the run
     at = open_app("app_pages/architecture.py", run="dense")
-    assert len(at.get("graphviz_chart")) == 2
+    assert len(at.get("graphviz_chart")) == 1
     assert at.selectbox[0].value == "features.denseblock1"
 
 

@@ -1,4 +1,3 @@
-import re
 
 import pytest
 import torch
@@ -89,24 +88,29 @@ def test_cnn3_layout():
 
 
 def test_block_diagram_follows_the_model():
-    from fer_models.architecture import block_diagram, block_diagram_dot, dense_block_dot, dense_blocks
+    from fer_models.architecture import block_chain_html, block_diagram, compact_diagram, dense_block_dot, dense_blocks
     m = create_model("densenet201_fer")
     stages = {s["name"]: s for s in block_diagram(m)}
-    assert stages["features.denseblock1"]["what"] == "DenseBlock ×6"
+    assert stages["features.denseblock1"]["what"] == \
+        "dense block: 6 layers, each adds 32 channels (64 + 6·32 = 256)"
     assert stages["features.denseblock3"]["shape"] == (1792, 3, 3)
     assert stages["head"]["shape"] == (7,)
     assert sum(s["parameters"] for s in stages.values()) == m.num_parameters()
-    dot = block_diagram_dot(m)
-    assert 'label=" 256×12×12"' in dot and "DenseBlock ×48" in dot
-    # long layer chains (the head has 8 layers) wrap at 3 names a line, so the widest box stays narrow
-    label_lines = [line for label in re.findall(r'label="([^"]*)"', dot) for line in label.split("\\n")]
-    assert max(line.count("→") for line in label_lines) <= 3 and any("BatchNorm1d" in line for line in label_lines)
+    # the stem's four single layers are one box, and so are norm5 … flatten: 10 boxes, not 16
+    compact = compact_diagram(m)
+    assert len(compact) == 10 and compact[0]["name"] == "features.conv0 … pool0"
+    assert compact[0]["what"] == "Conv2d → BatchNorm2d → ReLU → MaxPool2d" and compact[0]["shape"] == (64, 12, 12)
+    assert sum(s["parameters"] for s in compact) == m.num_parameters()
+    chain = block_chain_html(m)
+    assert "256×12×12" in chain and "48 layers, each adds 32 channels" in chain and "font-size:15px" in chain
     blocks = dense_blocks(m)
     assert [len(b) for b in blocks.values()] == [6, 12, 48, 32]
-    one = dense_block_dot(blocks["features.denseblock1"])
+    one = dense_block_dot(blocks["features.denseblock1"], head=6)
     assert one.count("-> x") == 6 * 7 // 2  # every layer fed by the input and all earlier layers
-    assert "in 224 = 64 + 32·5" in one and "64 + 32·6 = 256 ch" in one
-    assert "… 36 more layers" in dense_block_dot(blocks["features.denseblock3"])
+    assert "in 64 + 32·5 = 224" in one and "64 + 6·32 = 256 channels" in one
+    three = dense_block_dot(blocks["features.denseblock3"])
+    assert "layers 4 … 47: each reads all earlier outputs" in three and "layer 48: in 256 + 32·47 = 1760" in three
+    assert three.count("label=") == 7 and "fontsize=14" in three  # input, 3 layers, the rest, layer 48, concat
     assert dense_blocks(create_model("cnn3")) == {}
 
 
