@@ -143,7 +143,8 @@ def _photo_face(upload, kept: str) -> PickedFace | None:
                               key=f"{kept}_choice") or 0
     (st.warning if search.fallback else st.info)(search.message)
     shown = draw_faces(search.rgb, search.faces, choice)
-    st.image(shown, caption=f"{name}: {search.rgb.shape[1]}×{search.rgb.shape[0]}", width=320)
+    # never wider than the column: a fixed 320 px spilled over the captions of a 1280-wide screen
+    st.image(shown, caption=f"{name}: {search.rgb.shape[1]}×{search.rgb.shape[0]}", width="stretch")
     return PickedFace(search.crop(choice), None, f"{name}, face {choice + 1} of {n}" if not search.fallback
                       else f"{name}, centre crop (no face found)")
 

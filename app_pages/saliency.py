@@ -5,9 +5,8 @@ from app_pages._face_picker import pick_face, show_model_input
 from app_pages._shared import checkpoint_key, describe, model_of, selected_model
 from fer_models.constants import EMOTIONS
 from fer_models.explain import METHODS, attribute_classes, face_input, gradcam_map_size, probabilities
-from fer_models.pictures import robust_top
 from fer_models.figures import probability_figure
-from fer_models.pictures import colourise, enlarge, overlay
+from fer_models.pictures import colourise, enlarge, overlay, robust_top, scale_bar
 
 st.title("Saliency")
 st.caption("Pick a face; see the class probabilities, then where each attribution method says the evidence is.")
@@ -28,19 +27,26 @@ def show_maps(run, loaded, face, method, targets, opacity, probs):
     info = METHODS[method]
     if len(targets) == 1:
         a = maps[0]
-        left, right = st.columns(2)
-        left.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity), 240), width="stretch",
+        top = robust_top(a.map)
+        left, right, legend = st.columns([5, 5, 3])
+        left.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, top), 240), width="stretch",
                    caption=f"{info.title} for {EMOTIONS[a.target]}, over the face")
-        right.image(enlarge(colourise(a.map, a.signed), 240), width="stretch", caption="the map alone")
+        right.image(enlarge(colourise(a.map, a.signed, top), 240), width="stretch", caption="the map alone")
+        legend.image(scale_bar(a.signed, top), caption="scale of both")
     else:
         top = max(robust_top(a.map) for a in maps)  # one scale: a class with weak evidence looks weak
-        columns = st.columns(len(targets))
-        for col, a in zip(columns, maps):
-            col.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, top), 144), width="stretch",
-                      caption=f"{EMOTIONS[a.target]} · {probs[a.target]:.0%}")
-        st.caption("All seven maps share one colour scale.")
+        grid, legend = st.columns([4, 1])
+        with grid:
+            for row in range(0, len(maps), 4):
+                for col, a in zip(st.columns(4), maps[row:row + 4]):
+                    col.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, top), 192), width="stretch",
+                              caption=f"{EMOTIONS[a.target]} · model {probs[a.target]:.0%}")
+        legend.image(scale_bar(a.signed, top, height=300), caption="one scale for all seven maps")
     if info.signed:
         st.caption("Red: evidence for the class; blue: against it; white: none.")
+    else:
+        st.caption("Bright: the strongest pixels by this method's measure; black: none. The map is unsigned: it "
+                   "does not say whether a pixel is evidence for the class or against it.")
     deltas = [a.delta for a in maps if a.delta is not None]
     if deltas:
         st.caption(f"Integrated Gradients convergence delta (|sum of the map − score change|): "

@@ -57,3 +57,28 @@ def to_unit(map_: np.ndarray, signed: bool, top: float | None = None) -> np.ndar
     stays 'no evidence'). `top` shares one scale between maps (say all seven classes)."""
     m = np.nan_to_num(map_.astype(np.float64))
     return np.clip(m / (top or robust_top(m)), -1 if signed else 0, 1)
+
+
+def scale_bar(signed: bool, top: float, height: int = 240) -> np.ndarray:
+    """The colour scale of colourise as a picture (H x W x 3 uint8), its ends labelled with the map's values
+    and what they mean, so that each map on a page has its legend beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
+    dpi = 100
+    fig = plt.figure(figsize=(1.35, height / dpi), dpi=dpi)
+    ax = fig.add_axes((0.08, 0.09, 0.16, 0.82))  # room above and below for the end labels
+    lo = -top if signed else 0.0
+    fig.colorbar(plt.cm.ScalarMappable(Normalize(lo, top), colormaps["RdBu_r" if signed else "inferno"]), cax=ax)
+    ticks = [lo, 0.0, top] if signed else [0.0, top]
+    words = ["against", "none", "for"] if signed else ["none", "strongest"]
+    ax.set_yticks(ticks, [f"{w}\n{t:+.2g}" if signed and t else f"{w}\n{t:.2g}" for w, t in zip(words, ticks)],
+                  fontsize=10)
+    fig.canvas.draw()
+    picture = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return picture
