@@ -9,7 +9,7 @@ from app_pages._face_picker import pick_face, show_model_input
 from app_pages._shared import checkpoint_key, selected_model
 from fer_models.constants import EMOTIONS
 from fer_models.explain import face_input, feature_maps, filter_responses, maximise_filters, top_faces
-from fer_models.pictures import enlarge, mosaic, to_uint8
+from fer_models.pictures import colourise, enlarge, mosaic, to_uint8
 from fer_models.runs import BUNDLED_PUBLICTEST
 
 st.title("Filters")
@@ -54,8 +54,9 @@ with maps_col:
         order = np.argsort(-means)
         shown = st.slider("Feature maps shown, most active first", 1, channels, min(32, channels))
         tiles = to_uint8(np.maximum(maps[order[:shown]], 0))
-        st.image([enlarge(t, 64) for t in tiles], width=64,
-                 caption=[f"#{c} · {means[c]:.2f}" for c in order[:shown]])
+        # no-break spaces: a caption that wraps, wraps between filters' values, never inside one
+        st.image([enlarge(t, 72) for t in tiles], width=72,
+                 caption=[f"#{c}\u00a0·\u00a0{means[c]:.2f}" for c in order[:shown]])
         st.caption(f"{layer} output ({maps.shape[1]}×{maps.shape[2]} per filter) for this face, on one shared "
                    "scale: white is the strongest response of the layer, black zero or below.")
 
@@ -64,9 +65,12 @@ left, mid, right = st.columns(3)
 count = left.slider("Filters", 1, min(16, channels), min(8, channels))
 how = mid.radio("Which", ["most active on this face", "by number"], horizontal=True,
                 disabled=maps is None, index=0 if maps is not None else 1)
-fft = right.toggle("FFT parametrisation", value=True,
+kernels = model.sees_the_image(layer)  # a first layer's pattern is its kernel: nothing to synthesize
+fft = right.toggle("FFT parametrisation", value=True, disabled=kernels,
                    help="Optimise the image's Fourier coefficients scaled by 1/frequency: smoother, more "
-                        "natural patterns than plain pixel ascent, which finds high-frequency noise.")
+                        "natural patterns than plain pixel ascent, which finds high-frequency noise."
+                        + (" Off here: this layer reads the face itself, so its kernels are shown." if kernels
+                           else ""))
 if how == "by number" or maps is None:
     chosen = st.multiselect("Filter numbers", range(channels), default=list(range(count)), max_selections=16)
 else:
@@ -80,7 +84,12 @@ else:
     st.info("The bundled PublicTest faces are missing, so the faces that excite each filter cannot be shown.")
 
 store = pattern_store(checkpoint_key(run), layer, fft)
-missing = [c for c in chosen if c not in store]
+missing = [] if kernels else [c for c in chosen if c not in store]
+if kernels:
+    size = "×".join(map(str, layers[layer].kernel_size))
+    st.caption(f"{layer} reads the face itself, so each filter is a {size} picture: its weights, red where a "
+               "bright pixel raises the response, blue where it lowers it. Synthesizing a pattern for it only "
+               f"tiles that {size} kernel.")
 if missing:
     progress = st.progress(0.0, text=f"Synthesizing {len(missing)} pattern(s)…")
     def step_text(i, n):
@@ -90,11 +99,16 @@ if missing:
     store.update(zip(missing, patterns))
     progress.empty()
 for channel in chosen:
-    pattern = store[channel]
     a, b, c = st.columns([1, 1, 2])
-    a.image(enlarge(pattern.image, 144), width=144, caption=f"filter #{channel}")
-    line = (f"**#{channel}**: mean activation {pattern.activation:.2f} on this pattern, "
-            f"{pattern.start_activation:.2f} on the starting noise")
+    if kernels:
+        weights = layers[layer].weight.detach()[channel, 0].float().numpy()
+        a.image(enlarge(colourise(weights, signed=True), 144), width=144, caption=f"filter #{channel}: its weights")
+        line = f"**#{channel}**: weights from {weights.min():+.2f} to {weights.max():+.2f}"
+    else:
+        pattern = store[channel]
+        a.image(enlarge(pattern.image, 144), width=144, caption=f"filter #{channel}")
+        line = (f"**#{channel}**: mean activation {pattern.activation:.2f} on this pattern, "
+                f"{pattern.start_activation:.2f} on the starting noise")
     if responses is not None:
         top = top_faces(responses, channel, 9)
         b.image(mosaic(faces[top, 0], 3), width=144,

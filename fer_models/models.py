@@ -65,13 +65,34 @@ class FERModel(nn.Module):
     def conv_layers(self) -> "OrderedDict[str, nn.Conv2d]":
         return OrderedDict((n, m) for n, m in self.named_modules() if isinstance(m, nn.Conv2d))
 
+    def conv_output_sizes(self) -> dict[str, tuple[int, int]]:
+        """Each conv layer's output height and width for one face (a forward pass on zeros)."""
+        sizes, layers = {}, self.conv_layers()
+        hooks = [m.register_forward_hook(lambda mod, a, out, n=n: sizes.__setitem__(n, tuple(out.shape[2:])))
+                 for n, m in layers.items()]
+        was_training = self.training
+        try:
+            with torch.no_grad():
+                self.eval()(torch.zeros(1, self.input_spec.channels, self.input_spec.size, self.input_spec.size))
+        finally:
+            self.train(was_training)
+            for h in hooks:
+                h.remove()
+        return sizes
+
     def deepest_filter_layer(self) -> str:
-        """The conv layer whose filters to show first: the last one with a spatial kernel. A 1x1
-        layer mixes channels it was given (resnet10_fer's last conv by order is the shortcut that
-        projects its last block's input), so it says less about the features the network built."""
-        layers = self.conv_layers()
-        spatial = [n for n, m in layers.items() if max(m.kernel_size) > 1]
+        """The conv layer whose filters to show first: the last one with a spatial kernel whose maps are at
+        least 3x3. A 1x1 kernel mixes channels it was given (resnet10_fer's last conv by order is the
+        shortcut that projects its last block's input), and a 1x1 map is a flat square with no where in it
+        (densenet201_fer's block 4), so both say less about the features the network built."""
+        layers, sizes = self.conv_layers(), self.conv_output_sizes()
+        spatial = [n for n, m in layers.items() if max(m.kernel_size) > 1 and min(sizes.get(n, (0, 0))) >= 3]
         return (spatial or list(layers))[-1]
+
+    def sees_the_image(self, layer: str) -> bool:
+        """Whether a conv layer reads the input face itself: its kernels are then pictures of what it detects."""
+        return self.conv_layers()[layer].in_channels == self.input_spec.channels and layer == next(
+            iter(self.conv_layers()))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -136,12 +136,15 @@ def test_filters_page_by_number_on_an_upload(runs):
     at.run()
     lines = [m.value for m in at.markdown if m.value.startswith("**#")]
     assert [line.split(":")[0] for line in lines] == ["**#3**", "**#5**"]
+    # the first layer reads the face: its 3x3 kernels are shown, not synthesized patterns
+    assert all("weights from" in line for line in lines)
+    assert any("reads the face itself" in c.value for c in at.caption) and at.toggle[0].disabled
 
 
 def test_two_runs_side_by_side_on_the_same_face(runs):
     at = open_page("app_pages/saliency.py", run="unevaluated", query={"face": "28711"})
     compare = next(s for s in at.selectbox if s.label.startswith("Compare with another run"))
-    compare.select_index(compare.options.index("small (cnn3)"))
+    compare.select_index(next(i for i, o in enumerate(compare.options) if o.startswith("small · cnn3 · ")))
     at.run()
     assert not at.exception, at.exception
     headings = [h.value for h in at.subheader]

@@ -136,7 +136,11 @@ def test_filters_open_on_the_deepest_spatial_conv():
     assert create_model("resnet10_fer").deepest_filter_layer() == "stage4.0.conv2"
     assert create_model("cnn3").deepest_filter_layer() == "block3.conv"
     dense = create_model("densenet201_fer")
-    assert dense.conv_layers()[dense.deepest_filter_layer()].kernel_size == (3, 3)
+    # block 4 runs at 1x1: its maps would be flat squares, so the page opens on block 3's last 3x3 conv
+    assert dense.deepest_filter_layer() == "features.denseblock3.denselayer48.conv2"
+    assert dense.conv_output_sizes()["features.denseblock4.denselayer32.conv2"] == (1, 1)
+    assert [n for n in dense.conv_layers() if dense.sees_the_image(n)] == ["features.conv0"]
+    assert create_model("cnn3").sees_the_image("block1.conv") and not create_model("cnn3").sees_the_image("block2.conv")
 
 
 def test_resnet10_fer_block_adds_its_input():
