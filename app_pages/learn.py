@@ -53,25 +53,31 @@ with conv:
     else:
         a, b, c = st.columns(3)
         a.metric("Formula", " × ".join(map(str, result.formula_shape)))
-        b.metric("nn.Conv2d returns", " × ".join(map(str, result.torch_shape)),
+        b.metric("nn.Conv2d returns", " × ".join(map(str, result.torch_shape)), delta_arrow="off",
                  delta="agrees" if result.agrees else "differs", delta_color="normal" if result.agrees else "inverse")
         naive = " × ".join(f"{v:g}" for v in result.naive_hw)
-        c.metric("Naive (H + 2p − (k − 1)) / s", naive,
-                 delta="wrong" if result.naive_is_wrong else "right here", delta_color="off")
+        c.metric("Naive (H + 2p − (k − 1)) / s", naive, delta_arrow="off",
+                 delta="wrong" if result.naive_is_wrong else "right here",
+                 delta_color="inverse" if result.naive_is_wrong else "off")
         if result.naive_is_wrong:
             st.caption("The naive formula is off here: " + ("it gives a fraction (the floor is missing)"
                        if any(v != int(v) for v in result.naive_hw) else "it ignores the dilation") + ".")
 
     st.subheader("Walk a model")
     models = list_models()
-    default = models.index("densenet201_fer") if "densenet201_fer" in models else 0
-    arch = st.selectbox("Model", models, index=default, key="learn_walk_model")
+    # the sidebar's run, as on every other page; the seed DenseNet when no run is picked
+    wanted = run.arch if run is not None and run.arch in models else "densenet201_fer"
+    default = models.index(wanted) if wanted in models else 0
+    arch = st.selectbox("Model", models, index=default, key=f"learn_walk_model_{wanted}")
     walk = pd.DataFrame(shape_walk(create_model(arch)))
     walk["naive is wrong"] = walk["naive"] != walk["formula"]
     walk["formula = PyTorch"] = walk["formula"] == walk["output"].map(lambda s: s[-1])
     for col in ("input", "output"):
         walk[col] = walk[col].map(lambda s: "×".join(map(str, s)))
-    st.dataframe(walk, hide_index=True)
+    st.dataframe(walk, hide_index=True, width="stretch",
+                 column_config={"naive": st.column_config.NumberColumn(format="%g"),
+                                "naive is wrong": st.column_config.CheckboxColumn("naive wrong"),
+                                "formula = PyTorch": st.column_config.CheckboxColumn("= PyTorch")})
     st.caption(f"Every conv and pooling layer of {arch} outside its dense blocks, for one 48×48 face, from a "
                "forward pass with hooks; 'formula' is the output width by the floor formula.")
     st.page_link("app_pages/architecture.py", icon=":material/account_tree:",
@@ -89,7 +95,7 @@ with bn:
     beta = d.number_input("β", -10.0, 10.0, 0.2, 0.1)
     eps = e.select_slider("ε", [1e-8, 1e-6, 1e-5, 1e-3, 1e-1], value=1e-5, format_func=lambda v: f"{v:g}")
     a, b, c = st.columns(3, vertical_alignment="bottom")
-    flat = a.toggle("All values equal (the degenerate batch)")
+    flat = a.toggle("All values equal", help="The degenerate batch: every value of a channel the same, so σ² = 0.")
     constant = b.number_input("the value c", -100.0, 100.0, 3.0, disabled=not flat)
     constant = constant if flat else None
     seed = c.number_input("random seed", 0, 10_000, 0, key="bn_seed")
@@ -132,8 +138,16 @@ with soft:
         except (FileNotFoundError, RunProblem):
             predictions = None
         if predictions is not None and len(predictions):
-            row = st.number_input(f"face (row of {run.name}'s PublicTest predictions)", 0, len(predictions) - 1, 0)
-            p = predictions.iloc[int(row)]
+            # by default a face the model is unsure of (top probability nearest 60%): on a 98%-sure face the
+            # slider barely moves the bars
+            unsure = int((predictions[[f"p_{e}" for e in EMOTIONS]].max(axis=1) - 0.6).abs().to_numpy().argmin())
+            ids = predictions["id"].astype(str)
+            wanted = st.text_input(f"Face id ({run.name}'s PublicTest predictions: {ids.iloc[0]}–{ids.iloc[-1]})",
+                                   ids.iloc[unsure], key=f"temperature_face_{run.name}")
+            found = np.flatnonzero(ids.to_numpy() == wanted.strip())
+            if not len(found):
+                st.warning(f"No PublicTest face has id {wanted!r}; showing face {ids.iloc[unsure]}.")
+            p = predictions.iloc[int(found[0]) if len(found) else unsure]
             probs = np.array([p[f"p_{e}"] for e in EMOTIONS], dtype=np.float64)
             # softmax ignores a constant shift, so log-probabilities are the logits up to one
             logits, true = np.log(np.clip(probs, 1e-12, None)), int(p["true"])
@@ -142,11 +156,13 @@ with soft:
     p_t = softmax(logits, t)
     loss = cross_entropy(logits[None], np.eye(len(EMOTIONS))[[true]], t)
     entropy = float(-(p_t * np.log(p_t)).sum())
-    fig = go.Figure([go.Bar(x=list(EMOTIONS), y=softmax(logits, 1.0), name="T = 1", marker_color="#b0bec5"),
-                     go.Bar(x=list(EMOTIONS), y=p_t, name=f"T = {t:g}", marker_color="#1f77b4")])
-    fig.update_layout(barmode="group", height=320, yaxis=dict(range=[0, 1], tickformat=".0%"),
-                      margin=dict(t=10, b=10))
-    st.plotly_chart(fig, width="stretch")
+    fig = go.Figure([go.Bar(x=list(EMOTIONS), y=softmax(logits, 1.0), name="the model (T = 1)",
+                            marker_color="#b0bec5"),
+                     go.Bar(x=list(EMOTIONS), y=p_t, name=f"with the slider's T = {t:g}", marker_color="#1f77b4")])
+    fig.update_layout(barmode="group", height=340, yaxis=dict(range=[0, 1], tickformat=".0%"),
+                      margin=dict(t=40, b=10), font=dict(size=14),
+                      legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
+    st.plotly_chart(fig, width="stretch", config={"displayModeBar": False})
     a, b, c = st.columns(3)
     a.metric(f"loss for the true class ({EMOTIONS[true]})", f"{loss:.3f}")
     b.metric("entropy", f"{entropy:.3f}", help=f"log 7 = {np.log(7):.3f} is the flat distribution")

@@ -68,7 +68,7 @@ SOFTMAX_STEPS = [
      r"p_k = \frac{e^{z_k/T}}{\sum_{j} e^{z_j/T}}, \quad L = -\sum_{k} y_k \log p_k"),
     ("The softmax Jacobian:", r"\frac{\partial p_k}{\partial z_j} = \frac{1}{T}\,p_k\,(\delta_{kj} - p_j)"),
     ("The loss's derivative in p:", r"\frac{\partial L}{\partial p_k} = -\frac{y_k}{p_k}"),
-    ("Chain rule; the p_k cancel and Σ y = 1 leaves:",
+    ("Chain rule; the $p_k$ cancel and $\\sum_k y_k = 1$ leaves:",
      r"\frac{\partial L}{\partial z_j} = \sum_{k} -\frac{y_k}{p_k}\cdot\frac{1}{T}\,p_k\,(\delta_{kj}-p_j) = "
      r"\frac{1}{T}\left(p_j\sum_{k} y_k - y_j\right) = \frac{p_j - y_j}{T}"),
     ("At T = 1 this is the familiar", r"\frac{\partial L}{\partial z} = \hat{y} - y"),

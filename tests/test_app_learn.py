@@ -41,18 +41,34 @@ def test_conv_calculator_flags_the_naive_formula_and_refuses_a_kernel_too_big(tm
 def test_degenerate_and_single_value_batches(tmp_path, monkeypatch):
     monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "empty"))
     at = open_app("app_pages/learn.py")
-    by_label(at.toggle, "All values equal (the degenerate batch)").set_value(True).run()
+    by_label(at.toggle, "All values equal").set_value(True).run()
     assert not at.exception and len(at.success) == 2
     assert any("every y = 0.2 (= β)" in m.value for m in at.markdown)
     by_label(at.number_input, "values per channel m").set_value(1).run()
     assert any("refuses this batch" in w.value for w in at.warning)
 
 
-def test_temperature_demo_uses_the_runs_logits(runs):
+def test_temperature_demo_uses_the_runs_logits_by_face_id(runs):
+    import pandas as pd
+
+    from fer_models.constants import EMOTIONS
+    predictions = pd.read_csv(runs / "small" / "eval" / "PublicTest" / "predictions.csv", dtype={"id": str})
+    top = predictions[[f"p_{e}" for e in EMOTIONS]].max(axis=1)
+    unsure = predictions["id"][(top - 0.6).abs().idxmin()]
     at = open_app("app_pages/learn.py", run="small")
-    assert any("small on PublicTest face 100" in c.value for c in at.caption)
+    assert any(f"small on PublicTest face {unsure} " in c.value for c in at.caption)  # the least sure by default
+    face = next(t for t in at.text_input if t.label.startswith("Face id (small's PublicTest predictions: 100–134)"))
+    face.set_value("103").run()
+    assert any("small on PublicTest face 103 " in c.value for c in at.caption)
+    face.set_value("12").run()
+    assert any("No PublicTest face has id '12'" in w.value for w in at.warning)
     by_label(at.slider, "T").set_value(5.0).run()
     assert not at.exception
+
+
+def test_walk_a_model_follows_the_sidebar(runs):
+    at = open_app("app_pages/learn.py", run="small")
+    assert next(s for s in at.selectbox if s.label == "Model").value == "cnn3"
 
 
 def test_report_page_exports_a_report(runs):
