@@ -15,7 +15,7 @@ a, b = st.columns(2)
 per_class = a.slider("Faces per class in the saliency section", 1, 6, 2)
 filters = b.slider("Filters in the filters section", 1, 16, 6)
 st.code(f"python -m fer_models.report --run {run.path} --out {run.name}_report.html "
-        f"--faces-per-class {per_class} --filters {filters}", language="bash")
+        f"--faces-per-class {per_class} --filters {filters}", language="bash", wrap_lines=True)
 
 key = (checkpoint_key(run), per_class, filters)
 if st.button("Export report", type="primary"):

@@ -1,4 +1,5 @@
 """Train: start a training job, watch it live, stop, resume, evaluate or delete it."""
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -222,7 +223,9 @@ def job_form(data: str, label_source: str, demo: bool, sizes: dict | None) -> Tr
     with st.form("new_job"):
         a, b, c, d = st.columns(4)
         model = a.selectbox("Model", list_models(), key="job_model")
-        name = b.text_input("Run name", placeholder="cnn3_demo")
+        name = b.text_input("Run name", placeholder="empty: model_date-time",
+                            help="A folder name under the runs root. Empty: the model and the start time, "
+                                 "e.g. resnet10_fer_20261129-1012.")
         epochs = c.number_input("Epochs", *form_range("epochs"), key="job_epochs")
         batch = d.number_input("Batch size", *form_range("batch_size"), key="job_batch_size")
         a, b, c, d = st.columns(4)
@@ -263,6 +266,7 @@ def job_form(data: str, label_source: str, demo: bool, sizes: dict | None) -> Tr
         if not st.form_submit_button("Start training", type="primary"):
             return None
     holdout = val_split == HOLDOUT
+    name = name.strip() or f"{model}_{time.strftime('%Y%m%d-%H%M')}"
     return TrainRequest(model=model, data=data, name=name, label_source=label_source, train_split=train_split,
                         val_split="PublicTest" if holdout else val_split,
                         val_fraction=HOLDOUT_FRACTION if holdout else 0.0, epochs=int(epochs), batch_size=int(batch),

@@ -57,8 +57,10 @@ if mode == "Live video":
                           # localhost needs no STUN/TURN server, and this machine reaches no network
                           rtc_configuration={"iceServers": []},
                           media_stream_constraints={"video": {"width": 640, "height": 480}, "audio": False},
-                          video_html_attrs={"style": {"width": "100%", "maxWidth": "800px"}, "autoPlay": True,
-                                            "controls": False, "muted": True},
+                          # no taller than what is left of a 720-row screen, so the status line below stays visible
+                          video_html_attrs={"style": {"width": "100%", "maxWidth": "800px",
+                                                      "maxHeight": "max(240px, calc(100vh - 420px))"},
+                                            "autoPlay": True, "controls": False, "muted": True},
                           async_processing=True)
 
     @st.fragment(run_every=1.0 if ctx.state.playing else None)

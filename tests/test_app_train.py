@@ -92,7 +92,7 @@ def test_a_job_started_from_a_runs_settings_trains_with_them(setup):
 
 def test_invalid_form_values_are_refused_before_launch(setup, tmp_path):
     data, root = setup
-    at = fill(open_train(), data, "")
+    at = fill(open_train(), data, "...")  # empty is allowed: the model and the start time name the run
     by_label(at.button, "Start training").click().run()
     assert any("Not started" in e.value and "no letter or digit" in e.value for e in at.error)
     at = fill(open_train(), tmp_path / "missing.csv", "x")
