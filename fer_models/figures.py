@@ -103,6 +103,7 @@ def confusion_figure(counts: np.ndarray, normalise: bool, selected: tuple[int, i
                 fixedrange=True)
     fig.update_xaxes(title=dict(text="predicted", font=dict(size=14)), categoryarray=list(EMOTIONS), side="top",
                      tickangle=0, **axis)
+    fig.update_xaxes(tickfont=dict(size=13))  # "surprise" beside "neutral", each within its 56 px column
     fig.update_yaxes(title=dict(text="true", font=dict(size=14)), categoryarray=list(EMOTIONS)[::-1], **axis)
     side = CONFUSION_CELL * n
     margin = dict(l=84, r=6, t=56, b=74)
