@@ -1,0 +1,99 @@
+"""Every page at a projector's 1280×720: nothing cut off on the right, the sidebar whole, Plotly's labels inside
+their figures, and a confusion cell's faces on screen beside the matrix without scrolling."""
+import pytest
+
+from helpers import make_evaluated_run
+from streamlit_page import settle
+
+PAGES = ["architecture", "", "confusion", "saliency", "filters", "webcam", "train", "learn", "report"]
+
+
+@pytest.fixture
+def projector(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture
+def runs(tmp_path):
+    from fer_models.runfolder import RunFolder
+
+    run = make_evaluated_run(tmp_path / "runs")
+    RunFolder(run).write_history([{"epoch": e, "train_loss": 1.9 - 0.1 * e, "train_acc": 0.2 + 0.05 * e,
+                                   "val_loss": 1.8 - 0.1 * e, "val_acc": 0.25 + 0.05 * e, "lr": 0.1 / e,
+                                   "seconds": 60.0} for e in range(1, 9)])
+    return tmp_path / "runs"
+
+
+def overflow_of_main(page) -> int:
+    return page.locator("[data-testid='stMain']").evaluate("e => e.scrollWidth - e.clientWidth")
+
+
+def plotly_labels_outside(page) -> list[str]:
+    """Tick labels and axis titles of every Plotly figure that reach beyond its SVG."""
+    return page.evaluate("""() => {
+        const out = [];
+        for (const plot of document.querySelectorAll('.js-plotly-plot')) {
+            const box = plot.querySelector('svg.main-svg').getBoundingClientRect();
+            for (const t of plot.querySelectorAll('.xtick text, .ytick text, .g-xtitle text, .g-ytitle text')) {
+                const r = t.getBoundingClientRect();
+                if (!r.width) continue;
+                if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 ||
+                    r.bottom > box.bottom + 1) out.push(t.textContent);
+            }
+        }
+        return out;
+    }""")
+
+
+def test_every_page_fits_a_projector(projector, start_app, runs):
+    base = start_app(runs)
+    for path in PAGES:
+        projector.goto(f"{base}/{path}?run=evaluated")
+        settle(projector)
+        if path in ("", "confusion"):
+            projector.wait_for_selector(".js-plotly-plot .xtick text", timeout=30_000)
+        assert overflow_of_main(projector) <= 0, f"/{path}: the main area scrolls sideways"
+        caption = projector.locator("[data-testid='stSidebar'] [data-testid='stCaptionContainer']").first
+        box = caption.bounding_box()
+        assert box and box["y"] + box["height"] <= 720, f"/{path}: the run's details end below the screen"
+        sidebar = projector.locator("[data-testid='stSidebarContent']")
+        assert sidebar.evaluate("e => e.scrollHeight - e.clientHeight") <= 1, f"/{path}: the sidebar scrolls"
+        assert plotly_labels_outside(projector) == [], f"/{path}: labels cut off"
+
+
+def test_a_clicked_cell_shows_its_first_face_on_screen_and_stays_legible(projector, start_app, runs):
+    import pandas as pd
+
+    predictions = pd.read_csv(runs / "evaluated" / "eval" / "PublicTest" / "predictions.csv")
+    true, pred = predictions.groupby(["true", "pred"]).size().idxmax()
+    base = start_app(runs)
+    projector.goto(f"{base}/confusion?run=evaluated")
+    settle(projector)
+    points = projector.locator(".js-plotly-plot .scatterlayer .point")
+    points.first.wait_for(timeout=30_000)
+    cell = points.nth(true * 7 + pred).bounding_box()
+    assert cell["y"] + cell["height"] <= 720 and abs(cell["width"] - cell["height"]) < 1  # whole and square
+    points.nth(true * 7 + pred).click(force=True)
+    projector.wait_for_selector("[data-testid='stImage']", timeout=30_000)
+    settle(projector)
+    first = projector.locator("[data-testid='stImage']").first.bounding_box()
+    assert 0 <= first["y"] and first["y"] + first["height"] <= 720  # seen without scrolling
+    opacities = points.evaluate_all("ps => ps.map(p => Number(getComputedStyle(p).opacity))")
+    assert len(opacities) == 49 and min(opacities) == 1  # no cell fades
+    assert projector.locator(".js-plotly-plot .shapelayer path").count() == 1  # the outline
+    assert "cell=" in projector.url  # a refresh or Back keeps it
+    projector.reload()
+    settle(projector)
+    projector.wait_for_selector("[data-testid='stImage']", timeout=30_000)
+
+
+def test_the_exported_reports_confusion_labels_are_whole(projector, runs, tmp_path):
+    from fer_models.report import build_report
+
+    report = tmp_path / "report.html"
+    report.write_text(build_report(runs / "evaluated", faces_per_class=1, filters=1))
+    projector.goto(report.as_uri())
+    projector.wait_for_selector("#confusion_matrix .xtick text, .js-plotly-plot .xtick text", timeout=30_000)
+    assert plotly_labels_outside(projector) == []
