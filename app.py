@@ -27,6 +27,7 @@ navigation = st.navigation({
         # the landing page needs no torch (pandas and plotly only), which keeps the cold start short
         st.Page("app_pages/history.py", title="Training history", icon=":material/show_chart:", default=True),
         st.Page("app_pages/confusion.py", title="Confusion matrix", icon=":material/grid_on:"),
+        st.Page("app_pages/mistakes.py", title="Mistakes", icon=":material/report:"),
     ],
     "Explain": [
         st.Page("app_pages/saliency.py", title="Saliency", icon=":material/visibility:"),

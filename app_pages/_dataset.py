@@ -5,6 +5,8 @@ from pathlib import Path
 import streamlit as st
 
 from fer_models.data import load_faces
+from fer_models.mistakes import votes_for
+from fer_models.runs import BUNDLED_PUBLICTEST
 
 
 @st.cache_data(show_spinner="Loading the faces…")
@@ -16,3 +18,9 @@ def cached_faces(path: str, split: str, mtime: float):
 
 def load_split(source: Path, split: str):
     return cached_faces(str(source), split, source.stat().st_mtime)
+
+
+@st.cache_data(show_spinner="Reading the FER+ votes…")
+def cached_votes(data: str | None, split: str):
+    """(votes by face id or None, where they come from or why there are none) for an evaluation's faces."""
+    return votes_for({"data": data}, split, BUNDLED_PUBLICTEST)

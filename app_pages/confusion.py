@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from app_pages._dataset import load_split
+from app_pages._dataset import cached_votes, load_split
+from app_pages._face_card import face_card
 from app_pages._shared import selected_run
 from fer_models.confusion import cell_faces, cell_from_selection, most_confused, per_class_table
 from fer_models.data import EMOTIONS, DataError
@@ -74,6 +75,7 @@ def show_faces(metrics, predictions, split, true, pred):
     except DataError as err:
         st.error(f"Could not read the faces: {err}")
         return
+    votes, _ = cached_votes(metrics.get("data"), split)
     pages = (len(cell) - 1) // FACES_PER_PAGE + 1
     page = st.number_input(f"Page (of {pages}), the model's most confident first", 1, pages, 1,
                            key=f"faces_page_{true}_{pred}") if pages > 1 else 1
@@ -85,10 +87,10 @@ def show_faces(metrics, predictions, split, true, pred):
             missing += 1
             continue
         with columns[i % 3]:
-            st.image(images[index[row.id]][0], width=104,
-                     caption=f"id {row.id} · model {row.confidence:.0%} sure of {EMOTIONS[pred]}")
-            st.page_link("app_pages/saliency.py", label="Explain", icon=":material/visibility:",
-                         query_params={"run": st.query_params.get("run", ""), "split": split, "face": row.id})
+            face_card(images[index[row.id]][0], [f"id {row.id}", f"model {row.confidence:.0%} {EMOTIONS[pred]}"],
+                      {"run": st.query_params.get("run", ""), "split": split, "face": row.id},
+                      votes.loc[str(row.id), list(EMOTIONS)].to_numpy(float)
+                      if votes is not None and str(row.id) in votes.index else None)
     if missing:
         st.warning(f"{missing} faces of this page are not in {source}: it is not the data this evaluation scored.")
 

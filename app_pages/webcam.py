@@ -5,7 +5,7 @@ import streamlit as st
 from app_pages._shared import checkpoint_key, selected_model
 from fer_models.constants import EMOTIONS
 from fer_models.faces import ImageError, read_image
-from fer_models.figures import COLOURS
+from fer_models.figures import CLASS_COLOURS
 from fer_models.live import LiveAnnotator, annotate_photo, process_frame
 
 st.title("Webcam")
@@ -41,9 +41,8 @@ mode = st.radio("Mode", modes, horizontal=True, key="webcam_mode",
 
 
 def timeline(recording) -> go.Figure:
-    colours = COLOURS + ["#7f7f7f"]  # one per class
     fig = go.Figure([go.Scatter(x=recording["seconds"], y=recording[e], name=e, mode="lines",
-                                line=dict(color=colours[i])) for i, e in enumerate(EMOTIONS)])
+                                line=dict(color=CLASS_COLOURS[e])) for e in EMOTIONS])
     fig.update_layout(height=300, margin=dict(t=10, b=10), xaxis_title="seconds", yaxis=dict(range=[0, 1],
                       tickformat=".0%"), legend=dict(orientation="h", y=-0.25))
     return fig

@@ -13,6 +13,7 @@ from .confusion import row_normalised
 from .constants import EMOTIONS
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+CLASS_COLOURS = dict(zip(EMOTIONS, COLOURS + ["#7f7f7f"]))  # one per class, wherever classes are drawn
 
 
 def history_figure(histories: list[tuple[str, pd.DataFrame]]) -> go.Figure:

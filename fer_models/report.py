@@ -151,11 +151,46 @@ def sample_faces(predictions, per_class: int, seed: int = 0) -> list[int]:
     return rows
 
 
+def mistakes_section(run_dir: Path, split: str, metrics: dict | None, predictions, faces, per_class: int = 2
+                     ) -> str:
+    """Per class: the mistakes and what the FER+ annotators' majority says, then the model's most confident
+    mistakes of each class with their votes."""
+    import pandas as pd
+
+    from .mistakes import NONE, VERDICTS, covering, in_words, mistake_table, select, summary, votes_for
+    from .pictures import enlarge
+    from .runs import BUNDLED_PUBLICTEST
+
+    head = "<h2>4. Mistakes</h2>"
+    if metrics is None or predictions is None or "true" not in predictions:
+        return head + "<p>No labelled evaluation: nothing can be called a mistake.</p>"
+    votes, source = covering(*votes_for(metrics, split, BUNDLED_PUBLICTEST), predictions["id"])
+    mistakes = mistake_table(predictions, votes)
+    table = summary(mistakes, predictions)
+    shown = table.assign(**{"share with the model": table["share with the model"].map(
+        lambda v: "–" if pd.isna(v) else f"{v:.0%}")})
+    tiles = []
+    if faces is not None:
+        images, index = faces
+        for c in range(len(EMOTIONS)):
+            for row in select(mistakes, true=c).head(per_class).itertuples():
+                if row.id not in index:
+                    continue
+                said = "" if row.verdict == NONE else f"; FER+ majority {VERDICTS[row.verdict]}"
+                tiles.append(picture(enlarge(images[index[row.id], 0], 96), f"mistake_{row.id}",
+                                     f"#{_e(row.id)}: {EMOTIONS[row.true]} → {EMOTIONS[row.pred]} "
+                                     f"{row.confidence:.0%}{_e(said)}"))
+    return (head + f"<p>{_markdown_bold(in_words(run_dir.name, split, table))}</p>"
+            + _table(shown) + f"<p><small>Votes: {_e(source)}.</small></p>"
+            + (f"<h3>The most confident mistakes of each class</h3><div class='grid'>{''.join(tiles)}</div>"
+               if tiles else ""))
+
+
 def saliency_section(model, meta, predictions, faces, per_class: int) -> str:
     from .explain import attribute, face_input
     from .pictures import enlarge, overlay
 
-    head = "<h2>4. Saliency</h2>"
+    head = "<h2>5. Saliency</h2>"
     if faces is None or predictions is None:
         return head + "<p>No faces to explain: the evaluation's data is not on this machine (pass --data).</p>"
     images, index = faces
@@ -189,7 +224,7 @@ def filters_section(model, meta, faces_all, labels, count: int) -> str:
     from .pictures import enlarge, mosaic
 
     layer = model.deepest_filter_layer()
-    head = f"<h2>5. Filters of {_e(layer)}</h2>"
+    head = f"<h2>6. Filters of {_e(layer)}</h2>"
     if faces_all is None:
         return head + "<p>No faces to rank the filters on (pass --data).</p>"
     norm = meta["normalisation"]
@@ -225,7 +260,7 @@ def math_section(model) -> str:
 
     bn, flat = check_batchnorm(batch=8, features=4), check_batchnorm(batch=8, features=4, constant=3.0)
     sm, soft = check_softmax_cross_entropy(batch=4), check_softmax_cross_entropy(batch=4, temperature=2.0, soft=True)
-    return ("<h2>6. The math</h2><h3>Convolution arithmetic</h3>" + _steps(CONV_STEPS)
+    return ("<h2>7. The math</h2><h3>Convolution arithmetic</h3>" + _steps(CONV_STEPS)
             + f"<p>Every conv and pooling layer outside the dense blocks of this model, for one 48×48 face: the "
               f"formula's size next to the real output of a forward pass.</p>{_table(walk)}"
             + "<h3>Batch normalisation</h3>" + _steps(BATCHNORM_STEPS)
@@ -289,6 +324,8 @@ def build_report(run_dir, data=None, split: str = SPLIT, faces_per_class: int = 
             faces = (loaded.images, {face_id: i for i, face_id in enumerate(loaded.ids)})
         except (DataError, OSError) as err:
             sections.append(f"<p class='warning'>Could not read the faces from {_e(source)}: {_e(err)}</p>")
+    progress("Mistakes", 0.25)
+    sections.append(mistakes_section(run_dir, split, metrics, predictions, faces, faces_per_class))
     progress("Saliency maps", 0.3)
     sections.append(saliency_section(model, meta, predictions, faces, faces_per_class))
     progress("Filters", 0.55)

@@ -63,8 +63,8 @@ def test_history_page_explains_a_run_without_epochs(runs):
 
 
 @pytest.mark.parametrize("page", [None, "app_pages/architecture.py", "app_pages/confusion.py",
-                                  "app_pages/saliency.py", "app_pages/filters.py", "app_pages/webcam.py",
-                                  "app_pages/report.py"])
+                                  "app_pages/mistakes.py", "app_pages/saliency.py", "app_pages/filters.py",
+                                  "app_pages/webcam.py", "app_pages/report.py"])
 def test_no_runs_says_how_to_make_one(tmp_path, monkeypatch, page):
     monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "empty"))
     at = open_app(page)
@@ -125,3 +125,29 @@ def test_app_opens_on_the_most_accurate_finished_run(runs):
     at = open_app(None)
     assert at.sidebar.selectbox[0].value == "z_best"
     assert at.query_params["run"] == "z_best"
+
+
+def test_mistakes_page_without_votes_and_against_a_second_run(evaluated):
+    import shutil
+
+    import pandas as pd
+    shutil.copytree(evaluated / "evaluated", evaluated / "twin")
+    other = evaluated / "twin" / "eval" / "PublicTest" / "predictions.csv"
+    table = pd.read_csv(other, dtype={"id": str})
+    wrong = table.index[table["true"] != table["pred"]]
+    table.loc[wrong[:3], "pred"] = table.loc[wrong[:3], "true"]  # the twin gets three of those faces right
+    table.to_csv(other, index=False)
+    at = open_app("app_pages/mistakes.py", run="evaluated")
+    assert "No FER+ votes are available" in at.markdown[0].value
+    at = open_app("app_pages/mistakes.py", run="evaluated", query={"with": "twin", "set": "only first"})
+    radio = at.radio[0]
+    assert radio.value == "only first" and "(3)" in radio.format_func("only first")
+    cards = [c.value for c in at.caption if "· label" in c.value]
+    assert len(cards) == 3 and all(c.split(" · ")[0].removeprefix("id ") in set(table.loc[wrong[:3], "id"])
+                                   for c in cards)
+    assert not at.exception
+
+
+def test_mistakes_page_without_evaluation_says_how(evaluated):
+    at = open_app("app_pages/mistakes.py", run="not_evaluated")
+    assert any("python -m fer_models.evaluate" in i.value for i in at.info)

@@ -9,7 +9,8 @@ from helpers import ROOT, open_app
 
 SHIPPED = ROOT / "artifacts" / "runs"
 RUNS = [r.name for r in list_runs(SHIPPED)]
-PAGES = ["app_pages/history.py", "app_pages/architecture.py", "app_pages/confusion.py", "app_pages/saliency.py",
+PAGES = ["app_pages/history.py", "app_pages/architecture.py", "app_pages/confusion.py", "app_pages/mistakes.py",
+         "app_pages/saliency.py",
          "app_pages/filters.py", "app_pages/webcam.py", "app_pages/train.py", "app_pages/learn.py",
          "app_pages/report.py"]
 
@@ -57,3 +58,22 @@ def test_confusion_page_shows_the_shipped_evaluation_and_its_faces(run):
 def test_saliency_on_a_bundled_face_of_a_reference_run(run):
     at = open_app("app_pages/saliency.py", run=run, query={"face": "28709", "split": "PublicTest"})
     assert any(f"{run}** reads" in m.value for m in at.markdown)
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_mistakes_page_on_a_reference_run(run):
+    import pandas as pd
+
+    from fer_models.mistakes import MODEL, mistake_table, votes_from_bundle
+    predictions = pd.read_csv(SHIPPED / run / "eval" / "PublicTest" / "predictions.csv", dtype={"id": str})
+    mistakes = mistake_table(predictions, votes_from_bundle(ROOT / "artifacts" / "data" / "fer2013_publictest.npz"))
+    at = open_app("app_pages/mistakes.py", run=run, query={"true": "sad", "votes": MODEL})
+    said = at.markdown[0].value
+    assert f"gets **{len(mistakes):,} of 3,589** PublicTest faces wrong" in said
+    assert f"On **{(mistakes['verdict'] == MODEL).sum():,}** of them" in said
+    wanted = mistakes[(mistakes["true"] == 4) & (mistakes["verdict"] == MODEL)]
+    assert any(f"**{len(wanted):,} faces**" in m.value for m in at.markdown)
+    first = wanted.sort_values("confidence", ascending=False, kind="stable")["id"].iloc[0]
+    cards = [c.value for c in at.caption if "· label" in c.value]
+    assert cards[0].startswith(f"id {first} · label **sad**") and len(cards) == min(len(wanted), 12)
+    assert at.query_params["true"] == "sad" and at.query_params["votes"] == MODEL

@@ -203,7 +203,7 @@ def test_ferplus_alignment_errors(tmp_path):
     with pytest.raises(DataError, match="split Training has 6 rows but .* has 7"):
         load_faces(fer, label_source="ferplus-majority")
     _ferplus_file(tmp_path, ["Training,a.png,1,0,x,0,0,0,0,0,0,0\n"] * 7)
-    with pytest.raises(DataError, match="line 2: vote counts must be integers"):
+    with pytest.raises(DataError, match="line 2: vote counts must be whole numbers ≥ 0"):
         load_faces(fer, label_source="ferplus-majority")
     with pytest.raises(DataError, match="FER\\+ votes file not found"):
         load_faces(fer, label_source="ferplus-soft", ferplus=tmp_path / "nope.csv")

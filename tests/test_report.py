@@ -30,7 +30,7 @@ def test_report_has_every_section_and_loads_nothing(reported):
     _, out = reported
     text = out.read_text()
     for title in ("1. Architecture: cnn3", "2. Training history", "3. Confusion matrix on PublicTest",
-                  "4. Saliency", "5. Filters of block3.conv", "6. The math", "Batch normalisation",
+                  "4. Mistakes", "5. Saliency", "6. Filters of block3.conv", "7. The math", "Batch normalisation",
                   "A batch whose values are all equal", "Softmax with cross-entropy", "Convolution arithmetic"):
         assert f">{title}<" in text, title
     assert text.count('class="plotly-graph-div"') == 2  # training curves and confusion matrix
@@ -72,7 +72,7 @@ def test_a_run_without_evaluation_still_reports_and_says_how(reported, tmp_path)
     assert main(["--run", str(bare), "--out", str(out), "--filters", "1"]) == 0
     text = out.read_text()
     assert "python -m fer_models.evaluate --run" in text and "No faces to explain" in text
-    assert ">6. The math<" in text
+    assert ">7. The math<" in text
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "pickle", "missing"])

@@ -58,3 +58,28 @@ def test_a_camera_shot_is_explained(face_camera_app, tmp_path):
     captions = page.locator("[data-testid='stImageCaption']").all_inner_texts()
     assert any("What the model sees" in c for c in captions)
     assert any("the map alone" in c for c in captions)
+
+
+def test_a_mistake_opens_in_saliency_and_back_keeps_the_filters(page, start_app, tmp_path):
+    import pandas as pd
+
+    run = make_evaluated_run(tmp_path / "runs")
+    predictions = pd.read_csv(run / "eval" / "PublicTest" / "predictions.csv", dtype={"id": str})
+    true = int(predictions.loc[predictions["true"] != predictions["pred"], "true"].mode()[0])
+    from fer_models.constants import EMOTIONS
+    base = start_app(tmp_path / "runs")
+    page.goto(f"{base}/mistakes?run=evaluated&true={EMOTIONS[true]}")
+    settle(page)
+    page.wait_for_selector("[data-testid='stImage']", timeout=30_000)
+    first = page.locator("[data-testid='stCaptionContainer']").filter(has_text="· label").first.inner_text()
+    face_id = re.search(r"id (\S+)", first).group(1)
+    assert f"label {EMOTIONS[true]}" in first
+    page.get_by_role("link", name="Explain").first.click()
+    page.wait_for_url("**/saliency?**", timeout=30_000)
+    settle(page)
+    assert f"face={face_id}" in page.url and page.get_by_label("Face id").input_value() == face_id
+    page.go_back()
+    page.wait_for_url("**/mistakes?**", timeout=30_000)
+    settle(page)
+    assert f"true={EMOTIONS[true]}" in page.url
+    assert page.locator("[data-testid='stCaptionContainer']").filter(has_text="· label").first.inner_text() == first

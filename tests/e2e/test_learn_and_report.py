@@ -53,4 +53,4 @@ def test_math_page_and_a_report_download_in_the_browser(page, start_app, tmp_pat
     saved = tmp_path / "downloaded.html"
     download.value.save_as(saved)
     text = saved.read_text()
-    assert ">6. The math<" in text and text.count('download="saliency_') == 7
+    assert ">7. The math<" in text and text.count('download="saliency_') == 7

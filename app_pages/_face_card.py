@@ -1,0 +1,34 @@
+"""One dataset face as a card: the picture, what is known about it, the ten FER+ annotators' votes as a bar,
+and a link to explain it on the Saliency page. The confusion matrix and the Mistakes page share it."""
+from html import escape
+
+import numpy as np
+import streamlit as st
+
+from fer_models.constants import EMOTIONS
+from fer_models.figures import CLASS_COLOURS
+
+
+def votes_bar(votes: np.ndarray) -> str:
+    """The annotators' votes over the seven classes as a stacked bar, with the leading classes in words."""
+    votes = np.nan_to_num(np.asarray(votes, float))
+    total = votes.sum()
+    if total <= 0:
+        return "<div style='font-size:13px;color:#555'>FER+: no vote for any of the seven classes</div>"
+    parts = "".join(f"<span title='{e}: {int(v)}' style='display:inline-block;height:10px;width:{100 * v / total:.1f}%;"
+                    f"background:{CLASS_COLOURS[e]}'></span>" for e, v in zip(EMOTIONS, votes) if v > 0)
+    leading = " · ".join(f"{int(votes[i])} {EMOTIONS[i]}" for i in np.argsort(-votes, kind="stable")[:3]
+                         if votes[i] > 0)
+    return (f"<div style='display:flex;width:100%;border-radius:2px;overflow:hidden'>{parts}</div>"
+            f"<div style='font-size:13px;color:#333;line-height:1.3'>FER+: {escape(leading)}</div>")
+
+
+def face_card(pixels: np.ndarray, lines: list[str], explain: dict | None, votes: np.ndarray | None = None,
+              width: int = 104) -> None:
+    """Draw in the current column; `explain` holds the Saliency page's query parameters (run, split, face)."""
+    st.image(pixels, width=width)
+    st.caption("  \n".join(lines))
+    if votes is not None and not np.isnan(np.asarray(votes, float)).all():
+        st.html(votes_bar(votes))
+    if explain is not None:
+        st.page_link("app_pages/saliency.py", label="Explain", icon=":material/visibility:", query_params=explain)

@@ -1,0 +1,136 @@
+"""Mistakes: every face the selected run gets wrong, per class, beside what ten FER+ annotators said about it."""
+import streamlit as st
+
+from app_pages._dataset import cached_votes, load_split
+from app_pages._face_card import face_card
+from app_pages._shared import selected_run
+from fer_models.constants import EMOTIONS
+from fer_models.data import DataError
+from fer_models.mistakes import NONE, ORDERS, VERDICTS, compare, covering, in_words, mistake_table, select, summary
+from fer_models.runfolder import RunProblem
+from fer_models.runs import faces_source, read_evaluation
+
+PER_PAGE = 12
+ALL = "all"
+
+st.title("Mistakes")
+st.caption("Every face the run gets wrong, the model's most confident mistakes first, beside the votes of the ten "
+           "FER+ annotators who relabelled FER2013: where most of them side with the model, the dataset's single "
+           "label is the likely error.")
+
+
+@st.cache_data(show_spinner="Reading the evaluation…", max_entries=16)
+def cached_evaluation(run_path: str, split: str):
+    return read_evaluation(run_path, split)
+
+
+def from_url(key: str, options: list, default):
+    """A choice kept in the URL (so that Back from Saliency and a refresh keep it); unknown values ignored."""
+    value = st.query_params.get(key)
+    return options.index(value) if value in options else options.index(default)
+
+
+def to_url(**values) -> None:
+    for key, value in values.items():
+        st.query_params[key] = str(value)
+
+
+def evaluation_of(run, split):
+    try:
+        return cached_evaluation(str(run.path), split)
+    except (FileNotFoundError, RunProblem) as err:
+        st.error(f"The {split} evaluation of {run.name} cannot be read: {err}. Evaluate the run again to rewrite it.")
+        st.stop()
+
+
+run = selected_run()
+if run is not None:
+    if not run.evaluations:
+        st.info(f"Run {run.name} has no evaluation yet. Score it with\n\n"
+                f"`python -m fer_models.evaluate --run {run.path} --data path/to/fer2013.csv.gz --split PublicTest`")
+        st.stop()
+    pick, other = st.columns(2)
+    splits = run.evaluations
+    split = pick.selectbox("Evaluation", splits,
+                           index=from_url("split", splits, "PublicTest" if "PublicTest" in splits else splits[0]))
+    metrics, predictions, confusion = evaluation_of(run, split)
+    if confusion is None:
+        st.info(f"Split {split} has no labels, so no face can be called a mistake.")
+        st.stop()
+    peers = [r.name for r in st.session_state.get("runs", []) if r.name != run.name and split in r.evaluations]
+    second = other.selectbox(f"Compare with another run's {split} mistakes", [None, *peers],
+                             index=from_url("with", [None, *peers], None) if st.query_params.get("with") in peers
+                             else 0, format_func=lambda n: "—" if n is None else n)
+    votes, source = covering(*cached_votes(metrics.get("data"), split), predictions["id"])
+    mistakes = mistake_table(predictions, votes)
+    table = summary(mistakes, predictions)
+    st.markdown(in_words(run.name, split, table))
+    with st.expander("Per class: the mistakes and what the annotators' majority says", expanded=False):
+        st.dataframe(table, hide_index=True, width="stretch",
+                     column_config={"share with the model": st.column_config.NumberColumn(format="percent")})
+        st.caption(f"Votes: {source}.")
+
+    a, b, c, d = st.columns(4)
+    classes = [ALL, *EMOTIONS]
+    true = a.selectbox("True class", classes, index=from_url("true", classes, ALL))
+    pred = b.selectbox("Predicted class", classes, index=from_url("pred", classes, ALL))
+    verdict_keys = [ALL, *VERDICTS]
+    verdict = c.selectbox("The annotators' majority", verdict_keys, index=from_url("votes", verdict_keys, ALL),
+                          format_func=lambda v: "any" if v == ALL else VERDICTS[v],
+                          help="What most of the ten FER+ annotators chose among the seven classes: the model's "
+                               "class, the dataset's label, a third class, or no single class (a tie, or more "
+                               "'not a face' votes).")
+    order = d.selectbox("Order", list(ORDERS), index=from_url("order", list(ORDERS), ORDERS[0]))
+    wanted = dict(true=None if true == ALL else EMOTIONS.index(true),
+                  pred=None if pred == ALL else EMOTIONS.index(pred),
+                  verdict=None if verdict == ALL else verdict, order=order)
+    shown = select(mistakes, **wanted)
+    which = None
+    if second is not None:
+        _, second_predictions, _ = evaluation_of(next(r for r in st.session_state["runs"] if r.name == second), split)
+        groups = compare(predictions, second_predictions)
+        names = {"both": f"wrong for both ({len(groups['both']):,})",
+                 "only first": f"only {run.name} gets wrong ({len(groups['only first']):,})",
+                 "only second": f"only {second} gets wrong ({len(groups['only second']):,})"}
+        which = st.radio("Faces", list(names), format_func=names.get, horizontal=True,
+                         index=from_url("set", list(names), "both"))
+        if which == "only second":  # mistakes of the second run: its own table, its own confidences
+            shown = select(mistake_table(second_predictions, votes), **wanted)
+        shown = shown[shown["id"].isin(groups[which])]
+    pages = max(1, (len(shown) - 1) // PER_PAGE + 1)
+    page = min(int(st.query_params.get("page", "1")) if st.query_params.get("page", "1").isdigit() else 1, pages)
+    count, paging = st.columns([3, 1], vertical_alignment="center")
+    count.markdown(f"**{len(shown):,} faces**" + (f" · {pages} pages of {PER_PAGE}" if pages > 1 else ""))
+    page = paging.number_input(f"Page (of {pages})", 1, pages, max(page, 1), label_visibility="collapsed",
+                               help=f"Page, of {pages}") if pages > 1 else 1
+    to_url(split=split, true=true, pred=pred, votes=verdict, order=order, page=page,
+           **({"with": second, "set": which} if second else {}))
+    if second is None:
+        for key in ("with", "set"):
+            st.query_params.pop(key, None)
+    if shown.empty:
+        st.info("No mistake matches these choices.")
+        st.stop()
+
+    whose = second if which == "only second" else run.name
+    sources = faces_source(metrics, split)
+    if sources is None:
+        st.warning(f"The faces of {split} come from {metrics.get('data') or 'a dataset'}, which is not on this "
+                   "machine: evaluate the run on your copy to see them.")
+        st.stop()
+    try:
+        images, _, _, index = load_split(sources, split)
+    except DataError as err:
+        st.error(f"Could not read the faces: {err}")
+        st.stop()
+    columns = st.columns(6)
+    for i, row in enumerate(shown.iloc[(page - 1) * PER_PAGE: page * PER_PAGE].itertuples()):
+        if row.id not in index:
+            continue
+        with columns[i % 6]:
+            face_card(images[index[row.id]][0],
+                      [f"id {row.id} · label **{EMOTIONS[row.true]}**",
+                       f"{whose if second else 'model'}: **{EMOTIONS[row.pred]}** {row.confidence:.0%}",
+                       f"then {EMOTIONS[row.second]} {row.second_p:.0%}"],
+                      {"run": whose, "split": split, "face": row.id},
+                      None if row.verdict == NONE else [getattr(row, f"votes_{e}") for e in EMOTIONS])

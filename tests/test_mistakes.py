@@ -1,0 +1,138 @@
+"""Mistakes beside the FER+ votes: the bundled votes, the verdicts, the summary, filters, sorting, two runs."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from fer_models.bundle import bundle_publictest
+from fer_models.constants import EMOTIONS
+from fer_models.data import FERPLUS_COLUMNS
+from fer_models.mistakes import (LABEL, MODEL, NONE, OTHER, SPLIT, compare, in_words, main, mistake_table, select,
+                                 summary, votes_from_bundle)
+from helpers import ROOT, write_fer_csv
+
+BUNDLED = ROOT / "artifacts" / "data" / "fer2013_publictest.npz"
+
+
+def write_ferplus(path, sizes, seed=0):
+    """fer2013new.csv for a write_fer_csv file: the same rows in the same order, random votes."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for usage, n in sizes.items():
+        for _ in range(n):
+            votes = rng.multinomial(10, np.full(10, 0.1))
+            rows.append([usage, f"fer{len(rows):07d}.png", *votes])
+    pd.DataFrame(rows, columns=["Usage", "Image name", *FERPLUS_COLUMNS]).to_csv(path, index=False)
+    return pd.read_csv(path, keep_default_na=False)
+
+
+def test_the_bundle_carries_each_rows_votes_in_file_order(tmp_path):
+    sizes = {"Training": 30, "PublicTest": 12}
+    data = write_fer_csv(tmp_path / "fer2013.csv", sizes)
+    table = write_ferplus(tmp_path / "fer2013new.csv", sizes)
+    held = bundle_publictest(data, tmp_path / "fer2013new.csv", tmp_path / "bundle.npz")
+    assert held == {"faces": 12, "with_votes": 12, "not_named": 0}
+    with np.load(tmp_path / "bundle.npz") as z:
+        assert z["ids"].tolist() == [str(i) for i in range(30, 42)]  # row numbers in the CSV
+        expected = table[table["Usage"] == "PublicTest"][list(FERPLUS_COLUMNS)].to_numpy()
+        assert np.array_equal(z["ferplus_votes"], expected) and z["ferplus_votes"].dtype == np.uint8
+        assert tuple(z["ferplus_columns"]) == FERPLUS_COLUMNS
+    votes = votes_from_bundle(tmp_path / "bundle.npz")
+    first = table[table["Usage"] == "PublicTest"].iloc[0]
+    assert votes.loc["30", "happy"] == first["happiness"] and votes.loc["30", "angry"] == first["anger"]
+
+
+def test_the_shipped_bundle_has_ten_votes_per_face():
+    with np.load(BUNDLED) as z:
+        votes, ids = z["ferplus_votes"], z["ids"]
+        assert votes.shape == (3589, 10) and votes.dtype == np.uint8 and len(ids) == 3589
+        assert (votes.astype(int).sum(1) == 10).all() and tuple(z["ferplus_columns"]) == FERPLUS_COLUMNS
+    assert BUNDLED.stat().st_size < 8 * 2**20
+
+
+def evaluation(rows):
+    """predictions.csv rows from (id, true, pred, confidence of pred, second class, its probability)."""
+    out = []
+    for face, true, pred, p, second, p2 in rows:
+        probs = np.full(7, (1 - p - p2) / 5)
+        probs[pred], probs[second] = p, p2
+        out.append({"id": face, "true": true, "pred": pred, **{f"p_{e}": probs[i] for i, e in enumerate(EMOTIONS)}})
+    return pd.DataFrame(out)
+
+
+def votes_table(rows):
+    """id -> (seven votes, NF, named)."""
+    table = pd.DataFrame([[*v, nf, named] for v, nf, named in rows.values()],
+                         columns=[*EMOTIONS, "NF", "named"], index=list(rows))
+    table.index.name = "id"
+    return table
+
+
+ANGRY, DISGUST, FEAR, HAPPY, SAD, SURPRISE, NEUTRAL = range(7)
+PREDICTIONS = evaluation([
+    ("1", SAD, ANGRY, 0.9, SAD, 0.05),        # annotators: angry -> with the model
+    ("2", SAD, ANGRY, 0.6, FEAR, 0.3),        # annotators: sad -> with the label
+    ("3", SAD, FEAR, 0.7, SAD, 0.2),          # annotators: neutral -> a third class
+    ("4", HAPPY, SURPRISE, 0.5, HAPPY, 0.4),  # a tie -> split
+    ("5", HAPPY, NEUTRAL, 0.8, HAPPY, 0.1),   # not a face (NF wins) -> split
+    ("6", ANGRY, ANGRY, 0.9, SAD, 0.05),      # right: not a mistake
+    ("7", FEAR, SAD, 0.55, FEAR, 0.4),        # no votes for this face
+])
+VOTES = votes_table({
+    "1": ([6, 0, 1, 0, 3, 0, 0], 0, True), "2": ([2, 0, 1, 0, 7, 0, 0], 0, True),
+    "3": ([0, 0, 2, 0, 2, 0, 6], 0, True), "4": ([0, 0, 0, 4, 0, 4, 2], 0, True),
+    "5": ([0, 0, 0, 2, 0, 0, 1], 7, True), "6": ([9, 0, 0, 0, 1, 0, 0], 0, True),
+})
+
+
+def test_each_mistake_gets_the_annotators_verdict():
+    m = mistake_table(PREDICTIONS, VOTES).set_index("id")
+    assert list(m.index) == ["1", "2", "3", "4", "5", "7"]
+    assert m["verdict"].to_dict() == {"1": MODEL, "2": LABEL, "3": OTHER, "4": SPLIT, "5": SPLIT, "7": NONE}
+    assert (m.loc["2", "confidence"], m.loc["2", "second"], m.loc["2", "second_p"]) == \
+        (pytest.approx(0.6), FEAR, pytest.approx(0.3))
+    assert m.loc["1", "votes_angry"] == 6 and np.isnan(m.loc["7", "votes_angry"])
+    assert (mistake_table(PREDICTIONS, None)["verdict"] == NONE).all()
+
+
+def test_the_summary_counts_per_class_and_says_it_in_words():
+    m = mistake_table(PREDICTIONS, VOTES)
+    table = summary(m, PREDICTIONS).set_index("class")
+    assert table.loc["sad"].to_dict() == {"faces": 3, "mistakes": 3, "with votes": 3,
+                                          "majority sides with the model": 1, "with the label": 1,
+                                          "a third class": 1, "split": 0, "share with the model": pytest.approx(1 / 3)}
+    assert table.loc["all", "mistakes"] == 6 and table.loc["all", "with votes"] == 5
+    assert table.loc["all", "share with the model"] == pytest.approx(1 / 5)
+    assert np.isnan(table.loc["disgust", "share with the model"])  # no mistakes: undefined, not 0
+    words = in_words("r", "PublicTest", summary(m, PREDICTIONS))
+    assert "**6 of 7** PublicTest faces wrong" in words and "**1** of them (**20%**" in words
+    assert "No FER+ votes" in in_words("r", "PrivateTest", summary(mistake_table(PREDICTIONS, None), PREDICTIONS))
+
+
+def test_filters_and_both_orders():
+    m = mistake_table(PREDICTIONS, VOTES)
+    assert select(m)["id"].tolist() == ["1", "5", "3", "2", "7", "4"]  # most confident first
+    assert select(m, order="least confident first")["id"].tolist() == ["4", "7", "2", "3", "5", "1"]
+    assert select(m, true=SAD)["id"].tolist() == ["1", "3", "2"]
+    assert select(m, true=SAD, pred=ANGRY)["id"].tolist() == ["1", "2"]
+    assert select(m, verdict=SPLIT)["id"].tolist() == ["5", "4"]
+    assert select(m, true=HAPPY, verdict=MODEL).empty
+
+
+def test_two_runs_split_their_mistakes():
+    other = PREDICTIONS.copy()
+    other.loc[other["id"] == "1", "pred"] = SAD      # the second run gets face 1 right
+    other.loc[other["id"] == "6", "pred"] = NEUTRAL  # and face 6 wrong
+    other = pd.concat([other, evaluation([("99", SAD, HAPPY, 0.9, SAD, 0.05)])])  # a face the first never scored
+    groups = compare(PREDICTIONS, other)
+    assert groups == {"both": {"2", "3", "4", "5", "7"}, "only first": {"1"}, "only second": {"6"}}
+
+
+def test_the_command_line_summary(tmp_path, capsys):
+    from helpers import make_evaluated_run
+
+    run = make_evaluated_run(tmp_path / "runs")
+    assert main(["--run", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "PublicTest faces wrong" in out and "No FER+ votes" in out
+    assert "are for other face ids): put fer2013new.csv beside" in out  # the bundle is about other faces
+    assert main(["--run", str(run), "--split", "PrivateTest"]) == 2
