@@ -35,7 +35,8 @@ def test_deep_link_on_a_fresh_server_keeps_the_shell(page, start_app, runs):
 def test_every_page_loads_without_error(page, start_app, runs):
     base = start_app(runs)
     for path, heading in (("/architecture", "Architecture"), ("", "Training history"),
-                          ("/confusion", "Confusion matrix"), ("/saliency", "Saliency"), ("/filters", "Filters"),
+                          ("/confusion", "Confusion matrix"), ("/mistakes", "Mistakes"),
+                          ("/saliency", "Saliency"), ("/filters", "Filters"),
                           ("/webcam", "Webcam"),
                           ("/train", "Train"), ("/learn", "The math"), ("/report", "Report")):
         open_page(page, f"{base}{path}?run=cnn3_ref")

@@ -5,7 +5,7 @@ import pytest
 from helpers import make_evaluated_run
 from streamlit_page import settle
 
-PAGES = ["architecture", "", "confusion", "saliency", "filters", "webcam", "train", "learn", "report"]
+PAGES = ["architecture", "", "confusion", "mistakes", "saliency", "filters", "webcam", "train", "learn", "report"]
 
 
 @pytest.fixture
