@@ -87,6 +87,18 @@ class LiveAnnotator:
             rows = list(self._record)
         return pd.DataFrame(rows, columns=["seconds", *EMOTIONS, "label"])
 
+    def faces_now(self) -> list[tuple[int, tuple[int, int, int, int], np.ndarray]]:
+        """After process(): each tracked face's id, its upright box (x, y, width, height) clipped to nothing,
+        and its smoothed probabilities; largest first. For the frame thread (a video file's loop)."""
+        out = []
+        for t in self._tracks:
+            pts = t.face.corners()
+            x0, y0 = pts.min(axis=0)
+            x1, y1 = pts.max(axis=0)
+            out.append((t.id, (int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0))),
+                        t.probs.copy()))
+        return out
+
     # ---------------------------------------------------------------- the frame thread's side
 
     def process(self, bgr: np.ndarray) -> np.ndarray:

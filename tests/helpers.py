@@ -173,3 +173,19 @@ def wait_for_job(run, states, timeout: float = 240) -> dict:
     except AssertionError as err:
         raise AssertionError(f"{err}; it is {job_state(run)['state']}; log:\n{log_tail(run)}") from None
 
+
+
+def write_clip(path, frames=24, shape=(240, 320), fps=24, step=3, codec="libx264", face=True):
+    """A short clip: a bundled face (one the frontal cascade finds) moving `step` pixels a frame over a smooth
+    background, encoded with PyAV. Returns the path."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = shape[1], shape[0], "yuv420p"
+        for i in range(frames):
+            picture = face_photo(2, size=110, at=(40 + step * i, 60), shape=shape) if face else \
+                np.full((*shape, 3), 128, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path

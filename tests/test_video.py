@@ -1,0 +1,104 @@
+"""Video files and folders of photos through the live pipeline: the CLIs, their outputs and bad input."""
+import subprocess
+import sys
+
+import av
+import pandas as pd
+import pytest
+from PIL import Image
+
+from fer_models.checkpoints import load_model
+from fer_models.video import COLUMNS, VideoError, annotate_video
+from helpers import ROOT, face_photo, write_clip
+
+RUN = ROOT / "artifacts" / "runs" / "cnn3"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(RUN)
+
+
+def frames_of(path):
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        return sum(1 for _ in c.decode(s)), (s.codec_context.width, s.codec_context.height)
+
+
+def test_a_clip_gives_a_row_per_frame_a_steady_track_and_a_video_of_the_same_frames(tmp_path, model):
+    clip = write_clip(tmp_path / "clip.mp4", frames=20)
+    result = annotate_video(*model, clip, tmp_path / "out.mp4", tmp_path / "out.csv", every=3)
+    timeline = pd.read_csv(tmp_path / "out.csv")
+    assert list(timeline.columns) == COLUMNS and result.frames == 20
+    assert timeline["frame"].tolist() == list(range(20))  # one face in every frame
+    assert timeline["track"].nunique() == 1  # the moving face keeps its id between detections
+    assert timeline["x"].iloc[-1] > timeline["x"].iloc[0] + 30  # ... and its box follows it (3 px a frame)
+    assert (timeline[list(timeline.columns[7:14])].sum(axis=1) - 1).abs().max() < 1e-3
+    assert frames_of(tmp_path / "out.mp4") == (20, (320, 240))
+    assert not list(tmp_path.glob(".*"))  # no temporary file left
+
+
+def test_odd_sizes_no_faces_and_the_message(tmp_path, model):
+    clip = write_clip(tmp_path / "blank.webm", frames=6, shape=(121, 161), codec="libvpx", face=False)
+    result = annotate_video(*model, clip, tmp_path / "out.mp4", tmp_path / "out.csv")
+    assert result.timeline.empty and "no face was found" in result.message
+    assert list(pd.read_csv(tmp_path / "out.csv").columns) == COLUMNS  # an empty timeline, with its header
+    assert frames_of(tmp_path / "out.mp4") == (6, (162, 122))  # H.264 needs even sides: one pixel of padding
+
+
+@pytest.mark.parametrize("content, words", [(b"", "not a video file"), (b"just some text\n" * 20, "not a video file")])
+def test_files_that_are_not_video_are_refused_and_nothing_is_written(tmp_path, model, content, words):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(content)
+    with pytest.raises(VideoError, match=words):
+        annotate_video(*model, bad, tmp_path / "out.mp4", tmp_path / "out.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mp4"]
+
+
+def test_a_truncated_clip_keeps_what_decodes_or_says_why(tmp_path, model):
+    clip = write_clip(tmp_path / "clip.webm", frames=20, codec="libvpx")  # WebM: readable up to where it ends
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    try:
+        result = annotate_video(*model, cut, tmp_path / "out.mp4", tmp_path / "out.csv")
+    except VideoError as err:
+        assert "cut.webm" in str(err)
+        assert not (tmp_path / "out.mp4").exists() and not (tmp_path / "out.csv").exists()
+    else:
+        assert 0 < result.frames < 20 and frames_of(tmp_path / "out.mp4")[0] == result.frames
+
+
+def test_the_video_command_line(tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", frames=8)
+    done = subprocess.run([sys.executable, "-m", "fer_models.video", "--run", str(RUN), "--input", str(clip),
+                           "--csv", str(tmp_path / "t.csv")], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "8 frames" in done.stdout and len(pd.read_csv(tmp_path / "t.csv")) == 8
+    bad = subprocess.run([sys.executable, "-m", "fer_models.video", "--run", str(RUN), "--input",
+                          str(tmp_path / "t.csv"), "--csv", str(tmp_path / "x.csv")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert bad.returncode == 2 and "not a video file" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_predict_reads_every_face_of_a_folder_and_lists_what_it_skips(tmp_path):
+    photos = tmp_path / "photos"
+    (photos / "deeper").mkdir(parents=True)
+    Image.fromarray(face_photo(2)).save(photos / "one.jpg")
+    two = face_photo(2, size=120, at=(60, 150), extra=[(5, 150, (400, 160))])
+    Image.fromarray(two).save(photos / "deeper" / "two.png")
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    Image.new("RGB", (300, 200), (120, 130, 140)).save(photos / "wall.png")
+    (photos / "notes.txt").write_text("not an image, not looked at")
+    done = subprocess.run([sys.executable, "-m", "fer_models.predict", "--run", str(RUN), str(photos),
+                           str(tmp_path / "missing.jpg"), "--csv", str(tmp_path / "faces.csv")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(tmp_path / "faces.csv")
+    assert table.groupby("file").size().to_dict() == {str(photos / "deeper" / "two.png"): 2,
+                                                      str(photos / "one.jpg"): 1}
+    assert table.loc[table["file"].str.endswith("two.png"), "face"].tolist() == [1, 2]
+    for name, reason in (("broken.jpg", "is not an image this app can read"), ("wall.png", "no face found"),
+                         ("missing.jpg", "no such file")):
+        assert any(name in line and reason in line for line in done.stderr.splitlines()), (name, done.stderr)
+    assert "notes.txt" not in done.stderr and "Traceback" not in done.stderr
