@@ -19,7 +19,8 @@ st.set_page_config(page_title="FER Studio", page_icon=":material/mood:", layout=
 st.html("<style>[data-testid='stMainBlockContainer'] { padding-top: 2.5rem; } "
         "[data-testid='stSidebarHeader'] { height: 2.25rem; margin-bottom: 0.25rem; } "
         "[data-testid='stSidebarUserContent'] { padding-top: 0.5rem; padding-bottom: 1rem; } "
-        "[data-testid='stSidebarNavSeparator'] { padding-top: 0.25rem; }</style>")
+        "[data-testid='stSidebarNavSeparator'] { padding-top: 0.25rem; } "
+        "[data-testid='stSidebarNavLink'] { height: 1.625rem; min-height: 1.625rem; }</style>")
 
 navigation = st.navigation({
     "Model": [

@@ -40,7 +40,7 @@ def test_a_face_in_the_confusion_matrix_opens_in_saliency(page, start_app, tmp_p
     page.locator(".js-plotly-plot .scatterlayer .point").nth(true * 7 + pred).click(force=True)
     page.wait_for_selector("[data-testid='stImage']", timeout=30_000)
     settle(page)
-    first = page.locator("[data-testid='stImageCaption']").first.inner_text()
+    first = page.locator("[data-testid='stCaptionContainer']").filter(has_text="model ").first.inner_text()
     face_id = re.search(r"id (\S+)", first).group(1)
     page.get_by_role("link", name="Explain").first.click()
     page.wait_for_url("**/saliency?**", timeout=30_000)
