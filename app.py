@@ -35,7 +35,7 @@ navigation = st.navigation({
         st.Page("app_pages/filters.py", title="Filters", icon=":material/filter_alt:"),
     ],
     "Live": [
-        st.Page("app_pages/webcam.py", title="Webcam", icon=":material/videocam:"),
+        st.Page("app_pages/webcam.py", title="Webcam and video", icon=":material/videocam:"),
     ],
     "Train": [
         st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),

@@ -3,12 +3,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages._shared import checkpoint_key, selected_model
+from app_pages._video import video_ui
 from fer_models.constants import EMOTIONS
 from fer_models.faces import ImageError, read_image
 from fer_models.figures import CLASS_COLOURS
 from fer_models.live import LiveAnnotator, annotate_photo, process_frame
 
-st.title("Webcam")
+st.title("Webcam and video")
 st.caption("Faces are found every few frames and followed between; each one's class probabilities are smoothed over "
            "frames so the label does not flicker. Nothing leaves this machine: the video goes from your browser to "
            "this server and back.")
@@ -34,10 +35,11 @@ try:
     from streamlit_webrtc import WebRtcMode, webrtc_streamer
 except ImportError:  # the snapshot mode still works
     webrtc_streamer = None
-modes = ["Live video", "Snapshot"] if webrtc_streamer else ["Snapshot"]
+modes = (["Live video"] if webrtc_streamer else []) + ["Snapshot", "Video file"]
 mode = st.radio("Mode", modes, horizontal=True, key="webcam_mode",
                 help="Live video streams over WebRTC; Snapshot takes one picture with the browser's camera and "
-                     "annotates it the same way (for browsers or networks where WebRTC does not connect).")
+                     "annotates it the same way (for browsers or networks where WebRTC does not connect); Video "
+                     "file analyses a recording.")
 
 
 def timeline(recording) -> go.Figure:
@@ -82,6 +84,8 @@ if mode == "Live video":
             st.caption("Recording: the timeline appears with the first face.")
 
     live_status()
+elif mode == "Video file":
+    video_ui(run, model, meta, smoothing, detect_every, gradcam)
 else:
     annotator.configure(smoothing=smoothing, detect_every=detect_every, gradcam=gradcam)
     shot = st.camera_input("Take a picture")

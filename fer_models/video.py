@@ -55,10 +55,14 @@ class VideoResult:
         return said
 
 
+def _name(source) -> str:
+    return str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "the video")
+
+
 def _open(source):
     import av
 
-    name = getattr(source, "name", source)
+    name = _name(source)
     try:
         container = av.open(str(source) if isinstance(source, Path) else source)
     except (av.error.FFmpegError, OSError, ValueError) as err:
@@ -81,7 +85,7 @@ def annotate_video(model, meta: dict, source, output: Path | None = None, csv: P
 
     began = time.perf_counter()
     container = _open(source)
-    name = getattr(source, "name", source)
+    name = _name(source)
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     width, height = stream.codec_context.width, stream.codec_context.height

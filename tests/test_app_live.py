@@ -16,7 +16,7 @@ def open_webcam(tmp_path, monkeypatch, with_run=True, mode="Snapshot") -> AppTes
 
 def test_webcam_page_offers_live_video_and_snapshot(tmp_path, monkeypatch):
     at = open_webcam(tmp_path, monkeypatch)
-    assert at.radio[0].options == ["Live video", "Snapshot"] and at.radio[0].value == "Snapshot"
+    assert at.radio[0].options == ["Live video", "Snapshot", "Video file"] and at.radio[0].value == "Snapshot"
     assert {s.label for s in at.slider} == {"Smoothing", "Detect faces every … frames"}
     assert len(at.get("camera_input")) == 1
 
@@ -24,9 +24,42 @@ def test_webcam_page_offers_live_video_and_snapshot(tmp_path, monkeypatch):
 def test_without_webrtc_the_snapshot_mode_remains(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "streamlit_webrtc", None)  # import fails as if not installed
     at = open_webcam(tmp_path, monkeypatch)
-    assert at.radio[0].options == ["Snapshot"]
+    assert at.radio[0].options == ["Snapshot", "Video file"]
 
 
 def test_webcam_page_with_no_runs(tmp_path, monkeypatch):
     at = open_webcam(tmp_path, monkeypatch, with_run=False)
     assert any("python -m fer_models.train" in i.value for i in at.info)
+
+
+def analyse(tmp_path, monkeypatch, name, data):
+    from helpers import wait_for
+
+    at = open_webcam(tmp_path, monkeypatch, mode="Video file")
+    at.session_state["_video_upload"] = (name, data)
+    at.run()
+    next(b for b in at.button if b.label.startswith(f"Analyse {name} with small")).click().run()
+    job = at.session_state["video_job"]
+    wait_for(lambda: not job.running, 120, "the clip's analysis to end")
+    at.run()
+    assert not at.exception, at.exception
+    return at, job
+
+
+def test_a_video_file_is_analysed_in_the_background_and_shown(tmp_path, monkeypatch):
+    from helpers import write_clip
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=12)
+    at, job = analyse(tmp_path, monkeypatch, "interview.mp4", clip.read_bytes())
+    assert job.error is None and job.result.frames == 12
+    assert any("interview.mp4: 12 frames" in s.value for s in at.success)
+    assert len(at.get("video")) == 1 and len(at.get("download_button")) == 2
+    table = next(d.value for d in at.dataframe if "face" in d.value.columns)
+    assert len(table) == 1 and abs(table.iloc[0][list(table.columns[2:])].sum() - 1) < 1e-9
+    assert len(at.get("plotly_chart")) == 1  # the one face's timeline
+
+
+def test_a_file_that_is_not_a_video_gets_a_message(tmp_path, monkeypatch):
+    at, job = analyse(tmp_path, monkeypatch, "notes.mp4", b"these are not frames\n" * 50)
+    assert any("notes.mp4: not a video file this machine can read" in e.value for e in at.error)
+    assert not at.get("video")

@@ -37,7 +37,7 @@ def test_every_page_loads_without_error(page, start_app, runs):
     for path, heading in (("/architecture", "Architecture"), ("", "Training history"),
                           ("/confusion", "Confusion matrix"), ("/mistakes", "Mistakes"),
                           ("/saliency", "Saliency"), ("/filters", "Filters"),
-                          ("/webcam", "Webcam"),
+                          ("/webcam", "Webcam and video"),
                           ("/train", "Train"), ("/learn", "The math"), ("/report", "Report")):
         open_page(page, f"{base}{path}?run=cnn3_ref")
         assert page.get_by_role("heading", name=heading).is_visible()

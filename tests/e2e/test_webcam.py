@@ -39,3 +39,29 @@ def test_snapshot_mode_returns_an_annotated_picture(face_camera_app, tmp_path):
     shot = np.asarray(Image.open(io.BytesIO(image.screenshot())).convert("L"))
     assert shot.std() > 10  # not blank
     assert green_box_pixels(image.screenshot()) > 200
+
+
+def test_a_video_file_is_analysed_and_its_annotated_video_plays(page, start_app, tmp_path):
+    from helpers import make_evaluated_run, write_clip
+    from streamlit_page import settle
+
+    make_evaluated_run(tmp_path / "runs", "small")
+    clip = write_clip(tmp_path / "lecture.mp4", frames=24)
+    base = start_app(tmp_path / "runs")
+    page.goto(f"{base}/webcam?run=small")
+    settle(page)
+    page.locator("[data-testid='stRadio']").get_by_text("Video file", exact=True).click()
+    settle(page)
+    page.locator("[data-testid='stFileUploader'] input[type=file]").set_input_files(str(clip))
+    page.get_by_role("button", name="Analyse lecture.mp4 with small").click()
+    page.wait_for_selector("text=lecture.mp4: 24 frames", timeout=120_000)
+    settle(page)  # the page redraws once with the result
+    video = page.locator("[data-testid='stVideo']")
+    video.wait_for(timeout=30_000)
+    # the browser decodes it: H.264 in MP4 plays in Chromium
+    played = video.evaluate("v => new Promise(done => { v.muted = true; v.play().then(() => setTimeout(() => "
+                            "done([v.readyState, v.currentTime, v.videoWidth, v.videoHeight]), 600), "
+                            "err => done(['error', String(err)])); })")
+    assert played[0] != "error" and played[0] >= 2 and played[1] > 0, played
+    assert played[2:] == [320, 240]
+    assert page.locator(".js-plotly-plot").count() == 1  # the face's timeline

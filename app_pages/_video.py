@@ -1,0 +1,159 @@
+"""The Live page's video-file mode: a clip analysed in a background thread (the page polls it, so other users
+and this page stay responsive), then played annotated, with every face's timeline, a summary and downloads."""
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from fer_models.constants import EMOTIONS
+from fer_models.figures import CLASS_COLOURS
+from fer_models.video import VideoError, VideoResult, annotate_video
+
+MAX_MB = 200
+TYPES = ["mp4", "mov", "m4v", "webm", "mkv", "avi"]
+
+
+@dataclass
+class VideoJob:
+    name: str
+    folder: Path
+    run: str = ""
+    done: float = 0.0
+    total: float = 0.0
+    result: VideoResult | None = None
+    error: str | None = None
+    cancel: bool = False
+    announced: bool = False  # the page has been redrawn once with the result
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    @property
+    def video(self) -> Path:
+        return self.folder / "annotated.mp4"
+
+    @property
+    def csv(self) -> Path:
+        return self.folder / "timeline.csv"
+
+
+def start(name: str, data: bytes, run: str, model, meta: dict, every: int, smoothing: float, gradcam: bool
+          ) -> VideoJob:
+    folder = Path(tempfile.mkdtemp(prefix="fer_video_"))
+    # the user's file name is only shown: on disk the clip is "input" with a plain suffix
+    suffix = Path(name).suffix.lower()
+    source = folder / ("input" + (suffix if suffix.lstrip(".") in TYPES else ".video"))
+    source.write_bytes(data)
+    job = VideoJob(name, folder, run)
+
+    def work():
+        def progress(done, total):
+            job.done, job.total = done, total
+        try:
+            job.result = annotate_video(model, meta, source, job.video, job.csv, every, smoothing, gradcam,
+                                        progress, should_stop=lambda: job.cancel)
+        except VideoError as err:
+            job.error = str(err).replace(str(source), name)
+        except Exception as err:  # noqa: BLE001 - a clip must never take the page down; the message says what
+            job.error = f"{name}: the analysis failed ({type(err).__name__}: {err})"
+        finally:
+            source.unlink(missing_ok=True)
+
+    job.thread = threading.Thread(target=work, name=f"video {name}", daemon=True)
+    job.thread.start()
+    return job
+
+
+def timeline_figure(track: pd.DataFrame) -> go.Figure:
+    """One line per class over time, and under them a band coloured by the leading class."""
+    fig = go.Figure([go.Scatter(x=track["seconds"], y=track[e], name=e, mode="lines",
+                                line=dict(color=CLASS_COLOURS[e])) for e in EMOTIONS])
+    times, labels = track["seconds"].to_numpy(), track["label"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+    ends = np.r_[starts[1:], len(labels)]
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 0.04
+    for a, b in zip(starts, ends):
+        fig.add_shape(type="rect", x0=times[a], x1=times[b - 1] + step, y0=-0.12, y1=-0.04, line=dict(width=0),
+                      fillcolor=CLASS_COLOURS[labels[a]])
+    fig.update_layout(height=280, margin=dict(t=10, b=10, l=10, r=10), xaxis_title="seconds",
+                      yaxis=dict(range=[-0.14, 1], tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1]),
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0), font=dict(size=13))
+    return fig
+
+
+def summary_table(timeline: pd.DataFrame) -> pd.DataFrame:
+    """Per face track: the share of its frames on which each emotion leads, and how long it was seen."""
+    shares = pd.crosstab(timeline["track"], timeline["label"], normalize="index").reindex(columns=list(EMOTIONS),
+                                                                                         fill_value=0.0)
+    seen = timeline.groupby("track")["seconds"].agg(lambda s: s.max() - s.min())
+    table = shares.assign(seconds=seen.round(1)).reset_index().rename(columns={"track": "face"})
+    return table[["face", "seconds", *EMOTIONS]]
+
+
+def show_result(job: VideoJob, run_name: str) -> None:
+    result = job.result
+    st.success(f"{job.name}: {result.message}.")
+    st.video(str(job.video))
+    stem = Path(job.name).stem
+    a, b = st.columns(2)
+    a.download_button("Download the annotated video (MP4)", job.video.read_bytes(), f"{stem}_{run_name}.mp4",
+                      "video/mp4")
+    b.download_button("Download the timeline (CSV)", job.csv.read_bytes(), f"{stem}_{run_name}.csv", "text/csv")
+    if result.timeline.empty:
+        st.info("No face was found in any frame: nothing to draw. Faces should be upright and at least about "
+                "60 pixels wide.")
+        return
+    st.subheader("Share of time per emotion, per face")
+    st.dataframe(summary_table(result.timeline), hide_index=True, width="stretch",
+                 column_config={e: st.column_config.ProgressColumn(e, format="percent", min_value=0, max_value=1)
+                                for e in EMOTIONS})
+    tracks = sorted(result.timeline["track"].unique())
+    st.subheader("Timeline" + (" of each face" if len(tracks) > 1 else ""))
+    for t in tracks[:8]:
+        if len(tracks) > 1:
+            st.markdown(f"**Face {t}**")
+        st.plotly_chart(timeline_figure(result.timeline[result.timeline["track"] == t]), width="stretch",
+                        config={"displayModeBar": False}, key=f"video_timeline_{t}")
+    if len(tracks) > 8:
+        st.caption(f"{len(tracks) - 8} more face tracks are in the CSV.")
+
+
+def video_ui(run, model, meta, smoothing: float, every: int, gradcam: bool) -> None:
+    st.caption(f"A recording (MP4, MOV, WebM, MKV or AVI, up to {MAX_MB} MB): every frame goes through the same "
+               "detection, tracking and smoothing as the live video. The audio is dropped.")
+    upload = st.file_uploader("Video file", type=TYPES, max_upload_size=MAX_MB, key="video_upload")
+    if upload is not None:
+        st.session_state["_video_upload"] = (upload.name, upload.getvalue())
+    job: VideoJob | None = st.session_state.get("video_job")
+    chosen = st.session_state.get("_video_upload")
+    if chosen is not None and (job is None or job.name != chosen[0] or job.run != run.name):
+        if st.button(f"Analyse {chosen[0]} with {run.name}", type="primary"):
+            job = start(*chosen, run.name, model, meta, every, smoothing, gradcam)
+            st.session_state["video_job"] = job
+    if job is None:
+        return
+
+    @st.fragment(run_every=0.5 if job.running else None)
+    def watch():
+        if job.running:
+            share = job.done / job.total if job.total else 0.0
+            st.progress(min(share, 1.0), text=f"{job.name}: {job.done:.1f} of {job.total or '?'} s of video")
+            if st.button("Stop", key="video_stop"):
+                job.cancel = True
+            return
+        if job.error:
+            st.error(job.error)
+        elif job.result is not None:
+            show_result(job, run.name)
+        if not job.announced:
+            job.announced = True
+            st.rerun()  # the whole page once, so the result is drawn outside the polling fragment's rhythm
+
+    watch()
