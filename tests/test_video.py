@@ -102,3 +102,26 @@ def test_predict_reads_every_face_of_a_folder_and_lists_what_it_skips(tmp_path):
                          ("missing.jpg", "no such file")):
         assert any(name in line and reason in line for line in done.stderr.splitlines()), (name, done.stderr)
     assert "notes.txt" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_variable_frame_rate_keeps_each_frames_time(tmp_path, model):
+    from fractions import Fraction
+
+    from helpers import face_photo
+    times_ms = [0, 40, 80, 200, 240, 400, 440, 480]  # pauses, as phones record
+    clip = tmp_path / "vfr.mp4"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for i, ms in enumerate(times_ms):
+            frame = av.VideoFrame.from_ndarray(face_photo(2, size=110, at=(40 + 3 * i, 60), shape=(240, 320)),
+                                               format="rgb24")
+            frame.pts, frame.time_base = ms, Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    result = annotate_video(*model, clip, tmp_path / "out.mp4", None)
+    assert result.timeline["seconds"].round(3).tolist() == [ms / 1000 for ms in times_ms]
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        out_times = [round(float(f.time), 3) for f in c.decode(c.streams.video[0])]
+    assert [round(t - out_times[0], 3) for t in out_times] == [ms / 1000 for ms in times_ms]
