@@ -7,9 +7,11 @@ import streamlit as st
 from app_pages._dataset import load_split
 from app_pages._face_picker import pick_face, show_model_input
 from app_pages._shared import checkpoint_key, selected_model
+from fer_models.atlas import load_atlas
 from fer_models.constants import EMOTIONS
 from fer_models.explain import face_input, feature_maps, filter_responses, maximise_filters, top_faces
 from fer_models.pictures import colourise, enlarge, mosaic, to_uint8
+from fer_models.runfolder import ATLAS_FILE
 from fer_models.runs import BUNDLED_PUBLICTEST
 
 st.title("Filters")
@@ -25,9 +27,26 @@ def pattern_store(key: str, layer: str, fft: bool) -> dict:
     return {}
 
 
+def atlas_stamp(run_path) -> float:
+    """When the run's atlas was written (0: none): made while the app runs, it is picked up."""
+    try:
+        return (run_path / ATLAS_FILE).lstat().st_mtime
+    except OSError:
+        return 0.0
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
-def cached_responses(key: str, _model, _meta, layer: str):
+def cached_atlas(key: str, run_path: str, layer: str, stamp: float):
+    """The run's precomputed atlas for this layer (fer_models.atlas), if it matches the weights; else None."""
+    _, _, ids, _ = load_split(BUNDLED_PUBLICTEST, "PublicTest")
+    return load_atlas(run_path, layer, ids)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def cached_responses(key: str, _model, _meta, layer: str, _atlas=None):
     images, labels, ids, _ = load_split(BUNDLED_PUBLICTEST, "PublicTest")
+    if _atlas is not None:
+        return _atlas.responses, images, labels, ids
     norm = _meta["normalisation"]
     return filter_responses(_model, layer, images, norm["mean"], norm["std"]), images, labels, ids
 
@@ -76,14 +95,23 @@ if how == "by number" or maps is None:
 else:
     chosen = [int(c) for c in np.argsort(-maps.mean((1, 2)))[:count]]
 
+atlas = cached_atlas(checkpoint_key(run), str(run.path), layer, atlas_stamp(run.path)) \
+    if BUNDLED_PUBLICTEST.exists() else None
 if BUNDLED_PUBLICTEST.exists():
     with st.spinner(f"Ranking the 3,589 PublicTest faces for every filter of {layer} (once per layer)…"):
-        responses, faces, labels, ids = cached_responses(checkpoint_key(run), model, meta, layer)
+        # the atlas's rankings are keyed apart from live ones: the two differ by float16 rounding
+        responses, faces, labels, ids = cached_responses(checkpoint_key(run) + (":atlas" if atlas else ""), model,
+                                                         meta, layer, atlas)
+    if atlas is not None:
+        st.caption(f"Rankings and the patterns of {len(atlas.filters)} filters come from the run's atlas "
+                   "(precomputed by python -m fer_models.atlas); other filters are synthesised now.")
 else:
     responses = None
     st.info("The bundled PublicTest faces are missing, so the faces that excite each filter cannot be shown.")
 
 store = pattern_store(checkpoint_key(run), layer, fft)
+if fft and atlas is not None:  # the atlas's patterns are the page's own: fft, seed 0
+    store.update({c: atlas.pattern(c) for c in chosen if c not in store and atlas.pattern(c) is not None})
 missing = [] if kernels else [c for c in chosen if c not in store]
 if kernels:
     size = "×".join(map(str, layers[layer].kernel_size))

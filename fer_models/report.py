@@ -219,7 +219,9 @@ def saliency_section(model, meta, predictions, faces, per_class: int) -> str:
             f'<div class="grid">{"".join(tiles)}</div>')
 
 
-def filters_section(model, meta, faces_all, labels, count: int) -> str:
+def filters_section(model, meta, faces_all, labels, count: int, atlas=None) -> str:
+    """`atlas` (fer_models.atlas, checked by the caller against these faces and weights) saves the ranking
+    and the patterns it holds."""
     from .explain import filter_responses, maximise_filters, top_faces
     from .pictures import enlarge, mosaic
 
@@ -228,10 +230,14 @@ def filters_section(model, meta, faces_all, labels, count: int) -> str:
     if faces_all is None:
         return head + "<p>No faces to rank the filters on (pass --data).</p>"
     norm = meta["normalisation"]
-    responses = filter_responses(model, layer, faces_all, norm["mean"], norm["std"])
-    chosen = [int(c) for c in np.argsort(-responses.mean(0))[:count]]
+    responses = atlas.responses if atlas is not None else \
+        filter_responses(model, layer, faces_all, norm["mean"], norm["std"])
+    chosen = [int(c) for c in np.argsort(-responses.mean(0), kind="stable")[:count]]
+    stored = {c: atlas.pattern(c) for c in chosen} if atlas is not None else {}
+    missing = [c for c in chosen if stored.get(c) is None]
+    stored.update(zip(missing, maximise_filters(model, layer, missing, meta)))
     rows = []
-    for channel, pattern in zip(chosen, maximise_filters(model, layer, chosen, meta)):
+    for channel, pattern in ((c, stored[c]) for c in chosen):
         top = top_faces(responses, channel, 9)
         kinds = ", ".join(f"{n} {e}" for e, n in Counter(EMOTIONS[labels[t]] for t in top).most_common())
         pattern_picture = picture(enlarge(pattern.image, 144), f"filter_{channel}_pattern", f"#{channel}: pattern")
@@ -329,7 +335,11 @@ def build_report(run_dir, data=None, split: str = SPLIT, faces_per_class: int = 
     progress("Saliency maps", 0.3)
     sections.append(saliency_section(model, meta, predictions, faces, faces_per_class))
     progress("Filters", 0.55)
-    sections.append(filters_section(model, meta, all_images, labels, filters))
+    atlas = None
+    if faces is not None:
+        from .atlas import load_atlas
+        atlas = load_atlas(run_dir, model.deepest_filter_layer(), loaded.ids)
+    sections.append(filters_section(model, meta, all_images, labels, filters, atlas))
     progress("The math", 0.9)
     sections.append(math_section(model))
 

@@ -25,6 +25,7 @@ from .settings import SPLIT_PATTERN, TrainConfig, config_from
 CONFIG_FILE, HISTORY_FILE, STATUS_FILE = "config.json", "history.csv", "status.json"
 MODEL_FILE, META_FILE, LAST_FILE = "model.safetensors", "meta.json", "last.safetensors"
 JOB_FILE, LOG_FILE, EVAL_DIR = "job.json", "train.log", "eval"
+ATLAS_FILE = "atlas.npz"  # fer_models.atlas: the Filters page's rankings and patterns, precomputed
 PREDICTIONS_FILE, CONFUSION_FILE, METRICS_FILE = "predictions.csv", "confusion.csv", "metrics.json"
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 STATES = ("running", "finished", "failed", "stopped")
@@ -80,9 +81,9 @@ class RunFolder:
     def problem(self, file: str, why: str) -> RunProblem:
         return RunProblem(f"run {self.name}: {file}: {why}")
 
-    def read_bytes(self, name: str) -> bytes | None:
+    def read_bytes(self, name: str, limit: int = _MAX_RECORD_BYTES) -> bytes | None:
         """A record's bytes, None if absent. Only a regular file is read (a pipe would block, a device
-        never end) and only up to the size of a record."""
+        never end) and only up to `limit` bytes (the size of a record unless said)."""
         path = self.path / name
         if not path.exists() and not path.is_symlink():
             return None
@@ -90,11 +91,11 @@ class RunFolder:
             raise self.problem(name, "not a regular file")
         try:
             with open(path, "rb") as f:
-                data = f.read(_MAX_RECORD_BYTES + 1)
+                data = f.read(limit + 1)
         except OSError as err:
             raise self.problem(name, f"cannot be read ({err.strerror or err})") from err
-        if len(data) > _MAX_RECORD_BYTES:
-            raise self.problem(name, f"larger than {_MAX_RECORD_BYTES // 2**20} MB, too large for a run record")
+        if len(data) > limit:
+            raise self.problem(name, f"larger than {limit // 2**20} MB, too large for a run record")
         return data
 
     def read_json(self, name: str, required: bool = False) -> dict:

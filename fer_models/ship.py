@@ -7,8 +7,9 @@ What ships is the run's record (config.json, history.csv, status.json, meta.json
 weights, without the optimizer state (last.safetensors). With --half the conv and linear weights
 are stored in fp16, but only if that moves PublicTest accuracy by less than 0.1 points;
 otherwise fp32 is kept and the reason printed. Then eval/PublicTest and eval/PublicTest-tta are
-written by fer_models.evaluate on the shipped weights. Recorded data paths are cut to the file's
-name (the run leaves this machine). Prints one JSON line.
+written by fer_models.evaluate on the shipped weights, and the filter atlas (fer_models.atlas) on
+them. Recorded data paths are cut to the file's name (the run leaves this machine). Prints one
+JSON line.
 """
 import json
 import os
@@ -29,7 +30,7 @@ RECORD = (CONFIG_FILE, HISTORY_FILE, STATUS_FILE)
 HALF_TOLERANCE = 0.001  # accuracy, as a fraction: 0.1 points
 
 
-def ship(run, to, data, half: bool = False, split: str = "PublicTest") -> dict:
+def ship(run, to, data, half: bool = False, split: str = "PublicTest", atlas_patterns: int = 64) -> dict:
     """Build the reference run in a temporary folder beside `to` and rename it into place only once it is
     complete: a failure (bad data, a full disk) leaves no half-shipped run behind."""
     run, to = Path(run), Path(to)
@@ -52,7 +53,7 @@ def ship(run, to, data, half: bool = False, split: str = "PublicTest") -> dict:
     to.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{to.name}.", suffix=".shipping", dir=to.parent))
     try:
-        report = _build(run, building, to, model, meta, data, half, split)
+        report = _build(run, building, to, model, meta, data, half, split, atlas_patterns)
         if to.exists():
             to.rmdir()  # empty, checked above
         os.replace(building, to)
@@ -63,7 +64,8 @@ def ship(run, to, data, half: bool = False, split: str = "PublicTest") -> dict:
     return report
 
 
-def _build(run: Path, to: Path, final: Path, model, meta: dict, data, half: bool, split: str) -> dict:
+def _build(run: Path, to: Path, final: Path, model, meta: dict, data, half: bool, split: str,
+           atlas_patterns: int) -> dict:
     for name in RECORD:
         shutil.copy2(run / name, to / name)
     save_model(to, model, {k: v for k, v in meta.items() if k not in ("weights_dtype",)}, half=False)
@@ -81,6 +83,10 @@ def _build(run: Path, to: Path, final: Path, model, meta: dict, data, half: bool
             save_model(to, model, meta, half=False)
             evaluate_run(to, data, split)
     report["accuracy_tta"] = evaluate_run(to, data, split, tta=True)["accuracy"]
+    from .runs import BUNDLED_PUBLICTEST
+    if BUNDLED_PUBLICTEST.exists() and atlas_patterns >= 0:  # the Filters page and report then open at once
+        from .atlas import make_for_run
+        report["atlas_layer"] = make_for_run(to, atlas_patterns)[1].layer
     args = RunFolder(to).config().get("args", {})
     for record in to.rglob("*.json"):  # the evaluations name the folder they were written in
         record.write_text(record.read_text().replace(json.dumps(str(to))[1:-1], json.dumps(str(final))[1:-1]))
@@ -123,9 +129,11 @@ def main(argv=None) -> int:
     p.add_argument("--to", required=True, help="where the reference run goes, e.g. artifacts/runs/cnn3")
     p.add_argument("--data", required=True, help="FER2013 CSV holding the evaluation split")
     p.add_argument("--half", action="store_true", help="fp16 weights if accuracy moves < 0.1 points")
+    p.add_argument("--atlas-patterns", type=int, default=64,
+                   help="filters whose pattern the atlas stores (-1: no atlas)")
     args = p.parse_args(argv)
     try:
-        report = ship(args.run, args.to, args.data, args.half)
+        report = ship(args.run, args.to, args.data, args.half, atlas_patterns=args.atlas_patterns)
     except (CheckpointError, DataError, RunProblem, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -189,3 +189,7 @@ def write_clip(path, frames=24, shape=(240, 320), fps=24, step=3, codec="libx264
             container.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
         container.mux(stream.encode(None))
     return path
+
+
+def bundled_ids():
+    return np.load(ROOT / "artifacts" / "data" / "fer2013_publictest.npz")["ids"]

@@ -26,13 +26,13 @@ def finished(tmp_path_factory):
 
 def test_ships_record_weights_and_evaluations_without_optimizer_state(finished, tmp_path):
     run, data = finished
-    report = ship(run, tmp_path / "ref", data, half=True)
+    report = ship(run, tmp_path / "ref", data, half=True, atlas_patterns=2)
     ref = tmp_path / "ref"
     names = sorted(str(p.relative_to(ref)) for p in ref.rglob("*") if p.is_file())
-    assert names == ["config.json", "eval/PublicTest-tta/confusion.csv", "eval/PublicTest-tta/metrics.json",
-                     "eval/PublicTest-tta/predictions.csv", "eval/PublicTest/confusion.csv",
-                     "eval/PublicTest/metrics.json", "eval/PublicTest/predictions.csv", "history.csv",
-                     "meta.json", "model.safetensors", "status.json"]
+    assert names == ["atlas.npz", "config.json", "eval/PublicTest-tta/confusion.csv",
+                     "eval/PublicTest-tta/metrics.json", "eval/PublicTest-tta/predictions.csv",
+                     "eval/PublicTest/confusion.csv", "eval/PublicTest/metrics.json",
+                     "eval/PublicTest/predictions.csv", "history.csv", "meta.json", "model.safetensors", "status.json"]
     assert abs(report["accuracy_fp16"] - report["accuracy_fp32"]) < 0.001 and report["weights"] == "float16"
     meta = json.loads((ref / "meta.json").read_text())
     assert meta["weights_dtype"] == "float16"
@@ -47,13 +47,17 @@ def test_ships_record_weights_and_evaluations_without_optimizer_state(finished, 
     shipped = json.loads((ref / "eval" / "PublicTest" / "metrics.json").read_text())
     assert shipped["accuracy"] == report["accuracy_fp16"]
     assert json.loads((ref / "eval" / "PublicTest-tta" / "metrics.json").read_text())["tta"] is True
+    from fer_models.atlas import load_atlas
+    from helpers import bundled_ids
+    atlas = load_atlas(ref, report["atlas_layer"], bundled_ids())  # made on the shipped (fp16) weights
+    assert atlas is not None and len(atlas.filters) == 2 and atlas.responses.shape == (3589, 512)
 
 
 def test_fp16_refused_when_accuracy_moves(finished, tmp_path, monkeypatch):
     import fer_models.ship as ship_module
     monkeypatch.setattr(ship_module, "HALF_TOLERANCE", 0.0)  # any change, even none, counts as too much
     run, data = finished
-    report = ship(run, tmp_path / "ref", data, half=True)
+    report = ship(run, tmp_path / "ref", data, half=True, atlas_patterns=-1)
     assert report["weights"] == "float32" and "refused_fp16" in report
     assert json.loads((tmp_path / "ref" / "meta.json").read_text())["weights_dtype"] == "float32"
 
