@@ -82,22 +82,20 @@ with maps_col:
 st.subheader("What excites a filter")
 left, mid, right = st.columns(3)
 count = left.slider("Filters", 1, min(16, channels), min(8, channels))
-how = mid.radio("Which", ["most active on this face", "by number"], horizontal=True,
-                disabled=maps is None, index=0 if maps is not None else 1)
+ranked = BUNDLED_PUBLICTEST.exists()
+ways = (["most active on PublicTest"] if ranked else []) + (["most active on this face"] if maps is not None else []) \
+    + ["by number"]
+# by default the filters most active over PublicTest: the ones the run's atlas holds patterns for (and the report
+# shows), so that a first visit reads them instead of synthesising them
+how = mid.radio("Which", ways, horizontal=True, index=0)
 kernels = model.sees_the_image(layer)  # a first layer's pattern is its kernel: nothing to synthesize
 fft = right.toggle("FFT parametrisation", value=True, disabled=kernels,
                    help="Optimise the image's Fourier coefficients scaled by 1/frequency: smoother, more "
                         "natural patterns than plain pixel ascent, which finds high-frequency noise."
                         + (" Off here: this layer reads the face itself, so its kernels are shown." if kernels
                            else ""))
-if how == "by number" or maps is None:
-    chosen = st.multiselect("Filter numbers", range(channels), default=list(range(count)), max_selections=16)
-else:
-    chosen = [int(c) for c in np.argsort(-maps.mean((1, 2)))[:count]]
-
-atlas = cached_atlas(checkpoint_key(run), str(run.path), layer, atlas_stamp(run.path)) \
-    if BUNDLED_PUBLICTEST.exists() else None
-if BUNDLED_PUBLICTEST.exists():
+atlas = cached_atlas(checkpoint_key(run), str(run.path), layer, atlas_stamp(run.path)) if ranked else None
+if ranked:
     with st.spinner(f"Ranking the 3,589 PublicTest faces for every filter of {layer} (once per layer)…"):
         # the atlas's rankings are keyed apart from live ones: the two differ by float16 rounding
         responses, faces, labels, ids = cached_responses(checkpoint_key(run) + (":atlas" if atlas else ""), model,
@@ -108,6 +106,12 @@ if BUNDLED_PUBLICTEST.exists():
 else:
     responses = None
     st.info("The bundled PublicTest faces are missing, so the faces that excite each filter cannot be shown.")
+if how == "by number":
+    chosen = st.multiselect("Filter numbers", range(channels), default=list(range(count)), max_selections=16)
+elif how == "most active on this face":
+    chosen = [int(c) for c in np.argsort(-maps.mean((1, 2)))[:count]]
+else:
+    chosen = [int(c) for c in np.argsort(-responses.mean(0), kind="stable")[:count]]
 
 store = pattern_store(checkpoint_key(run), layer, fft)
 if fft and atlas is not None:  # the atlas's patterns are the page's own: fft, seed 0

@@ -116,7 +116,7 @@ def test_run_without_weights_says_so(runs):
 def test_filters_page_for_a_dataset_face(runs):
     at = open_page("app_pages/filters.py", run="unevaluated", query={"face": "28711"})
     assert at.selectbox(key="filters_layer_cnn3").value == "block3.conv"
-    assert at.radio[1].value == "most active on this face"
+    assert at.radio[1].value == "most active on PublicTest"
     lines = [m.value for m in at.markdown if m.value.startswith("**#")]
     assert len(lines) == 8 and all("on the starting noise" in line and "Its 9 top faces" in line for line in lines)
     # the patterns beat the noise they started from
