@@ -57,7 +57,8 @@ def history_figure(histories: list[tuple[str, pd.DataFrame]]) -> go.Figure:
     fig.update_yaxes(type="log", exponentformat="power", row=2, col=1)
     fig.update_annotations(font=dict(size=15))  # the subplot titles
     # the legend above the panels, two lines a run at most, clear of the subplot titles
-    fig.update_layout(height=560 + 44 * len(histories), margin=dict(t=16 + 44 * len(histories), b=10, l=10, r=10),
+    # room on the left for the tick labels: the report's figures were cut there (tests/e2e/test_projector.py)
+    fig.update_layout(height=560 + 44 * len(histories), margin=dict(t=16 + 44 * len(histories), b=10, l=56, r=10),
                       barmode="group", font=dict(size=13),
                       legend=dict(orientation="h", x=0, y=1.06, yanchor="bottom", font=dict(size=13)))
     return fig
