@@ -130,3 +130,11 @@ def selected_model():
     if loaded is None:
         st.stop()
     return (run, *loaded)
+
+
+def require_evaluation(run: RunSummary) -> None:
+    """Stop the page, saying how to make one, when the run has no evaluation."""
+    if not run.evaluations:
+        st.info(f"Run {run.name} has no evaluation yet. Score it with\n\n"
+                f"`python -m fer_models.evaluate --run {run.path} --data path/to/fer2013.csv.gz --split PublicTest`")
+        st.stop()

@@ -4,7 +4,7 @@ import streamlit as st
 
 from app_pages._dataset import cached_votes, load_split
 from app_pages._face_card import face_card
-from app_pages._shared import selected_run
+from app_pages._shared import require_evaluation, selected_run
 from fer_models.confusion import cell_faces, cell_from_selection, most_confused, per_class_table
 from fer_models.data import EMOTIONS, DataError
 from fer_models.figures import confusion_figure
@@ -106,10 +106,7 @@ def show_summary(metrics, counts):
 
 run = selected_run()
 if run is not None:
-    if not run.evaluations:
-        st.info(f"Run {run.name} has no evaluation yet. Score it with\n\n"
-                f"`python -m fer_models.evaluate --run {run.path} --data path/to/fer2013.csv.gz --split PublicTest`")
-        st.stop()
+    require_evaluation(run)
     pick, mode = st.columns(2, vertical_alignment="bottom")
     split = pick.selectbox("Evaluation", run.evaluations, format_func=evaluation_label,
                            index=run.evaluations.index("PublicTest") if "PublicTest" in run.evaluations else 0,

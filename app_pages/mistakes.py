@@ -3,7 +3,7 @@ import streamlit as st
 
 from app_pages._dataset import cached_votes, load_split
 from app_pages._face_card import face_card
-from app_pages._shared import selected_run
+from app_pages._shared import require_evaluation, selected_run
 from fer_models.constants import EMOTIONS
 from fer_models.data import DataError
 from fer_models.mistakes import NONE, ORDERS, VERDICTS, compare, covering, in_words, mistake_table, select, summary
@@ -45,10 +45,7 @@ def evaluation_of(run, split):
 
 run = selected_run()
 if run is not None:
-    if not run.evaluations:
-        st.info(f"Run {run.name} has no evaluation yet. Score it with\n\n"
-                f"`python -m fer_models.evaluate --run {run.path} --data path/to/fer2013.csv.gz --split PublicTest`")
-        st.stop()
+    require_evaluation(run)
     pick, other = st.columns(2)
     splits = run.evaluations
     split = pick.selectbox("Evaluation", splits,
