@@ -63,8 +63,12 @@ def setting(default, help: str, bounds: Bounds | None = None, choices: tuple = (
 @dataclass
 class TrainConfig:
     model: str = setting("cnn3", "architecture (fer_models.models.list_models())")
-    data: str | None = setting(None, "FER2013 CSV (.csv/.csv.gz), class-folder tree or FaceData .npz", recipe=False)
-    ferplus: str | None = setting(None, "FER+ votes file (default: fer2013new.csv beside --data)", recipe=False)
+    # on --resume, where this machine keeps the same data (a run moves between machines; the split sizes
+    # recorded in config.json must match)
+    data: str | None = setting(None, "FER2013 CSV (.csv/.csv.gz), class-folder tree or FaceData .npz", recipe=False,
+                               on_resume=True)
+    ferplus: str | None = setting(None, "FER+ votes file (default: fer2013new.csv beside --data)", recipe=False,
+                                  on_resume=True)
     label_source: str = setting("fer2013", "fer2013 labels, or FER+ majority / soft votes", choices=LABEL_SOURCES,
                                 recipe=False)
     train_split: str = setting("Training", "the split to train on", recipe=False)

@@ -574,8 +574,13 @@ def train(cfg: TrainConfig, out: Path, resume: bool, kill_at_step: int | None = 
                      error="stopped while reading the data; start it again (a folder with no training state is "
                            "reused)")
         return "stopped"
+    previous = run.read_json(CONFIG_FILE) if resume else {}
+    recorded = previous.get("data", {}).get("split_sizes") if isinstance(previous.get("data"), dict) else None
+    now = {cfg.train_split: len(splits.train), cfg.val_split: len(splits.val)}
+    if resume and isinstance(recorded, dict) and recorded != now:
+        raise DataError(f"{cfg.data} holds {now}, but {run.path} was trained on {recorded}: resume it with --data "
+                        "pointing at the data it was trained on")
     if rank == 0:
-        previous = run.read_json(CONFIG_FILE) if resume else {}
         run.write_json(CONFIG_FILE, config_record(cfg, splits, previous, resume, device, world, threads, precision))
         for note in splits.notes:
             print(f"note: {note}", file=sys.stderr)

@@ -289,3 +289,21 @@ def test_one_cycle_is_torchs_one_cycle_ending_at_base_over_ten_thousand():
         schedule.step()
     assert max(abs(a - b) for a, b in zip(ours, theirs)) < 0.001  # 1% of the peak: torch's phases end a step apart
     assert ours[-1] == pytest.approx(0.1 / 1e4, rel=0.1) and theirs[-1] == pytest.approx(0.1 / 1e4)
+
+
+def test_a_run_resumes_on_another_machines_copy_of_its_data_and_refuses_other_data(tmp_path, data_csv, env):
+    import shutil
+
+    from helpers import write_fer_csv
+    out = tmp_path / "moved"
+    stopped = train_cli(TINY + ["--epochs", "1", "--data", str(data_csv), "--out", str(out), "--stop-at-step", "2"],
+                        env)
+    assert stopped.returncode == 0, stopped.stderr
+    copy = shutil.copy(data_csv, tmp_path / "elsewhere.csv")  # the same file where this machine keeps it
+    other = write_fer_csv(tmp_path / "other.csv", {"Training": 140, "PublicTest": 70})
+    refused = train_cli(["--out", str(out), "--resume", "--data", str(other)], env)
+    assert refused.returncode == 2 and "was trained on {'Training': 210, 'PublicTest': 70}" in refused.stderr
+    resumed = train_cli(["--out", str(out), "--resume", "--data", str(copy)], env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((out / "config.json").read_text())["args"]["data"] == str(copy)
+    assert read_history(out)["epoch"].tolist() == [1]
