@@ -56,8 +56,8 @@ if run is not None:
         st.stop()
     peers = [r.name for r in st.session_state.get("runs", []) if r.name != run.name and split in r.evaluations]
     second = other.selectbox(f"Compare with another run's {split} mistakes", [None, *peers],
-                             index=from_url("with", [None, *peers], None) if st.query_params.get("with") in peers
-                             else 0, format_func=lambda n: "—" if n is None else n)
+                             index=from_url("with", [None, *peers], None),
+                             format_func=lambda n: "—" if n is None else n)
     votes, source = covering(*cached_votes(metrics.get("data"), split), predictions["id"])
     mistakes = mistake_table(predictions, votes)
     table = summary(mistakes, predictions)

@@ -91,7 +91,9 @@ def _ready(model: FERModel) -> FERModel:
 
 @torch.no_grad()
 def gradcam_map_size(model: FERModel) -> tuple[int, int]:
-    """Height and width of the Grad-CAM layer's output for one face."""
+    """Height and width of the Grad-CAM layer's output for one face (one forward pass per model object)."""
+    if "_gradcam_size" in model.__dict__:
+        return model.__dict__["_gradcam_size"]
     kept = {}
     handle = model.gradcam_layer().register_forward_hook(lambda m, a, out: kept.update(shape=out.shape))
     spec = model.input_spec
@@ -100,7 +102,8 @@ def gradcam_map_size(model: FERModel) -> tuple[int, int]:
             _ready(model)(torch.zeros(1, spec.channels, spec.size, spec.size))
     finally:
         handle.remove()
-    return tuple(kept["shape"][2:])
+    model.__dict__["_gradcam_size"] = tuple(kept["shape"][2:])
+    return model.__dict__["_gradcam_size"]
 
 
 @torch.no_grad()

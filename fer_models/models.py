@@ -85,9 +85,11 @@ class FERModel(nn.Module):
         least 3x3. A 1x1 kernel mixes channels it was given (resnet10_fer's last conv by order is the
         shortcut that projects its last block's input), and a 1x1 map is a flat square with no where in it
         (densenet201_fer's block 4), so both say less about the features the network built."""
-        layers, sizes = self.conv_layers(), self.conv_output_sizes()
-        spatial = [n for n, m in layers.items() if max(m.kernel_size) > 1 and min(sizes.get(n, (0, 0))) >= 3]
-        return (spatial or list(layers))[-1]
+        if "_deepest_filter_layer" not in self.__dict__:  # shapes only: one forward pass per model object
+            layers, sizes = self.conv_layers(), self.conv_output_sizes()
+            spatial = [n for n, m in layers.items() if max(m.kernel_size) > 1 and min(sizes.get(n, (0, 0))) >= 3]
+            self.__dict__["_deepest_filter_layer"] = (spatial or list(layers))[-1]
+        return self.__dict__["_deepest_filter_layer"]
 
     def sees_the_image(self, layer: str) -> bool:
         """Whether a conv layer reads the input face itself: its kernels are then pictures of what it detects."""

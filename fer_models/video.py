@@ -171,9 +171,9 @@ class _Writer:
             bgr = np.pad(bgr, ((0, self.height - h), (0, self.width - w), (0, 0)))
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr), format="bgr24")
         pts = source_frame.pts
-        if pts is None or (self.last_pts is not None and pts <= self.last_pts):
-            pts = None if self.last_pts is None else self.last_pts + 1
-        frame.pts, self.last_pts = pts, pts if pts is not None else self.last_pts
+        if pts is None or (self.last_pts is not None and pts <= self.last_pts):  # a missing or repeated time
+            pts = 0 if self.last_pts is None else self.last_pts + 1
+        frame.pts = self.last_pts = pts
         frame.time_base = self.stream.codec_context.time_base
         self.container.mux(self.stream.encode(frame))
 
