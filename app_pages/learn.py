@@ -16,6 +16,12 @@ st.caption("Convolution arithmetic, the batch-norm backward pass and the softmax
            "every formula is checked against PyTorch and finite differences in float64 as you change the inputs.")
 
 
+@st.cache_data(show_spinner=False)
+def walk_of(arch: str) -> pd.DataFrame:
+    """Shapes only depend on the architecture: one forward pass per architecture and server."""
+    return pd.DataFrame(shape_walk(create_model(arch)))
+
+
 def steps(derivation):
     for text, latex in derivation:
         st.markdown(text)
@@ -69,7 +75,7 @@ with conv:
     wanted = run.arch if run is not None and run.arch in models else "densenet201_fer"
     default = models.index(wanted) if wanted in models else 0
     arch = st.selectbox("Model", models, index=default, key=f"learn_walk_model_{wanted}")
-    walk = pd.DataFrame(shape_walk(create_model(arch)))
+    walk = walk_of(arch)
     walk["naive is wrong"] = walk["naive"] != walk["formula"]
     walk["formula = PyTorch"] = walk["formula"] == walk["output"].map(lambda s: s[-1])
     for col in ("input", "output"):

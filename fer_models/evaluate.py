@@ -22,19 +22,21 @@ import torch
 from .atomic import atomic_write_json, atomic_write_text
 from .checkpoints import CheckpointError, load_model
 from .data import EMOTIONS, DataError, load_faces, to_input
-from .precision import autocast_for
+from .precision import PRECISIONS, autocast_for, inference_precision
 from .runfolder import CONFUSION_FILE, METRICS_FILE, PREDICTIONS_FILE, RunFolder, RunProblem, valid_split
 
 
 @torch.no_grad()
 def predict_proba(model, images_uint8, mean: float, std: float, device="cpu", batch_size: int = 512,
-                  tta: bool = False, precision: str = "fp32") -> np.ndarray:
-    """Class probabilities (N x 7, float32) for uint8 N x 1 x 48 x 48 images.
+                  tta: bool = False, precision: str = "auto") -> np.ndarray:
+    """Class probabilities (N x 7, float32) for uint8 N x 1 x 48 x 48 images; `precision` as in
+    precision.inference_precision.
 
     tta averages the probabilities of the face and its mirror image (expressions are
     left-right symmetric, and training used random flips).
     """
     device = torch.device(device)
+    precision = inference_precision(device, precision)
     model.eval()
     images = torch.as_tensor(images_uint8)
     out = []
@@ -91,7 +93,7 @@ def classification_metrics(true: np.ndarray, probs: np.ndarray, n_bins: int = 15
 
 
 def evaluate_run(run_dir, data_path, split: str, tta: bool = False, device: str = "cpu",
-                 batch_size: int = 512, label_source: str = "fer2013", ferplus=None) -> dict:
+                 batch_size: int = 512, label_source: str = "fer2013", ferplus=None, precision: str = "auto") -> dict:
     run_dir = Path(run_dir)
     valid_split(split)  # it names a folder in the run: checked before anything is computed
     model, meta = load_model(run_dir, device=device)
@@ -99,7 +101,8 @@ def evaluate_run(run_dir, data_path, split: str, tta: bool = False, device: str 
     norm = meta["normalisation"]
     data = load_faces(data_path, splits=[split], label_source=label_source, ferplus=ferplus)
     t0 = time.perf_counter()
-    probs = predict_proba(model, data.images, norm["mean"], norm["std"], device, batch_size, tta)
+    precision = inference_precision(device, precision)
+    probs = predict_proba(model, data.images, norm["mean"], norm["std"], device, batch_size, tta, precision)
     seconds = time.perf_counter() - t0
     pred = probs.argmax(1)
     out_dir = RunFolder(run_dir).eval_dir(f"{split}-tta" if tta else split)
@@ -110,7 +113,7 @@ def evaluate_run(run_dir, data_path, split: str, tta: bool = False, device: str 
     labelled = data.labels >= 0
     summary = {"split": split, "n": int(len(data)), "tta": tta, "run": str(run_dir), "arch": meta["arch"],
                "data": str(Path(data_path).resolve()), "label_source": label_source,
-               "seconds": round(seconds, 3), "notes": data.notes}
+               "precision": precision, "seconds": round(seconds, 3), "notes": data.notes}
     if labelled.any():
         metrics = classification_metrics(data.labels[labelled], probs[labelled])
         cm = pd.DataFrame(metrics.pop("confusion"), index=list(EMOTIONS), columns=list(EMOTIONS))
@@ -168,15 +171,18 @@ def main(argv=None) -> int:
     p.add_argument("--ferplus", help="fer2013new.csv (default: beside --data)")
     p.add_argument("--device", default="auto", help="auto (a GPU if there is one) | cpu | cuda:N")
     p.add_argument("--batch-size", type=_batch_size, default=512)
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="auto = bf16 autocast where the device computes bf16 natively, else fp32")
     args = p.parse_args(argv)
     try:
         device = resolve_device(args.device)
         summary = evaluate_run(args.run, args.data, args.split, args.tta, device, args.batch_size,
-                               args.label_source, args.ferplus)
+                               args.label_source, args.ferplus, args.precision)
     except (DataError, CheckpointError, RunProblem, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    line = {k: summary.get(k) for k in ("split", "n", "accuracy", "macro_f1", "top2_accuracy", "ece", "tta", "seconds")}
+    keys = ("split", "n", "accuracy", "macro_f1", "top2_accuracy", "ece", "tta", "precision", "seconds")
+    line = {k: summary.get(k) for k in keys}
     print(json.dumps(line))
     return 0
 

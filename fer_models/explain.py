@@ -23,6 +23,7 @@ import torch
 
 from fer_models.data import AugmentConfig, augment_batch, to_input
 from fer_models.models import FERModel
+from fer_models.precision import autocast_for, inference_precision
 
 _LOCK = threading.RLock()
 
@@ -108,7 +109,7 @@ def gradcam_map_size(model: FERModel) -> tuple[int, int]:
 
 @torch.no_grad()
 def probabilities(model: FERModel, x: torch.Tensor) -> np.ndarray:
-    with _LOCK:
+    with _LOCK, autocast_for(x.device, inference_precision(x.device)):
         return _ready(model)(x).float().softmax(1).numpy()
 
 
@@ -206,7 +207,7 @@ def filter_responses(model: FERModel, layer_name: str, images_uint8: np.ndarray,
     dataset-example galleries: the mean favours high-contrast faces for every filter alike, the
     peak finds the faces that hold the local feature the filter detects."""
     out = []
-    with _LOCK:
+    with _LOCK, autocast_for(torch.device("cpu"), inference_precision("cpu")):
         _ready(model)
         for start in range(0, len(images_uint8), batch_size):
             x = to_input(torch.as_tensor(images_uint8[start:start + batch_size]), mean, std)

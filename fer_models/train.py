@@ -524,7 +524,8 @@ def validate(t: Trainer, model: torch.nn.Module) -> tuple[float, float]:
             dist.broadcast(buffer, 0)
     val = t.splits.val
     shard = slice(t.rank, None, t.world)
-    probs = predict_proba(model, val.images[shard], t.splits.mean, t.splits.std, t.device)
+    # fp32 whatever the training precision: the history's validation scores are the saved weights' own
+    probs = predict_proba(model, val.images[shard], t.splits.mean, t.splits.std, t.device, precision="fp32")
     labels = val.labels[shard]
     loss_sum, correct, n = sum_across([
         float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None)).sum()),

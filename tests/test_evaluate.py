@@ -90,3 +90,35 @@ def test_metrics_by_hand():
     assert m["ece"] == pytest.approx(abs(4 / 6 - 0.94))
     np.testing.assert_array_equal(confusion_counts(true, probs.argmax(1))[:3, :3],
                                   [[1, 1, 0], [0, 2, 0], [1, 0, 1]])
+
+
+def test_bf16_scoring_agrees_with_fp32_on_a_shipped_run():
+    """Where bf16 is native, scoring runs in it (inference_precision); the deepest shipped network accumulates
+    the most rounding, so it is the one held to >= 99.5% agreement (forced bf16 here: emulated, slow, same
+    numbers)."""
+    from helpers import ROOT, bundled_faces
+    from fer_models.checkpoints import load_model
+    from fer_models.evaluate import predict_proba
+
+    model, meta = load_model(ROOT / "artifacts" / "runs" / "densenet201_fer")
+    faces, norm = bundled_faces()[:200], meta["normalisation"]
+    fp32 = predict_proba(model, faces, norm["mean"], norm["std"], precision="fp32")
+    bf16 = predict_proba(model, faces, norm["mean"], norm["std"], precision="bf16")
+    assert (fp32.argmax(1) == bf16.argmax(1)).mean() >= 0.995
+    assert np.abs(fp32 - bf16).max() < 0.05
+
+
+def test_precision_policy(tmp_path, run_dir, run_env):
+    from fer_models.precision import inference_precision
+
+    assert inference_precision("cpu", "fp32") == "fp32" and inference_precision("cpu", "bf16") == "bf16"
+    assert inference_precision("cpu") == ("bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32")
+    with pytest.raises(ValueError, match="fp16"):
+        inference_precision("cpu", "fp16")
+    data = write_fer_csv(tmp_path / "fer.csv", {"Training": 7, "PublicTest": 14})
+    done = evaluate_cli(["--run", str(run_dir), "--data", str(data), "--precision", "fp32"], run_env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["precision"] == "fp32"
+    assert json.loads((run_dir / "eval" / "PublicTest" / "metrics.json").read_text())["precision"] == "fp32"
+    refused = evaluate_cli(["--run", str(run_dir), "--data", str(data), "--precision", "fp16"], run_env)
+    assert refused.returncode == 2 and "fp16" in refused.stderr
