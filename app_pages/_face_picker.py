@@ -13,7 +13,7 @@ import streamlit as st
 
 from app_pages._dataset import load_split
 from fer_models.data import EMOTIONS, DataError
-from fer_models.faces import MAX_PIXELS, ImageError, draw_faces, find_faces, read_image
+from fer_models.faces import DETECTORS, MAX_PIXELS, ImageError, draw_faces, find_faces, read_image
 from fer_models.pictures import enlarge
 from fer_models.runfolder import METRICS_FILE, RunFolder, RunProblem
 from fer_models.runs import BUNDLED_PUBLICTEST, faces_source
@@ -30,10 +30,21 @@ class PickedFace:
 
 
 @st.cache_data(show_spinner="Looking for faces…", max_entries=16)
-def search_photo(digest: str, _data: bytes, name: str):
+def search_photo(digest: str, _data: bytes, name: str, detector: str = "mtcnn"):
     """find_faces on the decoded photo, cached by the photo's digest (Streamlit does not hash
     `_data` again) so reruns do not decode it again."""
-    return find_faces(read_image(_data, name))
+    return find_faces(read_image(_data, name), detector)
+
+
+def detector_setting(key: str = "face_detector") -> str:
+    """The face detector, one setting shared by every page that finds faces (kept across page switches)."""
+    _keep(key, "mtcnn")
+    return st.radio(
+        "Face detector", list(DETECTORS), format_func=DETECTORS.get, key=key, on_change=_store, args=(key,),
+        horizontal=True,
+        help="MTCNN finds tilted and partly covered faces and levels the eyes from its landmarks; the Haar "
+             "cascades are OpenCV's classic detector, kept to compare. If MTCNN finds no face, the Haar search "
+             "runs before falling back to a centre crop.")
 
 
 def _keep(key: str, default):
@@ -130,8 +141,9 @@ def _photo_face(upload, kept: str) -> PickedFace | None:
     name, data = st.session_state[kept]
     if upload is None:
         st.caption(f"Using {name}, chosen earlier.")
+    detector = detector_setting()
     try:
-        search = search_photo(hashlib.sha1(data).hexdigest(), data, name)
+        search = search_photo(hashlib.sha1(data).hexdigest(), data, name, detector)
     except ImageError as err:
         st.error(str(err))
         return None

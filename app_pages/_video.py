@@ -44,8 +44,8 @@ class VideoJob:
         return self.folder / "timeline.csv"
 
 
-def start(name: str, data: bytes, run: str, model, meta: dict, every: int, smoothing: float, gradcam: bool
-          ) -> VideoJob:
+def start(name: str, data: bytes, run: str, model, meta: dict, every: int, smoothing: float, gradcam: bool,
+          detector: str = "mtcnn") -> VideoJob:
     folder = Path(tempfile.mkdtemp(prefix="fer_video_"))
     # the user's file name is only shown: on disk the clip is "input" with a plain suffix
     suffix = Path(name).suffix.lower()
@@ -58,7 +58,7 @@ def start(name: str, data: bytes, run: str, model, meta: dict, every: int, smoot
             job.done, job.total = done, total
         try:
             job.result = annotate_video(model, meta, source, job.video, job.csv, every, smoothing, gradcam,
-                                        progress, should_stop=lambda: job.cancel)
+                                        progress, should_stop=lambda: job.cancel, detector=detector)
         except VideoError as err:
             job.error = str(err).replace(str(source), name)
         except Exception as err:  # noqa: BLE001 - a clip must never take the page down; the message says what
@@ -125,7 +125,7 @@ def show_result(job: VideoJob, run_name: str) -> None:
         st.caption(f"{len(tracks) - 8} more face tracks are in the CSV.")
 
 
-def video_ui(run, model, meta, smoothing: float, every: int, gradcam: bool) -> None:
+def video_ui(run, model, meta, smoothing: float, every: int, gradcam: bool, detector: str = "mtcnn") -> None:
     st.caption(f"A recording (MP4, MOV, WebM, MKV or AVI, up to {MAX_MB} MB): every frame goes through the same "
                "detection, tracking and smoothing as the live video. The audio is dropped.")
     upload = st.file_uploader("Video file", type=TYPES, max_upload_size=MAX_MB, key="video_upload")
@@ -135,7 +135,7 @@ def video_ui(run, model, meta, smoothing: float, every: int, gradcam: bool) -> N
     chosen = st.session_state.get("_video_upload")
     if chosen is not None and (job is None or job.name != chosen[0] or job.run != run.name):
         if st.button(f"Analyse {chosen[0]} with {run.name}", type="primary"):
-            job = start(*chosen, run.name, model, meta, every, smoothing, gradcam)
+            job = start(*chosen, run.name, model, meta, every, smoothing, gradcam, detector)
             st.session_state["video_job"] = job
     if job is None:
         return

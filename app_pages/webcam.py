@@ -2,6 +2,7 @@
 import plotly.graph_objects as go
 import streamlit as st
 
+from app_pages._face_picker import detector_setting
 from app_pages._shared import checkpoint_key, selected_model
 from app_pages._video import video_ui
 from fer_models.constants import EMOTIONS
@@ -16,13 +17,15 @@ st.caption("Faces are found every few frames and followed between; each one's cl
 
 run, model, meta = selected_model()
 
-a, b, c = st.columns(3)
+a, b, c, d = st.columns([3, 3, 2, 2], vertical_alignment="bottom")
 smoothing = a.slider("Smoothing", 0.0, 0.95, 0.6, 0.05,
                      help="Weight of the past in each face's moving average of probabilities: 0 shows every frame's "
                           "own reading, 0.9 reacts over about ten frames.")
 detect_every = b.slider("Detect faces every … frames", 1, 10, 3,
                         help="Between detections each face keeps its box; fewer detections, higher frame rate.")
-gradcam = c.toggle("Grad-CAM overlay", help="Where the evidence for each face's label is, on the model's "
+with c:
+    detector = detector_setting()
+gradcam = d.toggle("Grad-CAM overlay", help="Where the evidence for each face's label is, on the model's "
                    "Grad-CAM layer (the last activation whose every cell reaches the scores)")
 
 # one annotator per browser session and checkpoint: its tracks and recording belong to this viewer
@@ -52,7 +55,8 @@ def timeline(recording) -> go.Figure:
 
 if mode == "Live video":
     record = st.toggle("Record the largest face's probabilities", help="Starting a recording clears the last one.")
-    annotator.configure(smoothing=smoothing, detect_every=detect_every, gradcam=gradcam, recording=record)
+    annotator.configure(smoothing=smoothing, detect_every=detect_every, gradcam=gradcam, recording=record,
+                        detector=detector)
     ctx = webrtc_streamer(key="fer-live", mode=WebRtcMode.SENDRECV,
                           video_frame_callback=lambda frame: process_frame(annotator, frame),
                           # localhost needs no STUN/TURN server, and this machine reaches no network
@@ -85,9 +89,9 @@ if mode == "Live video":
 
     live_status()
 elif mode == "Video file":
-    video_ui(run, model, meta, smoothing, detect_every, gradcam)
+    video_ui(run, model, meta, smoothing, detect_every, gradcam, detector)
 else:
-    annotator.configure(smoothing=smoothing, detect_every=detect_every, gradcam=gradcam)
+    annotator.configure(smoothing=smoothing, detect_every=detect_every, gradcam=gradcam, detector=detector)
     shot = st.camera_input("Take a picture")
     if shot is not None:
         try:
@@ -95,7 +99,7 @@ else:
         except ImageError as err:
             st.error(str(err))
             st.stop()
-        picture, state = annotate_photo(model, meta, rgb, gradcam=gradcam)
+        picture, state = annotate_photo(model, meta, rgb, gradcam=gradcam, detector=detector)
         st.image(picture, width="stretch")
         if state.faces:
             st.markdown("Read: " + " · ".join(f"**{label}** {share:.0%}" for label, share in state.faces))

@@ -1,13 +1,17 @@
 """From a photo to the 48×48 gray face a model reads: decode safely, find the faces, crop one.
 
     from fer_models.faces import read_image, find_faces
-    search = find_faces(read_image(open("photo.jpg", "rb").read()))
-    face48 = search.crop(0)          # uint8 48 x 48, the largest face
+    search = find_faces(read_image(open("photo.jpg", "rb").read()))   # detector="haar" for the cascades
+    face48 = search.crop(0)          # uint8 48 x 48, the largest face, eyes level
 
-Detection uses OpenCV's Haar cascades shipped inside opencv (nothing is downloaded). The
-frontal cascade misses faces tilted by more than ~15° and turned faces, so when it finds
-nothing the image is searched again rotated by ±20° and ±35°, then with the profile cascade
-(both directions); only then does it fall back to a centre crop, and says so.
+Two detectors, both shipped inside their wheels (nothing is downloaded):
+- "mtcnn" (the default; fer_models.mtcnn): a neural detector that also places the eyes, nose and
+  mouth corners. The crop is turned so the eyes are level and scaled and placed as FER2013's own
+  crops are (fer_models.align). When it finds nothing, the Haar search below runs before giving up.
+- "haar": OpenCV's Haar cascades. The frontal cascade misses faces tilted by more than ~15° and
+  turned faces, so when it finds nothing the image is searched again rotated by ±20° and ±35°, then
+  with the profile cascade (both directions).
+Only when both find nothing does it fall back to a centre crop, and say so.
 """
 from __future__ import annotations
 
@@ -27,6 +31,15 @@ DETECT_SHORT_SIDE = 200
 WORKING_SIDE = 4000
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
 RETRY_ANGLES = (20, -20, 35, -35)
+DETECTORS = {"mtcnn": "MTCNN", "haar": "Haar cascades"}
+# MTCNN searches photos shrunk to this long a side, for faces at least 20 pixels wide there: its pyramid
+# costs time in proportion to the area (a 4000-pixel photo would take seconds), and a face a fiftieth
+# of the photo wide is still found
+MTCNN_PHOTO_SIDE = 1024
+# In a live frame faces are large (a webcam at arm's length): the frame is searched at this short side,
+# for faces at least LIVE_MIN_FACE of it, which cuts the pyramid to a few small levels
+LIVE_SHORT_SIDE = 240
+LIVE_MIN_FACE = 0.2
 
 
 class ImageError(ValueError):
@@ -104,7 +117,8 @@ class Face:
     cy: float
     size: float
     angle: float = 0.0
-    how: str = "frontal"
+    how: str = "Haar frontal"
+    landmarks: np.ndarray | None = None  # 5 x 2 photo pixels (eyes, nose, mouth corners) where MTCNN found them
 
     def corners(self) -> np.ndarray:
         """The box's 4 corners in photo coordinates (for drawing), clockwise from top-left."""
@@ -124,17 +138,18 @@ class FaceSearch:
     rgb: np.ndarray
     faces: list[Face] = field(default_factory=list)
     fallback: bool = False
+    detector: str = "mtcnn"
 
     @property
     def message(self) -> str:
         if self.fallback:
-            return ("No face was found (frontal, tilted ±35° or profile), so the model reads a centre crop "
-                    "of the photo. Its prediction means little unless the face fills the picture: crop "
-                    "the photo around the face and upload it again.")
+            tried = "MTCNN, then " if self.detector == "mtcnn" else ""
+            return (f"No face was found ({tried}Haar frontal, tilted ±35° and profile), so the model reads a "
+                    "centre crop of the photo. Its prediction means little unless the face fills the picture: "
+                    "crop the photo around the face and upload it again.")
         n = len(self.faces)
-        turned = [f.how for f in self.faces if f.how != "frontal"]
-        extra = f" ({turned[0]})" if n == 1 and turned else ""
-        return f"{n} face{'s' if n > 1 else ''} found{extra}; the largest is used unless you pick another."
+        hows = sorted({f.how for f in self.faces})
+        return f"{n} face{'s' if n > 1 else ''} found ({', '.join(hows)}); the largest is used unless you pick another."
 
     def crop(self, index: int = 0) -> np.ndarray:
         return crop_face(to_gray(self.rgb), self.faces[index])
@@ -204,25 +219,57 @@ def _detect_rotated(gray: np.ndarray, angle: float) -> list[tuple[float, float, 
     return [(*(back @ np.array([cx, cy, 1.0])), side) for cx, cy, side in found]
 
 
-def detect_faces(gray: np.ndarray, retries: bool = True) -> list[Face]:
-    """Every face found, largest first; [] when none (see the module docstring for the search order).
-    `retries=False` stops after the upright frontal search (video: the next frame is coming)."""
+def detect_faces(rgb: np.ndarray, detector: str = "mtcnn", live: bool = False) -> list[Face]:
+    """Every face found in an RGB (or gray) image, largest first; [] when none. `live` is the video
+    path: the next frame is coming, so no retries and no second detector, and MTCNN looks for large
+    faces only (LIVE_SHORT_SIDE, LIVE_MIN_FACE)."""
+    if detector not in DETECTORS:
+        raise ValueError(f"detector {detector!r}: use one of {', '.join(DETECTORS)}")
+    if detector == "mtcnn":
+        found = mtcnn_faces(rgb, live)
+        if found or live:
+            return found
+    return haar_faces(to_gray(rgb), retries=not live)
+
+
+def mtcnn_faces(rgb: np.ndarray, live: bool = False) -> list[Face]:
+    from .align import aligned_face
+    from .mtcnn import detect
+
+    rgb = rgb if rgb.ndim == 3 else np.repeat(rgb[..., None], 3, axis=2)
+    short, long = sorted(rgb.shape[:2])
+    if live:
+        scale = min(1.0, LIVE_SHORT_SIDE / short)
+        found = detect(rgb, min_face=LIVE_MIN_FACE * short, scale=scale)
+    else:
+        found = detect(rgb, min_face=20 * max(1.0, long / MTCNN_PHOTO_SIDE), scale=min(1.0, MTCNN_PHOTO_SIDE / long))
+    faces = []
+    for d in found:
+        face = aligned_face(d.landmarks)
+        face.landmarks = d.landmarks
+        faces.append(face)
+    return sorted(faces, key=lambda f: -f.size)
+
+
+def haar_faces(gray: np.ndarray, retries: bool = True) -> list[Face]:
+    """Every face the Haar cascades find, largest first; [] when none (see the module docstring for the
+    search order). `retries=False` stops after the upright frontal search."""
     import cv2
 
     scale = DETECT_SHORT_SIDE / min(gray.shape)
     small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
     small = cv2.equalizeHist(small)
 
-    found = [(d, 0.0, "frontal") for d in _detect("haarcascade_frontalface_default.xml", small)]
+    found = [(d, 0.0, "Haar frontal") for d in _detect("haarcascade_frontalface_default.xml", small)]
     for angle in RETRY_ANGLES if retries else ():
         if found:
             break
-        found = [(d, float(angle), f"found with the photo turned {angle:+d}°") for d in _detect_rotated(small, angle)]
+        found = [(d, float(angle), f"Haar, with the photo turned {angle:+d}°") for d in _detect_rotated(small, angle)]
     if not found and retries:
-        found = [(d, 0.0, "profile") for d in _detect("haarcascade_profileface.xml", small, strict=True)]
+        found = [(d, 0.0, "Haar profile") for d in _detect("haarcascade_profileface.xml", small, strict=True)]
         width = small.shape[1]
         # the profile cascade only knows faces turned one way: look again in the mirror image
-        found += [((width - cx, cy, side), 0.0, "profile") for cx, cy, side in
+        found += [((width - cx, cy, side), 0.0, "Haar profile") for cx, cy, side in
                   _detect("haarcascade_profileface.xml", np.ascontiguousarray(small[:, ::-1]), strict=True)]
         found = _drop_overlaps(found)
     faces = [Face(cx / scale, cy / scale, side / scale, angle, how) for (cx, cy, side), angle, how in found]
@@ -238,16 +285,18 @@ def _drop_overlaps(found):
     return kept
 
 
-def find_faces(rgb: np.ndarray) -> FaceSearch:
-    faces = detect_faces(to_gray(rgb))
+def find_faces(rgb: np.ndarray, detector: str = "mtcnn") -> FaceSearch:
+    faces = detect_faces(rgb, detector)
     if faces:
-        return FaceSearch(rgb, faces)
+        return FaceSearch(rgb, faces, detector=detector)
     h, w = rgb.shape[:2]
-    return FaceSearch(rgb, [Face(w / 2, h / 2, float(min(h, w)), 0.0, "centre crop")], fallback=True)
+    return FaceSearch(rgb, [Face(w / 2, h / 2, float(min(h, w)), 0.0, "centre crop")], fallback=True,
+                      detector=detector)
 
 
 def draw_faces(rgb: np.ndarray, faces: list[Face], chosen: int = 0) -> np.ndarray:
-    """A copy of the photo with every face boxed and numbered from 1; the chosen one in green."""
+    """A copy of the photo with every face boxed (turned as its crop is) and numbered from 1, the chosen one
+    in green; MTCNN's landmarks as dots."""
     import cv2
 
     out = rgb.copy()
@@ -259,4 +308,6 @@ def draw_faces(rgb: np.ndarray, faces: list[Face], chosen: int = 0) -> np.ndarra
         x, y = pts[0]
         cv2.putText(out, str(i + 1), (int(x) + thick, int(y) - 2 * thick), cv2.FONT_HERSHEY_SIMPLEX,
                     thick / 2.5, colour, thick, cv2.LINE_AA)
+        for px, py in face.landmarks if face.landmarks is not None else ():
+            cv2.circle(out, (int(round(px)), int(round(py))), thick + 1, colour, -1, cv2.LINE_AA)
     return out

@@ -3,8 +3,10 @@
     annotator = LiveAnnotator(model, meta)
     out = annotator.process(frame_bgr)         # or process_frame(annotator, av_frame) for streamlit-webrtc
 
-Detection (OpenCV's frontal Haar cascade) runs every `detect_every` frames; between detections
-every face keeps its track, so each frame costs one batched forward pass for all faces. Each track
+Detection (MTCNN on a shrunk frame, or OpenCV's frontal Haar cascade: the `detector` setting) runs
+every `detect_every` frames; between detections every face keeps its track, box and tilt, so each
+frame costs one batched forward pass for all faces. MTCNN's landmarks level the eyes of each crop,
+so a tilted head is read as the model was trained, upright. Each track
 smooths its probabilities with an exponential moving average, so labels do not flicker. The
 webcam page calls `process` from streamlit-webrtc's frame thread: everything it shares with the
 page (settings, the recording, the frame rate) goes through one lock.
@@ -21,7 +23,7 @@ import pandas as pd
 from .constants import EMOTIONS, IMAGE_SIZE
 from .faces import Face, crop_face, detect_faces, margin_pixels, to_gray
 
-# A track survives this many detections in a row that miss it: Haar misses a face now and then
+# A track survives this many detections in a row that miss it: a detector misses a face now and then
 # (a blink, motion blur), and dropping the track would restart its smoothing
 MAX_MISSES = 2
 RECORD_LIMIT = 36_000  # 20 minutes at 30 fps
@@ -32,6 +34,7 @@ class LiveSettings:
     smoothing: float = 0.6     # weight of the past in p ← s·p + (1 − s)·p_frame; 0 = no smoothing
     gradcam: bool = False      # overlay each face with Grad-CAM for its predicted class
     detect_every: int = 3      # frames between face detections; tracks carry the boxes between
+    detector: str = "mtcnn"    # faces.DETECTORS
     recording: bool = False    # keep the largest face's probabilities per frame
     show_fps: bool = True
 
@@ -106,9 +109,10 @@ class LiveAnnotator:
         with self._lock:
             settings = self.settings
         now = self.clock()
-        gray = to_gray(np.ascontiguousarray(bgr[..., ::-1]))
+        rgb = np.ascontiguousarray(bgr[..., ::-1])
+        gray = to_gray(rgb)
         if self._frame % max(1, settings.detect_every) == 0 or not self._tracks:
-            self._update_tracks(detect_faces(gray, retries=False))
+            self._update_tracks(detect_faces(rgb, settings.detector, live=True))
         self._frame += 1
         out = bgr.copy()
         if self._tracks:
@@ -240,8 +244,10 @@ def process_frame(annotator: LiveAnnotator, frame):
     return out
 
 
-def annotate_photo(model, meta: dict, rgb: np.ndarray, gradcam: bool = False) -> tuple[np.ndarray, LiveState]:
+def annotate_photo(model, meta: dict, rgb: np.ndarray, gradcam: bool = False, detector: str = "mtcnn"
+                   ) -> tuple[np.ndarray, LiveState]:
     """The snapshot mode: one photo annotated as a video frame would be (no smoothing)."""
-    annotator = LiveAnnotator(model, meta, LiveSettings(smoothing=0.0, gradcam=gradcam, show_fps=False))
+    annotator = LiveAnnotator(model, meta, LiveSettings(smoothing=0.0, gradcam=gradcam, show_fps=False,
+                                                        detector=detector))
     out = annotator.process(np.ascontiguousarray(rgb[..., ::-1]))[..., ::-1]
     return np.ascontiguousarray(out), annotator.state()

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .constants import EMOTIONS
+from .faces import DETECTORS
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 COLUMNS = ["file", "face", "x", "y", "width", "height", *EMOTIONS, "label"]
@@ -35,7 +36,8 @@ def photo_paths(paths) -> tuple[list[Path], list[tuple[str, str]]]:
     return found, skipped
 
 
-def predict_photos(model, meta: dict, paths, on_file=None) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+def predict_photos(model, meta: dict, paths, on_file=None, detector: str = "mtcnn"
+                   ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """One row per face found (largest first within a photo), and the (file, reason) of each file skipped."""
     import torch
 
@@ -55,9 +57,10 @@ def predict_photos(model, meta: dict, paths, on_file=None) -> tuple[pd.DataFrame
             skipped.append((str(f), str(err).removeprefix(str(f)).lstrip(": ")))
             continue
         gray = to_gray(rgb)
-        faces = detect_faces(gray)
+        faces = detect_faces(rgb, detector)
         if not faces:
-            skipped.append((str(f), "no face found (frontal, tilted ±35° or profile)"))
+            skipped.append((str(f), "no face found (" + ("MTCNN, then " if detector == "mtcnn" else "")
+                            + "Haar frontal, tilted ±35° and profile)"))
             continue
         crops = np.stack([crop_face(gray, face) for face in faces])
         x = to_input(torch.as_tensor(crops[:, None]), norm["mean"], norm["std"])
@@ -80,6 +83,7 @@ def main(argv=None) -> int:
     p.add_argument("--run", required=True, help="run folder")
     p.add_argument("paths", nargs="+", help="photos and folders (searched recursively)")
     p.add_argument("--csv", help="write the table here (default: standard output)")
+    p.add_argument("--detector", default="mtcnn", choices=list(DETECTORS), help="face detector")
     args = p.parse_args(argv)
     try:
         model, meta = load_model(args.run)
@@ -93,7 +97,7 @@ def main(argv=None) -> int:
         bar.n = i
         bar.refresh()
 
-    table, skipped = predict_photos(model, meta, args.paths, on_file)
+    table, skipped = predict_photos(model, meta, args.paths, on_file, args.detector)
     bar.close()
     for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .constants import EMOTIONS
+from .faces import DETECTORS
 
 COLUMNS = ["frame", "seconds", "track", "x", "y", "width", "height", *EMOTIONS, "label"]
 MAX_SIDE = 4096  # frames larger than this are refused: 4K is the largest a phone records
@@ -75,7 +76,7 @@ def _open(source):
 
 def annotate_video(model, meta: dict, source, output: Path | None = None, csv: Path | None = None,
                    every: int = 3, smoothing: float = 0.6, gradcam: bool = False, progress=None,
-                   should_stop=lambda: False) -> VideoResult:
+                   should_stop=lambda: False, detector: str = "mtcnn") -> VideoResult:
     """Run the clip through a LiveAnnotator. `progress(done_seconds, total_seconds)` hears each frame;
     `should_stop()` is asked before each frame (a page's cancel button)."""
     import av
@@ -99,7 +100,7 @@ def annotate_video(model, meta: dict, source, output: Path | None = None, csv: P
         float(container.duration / av.time_base) if container.duration else 0.0
     fps = float(stream.average_rate or 0) or 30.0
     annotator = LiveAnnotator(model, meta, LiveSettings(smoothing=smoothing, gradcam=gradcam,
-                                                        detect_every=every, show_fps=False))
+                                                        detect_every=every, show_fps=False, detector=detector))
     result = VideoResult(size=(width, height), fps=fps)
     rows: list[tuple] = []
     writer = _Writer(output, width, height, fps, stream.time_base) if output is not None else None
@@ -202,6 +203,7 @@ def main(argv=None) -> int:
     p.add_argument("--every", type=int, default=3, help="detect faces every N frames (tracked between)")
     p.add_argument("--smoothing", type=float, default=0.6, help="weight of the past in each face's average")
     p.add_argument("--gradcam", action="store_true", help="overlay Grad-CAM on each face")
+    p.add_argument("--detector", default="mtcnn", choices=list(DETECTORS), help="face detector")
     args = p.parse_args(argv)
     if not args.output and not args.csv:
         p.error("nothing to write: give --output and/or --csv")
@@ -225,7 +227,7 @@ def main(argv=None) -> int:
     try:
         result = annotate_video(model, meta, Path(args.input), Path(args.output) if args.output else None,
                                 Path(args.csv) if args.csv else None, args.every, args.smoothing, args.gradcam,
-                                progress)
+                                progress, detector=args.detector)
     except VideoError as err:
         bar.close()
         print(f"error: {err}", file=sys.stderr)

@@ -193,3 +193,20 @@ def write_clip(path, frames=24, shape=(240, 320), fps=24, step=3, codec="libx264
 
 def bundled_ids():
     return np.load(ROOT / "artifacts" / "data" / "fer2013_publictest.npz")["ids"]
+
+
+def astronaut():
+    """scikit-image's sample photo of Eileen Collins (public domain): a real face, offline, 512 x 512 RGB."""
+    from skimage.data import astronaut as photo
+
+    return photo()
+
+
+def tilting_head(i: int) -> np.ndarray:
+    """Video frame i (480 x 640 x 3 RGB): the astronaut's head, 1.6x, turned by 25° sin(i / 12) about the chin."""
+    import cv2
+
+    photo = cv2.resize(astronaut(), None, fx=1.6, fy=1.6, interpolation=cv2.INTER_AREA)
+    m = cv2.getRotationMatrix2D((360, 300), 25 * np.sin(i / 12), 1.0)
+    m[:, 2] -= (40, 0)
+    return cv2.warpAffine(photo, m, (640, 480), borderMode=cv2.BORDER_REPLICATE)

@@ -116,7 +116,7 @@ def test_run_without_weights_says_so(runs):
 def test_filters_page_for_a_dataset_face(runs):
     at = open_page("app_pages/filters.py", run="unevaluated", query={"face": "28711"})
     assert at.selectbox(key="filters_layer_cnn3").value == "block3.conv"
-    assert at.radio[1].value == "most active on PublicTest"
+    assert next(r for r in at.radio if r.label == "Which").value == "most active on PublicTest"
     lines = [m.value for m in at.markdown if m.value.startswith("**#")]
     assert len(lines) == 8 and all("on the starting noise" in line and "Its 9 top faces" in line for line in lines)
     # the patterns beat the noise they started from
@@ -129,7 +129,7 @@ def test_filters_page_for_a_dataset_face(runs):
 def test_filters_page_by_number_on_an_upload(runs):
     at = open_page("app_pages/filters.py", state={"_face_source": "Upload", "_upload": ("me.png", photo_bytes())})
     at.selectbox(key="filters_layer_cnn3").set_value("block1.conv")
-    at.radio[1].set_value("by number")
+    next(r for r in at.radio if r.label == "Which").set_value("by number")
     at.run()
     assert not at.exception, at.exception
     at.multiselect[0].set_value([3, 5])
@@ -153,3 +153,17 @@ def test_two_runs_side_by_side_on_the_same_face(runs):
     assert headings[0].split(": ")[1] == headings[1].split(": ")[1]
     captions = [img.caption for element in at.get("image") for img in element.proto.imgs]
     assert sum("over the face" in c for c in captions) == 2
+
+
+def test_an_uploaded_photo_is_searched_with_the_chosen_detector(runs):
+    """MTCNN by default (a real photo: its landmarks level the crop); Haar on request, the same photo."""
+    from helpers import astronaut
+
+    buf = io.BytesIO()
+    Image.fromarray(astronaut()).save(buf, "PNG")
+    at = open_page("app_pages/saliency.py", state={"_face_source": "Upload", "_upload": ("nasa.png", buf.getvalue())})
+    assert not at.exception, at.exception
+    assert any("1 face found (MTCNN)" in i.value for i in at.info)
+    at.radio(key="face_detector").set_value("haar").run()
+    assert not at.exception, at.exception
+    assert any("1 face found (Haar frontal)" in i.value for i in at.info)

@@ -16,15 +16,20 @@ def open_webcam(tmp_path, monkeypatch, with_run=True, mode="Snapshot") -> AppTes
 
 def test_webcam_page_offers_live_video_and_snapshot(tmp_path, monkeypatch):
     at = open_webcam(tmp_path, monkeypatch)
-    assert at.radio[0].options == ["Live video", "Snapshot", "Video file"] and at.radio[0].value == "Snapshot"
+    mode = at.radio(key="webcam_mode")
+    assert mode.options == ["Live video", "Snapshot", "Video file"] and mode.value == "Snapshot"
     assert {s.label for s in at.slider} == {"Smoothing", "Detect faces every … frames"}
     assert len(at.get("camera_input")) == 1
+    # the detector is a setting, shared with the photo pages, and reaches the annotator
+    assert at.radio(key="face_detector").value == "mtcnn"
+    at.radio(key="face_detector").set_value("haar").run()
+    assert at.session_state["live"].settings.detector == "haar" and at.session_state["_face_detector"] == "haar"
 
 
 def test_without_webrtc_the_snapshot_mode_remains(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "streamlit_webrtc", None)  # import fails as if not installed
     at = open_webcam(tmp_path, monkeypatch)
-    assert at.radio[0].options == ["Snapshot", "Video file"]
+    assert at.radio(key="webcam_mode").options == ["Snapshot", "Video file"]
 
 
 def test_webcam_page_with_no_runs(tmp_path, monkeypatch):

@@ -93,7 +93,7 @@ def test_missing_path():
 # ---------------------------------------------------------------- detection and cropping
 
 def test_finds_a_face_pasted_on_a_larger_photo():
-    search = find_faces(photo())
+    search = find_faces(photo(), "haar")
     assert not search.fallback and len(search.faces) == 1
     face = search.faces[0]
     assert abs(face.cx - 460) < 20 and abs(face.cy - 230) < 20 and 120 < face.size < 200
@@ -103,7 +103,7 @@ def test_finds_a_face_pasted_on_a_larger_photo():
 
 @pytest.mark.parametrize("index", DETECTABLE)
 def test_finds_a_face_turned_by_20_degrees_and_crops_it_upright(index):
-    search = find_faces(photo(index, angle=20))
+    search = find_faces(photo(index, angle=20), "haar")
     assert not search.fallback
     face = search.faces[0]
     assert abs(face.cx - 460) < 20 and abs(face.cy - 230) < 20
@@ -119,7 +119,7 @@ def test_finds_a_face_turned_by_20_degrees_and_crops_it_upright(index):
 
 
 def test_several_faces_all_boxed_largest_first():
-    search = find_faces(photo(2, size=120, at=(60, 120), extra=[(5, 180, (380, 150))]))
+    search = find_faces(photo(2, size=120, at=(60, 120), extra=[(5, 180, (380, 150))]), "haar")
     assert len(search.faces) == 2
     assert search.faces[0].size > search.faces[1].size
     assert abs(search.faces[0].cx - 470) < 25 and abs(search.faces[1].cx - 120) < 25
@@ -130,15 +130,15 @@ def test_several_faces_all_boxed_largest_first():
 
 def test_no_face_falls_back_to_an_announced_centre_crop():
     blank = np.full((300, 500, 3), 128, np.uint8)
-    search = find_faces(blank)
+    search = find_faces(blank, "haar")
     assert search.fallback and "No face was found" in search.message
     assert search.faces[0].cx == 250 and search.faces[0].size == 300
-    assert detect_faces(blank[..., 0]) == []
+    assert detect_faces(blank[..., 0], "haar") == detect_faces(blank) == []
 
 
 def test_small_face_crop_is_detected_after_upscaling():
     # a 48x48 dataset face uploaded as is: the detector works on an enlarged copy
-    search = find_faces(np.repeat(BUNDLED[2, 0][..., None], 3, axis=2))
+    search = find_faces(np.repeat(BUNDLED[2, 0][..., None], 3, axis=2), "haar")
     assert search.crop(0).shape == (48, 48)
 
 

@@ -92,12 +92,13 @@ def test_no_face_draws_only_the_frame_rate(cnn3):
 def test_detection_runs_every_n_frames_and_tracks_carry_between(cnn3, monkeypatch):
     calls = []
     real = live.detect_faces
-    monkeypatch.setattr(live, "detect_faces", lambda gray, retries: calls.append(retries) or real(gray, retries))
+    monkeypatch.setattr(live, "detect_faces",
+                        lambda rgb, detector, live: calls.append(live) or real(rgb, detector, live))
     annotator = LiveAnnotator(cnn3, META, LiveSettings(detect_every=3))
     bgr = face_photo()[..., ::-1].copy()
     for _ in range(7):
         annotator.process(bgr)
-    assert calls == [False, False, False]  # frames 0, 3 and 6; upright frontal only
+    assert calls == [True, True, True]  # frames 0, 3 and 6, each a live search (no retries)
     assert len(annotator._tracks) == 1 and annotator._tracks[0].id == 0  # one track throughout
 
 
