@@ -234,13 +234,13 @@ def detect_faces(rgb: np.ndarray, detector: str = "mtcnn", live: bool = False) -
 
 def mtcnn_faces(rgb: np.ndarray, live: bool = False) -> list[Face]:
     from .align import aligned_face
-    from .mtcnn import detect
+    from .mtcnn import LIVE_THRESHOLDS, detect
 
     rgb = rgb if rgb.ndim == 3 else np.repeat(rgb[..., None], 3, axis=2)
     short, long = sorted(rgb.shape[:2])
     if live:
         scale = min(1.0, LIVE_SHORT_SIDE / short)
-        found = detect(rgb, min_face=LIVE_MIN_FACE * short, scale=scale)
+        found = detect(rgb, min_face=LIVE_MIN_FACE * short, scale=scale, thresholds=LIVE_THRESHOLDS)
     else:
         found = detect(rgb, min_face=20 * max(1.0, long / MTCNN_PHOTO_SIDE), scale=min(1.0, MTCNN_PHOTO_SIDE / long))
     faces = []

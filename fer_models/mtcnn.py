@@ -16,6 +16,9 @@ import numpy as np
 
 # P-Net, R-Net and O-Net's score thresholds and the pyramid's step: the reference implementation's
 THRESHOLDS = (0.6, 0.7, 0.7)
+# for video frames, stricter first two stages: a third fewer candidate boxes reach O-Net, the costliest
+# stage, and the large, sharp faces of a webcam pass them anyway (bench/live.py counts the frames found)
+LIVE_THRESHOLDS = (0.7, 0.8, 0.7)
 PYRAMID_FACTOR = 0.709
 # a final O-Net score below this is not reported: on faceless pictures (textures, foliage) the
 # false detections score lower, real faces of any tilt above 0.95
@@ -57,7 +60,7 @@ def nets():
         return list(_NETS)
 
 
-def detect(rgb: np.ndarray, min_face: float = 20.0, scale: float = 1.0) -> list[Detection]:
+def detect(rgb: np.ndarray, min_face: float = 20.0, scale: float = 1.0, thresholds=THRESHOLDS) -> list[Detection]:
     """Every face at least `min_face` pixels wide in `rgb` (H x W x 3 uint8), largest first.
 
     `scale` < 1 searches a shrunk copy (boxes and landmarks come back in rgb's pixels): the pyramid
@@ -74,8 +77,8 @@ def detect(rgb: np.ndarray, min_face: float = 20.0, scale: float = 1.0) -> list[
     smallest = max(12.0, min_face * scale)  # P-Net's window is 12 pixels: smaller faces cannot be found
     if min(small.shape[:2]) < smallest:
         return []
-    with torch.no_grad():
-        boxes, points = detect_face(np.ascontiguousarray(small), smallest, *nets(), THRESHOLDS, PYRAMID_FACTOR,
+    with torch.inference_mode():
+        boxes, points = detect_face(np.ascontiguousarray(small), smallest, *nets(), thresholds, PYRAMID_FACTOR,
                                     "cpu")
     found = [Detection(np.asarray(b[:4], np.float64) / scale, float(b[4]), np.asarray(p, np.float64) / scale)
              for b, p in zip(boxes[0], points[0]) if float(b[4]) >= MIN_SCORE]

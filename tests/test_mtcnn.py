@@ -161,9 +161,10 @@ def test_live_detection_looks_only_for_large_faces_in_a_shrunk_frame(monkeypatch
 
     seen = {}
     real = mtcnn.detect
-    monkeypatch.setattr(mtcnn, "detect", lambda rgb, min_face, scale: seen.update(min_face=min_face, scale=scale)
-                        or real(rgb, min_face, scale))
+    monkeypatch.setattr(mtcnn, "detect", lambda rgb, min_face, scale, thresholds: seen.update(
+        min_face=min_face, scale=scale, thresholds=thresholds) or real(rgb, min_face, scale, thresholds))
     frame = tilting_head(0)
     assert len(detect_faces(frame, live=True)) == 1
-    assert seen == {"min_face": pytest.approx(0.2 * 480), "scale": pytest.approx(240 / 480)}
+    assert seen == {"min_face": pytest.approx(0.2 * 480), "scale": pytest.approx(240 / 480),
+                    "thresholds": mtcnn.LIVE_THRESHOLDS}
     assert to_gray(frame).shape == (480, 640)
