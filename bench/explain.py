@@ -1,12 +1,12 @@
 """Speed of the explain pages' work on this machine: each attribution method per model, one
-activation-maximisation image, ranking PublicTest faces for a layer's filters, and face
-detection on a 1280×720 photo.
+activation-maximisation image, and ranking PublicTest faces for a layer's filters (face detection:
+bench/detect.py).
 
     python bench/explain.py [--runs artifacts/runs/cnn3 artifacts/runs/densenet201_fer] [--repeat 5]
 
 Targets (issue 5): saliency ≤ 50 ms and Integrated Gradients (50 steps) ≤ 300 ms on cnn3, IG
-≤ 2 s on densenet201_fer, one activation-maximisation image ≤ 3 s on cnn3, face detection
-≤ 50 ms. Prints one JSON object (medians in ms).
+≤ 2 s on densenet201_fer, one activation-maximisation image ≤ 3 s on cnn3. Prints one JSON object
+(medians in ms).
 """
 import argparse
 import json
@@ -23,7 +23,6 @@ import torch  # noqa: E402
 
 from fer_models.checkpoints import load_model  # noqa: E402
 from fer_models.explain import METHODS, attribute, face_input, filter_responses, maximise_filters  # noqa: E402
-from fer_models.faces import detect_faces  # noqa: E402
 from fer_models.models import create_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,14 +37,6 @@ def median_ms(fn, repeat):
         fn()
         times.append(time.perf_counter() - t)
     return round(1000 * statistics.median(times), 1)
-
-
-def photo_with_face(face48: np.ndarray) -> np.ndarray:
-    import cv2
-    rng = np.random.default_rng(0)
-    photo = cv2.GaussianBlur(rng.integers(60, 200, (720, 1280)).astype(np.uint8), (0, 0), 8)
-    photo[260:460, 540:740] = cv2.resize(face48, (200, 200), interpolation=cv2.INTER_CUBIC)
-    return photo
 
 
 def main():
@@ -77,10 +68,6 @@ def main():
         filter_responses(model, last, faces, norm["mean"], norm["std"])
         row["rank_publictest_for_last_conv_s"] = round(time.perf_counter() - t, 2)
         result["models"][meta["arch"]] = row
-    photo = photo_with_face(faces[0, 0])
-    found = detect_faces(photo)
-    result["face_detection_1280x720_ms"] = median_ms(lambda: detect_faces(photo), max(args.repeat, 10))
-    result["face_detection_found"] = len(found)
     print(json.dumps(result, indent=1))
 
 
