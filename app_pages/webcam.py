@@ -17,15 +17,13 @@ st.caption("Faces are found every few frames and followed between; each one's cl
 
 run, model, meta = selected_model()
 
-a, b, c, d = st.columns([3, 3, 2, 2], vertical_alignment="bottom")
+a, b, c = st.columns(3)
 smoothing = a.slider("Smoothing", 0.0, 0.95, 0.6, 0.05,
                      help="Weight of the past in each face's moving average of probabilities: 0 shows every frame's "
                           "own reading, 0.9 reacts over about ten frames.")
 detect_every = b.slider("Detect faces every … frames", 1, 10, 3,
                         help="Between detections each face keeps its box; fewer detections, higher frame rate.")
-with c:
-    detector = detector_setting()
-gradcam = d.toggle("Grad-CAM overlay", help="Where the evidence for each face's label is, on the model's "
+gradcam = c.toggle("Grad-CAM overlay", help="Where the evidence for each face's label is, on the model's "
                    "Grad-CAM layer (the last activation whose every cell reaches the scores)")
 
 # one annotator per browser session and checkpoint: its tracks and recording belong to this viewer
@@ -39,10 +37,13 @@ try:
 except ImportError:  # the snapshot mode still works
     webrtc_streamer = None
 modes = (["Live video"] if webrtc_streamer else []) + ["Snapshot", "Video file"]
-mode = st.radio("Mode", modes, horizontal=True, key="webcam_mode",
-                help="Live video streams over WebRTC; Snapshot takes one picture with the browser's camera and "
-                     "annotates it the same way (for browsers or networks where WebRTC does not connect); Video "
-                     "file analyses a recording.")
+left, right = st.columns(2)
+with right:
+    detector = detector_setting()
+mode = left.radio("Mode", modes, horizontal=True, key="webcam_mode",
+                  help="Live video streams over WebRTC; Snapshot takes one picture with the browser's camera and "
+                       "annotates it the same way (for browsers or networks where WebRTC does not connect); Video "
+                       "file analyses a recording.")
 
 
 def timeline(recording) -> go.Figure:

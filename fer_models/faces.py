@@ -309,5 +309,6 @@ def draw_faces(rgb: np.ndarray, faces: list[Face], chosen: int = 0) -> np.ndarra
         cv2.putText(out, str(i + 1), (int(x) + thick, int(y) - 2 * thick), cv2.FONT_HERSHEY_SIMPLEX,
                     thick / 2.5, colour, thick, cv2.LINE_AA)
         for px, py in face.landmarks if face.landmarks is not None else ():
-            cv2.circle(out, (int(round(px)), int(round(py))), thick + 1, colour, -1, cv2.LINE_AA)
+            cv2.circle(out, (int(round(px)), int(round(py))), max(thick + 1, round(face.size / 30)), colour, -1,
+                       cv2.LINE_AA)
     return out
