@@ -42,13 +42,54 @@ def cached_atlas(key: str, run_path: str, layer: str, stamp: float):
     return load_atlas(run_path, layer, ids)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def cached_responses(key: str, _model, _meta, layer: str, _atlas=None):
-    images, labels, ids, _ = load_split(BUNDLED_PUBLICTEST, "PublicTest")
-    if _atlas is not None:
-        return _atlas.responses, images, labels, ids
-    norm = _meta["normalisation"]
-    return filter_responses(_model, layer, images, norm["mean"], norm["std"]), images, labels, ids
+@st.cache_resource(show_spinner=False)
+def _rankings() -> dict:
+    """Every filter's response to every PublicTest face, by (checkpoint, layer, from the atlas or live); shared
+    by all sessions, the 8 latest kept."""
+    return {}
+
+
+def ranked_responses(key: str, model, meta, layer: str, atlas=None):
+    """From the atlas, or computed now under a progress bar that moves batch by batch (a cached function
+    could not draw one)."""
+    store = _rankings()
+    entry = (key, layer, atlas is not None)
+    if entry not in store:
+        images, labels, ids, _ = load_split(BUNDLED_PUBLICTEST, "PublicTest")
+        if atlas is not None:
+            responses = atlas.responses
+        else:
+            text = f"Ranking the {len(images):,} PublicTest faces for every filter of {layer} (once per layer)"
+            bar = st.progress(0.0, text=text + "…")
+            norm = meta["normalisation"]
+            responses = filter_responses(model, layer, images, norm["mean"], norm["std"],
+                                         on_batch=lambda done, n: bar.progress(done / n, text=f"{text}: {done:,}"))
+            bar.empty()
+        while len(store) >= 8:
+            store.pop(next(iter(store)))
+        store[entry] = (responses, images, labels, ids)
+    return store[entry]
+
+
+def offer_atlas(run, layer: str, responses) -> None:
+    """A run without an atlas for the page's default layer: make one here (the CLI's job, with progress)."""
+    from fer_models import atlas as atlases
+
+    st.caption(f"Run {run.name} has no filter atlas: this layer's ranking and patterns are computed on each "
+               "server start.")
+    if not st.button(f"Precompute the atlas: the ranking and the {atlases.PATTERNS} most active filters' patterns, "
+                     "saved in the run folder", icon=":material/bolt:"):
+        return
+    bar = st.progress(0.0, text="Ranking the PublicTest faces…")
+    try:
+        atlases.make_for_run(run.path, atlases.PATTERNS, responses=responses,
+                             on_batch=lambda done, n: bar.progress(0.3 * done / n, text=f"Ranking: {done:,} faces"),
+                             on_step=lambda i, n: bar.progress(0.3 + 0.7 * i / n, text=f"Patterns: step {i} of {n}"))
+    except OSError as err:
+        st.error(f"Could not write the atlas into {run.path}: {err.strerror or err}.")
+        return
+    bar.empty()
+    st.rerun()
 
 
 run, model, meta = selected_model()
@@ -96,10 +137,10 @@ fft = right.toggle("FFT parametrisation", value=True, disabled=kernels,
                            else ""))
 atlas = cached_atlas(checkpoint_key(run), str(run.path), layer, atlas_stamp(run.path)) if ranked else None
 if ranked:
-    with st.spinner(f"Ranking the 3,589 PublicTest faces for every filter of {layer} (once per layer)…"):
-        # the atlas's rankings are keyed apart from live ones: the two differ by float16 rounding
-        responses, faces, labels, ids = cached_responses(checkpoint_key(run) + (":atlas" if atlas else ""), model,
-                                                         meta, layer, atlas)
+    # the atlas's rankings are kept apart from live ones: the two differ by float16 rounding
+    responses, faces, labels, ids = ranked_responses(checkpoint_key(run), model, meta, layer, atlas)
+    if atlas is None and layer == model.deepest_filter_layer() and not model.sees_the_image(layer):
+        offer_atlas(run, layer, responses)  # the ranking just made is the atlas's
     if atlas is not None:
         st.caption(f"Rankings and the patterns of {len(atlas.filters)} filters come from the run's atlas "
                    "(precomputed by python -m fer_models.atlas); other filters are synthesised now.")

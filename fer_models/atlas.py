@@ -59,12 +59,15 @@ class Atlas:
 
 
 def build_atlas(model, meta: dict, images: np.ndarray, layer: str | None = None, patterns: int = PATTERNS,
-                on_step=None) -> Atlas:
+                on_step=None, on_batch=None, responses: np.ndarray | None = None) -> Atlas:
+    """`on_batch(faces done, faces)` hears the ranking, `on_step(step, steps)` the patterns' synthesis;
+    `responses`, when the caller has already ranked these faces for this layer, are used as they are."""
     from .explain import filter_responses, maximise_filters
 
     layer = layer or model.deepest_filter_layer()
     norm = meta["normalisation"]
-    responses = filter_responses(model, layer, images, norm["mean"], norm["std"])
+    if responses is None:
+        responses = filter_responses(model, layer, images, norm["mean"], norm["std"], on_batch=on_batch)
     chosen = [int(c) for c in np.argsort(-responses.mean(0), kind="stable")[:patterns]]
     made = [] if model.sees_the_image(layer) else maximise_filters(model, layer, chosen, meta, on_step=on_step)
     return Atlas(layer, responses, np.array([v.channel for v in made], np.int64),
@@ -124,7 +127,7 @@ def load_atlas(run, layer: str, ids, checkpoint: str | None = None) -> Atlas | N
                  fields["activation"].astype(np.float32), fields["start_activation"].astype(np.float32))
 
 
-def make_for_run(run, patterns: int = PATTERNS, on_step=None) -> tuple[Path, Atlas]:
+def make_for_run(run, patterns: int = PATTERNS, on_step=None, on_batch=None, responses=None) -> tuple[Path, Atlas]:
     """Build and save the atlas of a run folder on the bundled PublicTest faces."""
     from .checkpoints import load_model
     from .data import load_faces
@@ -132,7 +135,8 @@ def make_for_run(run, patterns: int = PATTERNS, on_step=None) -> tuple[Path, Atl
 
     model, meta = load_model(run)
     faces = load_faces(BUNDLED_PUBLICTEST, splits=["PublicTest"])
-    atlas = build_atlas(model, meta, faces.images, patterns=patterns, on_step=on_step)
+    atlas = build_atlas(model, meta, faces.images, patterns=patterns, on_step=on_step, on_batch=on_batch,
+                        responses=responses)
     return save_atlas(run, atlas, faces.ids), atlas
 
 

@@ -205,7 +205,7 @@ def feature_maps(model: FERModel, layer_name: str, x: torch.Tensor) -> np.ndarra
 
 @torch.no_grad()
 def filter_responses(model: FERModel, layer_name: str, images_uint8: np.ndarray, mean: float, std: float,
-                     batch_size: int = 256) -> np.ndarray:
+                     batch_size: int = 256, on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
     """N x C: each face's peak activation (the spatial maximum) of every filter of `layer_name`;
     one pass over the faces gives every filter's ranking at once. The peak, not the mean, as in
     dataset-example galleries: the mean favours high-contrast faces for every filter alike, the
@@ -217,6 +217,8 @@ def filter_responses(model: FERModel, layer_name: str, images_uint8: np.ndarray,
             x = to_input(torch.as_tensor(images_uint8[start:start + batch_size]), mean, std)
             x = x.contiguous(memory_format=torch.channels_last)
             out.append(_capture(model, layer_name, x).float().amax((2, 3)))
+            if on_batch is not None:
+                on_batch(min(start + batch_size, len(images_uint8)), len(images_uint8))
     return torch.cat(out).numpy()
 
 

@@ -97,10 +97,11 @@ def confusion_figure(counts: np.ndarray, normalise: bool, selected: tuple[int, i
         t, p = selected
         fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=n - 1 - t - 0.5, y1=n - 1 - t + 0.5,
                       line=dict(color="#d62728", width=4), layer="above")
-    for t, p in zip(true_idx, pred_idx):
-        fig.add_annotation(x=EMOTIONS[p], y=EMOTIONS[t], showarrow=False,
-                           text=f"{shares[t, p]:.0%}" if normalise else f"{counts[t, p]:,}",
-                           font=dict(size=14, color=_text_on(values[t, p] / top)))
+    # one list, validated once: 49 add_annotation calls took 0.35 s, a third of a rerun of the page
+    fig.update_layout(annotations=[dict(x=EMOTIONS[p], y=EMOTIONS[t], showarrow=False,
+                                        text=f"{shares[t, p]:.0%}" if normalise else f"{counts[t, p]:,}",
+                                        font=dict(size=14, color=_text_on(values[t, p] / top)))
+                                   for t, p in zip(true_idx, pred_idx)])
     axis = dict(categoryorder="array", tickfont=dict(size=14, color="#111111"), showgrid=False, zeroline=False,
                 fixedrange=True)
     fig.update_xaxes(title=dict(text="predicted", font=dict(size=14)), categoryarray=list(EMOTIONS), side="top",

@@ -113,7 +113,10 @@ def test_run_without_weights_says_so(runs):
     assert any("no checkpoint yet" in i.value for i in at.info)
 
 
-def test_filters_page_for_a_dataset_face(runs):
+def test_filters_page_for_a_dataset_face(runs, monkeypatch):
+    import fer_models.atlas
+
+    monkeypatch.setattr(fer_models.atlas, "PATTERNS", 8)  # for the atlas made below: no more than the page shows
     at = open_page("app_pages/filters.py", run="unevaluated", query={"face": "28711"})
     assert at.selectbox(key="filters_layer_cnn3").value == "block3.conv"
     assert next(r for r in at.radio if r.label == "Which").value == "most active on PublicTest"
@@ -124,6 +127,12 @@ def test_filters_page_for_a_dataset_face(runs):
     for line in lines:
         got, start = map(float, re.findall(r"activation (-?[\d.]+) on this pattern, (-?[\d.]+)", line)[0])
         assert got > start
+    # no atlas yet: the page offers to make one, and reads it once made
+    assert not (runs / "unevaluated" / "atlas.npz").exists() and not any("come from" in c.value for c in at.caption)
+    next(b for b in at.button if b.label.startswith("Precompute the atlas")).click().run()
+    assert not at.exception, at.exception
+    assert (runs / "unevaluated" / "atlas.npz").exists()
+    assert any("come from the run's atlas" in c.value for c in at.caption)
 
 
 def test_filters_page_by_number_on_an_upload(runs):
