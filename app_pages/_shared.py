@@ -117,9 +117,19 @@ def warm_up_torch() -> threading.Thread:
     first visit to a page that needs them does not wait ~2 s for the import."""
     def load():
         import fer_models.architecture  # noqa: F401  (torch, torchinfo, the models)
+        import captum.attr  # noqa: F401  (0.6 s more, which the first Saliency visit no longer waits for)
     thread = threading.Thread(target=load, daemon=True, name="warm-up-torch")
     thread.start()
     return thread
+
+
+@st.cache_resource(show_spinner=False)
+def untrained(arch: str):
+    """An architecture's structure, for the pages that show shapes and counts (they do not depend on the
+    weights, so no checkpoint is read); one instance per architecture shared by those pages."""
+    from fer_models.models import create_model
+
+    return create_model(arch)
 
 
 def selected_model():

@@ -2,18 +2,12 @@
 import streamlit as st
 
 from fer_models.architecture import block_chain_html, dense_block_dot, dense_blocks, layer_table
-from fer_models.models import create_model, list_models
+from fer_models.models import list_models
 from fer_models.reach import findings_in_words, reach_table, unused_parts
-from app_pages._shared import selected_run
+from app_pages._shared import selected_run, untrained
 
 st.title("Architecture")
 st.caption("Read off the model object with torchinfo for a 1×48×48 gray face: nothing here is typed in.")
-
-
-@st.cache_resource(show_spinner=False)
-def untrained(arch: str):
-    """Structure only: shapes and counts do not depend on the weights, so no checkpoint is read."""
-    return create_model(arch)
 
 
 @st.cache_data(show_spinner="Tracing the network…")

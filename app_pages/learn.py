@@ -7,7 +7,8 @@ import streamlit as st
 from fer_models.constants import EMOTIONS
 from fer_models.derivations import (BATCHNORM_STEPS, CONV_STEPS, DEGENERATE_STEPS, SOFTMAX_STEPS, check_batchnorm,
                                     check_conv, check_softmax_cross_entropy, cross_entropy, shape_walk, softmax)
-from fer_models.models import create_model, list_models
+from fer_models.models import list_models
+from app_pages._shared import untrained
 
 TOLERANCE = 1e-8
 
@@ -19,7 +20,7 @@ st.caption("Convolution arithmetic, the batch-norm backward pass and the softmax
 @st.cache_data(show_spinner=False)
 def walk_of(arch: str) -> pd.DataFrame:
     """Shapes only depend on the architecture: one forward pass per architecture and server."""
-    return pd.DataFrame(shape_walk(create_model(arch)))
+    return pd.DataFrame(shape_walk(untrained(arch)))
 
 
 def steps(derivation):
