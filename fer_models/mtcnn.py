@@ -68,7 +68,6 @@ def detect(rgb: np.ndarray, min_face: float = 20.0, scale: float = 1.0, threshol
     """
     import cv2
     import torch
-    from facenet_pytorch.models.utils.detect_face import detect_face
 
     small = rgb
     if scale != 1.0:
@@ -78,8 +77,67 @@ def detect(rgb: np.ndarray, min_face: float = 20.0, scale: float = 1.0, threshol
     if min(small.shape[:2]) < smallest:
         return []
     with torch.inference_mode():
-        boxes, points = detect_face(np.ascontiguousarray(small), smallest, *nets(), thresholds, PYRAMID_FACTOR,
-                                    "cpu")
-    found = [Detection(np.asarray(b[:4], np.float64) / scale, float(b[4]), np.asarray(p, np.float64) / scale)
-             for b, p in zip(boxes[0], points[0]) if float(b[4]) >= MIN_SCORE]
+        boxes, points = _cascade(np.ascontiguousarray(small), smallest, thresholds)
+    found = [Detection(b[:4].astype(np.float64) / scale, float(b[4]), p.astype(np.float64) / scale)
+             for b, p in zip(boxes, points) if float(b[4]) >= MIN_SCORE]
     return sorted(found, key=lambda d: -(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+
+
+def _crops(rgb: np.ndarray, boxes, size: int):
+    """Each box's part of the image, clipped to it as the reference implementation clips, shrunk to
+    size x size by OpenCV's area filter: the reference resizes each box with torch, a third of a
+    webcam search's time; this is a twentieth of a millisecond a box."""
+    import cv2
+    import torch
+
+    h, w = rgb.shape[:2]
+    out = np.empty((len(boxes), size, size, 3), np.uint8)
+    for i, (x0, y0, x1, y1) in enumerate(boxes[:, :4].trunc().int().tolist()):
+        crop = rgb[max(y0, 1) - 1:min(y1, h), max(x0, 1) - 1:min(x1, w)]
+        out[i] = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA) if crop.size else 0
+    return (torch.from_numpy(out).permute(0, 3, 1, 2).float() - 127.5) * 0.0078125
+
+
+def _cascade(rgb: np.ndarray, smallest: float, thresholds) -> tuple[np.ndarray, np.ndarray]:
+    """The three stages on one image: (K x 5 boxes with scores, K x 5 x 2 landmarks), in its pixels."""
+    import torch
+    from facenet_pytorch.models.utils.detect_face import bbreg, batched_nms_numpy, generateBoundingBox, rerec
+    from torch.nn.functional import interpolate
+    from torchvision.ops import nms
+
+    pnet, rnet, onet = nets()
+    image = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
+    h, w = image.shape[2:]
+    none = (np.zeros((0, 5)), np.zeros((0, 5, 2)))
+    scale, side, found = 12.0 / smallest, min(h, w) * 12.0 / smallest, []
+    while side >= 12:
+        reg, probs = pnet((interpolate(image, size=(int(h * scale + 1), int(w * scale + 1)), mode="area") - 127.5)
+                          * 0.0078125)
+        boxes, _ = generateBoundingBox(reg, probs[:, 1], scale, thresholds[0])
+        found.append(boxes[nms(boxes[:, :4], boxes[:, 4], 0.5)])
+        scale, side = scale * PYRAMID_FACTOR, side * PYRAMID_FACTOR
+    boxes = torch.cat(found) if found else torch.zeros(0, 9)
+    boxes = boxes[nms(boxes[:, :4], boxes[:, 4], 0.7)]
+    if not len(boxes):
+        return none
+    bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    boxes = rerec(torch.stack([boxes[:, 0] + boxes[:, 5] * bw, boxes[:, 1] + boxes[:, 6] * bh,
+                               boxes[:, 2] + boxes[:, 7] * bw, boxes[:, 3] + boxes[:, 8] * bh, boxes[:, 4]], dim=1))
+
+    reg, probs = rnet(_crops(rgb, boxes, 24))
+    keep = probs[:, 1] > thresholds[1]
+    boxes, reg = torch.cat([boxes[keep, :4], probs[keep, 1:2]], dim=1), reg[keep]
+    pick = nms(boxes[:, :4], boxes[:, 4], 0.7)
+    boxes = rerec(bbreg(boxes[pick], reg[pick]))
+    if not len(boxes):
+        return none
+
+    reg, marks, probs = onet(_crops(rgb, boxes, 48))
+    keep = probs[:, 1] > thresholds[2]
+    boxes, reg, marks = torch.cat([boxes[keep, :4], probs[keep, 1:2]], dim=1), reg[keep], marks[keep]
+    bw, bh = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1
+    points = torch.stack([bw[:, None] * marks[:, :5] + boxes[:, :1] - 1,
+                          bh[:, None] * marks[:, 5:] + boxes[:, 1:2] - 1], dim=2)
+    boxes = bbreg(boxes, reg)
+    pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], torch.zeros(len(boxes)), 0.7, "Min")
+    return boxes[pick].numpy(), points[pick].numpy()
