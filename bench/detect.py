@@ -9,9 +9,7 @@ the frame with its edges repeated. Prints one JSON object (medians in ms).
 """
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +19,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench.explain import median_ms  # noqa: E402
 from fer_models.faces import DETECTORS, detect_faces  # noqa: E402
 from helpers import astronaut  # noqa: E402
 
@@ -31,16 +30,6 @@ def frame(width: int, height: int, tilt: float) -> np.ndarray:
     out = cv2.copyMakeBorder(photo, 0, 0, side, width - height - side, cv2.BORDER_REPLICATE)
     m = cv2.getRotationMatrix2D((width / 2, height / 2), tilt, 1.0)
     return cv2.warpAffine(out, m, (width, height), borderMode=cv2.BORDER_REPLICATE)
-
-
-def median_ms(fn, repeat: int) -> float:
-    fn()  # warm-up: the first call loads the networks and allocates
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return round(1000 * statistics.median(times), 1)
 
 
 def main() -> None:
