@@ -78,7 +78,9 @@ if run is not None:
         st.caption("Every layer reads the block input and the outputs of all layers before it, so its input "
                    "grows by the growth rate with each layer; the block outputs them all, concatenated. Use the "
                    "chart's full-screen button to enlarge it.")
-        st.graphviz_chart(dense_block_dot(blocks[name]), width="content")
+        # off until asked: the browser's first graph layout costs densenet201_fer's first visit 0.8 s
+        if st.toggle("Draw the block", key="draw_dense_block", help="Graphviz, laid out in your browser."):
+            st.graphviz_chart(dense_block_dot(blocks[name]), width="content")
     st.subheader("Layers")
     types = sorted(table["type"].unique())
     shown = st.multiselect("Layer types", types, default=types)

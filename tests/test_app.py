@@ -103,6 +103,8 @@ def test_architecture_diagrams(runs):
     assert len(at.get("graphviz_chart")) == 0  # cnn3: the chain of blocks only, no dense block
     assert any("cnn3_ref" in c.value for c in at.caption)  # the page names the run
     at = open_app("app_pages/architecture.py", run="dense")
+    assert len(at.get("graphviz_chart")) == 0  # drawn on request
+    at.toggle(key="draw_dense_block").set_value(True).run()
     assert len(at.get("graphviz_chart")) == 1
     assert at.selectbox[0].value == "features.denseblock1"
 
