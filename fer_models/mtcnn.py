@@ -93,7 +93,8 @@ def _crops(rgb: np.ndarray, boxes, size: int):
     h, w = rgb.shape[:2]
     out = np.empty((len(boxes), size, size, 3), np.uint8)
     for i, (x0, y0, x1, y1) in enumerate(boxes[:, :4].trunc().int().tolist()):
-        crop = rgb[max(y0, 1) - 1:min(y1, h), max(x0, 1) - 1:min(x1, w)]
+        top, left = max(y0, 1) - 1, max(x0, 1) - 1
+        crop = rgb[top:max(min(y1, h), top), left:max(min(x1, w), left)]  # a box wholly outside: empty, not wrapped
         out[i] = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA) if crop.size else 0
     return (torch.from_numpy(out).permute(0, 3, 1, 2).float() - 127.5) * 0.0078125
 

@@ -168,3 +168,16 @@ def test_live_detection_looks_only_for_large_faces_in_a_shrunk_frame(monkeypatch
     assert seen == {"min_face": pytest.approx(0.2 * 480), "scale": pytest.approx(240 / 480),
                     "thresholds": mtcnn.LIVE_THRESHOLDS}
     assert to_gray(frame).shape == (480, 640)
+
+
+def test_candidate_boxes_past_the_image_are_cut_to_it_and_never_wrap_around():
+    from fer_models.mtcnn import _crops
+
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    rgb[:, :30] = 200  # left half bright
+    boxes = torch.tensor([[-50.0, -50.0, -10.0, -10.0, 1.0],   # wholly above and left: nothing to cut
+                          [31.0, 1.0, 90.0, 60.0, 1.0],        # the dark right half (1-based, as the reference)
+                          [-20.0, 0.0, 30.0, 40.0, 1.0]])      # the bright left half
+    crops = (_crops(rgb, boxes, 24) / 0.0078125 + 127.5).round()
+    assert crops.shape == (3, 3, 24, 24)
+    assert (crops[0] == 0).all() and (crops[1] == 0).all() and (crops[2] == 200).all()
