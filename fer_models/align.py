@@ -41,7 +41,7 @@ def aligned_face(landmarks: np.ndarray, how: str = "MTCNN") -> Face:
     t = np.deg2rad(angle)
     down = np.array([np.sin(t), np.cos(t)])  # the face's "down" on screen, turned with it
     centre = eyes + down * (IMAGE_SIZE / 2 - EYE_LINE_Y) * per_pixel
-    return Face(float(centre[0]), float(centre[1]), side / (1 + 2 * FACE_MARGIN), angle, how)
+    return Face(float(centre[0]), float(centre[1]), side / (1 + 2 * FACE_MARGIN), angle, how, landmarks)
 
 
 def measure_template(faces48: np.ndarray, upscale: int = 4) -> dict:

@@ -143,8 +143,7 @@ class FaceSearch:
     @property
     def message(self) -> str:
         if self.fallback:
-            tried = "MTCNN, then " if self.detector == "mtcnn" else ""
-            return (f"No face was found ({tried}Haar frontal, tilted ±35° and profile), so the model reads a "
+            return (f"No face was found ({searched(self.detector)}), so the model reads a "
                     "centre crop of the photo. Its prediction means little unless the face fills the picture: "
                     "crop the photo around the face and upload it again.")
         n = len(self.faces)
@@ -153,6 +152,11 @@ class FaceSearch:
 
     def crop(self, index: int = 0) -> np.ndarray:
         return crop_face(to_gray(self.rgb), self.faces[index])
+
+
+def searched(detector: str) -> str:
+    """What a photo search with `detector` tried before giving up, in words."""
+    return ("MTCNN, then " if detector == "mtcnn" else "") + "Haar frontal, tilted ±35° and profile"
 
 
 def margin_pixels(size: int = IMAGE_SIZE, margin: float = FACE_MARGIN) -> float:
@@ -243,12 +247,7 @@ def mtcnn_faces(rgb: np.ndarray, live: bool = False) -> list[Face]:
         found = detect(rgb, min_face=LIVE_MIN_FACE * short, scale=scale, thresholds=LIVE_THRESHOLDS)
     else:
         found = detect(rgb, min_face=20 * max(1.0, long / MTCNN_PHOTO_SIDE), scale=min(1.0, MTCNN_PHOTO_SIDE / long))
-    faces = []
-    for d in found:
-        face = aligned_face(d.landmarks)
-        face.landmarks = d.landmarks
-        faces.append(face)
-    return sorted(faces, key=lambda f: -f.size)
+    return sorted((aligned_face(d.landmarks) for d in found), key=lambda f: -f.size)
 
 
 def haar_faces(gray: np.ndarray, retries: bool = True) -> list[Face]:

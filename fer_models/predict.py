@@ -43,7 +43,7 @@ def predict_photos(model, meta: dict, paths, on_file=None, detector: str = "mtcn
 
     from .data import to_input
     from .explain import probabilities
-    from .faces import ImageError, crop_face, detect_faces, read_image, to_gray
+    from .faces import ImageError, crop_face, detect_faces, read_image, searched, to_gray
 
     files, skipped = photo_paths(paths)
     rows = []
@@ -59,8 +59,7 @@ def predict_photos(model, meta: dict, paths, on_file=None, detector: str = "mtcn
         gray = to_gray(rgb)
         faces = detect_faces(rgb, detector)
         if not faces:
-            skipped.append((str(f), "no face found (" + ("MTCNN, then " if detector == "mtcnn" else "")
-                            + "Haar frontal, tilted ±35° and profile)"))
+            skipped.append((str(f), f"no face found ({searched(detector)})"))
             continue
         crops = np.stack([crop_face(gray, face) for face in faces])
         x = to_input(torch.as_tensor(crops[:, None]), norm["mean"], norm["std"])
