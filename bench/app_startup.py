@@ -59,6 +59,14 @@ def visit(page, link: str) -> float:
     return round(time.perf_counter() - t, 2)
 
 
+def resident_mib(pid: int) -> int:
+    """The server's resident memory: second visits must not keep adding to it."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+    return -1
+
+
 def every_page(runs: str, only: str | None = None, settle: float = 0.0) -> dict:
     from fer_models.runs import list_runs
 
@@ -74,8 +82,11 @@ def every_page(runs: str, only: str | None = None, settle: float = 0.0) -> dict:
                 page.wait_for_selector(IDLE, timeout=120_000)
                 time.sleep(settle)  # a reader's pause on the landing page, while torch is imported behind it
                 first = {link: visit(page, link) for link in NAV}
+                after_first = resident_mib(server.pid)
                 second = {link: visit(page, link) for link in NAV}
                 out[run] = {"settle_seconds": settle, "first_visit_seconds": first, "second_visit_seconds": second,
+                            "server_rss_mib": {"after_first_visits": after_first,
+                                               "after_second_visits": resident_mib(server.pid)},
                             "errors": page.locator("[data-testid='stException']").count()}
                 browser.close()
         finally:
