@@ -42,10 +42,7 @@ def differences(check) -> None:
         st.error(f"Largest absolute difference {check.worst:.1e} ≥ {TOLERANCE:g}.")
 
 
-run = st.session_state.get("run")  # optional here: it only lends real logits to the temperature demo
-conv, bn, soft = st.tabs(["Convolution arithmetic", "Batch normalisation", "Softmax and cross-entropy"])
-
-with conv:
+def convolution(run) -> None:
     steps(CONV_STEPS)
     cols = st.columns(9)
     names = ["B", "C", "H", "W", "out channels", "kernel k", "stride s", "padding p", "dilation d"]
@@ -92,7 +89,8 @@ with conv:
                        "(Architecture, for the run in the sidebar)",
                  query_params={"run": st.query_params.get("run", "")})
 
-with bn:
+
+def batch_norm(run) -> None:
     steps(BATCHNORM_STEPS)
     st.subheader("Check it")
     a, b, c, d, e = st.columns(5)
@@ -124,7 +122,8 @@ with bn:
     else:
         st.caption("Turn on 'All values equal' for the degenerate case.")
 
-with soft:
+
+def softmax_and_cross_entropy(run) -> None:
     steps(SOFTMAX_STEPS)
     st.subheader("Check it")
     a, b, c = st.columns(3)
@@ -176,3 +175,13 @@ with soft:
     c.metric("largest probability", f"{p_t.max():.1%}")
     st.caption(f"Logits from {source}. T > 1 flattens the distribution towards uniform, T < 1 sharpens it towards "
                "the arg-max; the arg-max itself never changes.")
+
+
+run = st.session_state.get("run")  # optional here: it only lends real logits to the temperature demo
+TABS = {"Convolution arithmetic": convolution, "Batch normalisation": batch_norm,
+        "Softmax and cross-entropy": softmax_and_cross_entropy}
+# only the open tab is drawn: all three at once (15 equations, 4 tables, a chart) cost the browser 1.7 s
+for tab, draw in zip(st.tabs(list(TABS), key="math_tab", on_change="rerun"), TABS.values()):
+    if tab.open:
+        with tab:
+            draw(run)

@@ -15,13 +15,25 @@ def by_label(widgets, label):
     return next(w for w in widgets if w.label == label)
 
 
+def open_tab(at, name: str):
+    at.session_state["math_tab"] = name
+    return at.run()
+
+
 def test_math_page_checks_hold_with_no_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "empty"))
     at = open_app("app_pages/learn.py")
-    assert len(at.success) == 2 and all("the derivation holds" in s.value for s in at.success)
-    assert len(at.get("latex")) >= 15
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Formula"] == "1 × 64 × 24 × 24" == metrics["nn.Conv2d returns"]
+    equations = len(at.get("latex"))
+    # only the open tab is drawn
+    assert equations >= 3 and not at.success and "values per channel m" not in [n.label for n in at.number_input]
+    for tab in ("Batch normalisation", "Softmax and cross-entropy"):
+        open_tab(at, tab)
+        assert not at.exception and "Formula" not in [m.label for m in at.metric]
+        assert len(at.success) == 1 and "the derivation holds" in at.success[0].value
+        equations += len(at.get("latex"))
+    assert equations >= 15
     assert any("made-up example" in c.value for c in at.caption)
 
 
@@ -40,9 +52,9 @@ def test_conv_calculator_flags_the_naive_formula_and_refuses_a_kernel_too_big(tm
 
 def test_degenerate_and_single_value_batches(tmp_path, monkeypatch):
     monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "empty"))
-    at = open_app("app_pages/learn.py")
+    at = open_tab(open_app("app_pages/learn.py"), "Batch normalisation")
     by_label(at.toggle, "All values equal").set_value(True).run()
-    assert not at.exception and len(at.success) == 2
+    assert not at.exception and len(at.success) == 1
     assert any("every y = 0.2 (= β)" in m.value for m in at.markdown)
     by_label(at.number_input, "values per channel m").set_value(1).run()
     assert any("refuses this batch" in w.value for w in at.warning)
@@ -55,7 +67,7 @@ def test_temperature_demo_uses_the_runs_logits_by_face_id(runs):
     predictions = pd.read_csv(runs / "small" / "eval" / "PublicTest" / "predictions.csv", dtype={"id": str})
     top = predictions[[f"p_{e}" for e in EMOTIONS]].max(axis=1)
     unsure = predictions["id"][(top - 0.6).abs().idxmin()]
-    at = open_app("app_pages/learn.py", run="small")
+    at = open_tab(open_app("app_pages/learn.py", run="small"), "Softmax and cross-entropy")
     assert any(f"small on PublicTest face {unsure} " in c.value for c in at.caption)  # the least sure by default
     face = next(t for t in at.text_input if t.label.startswith("Face id (small's PublicTest predictions: 100–134)"))
     face.set_value("103").run()
