@@ -11,7 +11,7 @@ by running that page file alone, in its old folder-based mode, without this file
 """
 import streamlit as st
 
-from app_pages._shared import run_picker, warm_up_torch
+from app_pages._shared import run_picker, warm_up
 
 st.set_page_config(page_title="FER Studio", page_icon=":material/mood:", layout="wide")
 # Streamlit's default spacing costs a projector's 720 rows a tenth of the page and pushes the sidebar's run
@@ -47,4 +47,4 @@ navigation = st.navigation({
 })
 run_picker()
 navigation.run()
-warm_up_torch()
+warm_up(st.session_state.get("run"))

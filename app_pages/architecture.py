@@ -1,35 +1,19 @@
 """Architecture: every layer of the selected run's network, with its output shape for one 48×48 face."""
 import streamlit as st
 
-from fer_models.architecture import block_chain_html, dense_block_dot, dense_blocks, layer_table
+from fer_models.architecture import dense_block_dot, dense_blocks
 from fer_models.models import list_models
-from fer_models.reach import findings_in_words, reach_table, unused_parts
-from app_pages._shared import selected_run, untrained
+from app_pages import _structure
+from app_pages._shared import selected_run
 
 st.title("Architecture")
 st.caption("Read off the model object with torchinfo for a 1×48×48 gray face: nothing here is typed in.")
 
 
-@st.cache_data(show_spinner="Tracing the network…")
-def cached_layer_table(arch: str):
-    return layer_table(untrained(arch))
-
-
-@st.cache_data(show_spinner=False)
-def cached_chain(arch: str) -> str:
-    return block_chain_html(untrained(arch))
-
-
-@st.cache_data(show_spinner="Probing which weights and cells reach the output…")
-def cached_reach(arch: str):
-    report = unused_parts(untrained(arch))
-    return findings_in_words(report), reach_table(report)
-
-
 def unused_section(arch: str) -> None:
     """Said for any model, from its arithmetic and a gradient probe; the seed DenseNet's dead block 4 is the
     case that prompted it."""
-    findings, table = cached_reach(arch)
+    findings, table = _structure.reach(arch)
     st.subheader("What a 48×48 input leaves unused", anchor="unused")
     if not findings:
         st.caption(f"Every kernel tap of {arch} sees real pixels and every cell of every map reaches the class "
@@ -55,7 +39,7 @@ if run is not None:
         st.error(f"Run {run.name} names architecture `{run.arch}`, which this version of FER Studio does not know. "
                  f"Known: {', '.join(list_models())}.")
         st.stop()
-    table, totals = cached_layer_table(run.arch)
+    table, totals = _structure.layers(run.arch)
     st.caption(f"Run **{run.name}**: the {run.arch} network.")
     left, mid, right, last = st.columns(4)
     left.metric("Parameters", f"{totals['parameters'] / 1e6:.2f} M",
@@ -70,8 +54,8 @@ if run is not None:
     st.subheader("Blocks")
     st.caption("Each arrow carries the tensor shape (channels×height×width) for one face; consecutive single "
                "layers share one box.")
-    st.html(cached_chain(run.arch))
-    blocks = dense_blocks(untrained(run.arch))
+    st.html(_structure.chain(run.arch))
+    blocks = dense_blocks(_structure.untrained(run.arch))
     if blocks:
         st.subheader("Inside a dense block")
         name = st.selectbox("Dense block", list(blocks), format_func=lambda n: f"{n} ({len(blocks[n])} layers)")

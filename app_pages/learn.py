@@ -6,21 +6,15 @@ import streamlit as st
 
 from fer_models.constants import EMOTIONS
 from fer_models.derivations import (BATCHNORM_STEPS, CONV_STEPS, DEGENERATE_STEPS, SOFTMAX_STEPS, check_batchnorm,
-                                    check_conv, check_softmax_cross_entropy, cross_entropy, shape_walk, softmax)
+                                    check_conv, check_softmax_cross_entropy, cross_entropy, softmax)
 from fer_models.models import list_models
-from app_pages._shared import untrained
+from app_pages import _structure
 
 TOLERANCE = 1e-8
 
 st.title("The math")
 st.caption("Convolution arithmetic, the batch-norm backward pass and the softmax gradient, derived step by step; "
            "every formula is checked against PyTorch and finite differences in float64 as you change the inputs.")
-
-
-@st.cache_data(show_spinner=False)
-def walk_of(arch: str) -> pd.DataFrame:
-    """Shapes only depend on the architecture: one forward pass per architecture and server."""
-    return pd.DataFrame(shape_walk(untrained(arch)))
 
 
 def steps(derivation):
@@ -73,7 +67,7 @@ def convolution(run) -> None:
     wanted = run.arch if run is not None and run.arch in models else "densenet201_fer"
     default = models.index(wanted) if wanted in models else 0
     arch = st.selectbox("Model", models, index=default, key=f"learn_walk_model_{wanted}")
-    walk = walk_of(arch)
+    walk = _structure.walk(arch)
     walk["naive is wrong"] = walk["naive"] != walk["formula"]
     walk["formula = PyTorch"] = walk["formula"] == walk["output"].map(lambda s: s[-1])
     for col in ("input", "output"):
