@@ -104,6 +104,8 @@ def test_every_page_opens_on_the_odd_run_and_beside_it(good_run, files, monkeypa
 
     with root_with(good_run, files) as root:
         monkeypatch.setenv("FER_STUDIO_RUNS", str(root))
-        for page in PAGES:
-            open_app(page, run="odd")  # asserts that no exception box is drawn
+        at = open_app(run="odd")  # asserts that no exception box is drawn
+        for page in PAGES:  # walked as a user does, in one session
+            at.switch_page(page).run()
+            assert not at.exception, (page, at.exception)
         open_app("app_pages/train.py", run="good")

@@ -3,6 +3,7 @@ all agree with fer_models.settings; knowledge distillation pulls a student towar
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,15 +95,22 @@ def test_a_student_with_a_teacher_follows_the_teacher(tmp_path, run_env):
     train = [sys.executable, "-m", "fer_models.train", "--epochs", "3", "--batch-size", "16", "--lr", "0.01",
              "--threads", "1", "--erase", "0"]
 
-    def run(name, data, *extra):
-        done = subprocess.run(train + ["--data", str(data), "--out", str(tmp_path / name), *extra], env=run_env,
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
-        return tmp_path / name
+    def start(name, data, *extra):
+        with open(tmp_path / f"{name}.log", "w") as log:  # a file, not a pipe: two jobs' output never blocks
+            return subprocess.Popen(train + ["--data", str(data), "--out", str(tmp_path / name), *extra],
+                                    env=run_env, stdout=log, stderr=subprocess.STDOUT)
 
-    teacher = run("teacher", clean)
-    taught = run("taught", tmp_path / "noisy.csv", "--teacher", str(teacher), "--distill-weight", "1")
-    alone = run("alone", tmp_path / "noisy.csv")
+    def finished(job):
+        assert job.wait(timeout=300) == 0, Path(job.args[job.args.index("--out") + 1] + ".log").read_text()
+
+    # one thread each: the teacher and the run without one train side by side, then the student
+    alone_job = start("alone", tmp_path / "noisy.csv")
+    finished(start("teacher", clean))
+    teacher = tmp_path / "teacher"
+    taught_job = start("taught", tmp_path / "noisy.csv", "--teacher", str(teacher), "--distill-weight", "1")
+    finished(alone_job)
+    finished(taught_job)
+    taught, alone = tmp_path / "taught", tmp_path / "alone"
     meta = json.loads((taught / "meta.json").read_text())
     assert meta["training"]["teacher"]["run"] == "teacher" and meta["training"]["config"]["distill_weight"] == 1
 

@@ -42,11 +42,15 @@ def test_math_page_and_a_report_download_in_the_browser(page, start_app, tmp_pat
     page.screenshot(path=str(tmp_path / "learn.png"), full_page=True)
 
     page.goto(f"{base}/report?run=small")
-    page.wait_for_selector(IDLE, timeout=60_000)
+    # the page drawn to its end (the idle state alone can be seen before a fresh page's first run starts, and a
+    # slider moved during that run is reset by it)
+    page.locator("code").filter(has_text="--faces-per-class 2 --filters 6").wait_for(timeout=60_000)
+    settle(page, timeout=60_000)
     for slider in page.get_by_role("slider").all():  # the fewest faces and filters: quick
         slider.focus()
         page.keyboard.press("Home")
         settle(page, timeout=60_000)
+    page.locator("code").filter(has_text="--faces-per-class 1 --filters 1").wait_for(timeout=60_000)
     page.get_by_role("button", name="Export report").click()
     button = page.get_by_role("button", name="Download small_report.html")
     button.wait_for(timeout=180_000)

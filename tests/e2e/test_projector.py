@@ -5,7 +5,9 @@ import pytest
 from helpers import make_evaluated_run
 from streamlit_page import settle
 
-PAGES = ["architecture", "", "confusion", "mistakes", "saliency", "filters", "webcam", "train", "learn", "report"]
+PAGES = {"architecture": "Architecture", "": "Training history", "confusion": "Confusion matrix",
+         "mistakes": "Mistakes", "saliency": "Saliency", "filters": "Filters", "webcam": "Webcam and video",
+         "train": "Train", "learn": "The math", "report": "Report"}
 
 
 @pytest.fixture
@@ -49,8 +51,10 @@ def plotly_labels_outside(page) -> list[str]:
 
 def test_every_page_fits_a_projector(projector, start_app, runs):
     base = start_app(runs)
-    for path in PAGES:
-        projector.goto(f"{base}/{path}?run=evaluated")
+    projector.goto(f"{base}/?run=evaluated")
+    for path, title in PAGES.items():  # through the sidebar, as a presenter goes (test_pages opens each URL)
+        projector.locator("[data-testid='stSidebarNav']").get_by_role("link", name=title, exact=True).click()
+        projector.get_by_role("heading", name=title, exact=True).wait_for(timeout=60_000)
         settle(projector)
         if path in ("", "confusion"):
             projector.wait_for_selector(".js-plotly-plot .xtick text", timeout=30_000)
