@@ -121,7 +121,8 @@ def _imports() -> threading.Thread:
         # collection takes 40 ms instead of 200 (and one fell inside a page switch)
         gc.collect()
         gc.freeze()
-    thread = threading.Thread(target=load, daemon=True, name="warm-up-imports")
+    # not a daemon: one stopped mid-import or mid-forward pass by the interpreter's exit aborts the process
+    thread = threading.Thread(target=load, name="warm-up-imports")
     thread.start()
     return thread
 
@@ -148,7 +149,7 @@ def _prepare_in_background(arch: str, run_path: str, mtime: float) -> threading.
             _prepare(arch, run_path, mtime)
         except Exception:  # noqa: BLE001 - a broken checkpoint is the page's to report, when it is opened
             pass
-    thread = threading.Thread(target=work, daemon=True, name=f"warm-up-{arch}")
+    thread = threading.Thread(target=work, name=f"warm-up-{arch}")  # not a daemon either: seconds of work
     thread.start()
     return thread
 

@@ -20,3 +20,14 @@ def run_env():
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_NUM_THREADS"] = "1"
     return env
+
+
+@pytest.fixture(autouse=True)
+def warm_up_finished():
+    """The dashboard's warm-up threads (started by every AppTest run) end within the test that started them:
+    none computes during the next test, nor when the interpreter exits."""
+    yield
+    import threading
+    for thread in threading.enumerate():
+        if thread.name.startswith("warm-up-"):
+            thread.join(timeout=300)

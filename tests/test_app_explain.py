@@ -136,8 +136,10 @@ def test_filters_page_for_a_dataset_face(runs, monkeypatch):
 
 
 def test_filters_page_by_number_on_an_upload(runs):
-    at = open_page("app_pages/filters.py", state={"_face_source": "Upload", "_upload": ("me.png", photo_bytes())})
-    at.selectbox(key="filters_layer_cnn3").set_value("block1.conv")
+    # opened on the first layer: the deepest one's patterns are another test's
+    at = open_page("app_pages/filters.py", state={"_face_source": "Upload", "_upload": ("me.png", photo_bytes()),
+                                                  "filters_layer_cnn3": "block1.conv"})
+    assert at.selectbox(key="filters_layer_cnn3").value == "block1.conv"
     next(r for r in at.radio if r.label == "Which").set_value("by number")
     at.run()
     assert not at.exception, at.exception
