@@ -9,7 +9,8 @@ on a page in the sidebar until that page is drawn, three rounds over every page.
 (issue 4): cold start <= 5 s, page switch <= 1 s. With --every-page: for each run, a fresh server,
 then (after --settle seconds on the landing page) every page of the sidebar visited once (its first
 visit: caches cold) and again (second visit), each timed from the click until the script is idle and
-no skeleton is left (targets: first visit <= 2 s, second <= 1 s). Prints one JSON object.
+no skeleton is left (targets: first visit <= 2 s, second <= 1 s), and the server's resident memory after
+each round. Prints one JSON object.
 """
 import argparse
 import json
