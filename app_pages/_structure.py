@@ -53,8 +53,6 @@ def walk(arch: str) -> pd.DataFrame:
         return pd.DataFrame(shape_walk(model))
 
 
-@st.cache_resource(show_spinner=False)
 def prepare(arch: str) -> None:
-    """Everything above for one architecture. Cached calls nested in a cached function show no spinner, so
-    this can run in a thread with no page to draw on."""
-    layers(arch), chain(arch), reach(arch), walk(arch)
+    """Everything above for one architecture, in the order the Architecture page reads it."""
+    layers(arch), reach(arch), chain(arch), walk(arch)

@@ -1,4 +1,5 @@
 """Filters: what each conv filter of the selected run responds to, on a face and in general."""
+import threading
 from collections import Counter
 
 import numpy as np
@@ -43,32 +44,36 @@ def cached_atlas(key: str, run_path: str, layer: str, stamp: float):
 
 
 @st.cache_resource(show_spinner=False)
-def _rankings() -> dict:
+def _rankings() -> tuple[dict, threading.Lock]:
     """Every filter's response to every PublicTest face, by (checkpoint, layer, from the atlas or live); shared
-    by all sessions, the 8 latest kept."""
-    return {}
+    by all sessions (the lock guards the dict, not the computing), the 8 latest kept."""
+    return {}, threading.Lock()
 
 
 def ranked_responses(key: str, model, meta, layer: str, atlas=None):
     """From the atlas, or computed now under a progress bar that moves batch by batch (a cached function
     could not draw one)."""
-    store = _rankings()
+    store, lock = _rankings()
     entry = (key, layer, atlas is not None)
-    if entry not in store:
-        images, labels, ids, _ = load_split(BUNDLED_PUBLICTEST, "PublicTest")
-        if atlas is not None:
-            responses = atlas.responses
-        else:
-            text = f"Ranking the {len(images):,} PublicTest faces for every filter of {layer} (once per layer)"
-            bar = st.progress(0.0, text=text + "…")
-            norm = meta["normalisation"]
-            responses = filter_responses(model, layer, images, norm["mean"], norm["std"],
-                                         on_batch=lambda done, n: bar.progress(done / n, text=f"{text}: {done:,}"))
-            bar.empty()
+    found = store.get(entry)
+    if found is not None:
+        return found
+    images, labels, ids, _ = load_split(BUNDLED_PUBLICTEST, "PublicTest")
+    if atlas is not None:
+        responses = atlas.responses
+    else:
+        text = f"Ranking the {len(images):,} PublicTest faces for every filter of {layer} (once per layer)"
+        bar = st.progress(0.0, text=text + "…")
+        norm = meta["normalisation"]
+        responses = filter_responses(model, layer, images, norm["mean"], norm["std"],
+                                     on_batch=lambda done, n: bar.progress(done / n, text=f"{text}: {done:,}"))
+        bar.empty()
+    found = (responses, images, labels, ids)
+    with lock:
         while len(store) >= 8:
             store.pop(next(iter(store)))
-        store[entry] = (responses, images, labels, ids)
-    return store[entry]
+        store[entry] = found
+    return found
 
 
 def offer_atlas(run, layer: str, responses) -> None:

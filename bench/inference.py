@@ -26,8 +26,8 @@ from fer_models.checkpoints import load_model  # noqa: E402
 from fer_models.evaluate import predict_proba  # noqa: E402
 from fer_models.models import create_model, list_models  # noqa: E402
 from fer_models.precision import autocast_for, inference_precision  # noqa: E402
+from fer_models.runs import BUNDLED_PUBLICTEST  # noqa: E402
 
-BUNDLE = Path(__file__).resolve().parents[1] / "artifacts" / "data" / "fer2013_publictest.npz"
 
 
 @torch.no_grad()
@@ -84,7 +84,7 @@ def main():
     torch.set_num_threads(os.cpu_count())
     result = {"threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
               "auto_precision": inference_precision("cpu"), "models": {}}
-    bundle = np.load(BUNDLE) if args.runs else None
+    bundle = np.load(BUNDLED_PUBLICTEST) if args.runs else None
     for run in args.runs:
         model, meta = load_model(run)
         result["models"][Path(run).name] = {"arch": meta["arch"], **measure(
