@@ -48,10 +48,11 @@ def detector_setting(key: str = "face_detector") -> str:
 
 
 def _keep(key: str, default):
-    """A widget value that survives page switches: copy the kept value into the widget's key."""
+    """A widget value that survives page switches: copy the kept value into the widget's key before the widget
+    is drawn, on every run. Copied only when the key was missing, the widget on the next page (the same key,
+    another page's widget) came up empty while the last page's value was still in session state."""
     st.session_state.setdefault(f"_{key}", default)
-    if key not in st.session_state:
-        st.session_state[key] = st.session_state[f"_{key}"]
+    st.session_state[key] = st.session_state[f"_{key}"]
 
 
 def _store(key: str):
