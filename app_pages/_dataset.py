@@ -1,12 +1,12 @@
 """Dataset faces for the pages, cached: the evaluation's own data when it is on this machine, else the
-bundled PublicTest split (fer_models.runs.faces_source says which)."""
+bundled PublicTest split (fer_models.runs.registry.faces_source says which)."""
 from pathlib import Path
 
 import streamlit as st
 
-from fer_models.data import load_faces
-from fer_models.mistakes import votes_for
-from fer_models.runs import BUNDLED_PUBLICTEST
+from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
+from fer_models.datasets.loading import load_faces
+from fer_models.evaluation.mistakes import votes_for
 
 
 @st.cache_data(show_spinner="Loading the faces…")

@@ -5,8 +5,8 @@ from html import escape
 import numpy as np
 import streamlit as st
 
-from fer_models.constants import EMOTIONS
-from fer_models.figures import CLASS_COLOURS
+from fer_models.core.constants import EMOTIONS
+from fer_models.teaching.figures import CLASS_COLOURS
 
 
 def votes_bar(votes: np.ndarray) -> str:

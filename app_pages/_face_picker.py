@@ -12,11 +12,14 @@ import numpy as np
 import streamlit as st
 
 from app_pages._dataset import load_split
-from fer_models.data import EMOTIONS, DataError
-from fer_models.faces import DETECTORS, MAX_PIXELS, ImageError, draw_faces, find_faces, read_image
-from fer_models.pictures import enlarge
-from fer_models.runfolder import METRICS_FILE, RunFolder, RunProblem
-from fer_models.runs import BUNDLED_PUBLICTEST, faces_source
+from fer_models.core.constants import EMOTIONS, MAX_PIXELS
+from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
+from fer_models.datasets.facedata import DataError
+from fer_models.explain.pictures import enlarge
+from fer_models.faces.decode import ImageError, read_image
+from fer_models.faces.detect import DETECTORS, draw_faces, find_faces
+from fer_models.runs.folder import METRICS_FILE, RunFolder, RunProblem
+from fer_models.runs.registry import faces_source
 
 SOURCES = ["Dataset", "Upload", "Camera"]
 ANY = "any class"

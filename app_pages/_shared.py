@@ -6,8 +6,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from fer_models.runfolder import HISTORY_FILE, MODEL_FILE, RunProblem
-from fer_models.runs import RunSummary, best_run, list_runs, read_history
+from fer_models.runs.folder import HISTORY_FILE, MODEL_FILE, RunProblem
+from fer_models.runs.registry import RunSummary, best_run, list_runs, read_history
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ def selected_run() -> RunSummary | None:
         return None
     if run is None:
         st.info("No trained run to show yet. Train one with\n\n"
-                "`python -m fer_models.train --model cnn3 --data path/to/fer2013.csv.gz "
+                "`fer-studio train --model cnn3 --data path/to/fer2013.csv.gz "
                 f"--out {runs_root()}/my_cnn3`\n\nand it appears in the sidebar.")
     return run
 
@@ -87,7 +87,7 @@ def history_of(run: RunSummary):
 def cached_model(run_path: str, mtime: float):
     """One model object per checkpoint version, shared by every session (fer_models.explain
     serialises the calls that hook into it)."""
-    from fer_models.checkpoints import load_model
+    from fer_models.runs.checkpoints import load_model
     return load_model(run_path)
 
 
@@ -98,7 +98,7 @@ def checkpoint_key(run: RunSummary) -> str:
 
 def model_of(run: RunSummary):
     """(model, meta) of the run's best checkpoint, or None after saying why it cannot be loaded."""
-    from fer_models.checkpoints import CheckpointError
+    from fer_models.runs.checkpoints import CheckpointError
 
     weights = Path(run.path) / MODEL_FILE
     if not weights.exists():
@@ -115,8 +115,9 @@ def model_of(run: RunSummary):
 @st.cache_resource(show_spinner=False)
 def _imports() -> threading.Thread:
     def load():
-        import fer_models.architecture  # noqa: F401  (torch, torchinfo, the models)
         import captum.attr  # noqa: F401  (0.6 s more, which the first Saliency visit no longer waits for)
+
+        import fer_models.nets.architecture  # noqa: F401  (torch, torchinfo, the models)
         # the modules just imported live as long as the server. Out of the collector's sight, the full
         # collection Streamlit runs after every rerun (before the browser hears the page is done) takes
         # 40 ms instead of 150-230. Turning that collection off instead let memory creep up 25 MB a tour
@@ -132,9 +133,9 @@ def _imports() -> threading.Thread:
 @st.cache_resource(show_spinner=False)
 def _prepare(arch: str, run_path: str, mtime: float) -> None:
     """Nested in a cached function, the cached calls below show no spinner: there is no page to show one."""
-    from app_pages._structure import prepare
+    from fer_models.nets.structure import structure_of
 
-    prepare(arch)
+    structure_of(arch)
     if mtime:
         cached_model(run_path, mtime)
 
@@ -143,7 +144,7 @@ def _prepare(arch: str, run_path: str, mtime: float) -> None:
 def _prepare_in_background(arch: str, run_path: str, mtime: float) -> threading.Thread:
     def work():
         _imports().join()
-        from fer_models.models import list_models
+        from fer_models.nets.models import list_models
 
         if arch not in list_models():  # the Architecture page says so when it is opened
             return
@@ -181,5 +182,5 @@ def require_evaluation(run: RunSummary) -> None:
     """Stop the page, saying how to make one, when the run has no evaluation."""
     if not run.evaluations:
         st.info(f"Run {run.name} has no evaluation yet. Score it with\n\n"
-                f"`python -m fer_models.evaluate --run {run.path} --data path/to/fer2013.csv.gz --split PublicTest`")
+                f"`fer-studio evaluate --run {run.path} --data path/to/fer2013.csv.gz --split PublicTest`")
         st.stop()

@@ -10,9 +10,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from fer_models.constants import EMOTIONS
-from fer_models.figures import CLASS_COLOURS
-from fer_models.video import VideoError, VideoResult, annotate_video
+from fer_models.core.constants import EMOTIONS
+from fer_models.media.video import VideoError, VideoResult, annotate_video
+from fer_models.teaching.figures import CLASS_COLOURS
 
 MAX_MB = 200
 TYPES = ["mp4", "mov", "m4v", "webm", "mkv", "avi"]

@@ -1,19 +1,19 @@
 """Architecture: every layer of the selected run's network, with its output shape for one 48×48 face."""
 import streamlit as st
 
-from fer_models.architecture import dense_block_dot, dense_blocks
-from fer_models.models import list_models
-from app_pages import _structure
 from app_pages._shared import selected_run
+from fer_models.nets.architecture import dense_block_dot
+from fer_models.nets.models import list_models
+from fer_models.nets.structure import Structure, structure_of
 
 st.title("Architecture")
 st.caption("Read off the model object with torchinfo for a 1×48×48 gray face: nothing here is typed in.")
 
 
-def unused_section(arch: str) -> None:
+def unused_section(structure: Structure) -> None:
     """Said for any model, from its arithmetic and a gradient probe; the seed DenseNet's dead block 4 is the
     case that prompted it."""
-    findings, table = _structure.reach(arch)
+    arch, findings, table = structure.arch, structure.findings, structure.reach_table
     st.subheader("What a 48×48 input leaves unused", anchor="unused")
     if not findings:
         st.caption(f"Every kernel tap of {arch} sees real pixels and every cell of every map reaches the class "
@@ -39,7 +39,9 @@ if run is not None:
         st.error(f"Run {run.name} names architecture `{run.arch}`, which this version of FER Studio does not know. "
                  f"Known: {', '.join(list_models())}.")
         st.stop()
-    table, totals = _structure.layers(run.arch)
+    with st.spinner("Tracing the network…"):
+        structure = structure_of(run.arch)
+    table, totals = structure.layers, structure.totals
     st.caption(f"Run **{run.name}**: the {run.arch} network.")
     left, mid, right, last = st.columns(4)
     left.metric("Parameters", f"{totals['parameters'] / 1e6:.2f} M",
@@ -50,12 +52,12 @@ if run is not None:
     last.metric("Activations per face", f"{totals['activations_mib']} MiB",
                 help="Memory of every layer's output for one face: what a forward pass keeps for the backward "
                      "pass in training, times the batch size.")
-    unused_section(run.arch)
+    unused_section(structure)
     st.subheader("Blocks")
     st.caption("Each arrow carries the tensor shape (channels×height×width) for one face; consecutive single "
                "layers share one box.")
-    st.html(_structure.chain(run.arch))
-    blocks = dense_blocks(_structure.untrained(run.arch))
+    st.html(structure.chain_html)
+    blocks = structure.dense_blocks
     if blocks:
         st.subheader("Inside a dense block")
         name = st.selectbox("Dense block", list(blocks), format_func=lambda n: f"{n} ({len(blocks[n])} layers)")

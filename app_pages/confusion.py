@@ -5,11 +5,12 @@ import streamlit as st
 from app_pages._dataset import cached_votes, load_split
 from app_pages._face_card import face_card
 from app_pages._shared import require_evaluation, selected_run
-from fer_models.confusion import cell_faces, cell_from_selection, most_confused, per_class_table
-from fer_models.data import EMOTIONS, DataError
-from fer_models.figures import confusion_figure
-from fer_models.runfolder import METRICS_FILE, RunFolder, RunProblem
-from fer_models.runs import faces_source, read_evaluation
+from fer_models.core.constants import EMOTIONS
+from fer_models.datasets.facedata import DataError
+from fer_models.evaluation.confusion import cell_faces, cell_from_selection, most_confused, per_class_table
+from fer_models.runs.folder import METRICS_FILE, RunFolder, RunProblem
+from fer_models.runs.registry import faces_source, read_evaluation
+from fer_models.teaching.figures import confusion_figure
 
 FACES_PER_PAGE = 12
 METRIC_HELP = {
@@ -67,7 +68,7 @@ def show_faces(metrics, predictions, split, true, pred):
     source = faces_source(metrics, split)
     if source is None:
         st.warning(f"The faces of split {split} come from {metrics.get('data') or 'a dataset'}, which is not on this "
-                   "machine. Evaluate the run again on your copy (python -m fer_models.evaluate --run RUN "
+                   "machine. Evaluate the run again on your copy (fer-studio evaluate --run RUN "
                    f"--data YOUR_FER2013.csv --split {split}) to browse them here.")
         return
     try:

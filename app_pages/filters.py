@@ -8,12 +8,13 @@ import streamlit as st
 from app_pages._dataset import load_split
 from app_pages._face_picker import pick_face, show_model_input
 from app_pages._shared import checkpoint_key, selected_model
-from fer_models.atlas import load_atlas
-from fer_models.constants import EMOTIONS
-from fer_models.explain import face_input, feature_maps, filter_responses, maximise_filters, top_faces
-from fer_models.pictures import colourise, enlarge, mosaic, to_uint8
-from fer_models.runfolder import ATLAS_FILE
-from fer_models.runs import BUNDLED_PUBLICTEST
+from fer_models.core.constants import EMOTIONS
+from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
+from fer_models.explain.atlas import load_atlas
+from fer_models.explain.attributions import face_input
+from fer_models.explain.features import feature_maps, filter_responses, maximise_filters, top_faces
+from fer_models.explain.pictures import colourise, enlarge, mosaic, to_uint8
+from fer_models.runs.folder import ATLAS_FILE
 
 st.title("Filters")
 st.caption("Feature maps show where a layer's filters fire on one face; the synthesized patterns show what "
@@ -38,7 +39,7 @@ def atlas_stamp(run_path) -> float:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def cached_atlas(key: str, run_path: str, layer: str, stamp: float):
-    """The run's precomputed atlas for this layer (fer_models.atlas), if it matches the weights; else None."""
+    """The run's precomputed atlas for this layer (fer_models.explain.atlas), if it matches the weights; else None."""
     _, _, ids, _ = load_split(BUNDLED_PUBLICTEST, "PublicTest")
     return load_atlas(run_path, layer, ids)
 
@@ -78,7 +79,7 @@ def ranked_responses(key: str, model, meta, layer: str, atlas=None):
 
 def offer_atlas(run, layer: str, responses) -> None:
     """A run without an atlas for the page's default layer: make one here (the CLI's job, with progress)."""
-    from fer_models import atlas as atlases
+    from fer_models.explain import atlas as atlases
 
     st.caption(f"Run {run.name} has no filter atlas: this layer's ranking and patterns are computed on each "
                "server start.")
@@ -148,7 +149,7 @@ if ranked:
         offer_atlas(run, layer, responses)  # the ranking just made is the atlas's
     if atlas is not None:
         st.caption(f"Rankings and the patterns of {len(atlas.filters)} filters come from the run's atlas "
-                   "(precomputed by python -m fer_models.atlas); other filters are synthesised now.")
+                   "(precomputed by fer-studio atlas); other filters are synthesised now.")
 else:
     responses = None
     st.info("The bundled PublicTest faces are missing, so the faces that excite each filter cannot be shown.")

@@ -2,9 +2,9 @@
 import streamlit as st
 
 from app_pages._shared import history_of, selected_run
-from fer_models.figures import history_figure
-from fer_models.runfolder import RunFolder, RunProblem
-from fer_models.runs import reproduce_command
+from fer_models.runs.folder import RunFolder, RunProblem
+from fer_models.runs.registry import reproduce_command
+from fer_models.teaching.figures import history_figure
 
 st.title("Training history")
 

@@ -4,11 +4,20 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from fer_models.constants import EMOTIONS
-from fer_models.derivations import (BATCHNORM_STEPS, CONV_STEPS, DEGENERATE_STEPS, SOFTMAX_STEPS, check_batchnorm,
-                                    check_conv, check_softmax_cross_entropy, cross_entropy, softmax)
-from fer_models.models import list_models
-from app_pages import _structure
+from fer_models.core.constants import EMOTIONS
+from fer_models.nets.models import list_models
+from fer_models.nets.structure import structure_of
+from fer_models.teaching.derivations import (
+    BATCHNORM_STEPS,
+    CONV_STEPS,
+    DEGENERATE_STEPS,
+    SOFTMAX_STEPS,
+    check_batchnorm,
+    check_conv,
+    check_softmax_cross_entropy,
+    cross_entropy,
+    softmax,
+)
 
 TOLERANCE = 1e-8
 
@@ -67,7 +76,8 @@ def convolution(run) -> None:
     wanted = run.arch if run is not None and run.arch in models else "densenet201_fer"
     default = models.index(wanted) if wanted in models else 0
     arch = st.selectbox("Model", models, index=default, key=f"learn_walk_model_{wanted}")
-    walk = _structure.walk(arch)
+    with st.spinner("Walking the network…"):
+        walk = structure_of(arch).walk.copy()
     walk["naive is wrong"] = walk["naive"] != walk["formula"]
     walk["formula = PyTorch"] = walk["formula"] == walk["output"].map(lambda s: s[-1])
     for col in ("input", "output"):
@@ -131,8 +141,8 @@ def softmax_and_cross_entropy(run) -> None:
     source = "a made-up example"
     true = 3
     if run is not None:
-        from fer_models.runfolder import RunProblem
-        from fer_models.runs import read_evaluation
+        from fer_models.runs.folder import RunProblem
+        from fer_models.runs.registry import read_evaluation
         try:
             _, predictions, _ = read_evaluation(run.path, "PublicTest")
         except (FileNotFoundError, RunProblem):

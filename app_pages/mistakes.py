@@ -4,11 +4,21 @@ import streamlit as st
 from app_pages._dataset import cached_votes, load_split
 from app_pages._face_card import face_card
 from app_pages._shared import require_evaluation, selected_run
-from fer_models.constants import EMOTIONS
-from fer_models.data import DataError
-from fer_models.mistakes import NONE, ORDERS, VERDICTS, compare, covering, in_words, mistake_table, select, summary
-from fer_models.runfolder import RunProblem
-from fer_models.runs import faces_source, read_evaluation
+from fer_models.core.constants import EMOTIONS
+from fer_models.datasets.facedata import DataError
+from fer_models.evaluation.mistakes import (
+    NONE,
+    ORDERS,
+    VERDICTS,
+    compare,
+    covering,
+    in_words,
+    mistake_table,
+    select,
+    summary,
+)
+from fer_models.runs.folder import RunProblem
+from fer_models.runs.registry import faces_source, read_evaluation
 
 PER_PAGE = 12
 ALL = "all"

@@ -1,8 +1,8 @@
-"""Report: the selected run as one self-contained HTML file, the same as python -m fer_models.report writes."""
+"""Report: the selected run as one self-contained HTML file, the same as fer-studio report writes."""
 import streamlit as st
 
 from app_pages._shared import checkpoint_key, selected_model
-from fer_models.report import build_report
+from fer_models.teaching.report import build_report
 
 st.title("Report")
 st.caption("One HTML file that answers the six questions of a FER report for this run: architecture with layer "
@@ -14,7 +14,7 @@ run, _, _ = selected_model()  # the report loads its own copy; this checks there
 a, b = st.columns(2)
 per_class = a.slider("Faces per class in the saliency section", 1, 6, 2)
 filters = b.slider("Filters in the filters section", 1, 16, 6)
-st.code(f"python -m fer_models.report --run {run.path} --out {run.name}_report.html "
+st.code(f"fer-studio report --run {run.path} --out {run.name}_report.html "
         f"--faces-per-class {per_class} --filters {filters}", language="bash", wrap_lines=True)
 
 key = (checkpoint_key(run), per_class, filters)

@@ -3,10 +3,10 @@ import streamlit as st
 
 from app_pages._face_picker import pick_face, show_model_input
 from app_pages._shared import checkpoint_key, describe, model_of, selected_model
-from fer_models.constants import EMOTIONS
-from fer_models.explain import METHODS, attribute_classes, face_input, gradcam_map_size, probabilities
-from fer_models.figures import probability_figure
-from fer_models.pictures import colourise, enlarge, overlay, robust_top, scale_bar
+from fer_models.core.constants import EMOTIONS
+from fer_models.explain.attributions import METHODS, attribute_classes, face_input, gradcam_map_size, probabilities
+from fer_models.explain.pictures import colourise, enlarge, overlay, robust_top, scale_bar
+from fer_models.teaching.figures import probability_figure
 
 st.title("Saliency")
 st.caption("Pick a face; see the class probabilities, then where each attribution method says the evidence is.")

@@ -5,16 +5,38 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages._shared import cached_runs, runs_root
-from fer_models.constants import LABEL_SOURCES
-from fer_models.data import DataError
-from fer_models.figures import history_figure
-from fer_models.jobs import (JobError, TrainRequest, data_summary, delete, evaluate, job_state, launch, log_tail,
-                             recipe_of, resume, sanitise_name, stop)
-from fer_models.models import list_models
-from fer_models.runfolder import CONFIG_FILE, JOB_FILE, RunFolder, RunProblem
-from fer_models.runs import BUNDLED_PUBLICTEST, RunSummary, list_runs, read_history
-from fer_models.settings import (DEFAULT_LR, DEFAULT_WEIGHT_DECAY, DEMO_EPOCHS, OPTIMIZERS, RECIPE_FIELDS, SCHEDULES,
-                                 TrainConfig, clamped, form_range)
+from fer_models.core.constants import LABEL_SOURCES
+from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
+from fer_models.datasets.facedata import DataError
+from fer_models.nets.models import list_models
+from fer_models.runs.folder import CONFIG_FILE, JOB_FILE, RunFolder, RunProblem
+from fer_models.runs.jobs import (
+    JobError,
+    TrainRequest,
+    data_summary,
+    delete,
+    evaluate,
+    job_state,
+    launch,
+    log_tail,
+    recipe_of,
+    resume,
+    sanitise_name,
+    stop,
+)
+from fer_models.runs.registry import RunSummary, list_runs, read_history
+from fer_models.runs.settings import (
+    DEFAULT_LR,
+    DEFAULT_WEIGHT_DECAY,
+    DEMO_EPOCHS,
+    OPTIMIZERS,
+    RECIPE_FIELDS,
+    SCHEDULES,
+    TrainConfig,
+    clamped,
+    form_range,
+)
+from fer_models.teaching.figures import history_figure
 
 HOLDOUT = "holdout"  # the "Validate on" choice that is not a split: a 10% stratified part of the training split
 HOLDOUT_FRACTION = 0.1

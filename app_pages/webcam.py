@@ -5,10 +5,10 @@ import streamlit as st
 from app_pages._face_picker import detector_setting
 from app_pages._shared import checkpoint_key, selected_model
 from app_pages._video import video_ui
-from fer_models.constants import EMOTIONS
-from fer_models.faces import ImageError, read_image
-from fer_models.figures import CLASS_COLOURS
-from fer_models.live import LiveAnnotator, annotate_photo, process_frame
+from fer_models.core.constants import EMOTIONS
+from fer_models.faces.decode import ImageError, read_image
+from fer_models.media.live import LiveAnnotator, annotate_photo, process_frame
+from fer_models.teaching.figures import CLASS_COLOURS
 
 st.title("Webcam and video")
 st.caption("Faces are found every few frames and followed between; each one's class probabilities are smoothed over "

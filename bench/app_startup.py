@@ -69,7 +69,7 @@ def resident_mib(pid: int) -> int:
 
 
 def every_page(runs: str, only: str | None = None, settle: float = 0.0) -> dict:
-    from fer_models.runs import list_runs
+    from fer_models.runs.registry import list_runs
 
     out = {}
     for run in [r.name for r in list_runs(runs) if only in (None, r.name)]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fer_models.data import load_faces  # noqa: E402
+from fer_models.datasets.loading import load_faces  # noqa: E402
 
 
 def main():

@@ -1,5 +1,5 @@
 """Face detection on this machine: MTCNN against the Haar cascades on the same real photos, at 640×480
-and 1280×720, upright and with the head tilted by 30°: the photo path's time (fer_models.faces.detect_faces,
+and 1280×720, upright and with the head tilted by 30°: the photo path's time (fer_models.faces.detect.detect_faces,
 retries included) and the live path's (one search of a video frame), and the faces each finds.
 
     python bench/detect.py [--repeat 10]
@@ -20,7 +20,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.explain import median_ms  # noqa: E402
-from fer_models.faces import DETECTORS, detect_faces  # noqa: E402
+from fer_models.faces.detect import DETECTORS, detect_faces  # noqa: E402
 from helpers import astronaut  # noqa: E402
 
 

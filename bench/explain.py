@@ -21,9 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from fer_models.checkpoints import load_model  # noqa: E402
-from fer_models.explain import METHODS, attribute, face_input, filter_responses, maximise_filters  # noqa: E402
-from fer_models.models import create_model  # noqa: E402
+from fer_models.explain.attributions import METHODS, attribute, face_input
+from fer_models.explain.features import filter_responses, maximise_filters  # noqa: E402
+from fer_models.nets.models import create_model  # noqa: E402
+from fer_models.runs.checkpoints import load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FACES = ROOT / "artifacts" / "data" / "fer2013_publictest.npz"

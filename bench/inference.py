@@ -1,13 +1,13 @@
 """Inference speed per model on this machine, in fp32 and in bf16 autocast side by side: latency at
 batch 1, throughput at batch 256, and the time to score all of PublicTest (3,589 faces) as
-fer_models.evaluate does.
+fer_models.evaluation.evaluate does.
 
     python bench/inference.py [--runs artifacts/runs/*] [--models cnn3 densenet201_fer] [--precisions fp32 bf16]
 
 With --runs it loads those checkpoints and also scores the bundled PublicTest faces in each precision:
 accuracy, and the share of faces whose predicted class agrees with fp32's. Otherwise freshly
 initialised registry models (same speed, no accuracy). `auto_precision` is what scoring uses here
-(fer_models.precision.inference_precision). Prints one JSON object.
+(fer_models.nets.precision.inference_precision). Prints one JSON object.
 """
 import argparse
 import json
@@ -22,12 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from fer_models.checkpoints import load_model  # noqa: E402
-from fer_models.evaluate import predict_proba  # noqa: E402
-from fer_models.models import create_model, list_models  # noqa: E402
-from fer_models.precision import autocast_for, inference_precision  # noqa: E402
-from fer_models.runs import BUNDLED_PUBLICTEST  # noqa: E402
-
+from fer_models.datasets.bundle import BUNDLED_PUBLICTEST  # noqa: E402
+from fer_models.evaluation.scoring import predict_proba  # noqa: E402
+from fer_models.nets.models import create_model, list_models  # noqa: E402
+from fer_models.nets.precision import autocast_for, inference_precision  # noqa: E402
+from fer_models.runs.checkpoints import load_model  # noqa: E402
 
 
 @torch.no_grad()

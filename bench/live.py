@@ -1,6 +1,6 @@
 """Webcam frame rate: a 640x480 video of a real face (scikit-image's astronaut, public domain) whose
 head tilts back and forth by up to 25°, written here, decoded and fed frame by frame through the
-webcam page's own frame function (fer_models.live.process_frame), as streamlit-webrtc would:
+webcam page's own frame function (fer_models.media.live.process_frame), as streamlit-webrtc would:
 detection every 3 frames, smoothing on, with and without the Grad-CAM overlay, per detector.
 
     python bench/live.py [--runs artifacts/runs/cnn3 artifacts/runs/resnet10_fer] [--frames 150]
@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT / "tests"))  # the test suite's real-face video fram
 import av  # noqa: E402
 import torch  # noqa: E402
 
-from fer_models.checkpoints import load_model  # noqa: E402
-from fer_models.live import LiveAnnotator, LiveSettings, process_frame  # noqa: E402
-from fer_models.models import create_model  # noqa: E402
+from fer_models.media.live import LiveAnnotator, LiveSettings, process_frame  # noqa: E402
+from fer_models.nets.models import create_model  # noqa: E402
+from fer_models.runs.checkpoints import load_model  # noqa: E402
 from helpers import tilting_head  # noqa: E402
 
 

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 import torch.nn.functional as F
 
-from fer_models.data import AugmentConfig, augment_batch
-from fer_models.precision import autocast_for, resolve_precision
-from fer_models.models import create_model, list_models
+from fer_models.datasets.augment import AugmentConfig, augment_batch
+from fer_models.nets.models import create_model, list_models
+from fer_models.nets.precision import autocast_for, resolve_precision
 
 
 def timed_steps(name, batch, steps, make_batch, precision="fp32", fmt=torch.contiguous_format, teacher=None):

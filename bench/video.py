@@ -1,4 +1,4 @@
-"""Video files and folders of photos: how fast fer_models.video and fer_models.predict go on this CPU.
+"""Video files and folders of photos: how fast fer_models.media.video and fer_models.media.predict go on this CPU.
 
     python bench/video.py [--runs artifacts/runs/cnn3 artifacts/runs/resnet10_fer] [--seconds 10] [--photos 12]
 
@@ -20,9 +20,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from PIL import Image  # noqa: E402
 
-from fer_models.checkpoints import load_model  # noqa: E402
-from fer_models.predict import predict_photos  # noqa: E402
-from fer_models.video import annotate_video  # noqa: E402
+from fer_models.media.predict import predict_photos  # noqa: E402
+from fer_models.media.video import annotate_video  # noqa: E402
+from fer_models.runs.checkpoints import load_model  # noqa: E402
 from helpers import face_photo, write_clip  # noqa: E402
 
 

@@ -10,7 +10,7 @@ Device call 1 (carry [".gpu_data/part1"]): keeps half 1 and times 3 epochs of ev
     python3 scripts/gpu_reference_runs.py calibrate --part .gpu_data/part1/train.npz
 Device call 2, at once (carry [".gpu_data/part2"]): trains all three together for --minutes
     python3 scripts/gpu_reference_runs.py train --part .gpu_data/part2/train.npz --minutes 7 --out $OUT
-Here: unpack what came back and ship each run with fer_models.ship (which evaluates on PublicTest)
+Here: unpack what came back and ship each run with fer_models.training.ship (which evaluates on PublicTest)
     cat /work/.device/<files_at>/runs.tar.* | tar -x -C /root/fer_runs_gpu
 
 Epochs come from the calibration: as many as fit in --minutes at the measured concurrent speed,
@@ -35,13 +35,13 @@ KEEP = Path("/root/fer_gpu")  # on the device machine: survives between calls wh
 PUBLICTEST = ROOT / "artifacts" / "data" / "fer2013_publictest.npz"
 CHUNK = 15 * 2 ** 20  # files back from $OUT: at most 16 MiB each, 8 in all
 
-# The reference runs' recipes (fer_models.recipes), with the epochs the GPU affords (each at most these).
+# The reference runs' recipes (fer_models.runs.recipes), with the epochs the GPU affords (each at most these).
 MAX_EPOCHS = {"cnn3": 80, "resnet10_fer": 150, "densenet201_fer": 100}
 RECIPES = {name: dict(max_epochs=epochs, args=["--recipe", name]) for name, epochs in MAX_EPOCHS.items()}
 
 
 def pack(data: str, to: Path) -> None:
-    from fer_models.data import load_faces
+    from fer_models.datasets.loading import load_faces
     train = load_faces(data, splits=["Training"]).split("Training")
     half = len(train) // 2
     for i, part in enumerate((slice(0, half), slice(half, None)), start=1):
@@ -56,7 +56,7 @@ def pack(data: str, to: Path) -> None:
 def merge(parts: list[Path], out: Path, limit: int | None = None) -> int:
     """One FaceData npz: both Training halves (the first `limit` faces of each, for a smoke test) and the
     bundled PublicTest. Returns the number of training faces."""
-    from fer_models.data import read_npz
+    from fer_models.datasets.facedata import read_npz
     pieces = [read_npz(p) for p in parts]
     if limit:
         pieces = [p.select(np.arange(len(p)) < limit) for p in pieces]
@@ -76,7 +76,7 @@ def run_all(data: Path, runs: Path, epochs: dict, extra: list[str]) -> dict:
     """Train every model at once (one process each) and wait; returns each one's exit status."""
     procs, logs = {}, []
     for name, n in epochs.items():
-        cmd = [sys.executable, "-m", "fer_models.train", *RECIPES[name]["args"], "--data", str(data),
+        cmd = [sys.executable, "-m", "fer_models", "train", *RECIPES[name]["args"], "--data", str(data),
                "--epochs", str(n), "--half-weights", "--checkpoint-minutes", "1000", "--out", str(runs / name), *extra]
         logs.append(open(runs / f"{name}.log", "w"))
         procs[name] = subprocess.Popen(cmd, cwd=ROOT, stdout=logs[-1], stderr=subprocess.STDOUT)
@@ -109,7 +109,7 @@ def calibrate(part: Path, epochs: int, faces: int | None) -> None:
     shutil.rmtree(runs, ignore_errors=True)
     runs.mkdir(parents=True)
     # PublicTest alone stands in for the training set here: the speed is what is measured
-    from fer_models.data import read_npz
+    from fer_models.datasets.facedata import read_npz
     sample = read_npz(PUBLICTEST)
     sample = sample.select(np.arange(len(sample)) < (faces or len(sample)))
     sample.save_npz(runs / "sample.npz", compressed=False)

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import pytest
+
 from helpers import write_fer_csv  # tests/ is on the path by pyproject.toml's pythonpath
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_models.constants import EMOTIONS
+from fer_models.core.constants import EMOTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,13 +62,13 @@ def make_run(root, name, status, history_rows=(), meta=None, evaluation=None):
 
 
 def make_evaluated_run(root, name="evaluated", n=35):
-    """A cnn3 run (untrained weights) evaluated by fer_models.evaluate on synthetic faces saved as a .npz."""
+    """A cnn3 run (untrained weights) evaluated by fer_models.evaluation.evaluate on synthetic faces saved as a .npz."""
     import torch
 
-    from fer_models.checkpoints import save_model
-    from fer_models.data import FaceData
-    from fer_models.evaluate import evaluate_run
-    from fer_models.models import create_model
+    from fer_models.datasets.facedata import FaceData
+    from fer_models.evaluation.evaluate import evaluate_run
+    from fer_models.nets.models import create_model
+    from fer_models.runs.checkpoints import save_model
 
     images, labels = synthetic_faces(n, seed=3)
     data = root / f"{name}_faces.npz"
@@ -106,7 +106,7 @@ def face_photo(face_index=2, angle=0.0, size=160, at=(380, 150), shape=(480, 640
 def make_reported_run(root):
     """An evaluated cnn3 run with a three-epoch history, and its report written by the CLI (one face per
     class, one filter, to keep it quick): (run folder, report path)."""
-    from fer_models.report import main
+    from fer_models.teaching.report import main
 
     run = make_evaluated_run(root, "reported")
     lines = ["epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds"]
@@ -157,7 +157,7 @@ def wait_for(check, timeout: float = 240, what: str = "the condition", poll: flo
 def training_started(run) -> bool:
     """The job is past loading its data: a step is done, or an epoch (a tiny epoch can end between two of
     the trainer's status writes, which come every 2 s, so the step it reports may always read 0)."""
-    from fer_models.jobs import job_state
+    from fer_models.runs.jobs import job_state
 
     state = job_state(run)
     return bool(state.get("step")) or (state.get("epoch") or 0) > 1
@@ -165,7 +165,7 @@ def training_started(run) -> bool:
 
 def wait_for_job(run, states, timeout: float = 240) -> dict:
     """The launcher's view of a job once its state is one of `states`; fails with the job's log."""
-    from fer_models.jobs import job_state, log_tail
+    from fer_models.runs.jobs import job_state, log_tail
 
     try:
         return wait_for(lambda: (lambda s: s if s["state"] in states else None)(job_state(run)), timeout,

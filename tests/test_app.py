@@ -68,7 +68,7 @@ def test_history_page_explains_a_run_without_epochs(runs):
 def test_no_runs_says_how_to_make_one(tmp_path, monkeypatch, page):
     monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "empty"))
     at = open_app(page)
-    assert any("python -m fer_models.train" in i.value for i in at.info)
+    assert any("fer-studio train" in i.value for i in at.info)
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_confusion_page_shows_matrix_metrics_and_pairs(evaluated):
 
 def test_confusion_page_without_evaluation_says_how(evaluated):
     at = open_app("app_pages/confusion.py", run="not_evaluated")
-    assert any("python -m fer_models.evaluate" in i.value for i in at.info)
+    assert any("fer-studio evaluate" in i.value for i in at.info)
 
 
 def test_architecture_diagrams(runs):
@@ -113,7 +113,7 @@ def test_run_labels_name_the_model_once():
     from pathlib import Path
 
     from app_pages._shared import describe, run_details
-    from fer_models.runs import RunSummary
+    from fer_models.runs.registry import RunSummary
     run = RunSummary("resnet10_fer", Path("r"), "resnet10_fer", "finished", 0.6428, 20, 20, 20)
     assert describe(run) == "resnet10_fer · 64.3%"  # finished, the settled state, goes under the picker
     assert run_details(run) == "Finished · 20/20 epochs · best 64.28% (epoch 20)"
@@ -152,4 +152,4 @@ def test_mistakes_page_without_votes_and_against_a_second_run(evaluated):
 
 def test_mistakes_page_without_evaluation_says_how(evaluated):
     at = open_app("app_pages/mistakes.py", run="not_evaluated")
-    assert any("python -m fer_models.evaluate" in i.value for i in at.info)
+    assert any("fer-studio evaluate" in i.value for i in at.info)

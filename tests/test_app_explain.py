@@ -38,7 +38,7 @@ def test_saliency_on_a_linked_face_of_the_evaluated_data(runs):
     assert at.radio(key="face_source").value == "Dataset"
     assert at.text_input(key="face_id").value == "102"
     assert "Face id (PublicTest: 100–134)" == at.text_input(key="face_id").label
-    from fer_models.data import EMOTIONS
+    from fer_models.core.constants import EMOTIONS
     assert f"the dataset says **{EMOTIONS[2]}**" in at.markdown[0].value  # synthetic labels cycle 0..6
     assert len(at.get("plotly_chart")) == 1
     assert len(at.get("image")) >= 3  # what the model sees, the overlay, the map alone
@@ -47,7 +47,7 @@ def test_saliency_on_a_linked_face_of_the_evaluated_data(runs):
 def test_saliency_on_a_bundled_publictest_face(runs):
     at = open_page("app_pages/saliency.py", run="unevaluated", query={"face": "28711"})
     label = int(BUNDLED["labels"][2])
-    from fer_models.data import EMOTIONS
+    from fer_models.core.constants import EMOTIONS
     assert f"the dataset says **{EMOTIONS[label]}**" in at.markdown[0].value
     at.selectbox(key="face_class").set_value("happy")
     at.run()
@@ -114,9 +114,9 @@ def test_run_without_weights_says_so(runs):
 
 
 def test_filters_page_for_a_dataset_face(runs, monkeypatch):
-    import fer_models.atlas
+    import fer_models.explain.atlas
 
-    monkeypatch.setattr(fer_models.atlas, "PATTERNS", 8)  # for the atlas made below: no more than the page shows
+    monkeypatch.setattr(fer_models.explain.atlas, "PATTERNS", 8)  # the atlas made below: no more than the page shows
     at = open_page("app_pages/filters.py", run="unevaluated", query={"face": "28711"})
     assert at.selectbox(key="filters_layer_cnn3").value == "block3.conv"
     assert next(r for r in at.radio if r.label == "Which").value == "most active on PublicTest"

@@ -63,7 +63,7 @@ def test_degenerate_and_single_value_batches(tmp_path, monkeypatch):
 def test_temperature_demo_uses_the_runs_logits_by_face_id(runs):
     import pandas as pd
 
-    from fer_models.constants import EMOTIONS
+    from fer_models.core.constants import EMOTIONS
     predictions = pd.read_csv(runs / "small" / "eval" / "PublicTest" / "predictions.csv", dtype={"id": str})
     top = predictions[[f"p_{e}" for e in EMOTIONS]].max(axis=1)
     unsure = predictions["id"][(top - 0.6).abs().idxmin()]
@@ -99,4 +99,4 @@ def test_report_page_exports_a_report(runs):
 def test_report_page_with_no_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "empty"))
     at = open_app("app_pages/report.py")
-    assert any("python -m fer_models.train" in i.value for i in at.info)
+    assert any("fer-studio train" in i.value for i in at.info)

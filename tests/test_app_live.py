@@ -34,7 +34,7 @@ def test_without_webrtc_the_snapshot_mode_remains(tmp_path, monkeypatch):
 
 def test_webcam_page_with_no_runs(tmp_path, monkeypatch):
     at = open_webcam(tmp_path, monkeypatch, with_run=False)
-    assert any("python -m fer_models.train" in i.value for i in at.info)
+    assert any("fer-studio train" in i.value for i in at.info)
 
 
 def analyse(tmp_path, monkeypatch, name, data):

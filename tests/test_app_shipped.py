@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from fer_models.runs import list_runs
+from fer_models.runs.registry import list_runs
 from helpers import ROOT, open_app
 
 SHIPPED = ROOT / "artifacts" / "runs"
@@ -33,9 +33,9 @@ def test_reference_runs_ship_complete():
 
 
 def test_readme_table_is_the_one_the_run_folders_give():
-    from fer_models.runs import models_table
+    from fer_models.runs.registry import models_table
     assert models_table(SHIPPED) in (ROOT / "README.md").read_text(), \
-        "README's models table is stale: python -m fer_models.runs --readme README.md"
+        "README's models table is stale: fer-studio runs --readme README.md"
 
 
 @pytest.mark.parametrize("run", RUNS)
@@ -64,7 +64,7 @@ def test_saliency_on_a_bundled_face_of_a_reference_run(run):
 def test_mistakes_page_on_a_reference_run(run):
     import pandas as pd
 
-    from fer_models.mistakes import MODEL, mistake_table, votes_from_bundle
+    from fer_models.evaluation.mistakes import MODEL, mistake_table, votes_from_bundle
     predictions = pd.read_csv(SHIPPED / run / "eval" / "PublicTest" / "predictions.csv", dtype={"id": str})
     mistakes = mistake_table(predictions, votes_from_bundle(ROOT / "artifacts" / "data" / "fer2013_publictest.npz"))
     at = open_app("app_pages/mistakes.py", run=run, query={"true": "sad", "votes": MODEL})

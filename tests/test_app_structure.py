@@ -26,35 +26,35 @@ def join_warm_up(run):
     assert not warm.is_alive()
 
 
-def test_structure_computed_from_three_threads_at_once_matches_one_at_a_time(fresh_caches):
+def test_structure_computed_from_three_threads_at_once_matches_one_at_a_time(monkeypatch):
     """The layer table, shape walk and reach probe all hook into one shared instance; without the lock a walk
     run during the table's forward pass put the model in training mode mid-pass and failed."""
-    from app_pages import _structure
+    from fer_models.nets import structure
 
-    alone = {}
-    for name in ("layers", "walk", "reach"):
-        alone[name] = getattr(_structure, name)("densenet201_fer")
-    st.cache_data.clear()
-    together, failures = {}, []
+    alone = structure.structure_of("densenet201_fer")
+    monkeypatch.setattr(structure, "_KEPT", {})
+    together, failures = [], []
 
-    def compute(name):
+    def compute():
         try:
-            together[name] = getattr(_structure, name)("densenet201_fer")
+            together.append(structure.structure_of("densenet201_fer"))
         except Exception as err:  # noqa: BLE001 - reported below
-            failures.append(f"{name}: {err!r}")
+            failures.append(repr(err))
 
-    threads = [threading.Thread(target=compute, args=(name,)) for name in alone]
+    threads = [threading.Thread(target=compute) for _ in range(3)]
     [t.start() for t in threads]
     [t.join(timeout=120) for t in threads]
-    assert not failures
-    assert together["layers"][0].equals(alone["layers"][0]) and len(together["layers"][0]) == 619
-    assert together["walk"].equals(alone["walk"])
-    assert together["reach"][0] == alone["reach"][0] and together["reach"][1].equals(alone["reach"][1])
+    assert not failures and len(together) == 3
+    assert together[0] is together[1] is together[2]  # computed once, by whichever thread came first
+    got = together[0]
+    assert got.layers.equals(alone.layers) and len(got.layers) == 619
+    assert got.walk.equals(alone.walk) and got.findings == alone.findings and got.reach_table.equals(alone.reach_table)
 
 
 def test_landing_page_prepares_the_picked_runs_architecture_and_checkpoint(tmp_path, monkeypatch, fresh_caches):
-    from app_pages import _structure
+    from fer_models.nets import structure
 
+    monkeypatch.setattr(structure, "_KEPT", {})  # nothing computed by an earlier test
     run = make_evaluated_run(tmp_path, "small")
     monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path))
     at = open_app(run="small")  # the landing page: Training history
@@ -64,8 +64,8 @@ def test_landing_page_prepares_the_picked_runs_architecture_and_checkpoint(tmp_p
         raise AssertionError("computed on the page, not behind the landing page")
 
     for name in ("layer_table", "block_chain_html", "unused_parts", "shape_walk"):
-        monkeypatch.setattr(_structure, name, computed)
-    monkeypatch.setattr("fer_models.checkpoints.load_model", computed)
+        monkeypatch.setattr(structure, name, computed)
+    monkeypatch.setattr("fer_models.runs.checkpoints.load_model", computed)
     at.switch_page("app_pages/architecture.py").run()
     assert not at.exception and at.title[0].value == "Architecture"
     assert len(next(d.value for d in at.dataframe if "output shape" in d.value.columns)) == 18

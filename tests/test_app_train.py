@@ -2,7 +2,7 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fer_models.jobs import TrainRequest, job_state, launch, stop
+from fer_models.runs.jobs import TrainRequest, job_state, launch, stop
 from helpers import open_app, training_started, wait_for, wait_for_job, write_fer_csv
 
 PATH_LABEL = "Path to a FER2013 CSV (.csv or .csv.gz), a class-folder tree or a .npz"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from fer_models.atlas import build_atlas, checkpoint_hash, load_atlas, save_atlas
-from fer_models.checkpoints import load_model, save_model
+from fer_models.explain.atlas import build_atlas, checkpoint_hash, load_atlas, save_atlas
+from fer_models.runs.checkpoints import load_model, save_model
 from helpers import bundled_faces, bundled_ids, make_evaluated_run
 
 

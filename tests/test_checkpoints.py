@@ -5,9 +5,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from fer_models.checkpoints import (CheckpointError, load_model, load_training_state, read_weights, save_model,
-                                    save_training_state)
-from fer_models.models import create_model
+from fer_models.nets.models import create_model
+from fer_models.runs.checkpoints import (
+    CheckpointError,
+    load_model,
+    load_training_state,
+    read_weights,
+    save_model,
+    save_training_state,
+)
 
 META = {"classes": ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"],
         "normalisation": {"mean": 0.5, "std": 0.25}}

@@ -5,8 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from fer_models import evaluate, report, runs, ship, train
-from fer_models.data import DataError, load_faces
+from fer_models.datasets.facedata import DataError
+from fer_models.datasets.loading import load_faces
+from fer_models.evaluation import evaluate
+from fer_models.runs import registry as runs
+from fer_models.teaching import report
+from fer_models.training import command as train
+from fer_models.training import ship
 from helpers import make_evaluated_run, write_fer_csv
 
 
@@ -57,7 +62,7 @@ def stopped_run(tmp_path_factory):
     from helpers import ROOT
     root = tmp_path_factory.mktemp("crafted")
     data = write_fer_csv(root / "fer.csv")
-    done = subprocess.run([sys.executable, "-m", "fer_models.train", "--data", str(data), "--epochs", "1",
+    done = subprocess.run([sys.executable, "-m", "fer_models", "train", "--data", str(data), "--epochs", "1",
                            "--batch-size", "64", "--threads", "1", "--out", str(root / "r")],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -74,7 +79,7 @@ def test_train_resume_refuses_a_crafted_checkpoint(header, tmp_path, capsys, sto
 
     from safetensors.torch import save_file
 
-    from fer_models.models import create_model
+    from fer_models.nets.models import create_model
     out = tmp_path / "r"
     shutil.copytree(stopped_run, out)
     status = json.loads((out / "status.json").read_text())

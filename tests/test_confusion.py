@@ -1,10 +1,10 @@
 import numpy as np
 import pandas as pd
 
-from fer_models.constants import EMOTIONS
+from fer_models.core.constants import EMOTIONS
+from fer_models.evaluation.confusion import cell_faces, cell_from_selection, most_confused, row_normalised
+from fer_models.teaching.figures import confusion_figure
 from helpers import ROOT  # noqa: F401  (puts the project on the path)
-from fer_models.confusion import cell_faces, cell_from_selection, most_confused, row_normalised
-from fer_models.figures import confusion_figure
 
 
 def counts():

@@ -6,9 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
+from fer_models.core.constants import EMOTIONS
+from fer_models.datasets.augment import AugmentConfig, augment_batch, normalisation_stats
+from fer_models.datasets.facedata import DataError
+from fer_models.datasets.loading import load_faces
 from helpers import synthetic_faces, write_fer_csv
-from fer_models.data import (EMOTIONS, AugmentConfig, DataError, augment_batch, load_faces,
-                             normalisation_stats)
 
 
 def test_emotions_in_kaggle_order():

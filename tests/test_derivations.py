@@ -7,9 +7,16 @@ import pytest
 import torch
 import torch.nn as nn
 
-from fer_models.derivations import (check_batchnorm, check_conv, check_softmax_cross_entropy, conv_output_size,
-                                    cross_entropy, finite_difference, naive_output_size, shape_walk, softmax)
-from fer_models.models import create_model, list_models
+from fer_models.nets.models import create_model, list_models
+from fer_models.nets.shapes import conv_output_size, naive_output_size, shape_walk
+from fer_models.teaching.derivations import (
+    check_batchnorm,
+    check_conv,
+    check_softmax_cross_entropy,
+    cross_entropy,
+    finite_difference,
+    softmax,
+)
 
 
 def test_conv_formula_matches_nn_conv2d_over_a_grid():
@@ -83,7 +90,7 @@ def test_batchnorm_gradients_agree_three_ways(kwargs):
 
 
 def test_a_wrong_batchnorm_gradient_would_be_caught(monkeypatch):
-    import fer_models.derivations as d
+    import fer_models.teaching.derivations as d
     right = d.batchnorm_backward
 
     def without_the_mean_term(dy, x, gamma, eps):  # a classic mistake: forgetting that μ depends on x

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
+from fer_models.core.constants import EMOTIONS
+from fer_models.evaluation.scoring import classification_metrics, confusion_counts
+from fer_models.nets.models import create_model
+from fer_models.runs.checkpoints import save_model
 from helpers import write_fer_csv
-from fer_models.checkpoints import save_model
-from fer_models.constants import EMOTIONS
-from fer_models.evaluate import classification_metrics, confusion_counts
-from fer_models.models import create_model
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def run_dir(tmp_path):
 
 
 def evaluate_cli(args, env):
-    return subprocess.run([sys.executable, "-m", "fer_models.evaluate", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "fer_models", "evaluate", *args], env=env, capture_output=True,
                           text=True, timeout=120)
 
 
@@ -96,9 +96,9 @@ def test_bf16_scoring_agrees_with_fp32_on_a_shipped_run():
     """Where bf16 is native, scoring runs in it (inference_precision); the deepest shipped network accumulates
     the most rounding, so it is the one held to >= 99.5% agreement (forced bf16 here: emulated, slow, same
     numbers)."""
+    from fer_models.evaluation.scoring import predict_proba
+    from fer_models.runs.checkpoints import load_model
     from helpers import ROOT, bundled_faces
-    from fer_models.checkpoints import load_model
-    from fer_models.evaluate import predict_proba
 
     model, meta = load_model(ROOT / "artifacts" / "runs" / "densenet201_fer")
     faces, norm = bundled_faces()[:200], meta["normalisation"]
@@ -109,7 +109,7 @@ def test_bf16_scoring_agrees_with_fp32_on_a_shipped_run():
 
 
 def test_precision_policy(tmp_path, run_dir, run_env):
-    from fer_models.precision import inference_precision
+    from fer_models.nets.precision import inference_precision
 
     assert inference_precision("cpu", "fp32") == "fp32" and inference_precision("cpu", "bf16") == "bf16"
     assert inference_precision("cpu") == ("bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32")

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fer_models.explain import (METHODS, attribute, attribute_classes, face_input, feature_maps, filter_responses,
-                                maximise_filters, probabilities, top_faces)
-from fer_models.pictures import robust_top, to_unit
-from fer_models.models import create_model
+from fer_models.explain.attributions import METHODS, attribute, attribute_classes, face_input, probabilities
+from fer_models.explain.features import feature_maps, filter_responses, maximise_filters, top_faces
+from fer_models.explain.pictures import robust_top, to_unit
+from fer_models.nets.models import create_model
 from helpers import synthetic_faces
 
 META = {"normalisation": {"mean": 0.3, "std": 0.25}}

@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_models.faces import (MAX_PIXELS, Face, ImageError, crop_face, detect_faces, draw_faces, find_faces,
-                              read_image)
-from helpers import bundled_faces, face_photo as photo
+from fer_models.core.constants import MAX_PIXELS
+from fer_models.faces.decode import ImageError, read_image
+from fer_models.faces.detect import detect_faces, draw_faces, find_faces
+from fer_models.faces.face import Face, crop_face
+from helpers import bundled_faces
+from helpers import face_photo as photo
 
 BUNDLED = bundled_faces()
 DETECTABLE = (2, 5)  # PublicTest faces the frontal cascade finds when enlarged

@@ -1,7 +1,7 @@
 """The training-history figure: the best epoch said in the legend, panels that line up, a readable rate."""
 import pandas as pd
 
-from fer_models.figures import history_figure
+from fer_models.teaching.figures import history_figure
 
 
 def history(val_acc, lr=0.1):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_models.data import load_faces
+from fer_models.datasets.loading import load_faces
 from helpers import write_fer_csv
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_reference_runs.py"
@@ -45,7 +45,7 @@ def test_epochs_fit_the_minutes_within_each_recipe():
 def test_runs_name_the_csv_their_faces_came_from_not_the_npz_they_travelled_in(tmp_path):
     import json
 
-    from fer_models.runs import reproduce_command
+    from fer_models.runs.registry import reproduce_command
     gpu = load_script()
     merged = Path("/root/fer_gpu/fer2013_gpu.npz")
     run = tmp_path / "resnet10_fer"

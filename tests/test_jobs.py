@@ -4,9 +4,22 @@ import json
 
 import pytest
 
-from fer_models.jobs import (JobError, TrainRequest, data_summary, delete, evaluate, job_state, launch, live_jobs,
-                             log_tail, recipe_of, resume, sanitise_name, stop)
-from fer_models.runs import list_runs
+from fer_models.runs.jobs import (
+    JobError,
+    TrainRequest,
+    data_summary,
+    delete,
+    evaluate,
+    job_state,
+    launch,
+    live_jobs,
+    log_tail,
+    recipe_of,
+    resume,
+    sanitise_name,
+    stop,
+)
+from fer_models.runs.registry import list_runs
 from helpers import training_started, wait_for, wait_for_job, write_fer_csv
 
 
@@ -75,7 +88,7 @@ def test_a_job_finishes_writes_its_run_and_can_be_evaluated(data, tmp_path):
     root = tmp_path / "runs"
     job = launch(request(data, "first run", epochs=2), root)
     run = root / "first_run"
-    assert job["run"] == str(run) and job["command"][1:3] == ["-m", "fer_models.train"]
+    assert job["run"] == str(run) and job["command"][1:4] == ["-m", "fer_models", "train"]
     state = wait_for_job(run, {"finished", "failed"})
     assert state["state"] == "finished", log_tail(run)
     assert state["run_fraction"] == pytest.approx(1.0)

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-import fer_models.live as live
-from fer_models.constants import EMOTIONS
-from fer_models.live import LiveAnnotator, LiveSettings, annotate_photo, process_frame
-from fer_models.models import create_model
+import fer_models.media.live as live
+from fer_models.core.constants import EMOTIONS
+from fer_models.media.live import LiveAnnotator, LiveSettings, annotate_photo, process_frame
+from fer_models.nets.models import create_model
 from helpers import face_photo
 
 META = {"normalisation": {"mean": 0.5, "std": 0.25}}

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fer_models import runs as runs_module
-from fer_models.jobs import job_state, recipe_of
-from fer_models.runs import list_runs, models_table
+from fer_models.runs import registry as runs_module
+from fer_models.runs.jobs import job_state, recipe_of
+from fer_models.runs.registry import list_runs, models_table
 from helpers import make_evaluated_run
 
 VALID = {

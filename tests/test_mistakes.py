@@ -3,11 +3,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fer_models.bundle import bundle_publictest
-from fer_models.constants import EMOTIONS
-from fer_models.data import FERPLUS_COLUMNS
-from fer_models.mistakes import (LABEL, MODEL, NONE, OTHER, SPLIT, compare, in_words, main, mistake_table, select,
-                                 summary, votes_from_bundle)
+from fer_models.core.constants import EMOTIONS
+from fer_models.datasets.bundle import bundle_publictest
+from fer_models.datasets.ferplus import FERPLUS_COLUMNS
+from fer_models.evaluation.mistakes import (
+    LABEL,
+    MODEL,
+    NONE,
+    OTHER,
+    SPLIT,
+    compare,
+    in_words,
+    main,
+    mistake_table,
+    select,
+    summary,
+    votes_from_bundle,
+)
 from helpers import ROOT, write_fer_csv
 
 BUNDLED = ROOT / "artifacts" / "data" / "fer2013_publictest.npz"

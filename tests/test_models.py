@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from fer_models.models import FERModel, create_model, list_models
+from fer_models.nets.models import FERModel, create_model, list_models
 
 
 @pytest.fixture(scope="module", params=list_models())
@@ -88,7 +88,13 @@ def test_cnn3_layout():
 
 
 def test_block_diagram_follows_the_model():
-    from fer_models.architecture import block_chain_html, block_diagram, compact_diagram, dense_block_dot, dense_blocks
+    from fer_models.nets.architecture import (
+        block_chain_html,
+        block_diagram,
+        compact_diagram,
+        dense_block_dot,
+        dense_blocks,
+    )
     m = create_model("densenet201_fer")
     stages = {s["name"]: s for s in block_diagram(m)}
     assert stages["features.denseblock1"]["what"] == \
@@ -115,7 +121,7 @@ def test_block_diagram_follows_the_model():
 
 
 def test_resnet10_fer_layout():
-    from fer_models.architecture import block_diagram
+    from fer_models.nets.architecture import block_diagram
     m = create_model("resnet10_fer")
     assert m.num_parameters() == 1_227_623
     stages = {s["name"]: s for s in block_diagram(m)}

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from fer_models.faces.align import measure_template, tilt_degrees
+from fer_models.faces.decode import to_gray
+from fer_models.faces.detect import detect_faces, draw_faces, find_faces
+from fer_models.faces.face import Face, crop_face
+from fer_models.faces.mtcnn import detect, nets, weight_files
 from helpers import astronaut, tilting_head
-from fer_models.align import measure_template, tilt_degrees
-from fer_models.faces import Face, crop_face, detect_faces, draw_faces, find_faces, to_gray
-from fer_models.mtcnn import detect, nets, weight_files
 
 # where the astronaut's face is in skimage's 512 x 512 photo (by eye: eyes at y ~ 95, chin at ~ 160)
 FACE_CENTRE = (225, 115)
@@ -121,7 +123,7 @@ def test_detector_choice_is_checked_and_haar_stays_selectable():
 
 
 def test_aligned_face_turns_with_the_landmarks():
-    from fer_models.align import aligned_face
+    from fer_models.faces.align import aligned_face
 
     marks = np.array([[15.3, 18.7], [33.4, 18.7], [24.3, 29.0], [16.9, 38.1], [32.0, 38.1]]) * 4
     upright = aligned_face(marks)
@@ -137,8 +139,8 @@ def test_aligned_face_turns_with_the_landmarks():
 
 
 def test_webcam_frames_of_a_tilting_head_are_boxed_on_every_detection_frame():
-    from fer_models.checkpoints import load_model
-    from fer_models.live import LiveAnnotator, LiveSettings
+    from fer_models.media.live import LiveAnnotator, LiveSettings
+    from fer_models.runs.checkpoints import load_model
     from helpers import ROOT
 
     model, meta = load_model(ROOT / "artifacts" / "runs" / "cnn3")
@@ -157,7 +159,7 @@ def test_webcam_frames_of_a_tilting_head_are_boxed_on_every_detection_frame():
 
 
 def test_live_detection_looks_only_for_large_faces_in_a_shrunk_frame(monkeypatch):
-    import fer_models.mtcnn as mtcnn
+    import fer_models.faces.mtcnn as mtcnn
 
     seen = {}
     real = mtcnn.detect
@@ -171,7 +173,7 @@ def test_live_detection_looks_only_for_large_faces_in_a_shrunk_frame(monkeypatch
 
 
 def test_candidate_boxes_past_the_image_are_cut_to_it_and_never_wrap_around():
-    from fer_models.mtcnn import _crops
+    from fer_models.faces.mtcnn import _crops
 
     rgb = np.zeros((40, 60, 3), np.uint8)
     rgb[:, :30] = 200  # left half bright

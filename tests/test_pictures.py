@@ -1,8 +1,8 @@
 """The explain pages' pictures: honest enlargement, colour scales with 0 as 'nothing', overlays, grids."""
 import numpy as np
 
-from fer_models.figures import probability_figure
-from fer_models.pictures import colourise, enlarge, mosaic, overlay, to_uint8
+from fer_models.explain.pictures import colourise, enlarge, mosaic, overlay, to_uint8
+from fer_models.teaching.figures import probability_figure
 
 
 def test_enlarge_keeps_every_pixel_a_square():

@@ -4,9 +4,16 @@ import pytest
 import torch
 import torch.nn as nn
 
-from fer_models.explain import METHODS
-from fer_models.models import FERModel, create_model, list_models
-from fer_models.reach import findings_in_words, gradcam_layer_by_rule, reach_table, rows_read, unused_parts, used_taps
+from fer_models.explain.attributions import METHODS
+from fer_models.nets.models import FERModel, create_model, list_models
+from fer_models.nets.reach import (
+    findings_in_words,
+    gradcam_layer_by_rule,
+    reach_table,
+    rows_read,
+    unused_parts,
+    used_taps,
+)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +120,7 @@ def test_the_analysis_reads_any_model():
 
 
 def test_the_report_says_it_in_html(models):
-    from fer_models.report import unused_paragraphs
+    from fer_models.teaching.report import unused_paragraphs
 
     html = unused_paragraphs(models["densenet201_fer"])
     assert "<b>1,048,576 weights never get a gradient from the loss</b>" in html

@@ -1,4 +1,4 @@
-"""python -m fer_models.report: one self-contained HTML file with every section, and bad runs refused clearly."""
+"""fer-studio report: one self-contained HTML file with every section, and bad runs refused clearly."""
 import json
 import re
 import shutil
@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from fer_models.report import main, sample_faces
+from fer_models.teaching.report import main, sample_faces
 from helpers import make_reported_run
 
 
@@ -71,7 +71,7 @@ def test_a_run_without_evaluation_still_reports_and_says_how(reported, tmp_path)
     out = tmp_path / "bare.html"
     assert main(["--run", str(bare), "--out", str(out), "--filters", "1"]) == 0
     text = out.read_text()
-    assert "python -m fer_models.evaluate --run" in text and "No faces to explain" in text
+    assert "fer-studio evaluate --run" in text and "No faces to explain" in text
     assert ">7. The math<" in text
 
 

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from fer_models.core.constants import EMOTIONS
+from fer_models.runs.registry import STALE_SECONDS, best_run, list_runs, read_evaluation, read_history, read_status
 from helpers import make_run
-from fer_models.constants import EMOTIONS
-from fer_models.runs import STALE_SECONDS, best_run, list_runs, read_evaluation, read_history, read_status
 
 
 def dead_pid():
@@ -64,14 +64,14 @@ def test_read_evaluation(tmp_path):
     assert metrics["accuracy"] == 0.5
     assert predictions["id"].tolist() == ["007", "8"]  # ids stay strings
     assert list(confusion.index) == list(EMOTIONS) and confusion.to_numpy().trace() == 7
-    with pytest.raises(FileNotFoundError, match="python -m fer_models.evaluate"):
+    with pytest.raises(FileNotFoundError, match="fer-studio evaluate"):
         read_evaluation(run, "PrivateTest")
 
 
 def test_models_table_comes_from_the_run_folders(tmp_path):
     import json as _json
 
-    from fer_models.runs import TABLE_END, TABLE_START, models_table, reproduce_command, write_table
+    from fer_models.runs.registry import TABLE_END, TABLE_START, models_table, reproduce_command, write_table
     from helpers import make_evaluated_run
     run = make_evaluated_run(tmp_path / "runs", "cnn3_ref")
     meta = _json.loads((run / "meta.json").read_text())
@@ -86,7 +86,7 @@ def test_models_table_comes_from_the_run_folders(tmp_path):
     assert row.startswith("| cnn3_ref | cnn3 | 5.39M | 0 | CPU (2 threads x 1 processes), bf16 | 2.0 h | "
                           f"{accuracy:.2%} | not evaluated |")
     assert reproduce_command(_json.loads((run / "config.json").read_text()), "cnn3_ref") == (
-        "python -m fer_models.train --model cnn3 --data path/to/fer2013.csv.gz --epochs 40 "
+        "fer-studio train --model cnn3 --data path/to/fer2013.csv.gz --epochs 40 "
         "--label-smoothing 0.1 --no-flip --out artifacts/runs/cnn3_ref")
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n{TABLE_START}\nold\n{TABLE_END}\nafter\n")
@@ -112,7 +112,7 @@ def test_a_just_launched_job_is_listed_before_the_trainer_writes_anything(tmp_pa
     starting = tmp_path / "starting"
     starting.mkdir()
     (starting / "job.json").write_text(json.dumps({"pid": os.getpid(), "command": [
-        sys.executable, "-m", "fer_models.train", "--model", "resnet10_fer", "--out", str(starting)]}))
+        sys.executable, "-m", "fer_models", "train", "--model", "resnet10_fer", "--out", str(starting)]}))
     gone = tmp_path / "gone"
     gone.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -1,5 +1,5 @@
 """One source of training settings: the trainer's command line, the launcher, the form's bounds and the recipes
-all agree with fer_models.settings; knowledge distillation pulls a student towards its teacher."""
+all agree with fer_models.runs.settings; knowledge distillation pulls a student towards its teacher."""
 import json
 import subprocess
 import sys
@@ -8,16 +8,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_models.jobs import TrainRequest
-from fer_models.recipes import BASE, RECIPES, matching_recipe
-from fer_models.settings import (RECIPE_FIELDS, SETTINGS, TrainConfig, argv_of, bounds, clamped, config_from,
-                                 form_range)
-from fer_models.train import parse_args, resolve_config
+from fer_models.runs.jobs import TrainRequest
+from fer_models.runs.recipes import BASE, RECIPES, matching_recipe
+from fer_models.runs.settings import (
+    RECIPE_FIELDS,
+    SETTINGS,
+    TrainConfig,
+    argv_of,
+    bounds,
+    clamped,
+    config_from,
+    form_range,
+)
+from fer_models.training.command import parser, resolve_config
 from helpers import ROOT, synthetic_faces, write_fer_csv
 
 
 def cli_config(argv, tmp_path) -> TrainConfig:
-    return resolve_config(parse_args(argv + ["--data", "x.csv", "--out", str(tmp_path / "run")]))
+    return resolve_config(parser().parse_args(argv + ["--data", "x.csv", "--out", str(tmp_path / "run")]))
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
@@ -73,7 +81,7 @@ def test_each_shipped_run_records_the_recipe_that_reproduces_it(run):
 
 
 def test_ece_by_hand_over_two_bins():
-    from fer_models.evaluate import expected_calibration_error
+    from fer_models.evaluation.scoring import expected_calibration_error
 
     probs = np.full((4, 7), 0.0)
     probs[:, 0] = [0.95, 0.95, 0.55, 0.55]  # two faces in the 0.93-1.0 bin, two in the 0.53-0.6 bin
@@ -82,18 +90,19 @@ def test_ece_by_hand_over_two_bins():
     assert expected_calibration_error(true, probs) == pytest.approx(0.5 * 0.45 + 0.5 * 0.45)
 
 
-def test_a_student_with_a_teacher_follows_the_teacher(tmp_path, run_env):
-    """The student's labels are mostly wrong in a systematic way (class c named c+1 in 70% of rows); with the
-    teacher's probabilities as its whole target it predicts what the teacher does, without it it learns the
-    wrong names."""
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_student_with_a_teacher_follows_the_teacher(tmp_path, run_env, precision):
+    """Every training label is wrong in one systematic way (class c named c+1); with the teacher's
+    probabilities as its whole target the student predicts what the teacher does, without it it learns the
+    wrong names. Every label is shifted, not most: with some left right, picking the best epoch on the clean
+    validation split rescued the untaught run on some CPUs (an early epoch agreed with the teacher on 86%)."""
     clean = write_fer_csv(tmp_path / "clean.csv", {"Training": 140, "PublicTest": 70})
     lines = clean.read_text().splitlines()
-    rng = np.random.default_rng(0)
     noisy = [lines[0]] + [(f"{(int(line.split(',')[0]) + 1) % 7}{line[line.index(','):]}"
-                           if line.endswith("Training") and rng.random() < 0.7 else line) for line in lines[1:]]
+                           if line.endswith("Training") else line) for line in lines[1:]]
     (tmp_path / "noisy.csv").write_text("\n".join(noisy) + "\n")
-    train = [sys.executable, "-m", "fer_models.train", "--epochs", "3", "--batch-size", "16", "--lr", "0.01",
-             "--threads", "1", "--erase", "0"]
+    train = [sys.executable, "-m", "fer_models", "train", "--epochs", "3", "--batch-size", "16", "--lr", "0.01",
+             "--threads", "1", "--erase", "0", "--precision", "fp32"]
 
     def start(name, data, *extra):
         with open(tmp_path / f"{name}.log", "w") as log:  # a file, not a pipe: two jobs' output never blocks
@@ -114,8 +123,8 @@ def test_a_student_with_a_teacher_follows_the_teacher(tmp_path, run_env):
     meta = json.loads((taught / "meta.json").read_text())
     assert meta["training"]["teacher"]["run"] == "teacher" and meta["training"]["config"]["distill_weight"] == 1
 
-    from fer_models.checkpoints import load_model
-    from fer_models.evaluate import predict_proba
+    from fer_models.evaluation.scoring import predict_proba
+    from fer_models.runs.checkpoints import load_model
 
     faces = synthetic_faces(70, seed=1)[0][:, None]
 
@@ -125,11 +134,11 @@ def test_a_student_with_a_teacher_follows_the_teacher(tmp_path, run_env):
 
     agreement = {name: float((predictions(r) == predictions(teacher)).mean()) for name, r in
                  (("taught", taught), ("alone", alone))}
-    assert agreement["taught"] >= 0.9 and agreement["taught"] > agreement["alone"] + 0.15, agreement
+    assert agreement["taught"] >= 0.8 and agreement["taught"] > agreement["alone"] + 0.4, agreement
 
 
 def test_validating_on_the_training_split_is_refused_in_the_library(tmp_path, capsys):
-    from fer_models.train import main
+    from fer_models.training.command import main
 
     assert any("measures nothing" in p for p in TrainRequest(data="x", name="n", val_split="Training").problems())
     assert main(["--data", "x.csv", "--val-split", "Training", "--out", str(tmp_path / "r")]) == 2

@@ -5,19 +5,20 @@ import sys
 
 import pytest
 
-from fer_models.checkpoints import CheckpointError, load_model
-from fer_models.ship import ship
+from fer_models.runs.checkpoints import CheckpointError, load_model
+from fer_models.training.ship import ship
 from helpers import write_fer_csv
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    from helpers import ROOT
     import os
+
+    from helpers import ROOT
     root = tmp_path_factory.mktemp("ship")
     data = write_fer_csv(root / "fer2013.csv")
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-m", "fer_models.train", "--model", "cnn3", "--epochs", "2",
+    done = subprocess.run([sys.executable, "-m", "fer_models", "train", "--model", "cnn3", "--epochs", "2",
                            "--batch-size", "32", "--threads", "1", "--data", str(data), "--out", str(root / "run")],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -47,14 +48,14 @@ def test_ships_record_weights_and_evaluations_without_optimizer_state(finished, 
     shipped = json.loads((ref / "eval" / "PublicTest" / "metrics.json").read_text())
     assert shipped["accuracy"] == report["accuracy_fp16"]
     assert json.loads((ref / "eval" / "PublicTest-tta" / "metrics.json").read_text())["tta"] is True
-    from fer_models.atlas import load_atlas
+    from fer_models.explain.atlas import load_atlas
     from helpers import bundled_ids
     atlas = load_atlas(ref, report["atlas_layer"], bundled_ids())  # made on the shipped (fp16) weights
     assert atlas is not None and len(atlas.filters) == 2 and atlas.responses.shape == (3589, 512)
 
 
 def test_fp16_refused_when_accuracy_moves(finished, tmp_path, monkeypatch):
-    import fer_models.ship as ship_module
+    import fer_models.training.ship as ship_module
     monkeypatch.setattr(ship_module, "HALF_TOLERANCE", 0.0)  # any change, even none, counts as too much
     run, data = finished
     report = ship(run, tmp_path / "ref", data, half=True, atlas_patterns=-1)

@@ -7,12 +7,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fer_models.checkpoints import load_model
-from fer_models.runs import read_status
-from fer_models.settings import TrainConfig
-from fer_models.train import HISTORY_COLUMNS, learning_rate
+from fer_models.runs.checkpoints import load_model
+from fer_models.runs.folder import HISTORY_COLUMNS
+from fer_models.runs.registry import read_status
+from fer_models.runs.settings import TrainConfig
+from fer_models.training.schedule import learning_rate
 
-TRAIN = [sys.executable, "-m", "fer_models.train"]
+TRAIN = [sys.executable, "-m", "fer_models", "train"]
 TINY = ["--model", "cnn3", "--epochs", "3", "--batch-size", "32", "--lr", "0.01", "--seed", "1", "--threads", "1"]
 
 
@@ -29,17 +30,35 @@ def data_csv(tmp_path_factory):
 @pytest.fixture(scope="module")
 def env():
     import os
+
     from helpers import ROOT
     e = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     return e
 
 
+# The trajectory tests run in both number formats, whatever this CPU computes natively: bf16 forced on a CPU
+# without it is emulated (slow, the same numbers), so every machine checks the path the others take.
+PRECISIONS = ["fp32", "bf16"]
+
+
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory, data_csv, env):
-    out = tmp_path_factory.mktemp("runs") / "reference"
-    done = train_cli(TINY + ["--data", str(data_csv), "--out", str(out)], env)
-    assert done.returncode == 0, done.stderr
-    return out
+def reference_runs(tmp_path_factory, data_csv, env):
+    """reference_runs(precision): one uninterrupted run in that format, trained once per module."""
+    made = {}
+
+    def get(precision):
+        if precision not in made:
+            out = tmp_path_factory.mktemp("runs") / f"reference_{precision}"
+            done = train_cli(TINY + ["--precision", precision, "--data", str(data_csv), "--out", str(out)], env)
+            assert done.returncode == 0, done.stderr
+            made[precision] = out
+        return made[precision]
+    return get
+
+
+@pytest.fixture(scope="module")
+def reference_run(reference_runs):
+    return reference_runs("fp32")
 
 
 def read_history(run):
@@ -80,10 +99,12 @@ def test_epoch_seconds_count_the_whole_epoch_across_mid_epoch_saves(tmp_path, da
     assert epoch_seconds >= 0.9 * training_seconds  # saving after every step must not restart the clock
 
 
-def test_kill_and_resume_follows_the_same_trajectory(tmp_path, reference_run, data_csv, env):
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_kill_and_resume_follows_the_same_trajectory(tmp_path, reference_runs, data_csv, env, precision):
     out = tmp_path / "killed"
     # 210 images / batch 32 = 6 steps an epoch: step 8 is in the middle of epoch 2
-    killed = train_cli(TINY + ["--data", str(data_csv), "--out", str(out), "--kill-at-step", "8"], env)
+    killed = train_cli(TINY + ["--precision", precision, "--data", str(data_csv), "--out", str(out),
+                               "--kill-at-step", "8"], env)
     assert killed.returncode == -signal.SIGKILL
     assert json.loads((out / "status.json").read_text())["state"] == "running"  # died without a word
     assert read_status(out)["state"] == "died"  # ...which the registry sees
@@ -91,15 +112,18 @@ def test_kill_and_resume_follows_the_same_trajectory(tmp_path, reference_run, da
     resumed = train_cli(["--out", str(out), "--resume"], env)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr and "epoch 2, step 0" in resumed.stderr
+    assert json.loads((out / "config.json").read_text())["precision"] == precision
     pd.testing.assert_frame_equal(read_history(out).drop(columns="seconds"),
-                                  read_history(reference_run).drop(columns="seconds"), atol=1e-4)
+                                  read_history(reference_runs(precision)).drop(columns="seconds"), atol=1e-4)
     assert json.loads((out / "status.json").read_text())["state"] == "finished"
 
 
-def test_graceful_stop_mid_epoch_then_resume(tmp_path, reference_run, data_csv, env):
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_graceful_stop_mid_epoch_then_resume(tmp_path, reference_runs, data_csv, env, precision):
     out = tmp_path / "stopped"
     # --stop-at-step takes the path of a SIGTERM arriving during step 3 (the jobs tests send real signals)
-    stopped = train_cli(TINY + ["--data", str(data_csv), "--out", str(out), "--stop-at-step", "3"], env)
+    stopped = train_cli(TINY + ["--precision", precision, "--data", str(data_csv), "--out", str(out),
+                                "--stop-at-step", "3"], env)
     assert stopped.returncode == 0, stopped.stderr
     status = json.loads((out / "status.json").read_text())
     assert status["state"] == "stopped" and status["epoch"] == 1 and status["step"] == 4
@@ -107,7 +131,7 @@ def test_graceful_stop_mid_epoch_then_resume(tmp_path, reference_run, data_csv, 
     assert resumed.returncode == 0, resumed.stderr
     assert f"epoch 1, step {status['step']}" in resumed.stderr
     pd.testing.assert_frame_equal(read_history(out).drop(columns="seconds"),
-                                  read_history(reference_run).drop(columns="seconds"), atol=1e-4)
+                                  read_history(reference_runs(precision)).drop(columns="seconds"), atol=1e-4)
 
 
 DDP = ["--model", "cnn3", "--epochs", "2", "--batch-size", "32", "--lr", "0.01", "--threads", "1"]
@@ -115,7 +139,7 @@ DDP = ["--model", "cnn3", "--epochs", "2", "--batch-size", "32", "--lr", "0.01",
 
 def torchrun(args, env):
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "fer_models.train"] + args, env=env, capture_output=True, text=True, timeout=300)
+                           "-m", "fer_models", "train"] + args, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +165,8 @@ def test_ddp_validation_scores_exactly_the_saved_weights(ddp_run, data_csv):
     not those of the saved (rank 0) model, so the best epoch was chosen on weights nobody kept."""
     import numpy as np
 
-    from fer_models.data import load_faces
-    from fer_models.evaluate import predict_proba
+    from fer_models.datasets.loading import load_faces
+    from fer_models.evaluation.scoring import predict_proba
 
     model, meta = load_model(ddp_run)
     val = load_faces(data_csv, splits=["PublicTest"]).split("PublicTest")
@@ -259,7 +283,7 @@ def test_resume_a_run_saved_before_an_option_existed(tmp_path, reference_run, en
 
 
 def test_progress_prints_plain_lines_off_a_terminal(monkeypatch, capsys):
-    import fer_models.train as train_module
+    import fer_models.training.state as train_module
     clock = iter(range(0, 1000, 20))  # every call: 20 s later
     monkeypatch.setattr(train_module.time, "time", lambda: next(clock))
     progress = train_module.Progress(total=10, initial=2, desc="epoch 3/30", enabled=True)

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from fer_models.jobs import JobError, delete, evaluate, resume, stop
-from fer_models.runs import list_runs, models_table
+from fer_models.runs.jobs import JobError, delete, evaluate, resume, stop
+from fer_models.runs.registry import list_runs, models_table
 from helpers import make_evaluated_run, wait_for, write_fer_csv
 
 TINY = {"model": "cnn3", "epochs": 1, "batch_size": 16, "threads": 1, "device": "cpu"}
@@ -28,9 +28,9 @@ def test_resume_never_runs_the_command_stored_in_job_json(tmp_path):
     run = stopped_run(root)
     marker = tmp_path / "PWNED"
     (run / "job.json").write_text(json.dumps({"pid": 999999, "devices": ["cpu"], "command": [
-        "/bin/sh", "-c", f"touch {marker}", "fer_models.train"]}))
+        "/bin/sh", "-c", f"touch {marker}", "fer_models", "train"]}))
     job = resume(run, root)
-    assert job["command"][1:] == ["-m", "fer_models.train", "--out", str(run.resolve()), "--resume"]
+    assert job["command"][1:] == ["-m", "fer_models", "train", "--out", str(run.resolve()), "--resume"]
     wait_for(lambda: subprocess.run(["ps", "-p", str(job["pid"])], capture_output=True).returncode != 0, 120,
              "the resumed trainer to exit (its data does not exist)")
     assert not marker.exists()
@@ -79,7 +79,7 @@ def test_delete_acts_only_on_direct_children_of_the_runs_root(tmp_path):
 def test_split_names_never_escape_the_run_folder(tmp_path, run_env):
     run = make_evaluated_run(tmp_path / "runs", "r")
     data = write_fer_csv(tmp_path / "fer.csv", {"Training": 7, "../../escaped_eval": 7})
-    done = subprocess.run([sys.executable, "-m", "fer_models.evaluate", "--run", str(run), "--data", str(data),
+    done = subprocess.run([sys.executable, "-m", "fer_models", "evaluate", "--run", str(run), "--data", str(data),
                            "--split", "../../escaped_eval"], env=run_env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "not a plain name" in done.stderr and len(done.stderr.splitlines()) == 1
     [result] = evaluate(run, data, ["../../escaped_eval"])
@@ -143,7 +143,7 @@ def test_each_bad_run_is_listed_as_unreadable_with_its_reason(tmp_path):
 
 def test_runs_cli_lists_good_runs_and_names_bad_ones(tmp_path, run_env):
     bad_runs_beside_a_good_one(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "fer_models.runs", "--root", str(tmp_path)], env=run_env,
+    done = subprocess.run([sys.executable, "-m", "fer_models", "runs", "--root", str(tmp_path)], env=run_env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "| good | cnn3 |" in done.stdout and "Traceback" not in done.stderr
@@ -201,7 +201,7 @@ def test_nothing_is_written_through_links_in_a_run(tmp_path, run_env):
     shutil.rmtree(run / "eval" / "PublicTest")
     (run / "eval" / "PublicTest").symlink_to(outside, target_is_directory=True)
     data = write_fer_csv(tmp_path / "fer.csv", {"PublicTest": 7})
-    done = subprocess.run([sys.executable, "-m", "fer_models.evaluate", "--run", str(run), "--data", str(data)],
+    done = subprocess.run([sys.executable, "-m", "fer_models", "evaluate", "--run", str(run), "--data", str(data)],
                           env=run_env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "eval/PublicTest: is a link" in done.stderr
     root = tmp_path / "runs2"
@@ -222,8 +222,8 @@ def test_stop_needs_python_running_the_trainer_module(tmp_path):
     root = tmp_path / "runs"
     run = stopped_run(root)
     # a shell, and a Python program, whose arguments merely name the module and the run
-    for decoy_command in (["bash", "-c", "sleep 300; true", "fer_models.train", "--out", str(run)],
-                          [sys.executable, "-c", "import time; time.sleep(300)", "-m", "fer_models.train", "--out",
+    for decoy_command in (["bash", "-c", "sleep 300; true", "fer_models", "train", "--out", str(run)],
+                          [sys.executable, "-c", "import time; time.sleep(300)", "-m", "fer_models", "train", "--out",
                            str(run)]):
         decoy = subprocess.Popen(decoy_command, start_new_session=True)
         try:
@@ -253,7 +253,7 @@ def test_a_start_that_died_before_its_config_is_started_again(tmp_path, run_env,
     out.mkdir()
     (out / "status.json").write_text(json.dumps({"state": "failed", "error": "empty CSV"}))
     (out / "train.log").write_text("error\n")
-    done = subprocess.run([sys.executable, "-m", "fer_models.train", "--data", str(fer_csv), "--epochs", "1",
+    done = subprocess.run([sys.executable, "-m", "fer_models", "train", "--data", str(fer_csv), "--epochs", "1",
                            "--batch-size", "32", "--threads", "1", "--out", str(out)],
                           env=run_env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -263,7 +263,7 @@ def test_a_start_that_died_before_its_config_is_started_again(tmp_path, run_env,
 def test_a_truncated_checkpoint_names_the_way_out_and_restart_takes_it(tmp_path, run_env, fer_csv):
     out = tmp_path / "run"
     args = ["--data", str(fer_csv), "--epochs", "1", "--batch-size", "32", "--threads", "1", "--out", str(out)]
-    train = [sys.executable, "-m", "fer_models.train"]
+    train = [sys.executable, "-m", "fer_models", "train"]
     assert subprocess.run(train + args, env=run_env, capture_output=True, timeout=300).returncode == 0
     last = out / "last.safetensors"
     last.write_bytes(last.read_bytes()[:100])
@@ -282,7 +282,7 @@ def test_a_truncated_checkpoint_names_the_way_out_and_restart_takes_it(tmp_path,
 def test_ctrl_c_while_the_data_loads_leaves_a_run_that_resumes(tmp_path, run_env):
     data = write_fer_csv(tmp_path / "big.csv", {"Training": 600, "PublicTest": 35})
     out = tmp_path / "run"
-    start = [sys.executable, "-m", "fer_models.train", "--data", str(data), "--epochs", "1", "--batch-size", "64",
+    start = [sys.executable, "-m", "fer_models", "train", "--data", str(data), "--epochs", "1", "--batch-size", "64",
              "--threads", "1", "--out", str(out)]
     proc = subprocess.Popen(start, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: (out / "status.json").exists(), 120, "the trainer's first status")
@@ -291,14 +291,14 @@ def test_ctrl_c_while_the_data_loads_leaves_a_run_that_resumes(tmp_path, run_env
     assert proc.returncode == 0, err
     assert json.loads((out / "status.json").read_text())["state"] == "stopped"
     # stopped before its config was written, it starts again; after, it resumes: either way it goes on
-    again = ["--out", str(out), "--resume"] if (out / "config.json").exists() else start[3:]
-    resumed = subprocess.run(start[:3] + again, env=run_env, capture_output=True, text=True, timeout=300)
+    again = ["--out", str(out), "--resume"] if (out / "config.json").exists() else start[4:]
+    resumed = subprocess.run(start[:4] + again, env=run_env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((out / "status.json").read_text())["state"] == "finished"
 
 
 def test_ship_leaves_nothing_behind_when_it_fails(tmp_path, run_env, fer_csv):
-    from fer_models.ship import main as ship_main
+    from fer_models.training.ship import main as ship_main
 
     run = make_evaluated_run(tmp_path / "runs", "done")
     (run / "config.json").write_text(json.dumps({"args": {"model": "cnn3"}}))

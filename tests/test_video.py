@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fer_models.checkpoints import load_model
-from fer_models.video import COLUMNS, VideoError, annotate_video
+from fer_models.media.video import COLUMNS, VideoError, annotate_video
+from fer_models.runs.checkpoints import load_model
 from helpers import ROOT, face_photo, write_clip
 
 RUN = ROOT / "artifacts" / "runs" / "cnn3"
@@ -71,11 +71,11 @@ def test_a_truncated_clip_keeps_what_decodes_or_says_why(tmp_path, model):
 
 def test_the_video_command_line(tmp_path):
     clip = write_clip(tmp_path / "clip.mp4", frames=8)
-    done = subprocess.run([sys.executable, "-m", "fer_models.video", "--run", str(RUN), "--input", str(clip),
+    done = subprocess.run([sys.executable, "-m", "fer_models", "video", "--run", str(RUN), "--input", str(clip),
                            "--csv", str(tmp_path / "t.csv")], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "8 frames" in done.stdout and len(pd.read_csv(tmp_path / "t.csv")) == 8
-    bad = subprocess.run([sys.executable, "-m", "fer_models.video", "--run", str(RUN), "--input",
+    bad = subprocess.run([sys.executable, "-m", "fer_models", "video", "--run", str(RUN), "--input",
                           str(tmp_path / "t.csv"), "--csv", str(tmp_path / "x.csv")],
                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert bad.returncode == 2 and "not a video file" in bad.stderr and "Traceback" not in bad.stderr
@@ -90,7 +90,7 @@ def test_predict_reads_every_face_of_a_folder_and_lists_what_it_skips(tmp_path):
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     Image.new("RGB", (300, 200), (120, 130, 140)).save(photos / "wall.png")
     (photos / "notes.txt").write_text("not an image, not looked at")
-    done = subprocess.run([sys.executable, "-m", "fer_models.predict", "--run", str(RUN), str(photos),
+    done = subprocess.run([sys.executable, "-m", "fer_models", "predict", "--run", str(RUN), str(photos),
                            str(tmp_path / "missing.jpg"), "--csv", str(tmp_path / "faces.csv")],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr

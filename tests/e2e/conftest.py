@@ -108,8 +108,9 @@ def camera_page(playwright, tmp_path):
 def face_camera_app(camera_page, start_app, tmp_path):
     """face_camera_app(path) -> that page (say "webcam") of a fresh server over one small evaluated run,
     settled, in a browser whose camera films a face."""
-    from helpers import face_photo, make_evaluated_run
     from streamlit_page import settle
+
+    from helpers import face_photo, make_evaluated_run
 
     def open_page(path):
         make_evaluated_run(tmp_path / "runs", "small")

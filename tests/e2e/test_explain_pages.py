@@ -2,9 +2,9 @@
 import re
 
 from PIL import Image
+from streamlit_page import settle, take_camera_photo
 
 from helpers import face_photo, make_evaluated_run
-from streamlit_page import settle, take_camera_photo
 
 
 def test_upload_a_photo_see_the_face_the_prediction_and_a_map(page, start_app, tmp_path):
@@ -66,7 +66,7 @@ def test_a_mistake_opens_in_saliency_with_the_same_face(page, start_app, tmp_pat
     run = make_evaluated_run(tmp_path / "runs")
     predictions = pd.read_csv(run / "eval" / "PublicTest" / "predictions.csv", dtype={"id": str})
     true = int(predictions.loc[predictions["true"] != predictions["pred"], "true"].mode()[0])
-    from fer_models.constants import EMOTIONS
+    from fer_models.core.constants import EMOTIONS
     base = start_app(tmp_path / "runs")
     page.goto(f"{base}/mistakes?run=evaluated&true={EMOTIONS[true]}")
     settle(page)

@@ -1,6 +1,7 @@
 """The report file in Chromium with no network, and the Learn pages in a real browser."""
-from helpers import make_evaluated_run, make_reported_run
 from streamlit_page import settle
+
+from helpers import make_evaluated_run, make_reported_run
 
 
 def test_report_opens_offline_with_figures_pictures_and_equations(browser, tmp_path):

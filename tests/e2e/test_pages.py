@@ -1,10 +1,9 @@
 import socket
 
 import pytest
-
-from helpers import make_run
 from streamlit_page import IDLE
 
+from helpers import make_run
 
 
 @pytest.fixture
@@ -62,6 +61,6 @@ def test_clicking_a_cell_shows_exactly_its_faces(page, start_app, tmp_path):
     page.wait_for_selector("[data-testid='stImage']", timeout=30_000)
     page.wait_for_selector(IDLE, timeout=60_000)
     assert page.locator("[data-testid='stImage']").count() == min(count, 12)
-    from fer_models.constants import EMOTIONS
+    from fer_models.core.constants import EMOTIONS
     assert page.get_by_text(f"{count} {EMOTIONS[true]} faces").is_visible()
     assert page.locator("[data-testid='stException']").count() == 0

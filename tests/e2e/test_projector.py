@@ -1,9 +1,9 @@
 """Every page at a projector's 1280×720: nothing cut off on the right, the sidebar whole, Plotly's labels inside
 their figures, and a confusion cell's faces on screen beside the matrix without scrolling."""
 import pytest
+from streamlit_page import settle
 
 from helpers import make_evaluated_run
-from streamlit_page import settle
 
 PAGES = {"architecture": "Architecture", "": "Training history", "confusion": "Confusion matrix",
          "mistakes": "Mistakes", "saliency": "Saliency", "filters": "Filters", "webcam": "Webcam and video",
@@ -19,7 +19,7 @@ def projector(browser):
 
 @pytest.fixture
 def runs(tmp_path):
-    from fer_models.runfolder import RunFolder
+    from fer_models.runs.folder import RunFolder
 
     run = make_evaluated_run(tmp_path / "runs")
     RunFolder(run).write_history([{"epoch": e, "train_loss": 1.9 - 0.1 * e, "train_acc": 0.2 + 0.05 * e,
@@ -98,7 +98,7 @@ def test_a_clicked_cell_shows_its_first_face_on_screen_and_stays_legible(project
 
 
 def test_the_exported_reports_confusion_labels_are_whole(projector, runs, tmp_path):
-    from fer_models.report import build_report
+    from fer_models.teaching.report import build_report
 
     report = tmp_path / "report.html"
     report.write_text(build_report(runs / "evaluated", faces_per_class=1, filters=1))

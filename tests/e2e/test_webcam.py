@@ -3,7 +3,6 @@ import io
 
 import numpy as np
 from PIL import Image
-
 from streamlit_page import take_camera_photo, wait_until
 
 
@@ -42,8 +41,9 @@ def test_snapshot_mode_returns_an_annotated_picture(face_camera_app, tmp_path):
 
 
 def test_a_video_file_is_analysed_and_its_annotated_video_plays(page, start_app, tmp_path):
-    from helpers import make_evaluated_run, write_clip
     from streamlit_page import settle
+
+    from helpers import make_evaluated_run, write_clip
 
     make_evaluated_run(tmp_path / "runs", "small")
     clip = write_clip(tmp_path / "lecture.mp4", frames=24)

@@ -1,0 +1,82 @@
+"""FaceData, what every reader returns (uint8 faces, labels, splits, stable ids), its .npz form, and
+DataError, the one error a reader raises, naming the file, the line and the problem.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fer_models.core.constants import IMAGE_SIZE
+from fer_models.core.files import atomic_replace
+
+
+class DataError(ValueError):
+    """A dataset that cannot be read as it is; the message names the file, the line and the problem."""
+
+
+@dataclass
+class FaceData:
+    images: np.ndarray            # uint8, N x 1 x 48 x 48
+    labels: np.ndarray            # int64, N; -1 where the image has no usable label
+    splits: np.ndarray            # str, N
+    ids: np.ndarray               # str, N; stable across loads (row number, or path in a folder tree)
+    source: str = ""
+    soft: np.ndarray | None = None  # float32, N x 7 label distribution (FER+ votes), NaN rows = none
+    notes: list[str] = field(default_factory=list)
+    format: str = ""                # kaggle | course | folders | npz
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def split_sizes(self) -> dict[str, int]:
+        names, counts = np.unique(self.splits, return_counts=True)
+        return {str(n): int(c) for n, c in zip(names, counts)}
+
+    def select(self, mask: np.ndarray) -> "FaceData":
+        return FaceData(self.images[mask], self.labels[mask], self.splits[mask], self.ids[mask],
+                        self.source, None if self.soft is None else self.soft[mask], list(self.notes),
+                        self.format)
+
+    def split(self, name: str) -> "FaceData":
+        mask = self.splits == name
+        if not mask.any():
+            raise DataError(f"{self.source}: split '{name}' is empty or absent; "
+                            f"splits present: {self.split_sizes()}")
+        return self.select(mask)
+
+    def labelled(self) -> "FaceData":
+        return self.select(self.labels >= 0)
+
+    def save_npz(self, path, compressed: bool = True, extra: dict | None = None) -> None:
+        arrays = dict(images=self.images, labels=self.labels, splits=self.splits.astype(str),
+                      ids=self.ids.astype(str), format=np.array(self.format), **(extra or {}))
+        if self.soft is not None:
+            arrays["soft"] = self.soft
+        save = np.savez_compressed if compressed else np.savez
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                save(f, **arrays)
+        atomic_replace(path, write)
+
+
+def read_npz(path) -> FaceData:
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("images", "labels", "splits", "ids") if k not in z.files]
+            if missing:
+                raise DataError(f"{path}: not a FaceData .npz (missing arrays {', '.join(missing)})")
+            data = FaceData(z["images"], z["labels"].astype(np.int64), z["splits"].astype(str),
+                            z["ids"].astype(str), str(path), z["soft"] if "soft" in z.files else None,
+                            format="npz")
+    except DataError:
+        raise
+    except Exception as err:
+        raise DataError(f"{path}: not a readable .npz file ({err})") from err
+    if data.images.dtype != np.uint8 or data.images.shape[1:] != (1, IMAGE_SIZE, IMAGE_SIZE):
+        raise DataError(f"{path}: images must be uint8 N x 1 x 48 x 48, found {data.images.dtype} "
+                        f"{tuple(data.images.shape)}")
+    return data

@@ -1,0 +1,221 @@
+"""The faces a run gets wrong, beside what the ten FER+ annotators said about each.
+
+FER2013's labels come from one annotator per face; FER+ (Barsoum et al. 2016) had ten people relabel every
+face. Where most of them side with the model rather than with the label, the "mistake" is more likely the
+dataset's. This module is torch-free: the page, the report and the CLI share it.
+
+    fer-studio mistakes --run artifacts/runs/resnet10_fer [--split PublicTest]
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fer_models.core.arguments import OneLineParser
+from fer_models.core.constants import EMOTIONS
+from fer_models.datasets.facedata import DataError
+from fer_models.datasets.ferplus import FERPLUS_COLUMNS, ferplus_votes, seven_class_votes
+from fer_models.datasets.loading import load_faces
+
+# what the annotators' majority says about one mistake
+MODEL, LABEL, OTHER, SPLIT, NONE = "model", "label", "other", "split", "no votes"
+VERDICTS = {MODEL: "sides with the model", LABEL: "sides with the label", OTHER: "says a third class",
+            SPLIT: "is split (a tie, or not a face)", NONE: "no FER+ votes"}
+ORDERS = ("most confident first", "least confident first")
+
+
+def votes_from_bundle(path) -> pd.DataFrame | None:
+    """The bundled faces' FER+ votes by face id (7 columns in FER2013 class order plus `NF`, `named`), or None
+    when the file carries none."""
+    with np.load(path, allow_pickle=False) as z:
+        if "ferplus_votes" not in z.files:
+            return None
+        votes10, ids = z["ferplus_votes"].astype(np.int64), z["ids"].astype(str)
+        named = z["ferplus_named"] if "ferplus_named" in z.files else np.ones(len(ids), bool)
+        columns = tuple(z["ferplus_columns"].astype(str)) if "ferplus_columns" in z.files else FERPLUS_COLUMNS
+    if columns != FERPLUS_COLUMNS or votes10.shape != (len(ids), len(FERPLUS_COLUMNS)):
+        raise DataError(f"{path}: FER+ votes of an unexpected shape or column order")
+    return _table(votes10, named, ids)
+
+
+def votes_beside(data_path, split: str) -> pd.DataFrame | None:
+    """FER+ votes for a split of a FER2013 file, from fer2013new.csv in the same folder; None if there is none."""
+    data_path = Path(data_path)
+    ferplus = data_path.with_name("fer2013new.csv")
+    if not ferplus.is_file():
+        return None
+    data = load_faces(data_path, splits=[split])
+    votes10, named = ferplus_votes(ferplus, data)
+    return _table(votes10, named, data.ids.astype(str))
+
+
+def _table(votes10: np.ndarray, named: np.ndarray, ids: np.ndarray) -> pd.DataFrame:
+    table = pd.DataFrame(seven_class_votes(votes10).astype(np.int64), columns=list(EMOTIONS), index=ids)
+    table["NF"] = votes10[:, FERPLUS_COLUMNS.index("NF")]
+    table["named"] = named
+    table.index.name = "id"
+    return table
+
+
+def verdicts(true: np.ndarray, pred: np.ndarray, votes7: np.ndarray, nf: np.ndarray, named: np.ndarray
+             ) -> np.ndarray:
+    """Per face: whether the annotators' strict majority among the seven classes is the model's class, the
+    label's, a third class, or nobody's (a tie, more 'not a face' votes than the top class, or none)."""
+    top = votes7.max(axis=1)
+    unique = (votes7 == top[:, None]).sum(axis=1) == 1
+    winner = votes7.argmax(axis=1)
+    decided = unique & named & (top > 0) & (nf <= top)
+    out = np.full(len(true), SPLIT, dtype=object)
+    out[decided] = OTHER
+    out[decided & (winner == pred)] = MODEL
+    out[decided & (winner == true)] = LABEL
+    return out
+
+
+def mistake_table(predictions: pd.DataFrame, votes: pd.DataFrame | None) -> pd.DataFrame:
+    """One row per misclassified face: id, true, pred, confidence (the model's probability of its class),
+    second (its runner-up class) and second_p, the seven vote counts (NaN without votes) and the verdict."""
+    wrong = predictions[predictions["true"] != predictions["pred"]].copy()
+    wrong = wrong[(wrong["true"] >= 0)]
+    probs = wrong[[f"p_{e}" for e in EMOTIONS]].to_numpy(np.float64)
+    order = np.argsort(-probs, axis=1)
+    wrong["confidence"] = probs[np.arange(len(wrong)), wrong["pred"].to_numpy(int)]
+    wrong["second"] = order[:, 1] if len(wrong) else []
+    wrong["second_p"] = probs[np.arange(len(wrong)), wrong["second"].to_numpy(int)]
+    wrong["id"] = wrong["id"].astype(str)
+    found = votes.reindex(wrong["id"]) if votes is not None else None
+    if found is None:
+        for e in EMOTIONS:
+            wrong[f"votes_{e}"] = np.nan
+        wrong["verdict"] = NONE
+    else:
+        for e in EMOTIONS:
+            wrong[f"votes_{e}"] = found[e].to_numpy()
+        has = found["named"].notna().to_numpy()
+        v = verdicts(wrong["true"].to_numpy(int), wrong["pred"].to_numpy(int),
+                     np.nan_to_num(found[list(EMOTIONS)].to_numpy(np.float64)),
+                     np.nan_to_num(found["NF"].to_numpy(np.float64)),
+                     found["named"].fillna(False).to_numpy(bool))
+        wrong["verdict"] = np.where(has, v, NONE)
+    keep = ["id", "true", "pred", "confidence", "second", "second_p", *[f"votes_{e}" for e in EMOTIONS], "verdict"]
+    return wrong[keep].reset_index(drop=True)
+
+
+def select(mistakes: pd.DataFrame, true: int | None = None, pred: int | None = None, verdict: str | None = None,
+           order: str = ORDERS[0]) -> pd.DataFrame:
+    """Filter by true class, predicted class and verdict (None: all), sorted by the model's confidence."""
+    keep = np.ones(len(mistakes), bool)
+    if true is not None:
+        keep &= mistakes["true"].to_numpy() == true
+    if pred is not None:
+        keep &= mistakes["pred"].to_numpy() == pred
+    if verdict is not None:
+        keep &= mistakes["verdict"].to_numpy() == verdict
+    return mistakes[keep].sort_values("confidence", ascending=order != ORDERS[0], kind="stable")
+
+
+def summary(mistakes: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
+    """Per true class (and all): faces, mistakes, and how the FER+ majority splits them."""
+    rows = []
+    labelled = predictions[predictions["true"] >= 0]
+    for c, name in [*enumerate(EMOTIONS), (None, "all")]:
+        m = mistakes if c is None else mistakes[mistakes["true"] == c]
+        faces = len(labelled) if c is None else int((labelled["true"] == c).sum())
+        voted = m[m["verdict"] != NONE]
+        counts = voted["verdict"].value_counts()
+        rows.append({"class": name, "faces": faces, "mistakes": len(m), "with votes": len(voted),
+                     "majority sides with the model": int(counts.get(MODEL, 0)),
+                     "with the label": int(counts.get(LABEL, 0)), "a third class": int(counts.get(OTHER, 0)),
+                     "split": int(counts.get(SPLIT, 0)),
+                     "share with the model": counts.get(MODEL, 0) / len(voted) if len(voted) else np.nan})
+    return pd.DataFrame(rows)
+
+
+def in_words(run: str, split: str, table: pd.DataFrame) -> str:
+    total = table.iloc[-1]
+    said = (f"**{run}** gets **{total['mistakes']:,} of {total['faces']:,}** {split} faces wrong "
+            f"({total['mistakes'] / max(total['faces'], 1):.1%}).")
+    if total["with votes"]:
+        said += (f" On **{total['majority sides with the model']:,}** of them "
+                 f"(**{total['share with the model']:.0%}** of those with FER+ votes) most of the ten annotators "
+                 "side with the model, not with the dataset's label: there the label is the likely error.")
+        by_class = table.iloc[:-1].dropna(subset=["share with the model"])
+        if len(by_class):
+            best = by_class.loc[by_class["share with the model"].idxmax()]
+            said += (f" Most of all for **{best['class']}** faces ({best['share with the model']:.0%} of its "
+                     f"{best['with votes']} mistakes).")
+    else:
+        said += " No FER+ votes are available for these faces, so nothing can be said about their labels."
+    return said
+
+
+def compare(first: pd.DataFrame, second: pd.DataFrame) -> dict[str, set[str]]:
+    """Face ids two runs' predictions get wrong: by both, only the first, only the second (over the ids both
+    scored)."""
+    common = set(first["id"].astype(str)) & set(second["id"].astype(str))
+    wrong_a = set(first.loc[first["true"] != first["pred"], "id"].astype(str)) & common
+    wrong_b = set(second.loc[second["true"] != second["pred"], "id"].astype(str)) & common
+    return {"both": wrong_a & wrong_b, "only first": wrong_a - wrong_b, "only second": wrong_b - wrong_a}
+
+
+def votes_for(metrics: dict, split: str, bundled: Path) -> tuple[pd.DataFrame | None, str]:
+    """The votes for an evaluation's faces and where they came from (or why there are none): fer2013new.csv
+    beside the data the evaluation scored, else the bundle's, for FER2013's PublicTest."""
+    data = metrics.get("data")
+    problem = None
+    if isinstance(data, str) and data:
+        try:
+            votes = votes_beside(data, split.removesuffix("-tta"))
+        except (DataError, OSError) as err:
+            votes, problem = None, f"the FER+ votes beside {data} cannot be read: {err}"
+        if votes is not None:
+            return votes, f"FER+ votes from fer2013new.csv beside {data}"
+    if split.removesuffix("-tta") == "PublicTest" and bundled.is_file():
+        votes = votes_from_bundle(bundled)
+        if votes is not None:
+            return votes, f"FER+ votes bundled with FER2013's PublicTest faces ({bundled.name})"
+    return None, problem or ("no FER+ votes for these faces: put fer2013new.csv beside the evaluated data "
+                             f"({data or 'unknown'}) to see what ten annotators said")
+
+
+def covering(votes: pd.DataFrame | None, source: str, ids) -> tuple[pd.DataFrame | None, str]:
+    """The votes only if they are about these faces: the bundle's are FER2013's PublicTest by row number, and an
+    evaluation of other faces (another dataset, a class-folder tree) shares no id with them."""
+    if votes is None or votes.index.isin(pd.Index(ids).astype(str)).any():
+        return votes, source
+    return None, (f"no FER+ votes for these faces ({source} are for other face ids): put fer2013new.csv beside "
+                  "the evaluated data to see what ten annotators said")
+
+
+def parser() -> OneLineParser:
+    p = OneLineParser(prog="fer-studio mistakes",
+                      description="A run's mistakes beside the FER+ annotators' majority, per class.")
+    p.add_argument("--run", required=True)
+    p.add_argument("--split", default="PublicTest")
+    return p
+
+
+def main(argv=None) -> int:
+    from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
+    from fer_models.runs.folder import RunProblem
+    from fer_models.runs.registry import read_evaluation
+
+    args = parser().parse_args(argv)
+    try:
+        metrics, predictions, _ = read_evaluation(args.run, args.split)
+    except (FileNotFoundError, RunProblem) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    votes, source = covering(*votes_for(metrics, args.split, BUNDLED_PUBLICTEST), predictions["id"])
+    table = summary(mistake_table(predictions, votes), predictions)
+    print(in_words(Path(args.run).name, args.split, table).replace("**", ""))
+    print(f"({source})")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.1%}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

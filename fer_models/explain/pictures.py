@@ -1,0 +1,83 @@
+"""Pictures as arrays: enlarged faces, colour maps, overlays and mosaics (for the explain pages and the report)."""
+import numpy as np
+
+
+def enlarge(image: np.ndarray, size: int = 192) -> np.ndarray:
+    """Nearest-neighbour upscaling: every one of the model's 48×48 pixels stays a visible square."""
+    k = max(1, size // image.shape[0])
+    return np.kron(image, np.ones((k, k) + (1,) * (image.ndim - 2), dtype=image.dtype))
+
+
+def colourise(map_: np.ndarray, signed: bool, top: float | None = None) -> np.ndarray:
+    """H x W float -> H x W x 3 uint8: inferno for magnitudes, red (for) / blue (against) around
+    white for signed maps, so 0 always looks like 'nothing'."""
+    from matplotlib import colormaps
+
+    unit = to_unit(map_, signed, top)
+    rgba = colormaps["RdBu_r"]((unit + 1) / 2) if signed else colormaps["inferno"](unit)
+    return (rgba[..., :3] * 255 + 0.5).astype(np.uint8)
+
+
+def overlay(face: np.ndarray, map_: np.ndarray, signed: bool, opacity: float, top: float | None = None) -> np.ndarray:
+    """The map laid over the gray face; each pixel's weight grows with the map's strength there,
+    so the face shows through where the model sees nothing."""
+    strength = np.abs(to_unit(map_, signed, top))[..., None] * opacity
+    gray = np.repeat(face.astype(np.float64)[..., None], 3, axis=2)
+    return (gray * (1 - strength) + colourise(map_, signed, top) * strength + 0.5).astype(np.uint8)
+
+
+def mosaic(images: np.ndarray, columns: int, gap: int = 2, fill: int = 255) -> np.ndarray:
+    """N x H x W uint8 tiles in a grid with `gap`-pixel white lines between them."""
+    n, h, w = images.shape
+    rows = -(-n // columns)
+    out = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap), fill, np.uint8)
+    for i, tile in enumerate(images):
+        r, c = divmod(i, columns)
+        out[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = tile
+    return out
+
+
+def to_uint8(maps: np.ndarray) -> np.ndarray:
+    """Feature maps C x H x W on one shared scale (0 = black, the largest activation = white), so
+    brighter tiles really are stronger responses."""
+    top = float(maps.max()) or 1.0
+    return (np.clip(maps / top, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def robust_top(map_: np.ndarray) -> float:
+    """The map's display maximum: the 99.5th percentile of |map|, so one extreme pixel does not
+    wash the rest out."""
+    m = np.abs(np.nan_to_num(map_.astype(np.float64)))
+    return float(np.percentile(m, 99.5)) or float(m.max()) or 1.0
+
+
+def to_unit(map_: np.ndarray, signed: bool, top: float | None = None) -> np.ndarray:
+    """Scale a map for display: [0, 1] for unsigned maps, [-1, 1] around 0 for signed ones (so 0
+    stays 'no evidence'). `top` shares one scale between maps (say all seven classes)."""
+    m = np.nan_to_num(map_.astype(np.float64))
+    return np.clip(m / (top or robust_top(m)), -1 if signed else 0, 1)
+
+
+def scale_bar(signed: bool, top: float, height: int = 240) -> np.ndarray:
+    """The colour scale of colourise as a picture (H x W x 3 uint8), its ends labelled with the map's values
+    and what they mean, so that each map on a page has its legend beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
+    dpi = 100
+    fig = plt.figure(figsize=(1.35, height / dpi), dpi=dpi)
+    ax = fig.add_axes((0.08, 0.09, 0.16, 0.82))  # room above and below for the end labels
+    lo = -top if signed else 0.0
+    fig.colorbar(plt.cm.ScalarMappable(Normalize(lo, top), colormaps["RdBu_r" if signed else "inferno"]), cax=ax)
+    ticks = [lo, 0.0, top] if signed else [0.0, top]
+    words = ["against", "none", "for"] if signed else ["none", "strongest"]
+    ax.set_yticks(ticks, [f"{w}\n{t:+.2g}" if signed and t else f"{w}\n{t:.2g}" for w, t in zip(words, ticks)],
+                  fontsize=10)
+    fig.canvas.draw()
+    picture = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return picture

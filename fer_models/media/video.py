@@ -1,0 +1,246 @@
+"""A video file through the webcam's pipeline: every frame detected (every N), tracked, classified, smoothed and
+drawn, into an annotated video and a per-frame timeline CSV.
+
+    fer-studio video --run artifacts/runs/resnet10_fer --input clip.mp4 \
+        --output annotated.mp4 --csv timeline.csv [--every 3] [--smoothing 0.6] [--gradcam]
+
+The annotated video keeps the input's size (an odd width or height gains one black pixel: H.264 needs even
+sides), its frame times (a variable frame rate stays variable) and its frame count; it is H.264 in MP4, and
+the audio is dropped. Both files are written beside their target and renamed into place once complete; Ctrl-C
+finishes them at the last frame done, so they stay readable.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fer_models.core.arguments import OneLineParser
+from fer_models.core.constants import EMOTIONS
+from fer_models.faces.detect import DETECTORS
+
+COLUMNS = ["frame", "seconds", "track", "x", "y", "width", "height", *EMOTIONS, "label"]
+MAX_SIDE = 4096  # frames larger than this are refused: 4K is the largest a phone records
+
+
+class VideoError(ValueError):
+    """A clip that cannot be analysed; the message names the file and the problem."""
+
+
+@dataclass
+class VideoResult:
+    frames: int = 0                 # frames read and annotated
+    seconds: float = 0.0            # the clip's duration covered
+    size: tuple[int, int] = (0, 0)  # width, height of the input
+    fps: float = 0.0                # the stream's average frame rate
+    timeline: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=COLUMNS))
+    stopped: bool = False           # Ctrl-C or a stop request: the files end at the last frame done
+    truncated: str = ""             # the decoder's complaint when the file ends early
+    wall_seconds: float = 0.0
+
+    @property
+    def message(self) -> str:
+        said = f"{self.frames} frames ({self.seconds:.1f} s of video) in {self.wall_seconds:.1f} s"
+        if self.timeline.empty:
+            said += "; no face was found in any frame, so the timeline is empty"
+        else:
+            said += f"; {self.timeline['track'].nunique()} face track(s) over {self.timeline['frame'].nunique()} frames"
+        if self.truncated:
+            said += f". The file ends early ({self.truncated}): everything before that is kept"
+        if self.stopped:
+            said += ". Stopped before the end: the files end at the last frame done"
+        return said
+
+
+def _name(source) -> str:
+    return str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "the video")
+
+
+def _open(source):
+    import av
+
+    name = _name(source)
+    try:
+        container = av.open(str(source) if isinstance(source, Path) else source)
+    except (av.error.FFmpegError, OSError, ValueError) as err:
+        raise VideoError(f"{name}: not a video file this machine can read ({err})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{name}: the file has no video stream")
+    return container
+
+
+def annotate_video(model, meta: dict, source, output: Path | None = None, csv: Path | None = None,
+                   every: int = 3, smoothing: float = 0.6, gradcam: bool = False, progress=None,
+                   should_stop=lambda: False, detector: str = "mtcnn") -> VideoResult:
+    """Run the clip through a LiveAnnotator. `progress(done_seconds, total_seconds)` hears each frame;
+    `should_stop()` is asked before each frame (a page's cancel button)."""
+    import av
+
+    from fer_models.core.files import atomic_replace
+    from fer_models.media.live import LiveAnnotator, LiveSettings
+
+    began = time.perf_counter()
+    container = _open(source)
+    name = _name(source)
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if not width or not height:
+        container.close()
+        raise VideoError(f"{name}: the video stream has no frame size")
+    if max(width, height) > MAX_SIDE:
+        container.close()
+        raise VideoError(f"{name}: {width}×{height} is larger than {MAX_SIDE} pixels a side; scale it down first")
+    total = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else \
+        float(container.duration / av.time_base) if container.duration else 0.0
+    fps = float(stream.average_rate or 0) or 30.0
+    annotator = LiveAnnotator(model, meta, LiveSettings(smoothing=smoothing, gradcam=gradcam,
+                                                        detect_every=every, show_fps=False, detector=detector))
+    result = VideoResult(size=(width, height), fps=fps)
+    rows: list[tuple] = []
+    writer = _Writer(output, width, height, fps, stream.time_base) if output is not None else None
+    first_time = None
+    try:
+        for frame in container.decode(stream):
+            if should_stop():
+                result.stopped = True
+                break
+            t = float(frame.time) if frame.time is not None else result.frames / fps
+            first_time = t if first_time is None else first_time
+            bgr = frame.to_ndarray(format="bgr24")
+            out = annotator.process(bgr)
+            for track, (x, y, w, h), probs in annotator.faces_now():
+                rows.append((result.frames, round(t - first_time, 4), track, x, y, w, h,
+                             *np.round(probs, 5).tolist(), EMOTIONS[int(probs.argmax())]))
+            if writer is not None:
+                writer.add(out, frame)
+            result.frames += 1
+            result.seconds = t - first_time + 1 / fps
+            if progress is not None:
+                progress(result.seconds, max(total, result.seconds))
+    except KeyboardInterrupt:
+        result.stopped = True
+    except av.error.FFmpegError as err:
+        if result.frames == 0:
+            if writer is not None:
+                writer.discard()
+            container.close()
+            raise VideoError(f"{name}: cannot decode the video ({err})") from None
+        result.truncated = str(err)
+    finally:
+        container.close()
+    if result.frames == 0:
+        if writer is not None:
+            writer.discard()
+        raise VideoError(f"{name}: the clip has no frames")
+    if writer is not None:
+        writer.close()
+    result.timeline = pd.DataFrame(rows, columns=COLUMNS)
+    if csv is not None:
+        atomic_replace(Path(csv), lambda tmp: result.timeline.to_csv(tmp, index=False))
+    result.wall_seconds = time.perf_counter() - began
+    return result
+
+
+class _Writer:
+    """H.264 in MP4, written to a temporary file beside the target and renamed into place by close()."""
+
+    def __init__(self, path, width: int, height: int, fps: float, time_base):
+        import av
+
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.part")
+        self.width, self.height = width + width % 2, height + height % 2
+        self.container = av.open(str(self.tmp), "w", format="mp4")
+        self.stream = self.container.add_stream("libx264", rate=round(fps) or 30)
+        self.stream.width, self.stream.height, self.stream.pix_fmt = self.width, self.height, "yuv420p"
+        self.stream.options = {"preset": "veryfast", "crf": "23"}
+        if time_base is not None:  # the input's clock: each frame keeps its time, so a variable rate stays
+            self.stream.codec_context.time_base = time_base
+        self.last_pts = None
+
+    def add(self, bgr: np.ndarray, source_frame) -> None:
+        import av
+
+        h, w = bgr.shape[:2]
+        if (w, h) != (self.width, self.height):
+            bgr = np.pad(bgr, ((0, self.height - h), (0, self.width - w), (0, 0)))
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr), format="bgr24")
+        pts = source_frame.pts
+        if pts is None or (self.last_pts is not None and pts <= self.last_pts):  # a missing or repeated time
+            pts = 0 if self.last_pts is None else self.last_pts + 1
+        frame.pts = self.last_pts = pts
+        frame.time_base = self.stream.codec_context.time_base
+        self.container.mux(self.stream.encode(frame))
+
+    def close(self) -> None:
+        self.container.mux(self.stream.encode(None))
+        self.container.close()
+        self.tmp.replace(self.path)
+
+    def discard(self) -> None:
+        try:
+            self.container.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
+def parser() -> OneLineParser:
+    p = OneLineParser(prog="fer-studio video", description="Annotate a video file with a run's expression readings.")
+    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("--input", required=True, help="a video file (MP4, MOV, WebM, AVI, ...)")
+    p.add_argument("--output", help="annotated video to write (.mp4)")
+    p.add_argument("--csv", help="timeline CSV to write: one row per frame and face")
+    p.add_argument("--every", type=int, default=3, help="detect faces every N frames (tracked between)")
+    p.add_argument("--smoothing", type=float, default=0.6, help="weight of the past in each face's average")
+    p.add_argument("--gradcam", action="store_true", help="overlay Grad-CAM on each face")
+    p.add_argument("--detector", default="mtcnn", choices=list(DETECTORS), help="face detector")
+    return p
+
+
+def main(argv=None) -> int:
+    from tqdm import tqdm
+
+    from fer_models.runs.checkpoints import CheckpointError, load_model
+
+    p = parser()
+    args = p.parse_args(argv)
+    if not args.output and not args.csv:
+        p.error("nothing to write: give --output and/or --csv")
+    if args.every < 1 or not 0 <= args.smoothing < 1:
+        p.error("--every must be ≥ 1 and --smoothing in [0, 1)")
+    if not Path(args.input).is_file():
+        print(f"error: {args.input}: no such file", file=sys.stderr)
+        return 2
+    try:
+        model, meta = load_model(args.run)
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    bar = tqdm(total=None, unit="s", unit_scale=True, desc="video", dynamic_ncols=True)
+
+    def progress(done, total):
+        bar.total = round(total, 1)
+        bar.n = round(done, 1)
+        bar.refresh()
+
+    try:
+        result = annotate_video(model, meta, Path(args.input), Path(args.output) if args.output else None,
+                                Path(args.csv) if args.csv else None, args.every, args.smoothing, args.gradcam,
+                                progress, detector=args.detector)
+    except VideoError as err:
+        bar.close()
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    bar.close()
+    print(result.message + f" ({result.frames / max(result.wall_seconds, 1e-9):.1f} frames/s)")
+    return 130 if result.stopped else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""Run registry: find run folders and read them as the dashboard and the launcher see them.
+
+    fer-studio runs [--root artifacts/runs]            # the models table, or a line per bad run
+    fer-studio runs --readme README.md                 # rewrite the README's models table
+
+    from fer_models.runs.registry import list_runs
+    for run in list_runs("artifacts/runs"):
+        print(run.name, run.arch, run.state, run.val_acc)
+
+Only reads; the trainer and the evaluator write (through fer_models.runs.folder). A run whose status says
+"running" but whose process is gone (killed, machine restarted) reads as "died", so a page never shows a
+dead job as live; a run whose files cannot be used reads as "unreadable" with the reason, and every
+other run is listed as usual.
+"""
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from fer_models.core.arguments import OneLineParser
+from fer_models.core.constants import EMOTIONS
+from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
+from fer_models.runs.folder import CONFUSION_FILE, JOB_FILE, METRICS_FILE, PREDICTIONS_FILE, RunFolder, RunProblem
+from fer_models.runs.processes import alive_or_zombie
+from fer_models.runs.recipes import matching_recipe
+from fer_models.runs.settings import OPTIMIZERS, RECIPE_FIELDS, SETTINGS, TrainConfig, flag
+
+# A live trainer rewrites status.json every few seconds while it steps; validation and data
+# loading can pause that for a while on a CPU, so only a long silence means it is gone.
+STALE_SECONDS = 180
+
+DATA_SUFFIXES = (".csv", ".csv.gz", ".npz")
+MAX_PREDICTIONS_BYTES = 256 * 2**20  # a prediction row is ~100 bytes: room for 2 million faces
+
+
+@dataclass
+class RunSummary:
+    name: str
+    path: Path
+    arch: str | None
+    state: str                      # running | finished | failed | stopped | died | unknown | unreadable
+    val_acc: float | None           # best validation accuracy so far
+    best_epoch: int | None
+    epochs_done: int
+    epochs: int | None
+    evaluations: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def read_status(run) -> dict:
+    """status.json with `state` corrected for dead jobs; the state as written stays in `recorded_state`.
+    Raises RunProblem for a malformed status.json."""
+    status = RunFolder(run).status()
+    state = status.get("state", "unknown")
+    status["recorded_state"] = state
+    status["state"] = state
+    if state == "running":
+        on_this_host = status.get("host") == socket.gethostname()
+        fresh = time.time() - float(status.get("heartbeat") or 0) < STALE_SECONDS
+        alive = alive_or_zombie(status.get("pid")) if on_this_host else fresh
+        if not alive:
+            status["state"] = "died"
+            status["error"] = status.get("error") or (
+                "the training process is gone without finishing (killed or the machine restarted); "
+                "resume it from its last checkpoint")
+    return status
+
+
+def read_history(run) -> pd.DataFrame:
+    """history.csv (RunProblem if malformed); an empty table with the contract's columns if absent."""
+    return RunFolder(run).history()
+
+
+def list_evaluations(run) -> list[str]:
+    return RunFolder(run).evaluations()
+
+
+def read_evaluation(run, split: str) -> tuple[dict, pd.DataFrame, pd.DataFrame | None]:
+    """metrics.json, predictions.csv (ids as strings) and confusion.csv (None for an unlabelled split)."""
+    run_folder = RunFolder(run)
+    folder = run_folder.eval_dir(split)
+    if not (folder / METRICS_FILE).exists():
+        raise FileNotFoundError(f"{folder}: no evaluation; run fer-studio evaluate --run {run} "
+                                f"--data DATA --split {split}")
+    metrics = run_folder.evaluation_metrics(split)
+    where = f"run {run_folder.name}: eval/{split}"
+    for name in (PREDICTIONS_FILE, CONFUSION_FILE):
+        path = folder / name
+        if path.exists() and (not path.is_file() or path.stat().st_size > MAX_PREDICTIONS_BYTES):
+            raise RunProblem(f"{where}/{name}: not a regular file of at most {MAX_PREDICTIONS_BYTES // 2**20} MB")
+    try:
+        predictions = pd.read_csv(folder / PREDICTIONS_FILE, dtype={"id": str})
+        confusion = None
+        if (folder / CONFUSION_FILE).exists():
+            confusion = pd.read_csv(folder / CONFUSION_FILE, index_col=0).reindex(index=list(EMOTIONS),
+                                                                                   columns=list(EMOTIONS))
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise RunProblem(f"{where} cannot be read ({str(err).splitlines()[0]})") from err
+    if not {"id", "true", "pred"} <= set(predictions.columns):
+        raise RunProblem(f"{where}/{PREDICTIONS_FILE}: lacks the columns id, true, pred")
+    n = len(EMOTIONS)
+    checks = {"true": (-1, n - 1), "pred": (0, n - 1), **{f"p_{e}": (0, 1) for e in EMOTIONS
+                                                          if f"p_{e}" in predictions.columns}}
+    for column, (lo, hi) in checks.items():
+        values = pd.to_numeric(predictions[column], errors="coerce")
+        whole = column in ("true", "pred")
+        if not (values.between(lo, hi) & (values % 1 == 0 if whole else True)).all():
+            raise RunProblem(f"{where}/{PREDICTIONS_FILE}: column {column} holds values outside {lo}..{hi}")
+        predictions[column] = values.astype(int) if whole else values
+    counts = confusion.apply(pd.to_numeric, errors="coerce") if confusion is not None else None
+    if counts is not None and (counts.isna() & confusion.notna() | (counts < 0)).any().any():
+        raise RunProblem(f"{where}/{CONFUSION_FILE}: holds something that is not a count")
+    return metrics, predictions, confusion
+
+
+def faces_source(metrics: dict, split: str) -> Path | None:
+    """The dataset an evaluation scored, if it is on this machine (a dataset file or folder: the recorded
+    path is only ever read as data); else the bundled PublicTest faces for a PublicTest evaluation."""
+    recorded = metrics.get("data")
+    if isinstance(recorded, str) and recorded:
+        path = Path(recorded)
+        if path.is_dir() or (path.is_file() and path.name.lower().endswith(DATA_SUFFIXES)):
+            return path
+    if isinstance(split, str) and split.removesuffix("-tta") == "PublicTest" and BUNDLED_PUBLICTEST.exists():
+        return BUNDLED_PUBLICTEST
+    return None
+
+
+def summarise(run) -> RunSummary:
+    """What the picker and the tables show of one run; RunProblem if one of its files is malformed."""
+    folder = RunFolder(run)
+    meta, config = folder.meta(), folder.config()
+    status = read_status(folder.path)
+    history = folder.history()
+    metrics = meta.get("metrics", {})
+    best = history["val_acc"].idxmax() if len(history) and history["val_acc"].notna().any() else None
+    state, arch = status["state"], meta.get("arch") or config.get("args", {}).get("model")
+    if state == "unknown" and folder.file(JOB_FILE).exists():  # launched, the trainer not yet started
+        job = folder.job()
+        command = job.get("command") if isinstance(job.get("command"), list) else []
+        named = command[command.index("--model") + 1] if "--model" in command[:-1] else None
+        arch = arch or (named if isinstance(named, str) else None)
+        state = "running" if alive_or_zombie(job["pid"]) else "failed"
+    epochs = config.get("args", {}).get("epochs")
+    return RunSummary(
+        name=folder.name, path=folder.path, arch=arch, state=state,
+        val_acc=float(history["val_acc"][best]) if best is not None else metrics.get("val_acc"),
+        best_epoch=int(history["epoch"][best]) if best is not None else metrics.get("best_epoch"),
+        epochs_done=len(history),
+        epochs=int(epochs) if isinstance(epochs, (int, float)) else None,
+        evaluations=folder.evaluations(),
+        error=status.get("error"),
+    )
+
+
+def unreadable(run: Path, why: str) -> RunSummary:
+    return RunSummary(name=run.name, path=run, arch=None, state="unreadable", val_acc=None, best_epoch=None,
+                      epochs_done=0, epochs=None, error=why)
+
+
+def list_runs(root) -> list[RunSummary]:
+    """Every run folder directly under root (one with a config.json, meta.json or status.json, or the
+    job.json of a job the dashboard launched, which holds nothing else until the trainer has read its
+    data), by name. A run that cannot be read is listed as unreadable, with the reason."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    runs = []
+    for path in sorted(root.iterdir()):
+        folder = RunFolder(path)
+        try:
+            if not folder.is_run():
+                continue
+            runs.append(summarise(path))
+        except (RunProblem, OSError, ValueError, KeyError, TypeError) as err:
+            runs.append(unreadable(path, str(err) if isinstance(err, RunProblem) else
+                                   f"run {path.name}: {type(err).__name__}: {err}"))
+    return runs
+
+
+def best_run(runs: list[RunSummary]) -> RunSummary | None:
+    """The finished run with the highest validation accuracy (ties: first by name), else the first run:
+    what the app opens on, so a fresh clone shows its best model rather than the alphabetically first."""
+    finished = [r for r in runs if r.state == "finished" and r.val_acc is not None]
+    if finished:
+        return max(finished, key=lambda r: r.val_acc)  # max keeps the first of equals
+    return runs[0] if runs else None
+
+
+# ---------------------------------------------------------------- the README's models table
+
+TABLE_START, TABLE_END = "<!-- models-table -->", "<!-- /models-table -->"
+
+
+def reproduce_command(config: dict, run_name: str) -> str:
+    """The train command that made a run: its recipe when it follows one (fer_models.runs.recipes), else every
+    argument that differs from the defaults (fer_models.runs.settings)."""
+    args = config.get("args", {}) if isinstance(config.get("args"), dict) else {}
+    recipe = matching_recipe(args)
+    parts = ["fer-studio train"] + ([f"--recipe {recipe}"] if recipe else [f"--model {args.get('model')}"])
+    parts.append(f"--data path/to/{Path(args.get('data') or 'fer2013.csv.gz').name}")
+    optimizer = args.get("optimizer") if args.get("optimizer") in OPTIMIZERS else "sgd"
+    defaults = TrainConfig(optimizer=optimizer).resolved()  # lr and weight decay: the optimizer's own
+    for key, value in args.items():
+        if key not in SETTINGS or key in ("model", "data", "recipe") or value is None or \
+                (recipe and key in RECIPE_FIELDS) or value == getattr(defaults, key):
+            continue
+        if isinstance(value, bool):  # the trainer's switches: --no-flip, --half-weights
+            parts.append(flag(key))
+        else:
+            parts.append(f"{flag(key)} {value}")
+    parts.append(f"--out artifacts/runs/{run_name}")
+    return " ".join(parts)
+
+
+def models_table(root) -> str:
+    """A Markdown table of every run under root, each figure read from its run folder."""
+    lines = ["| run | model | parameters | epochs | device, precision | training time | PublicTest accuracy | "
+             "with flip TTA | macro F1 | reproduce |", "|" + " --- |" * 10]
+    for run in list_runs(root):
+        folder = RunFolder(run.path)
+        if run.state == "unreadable":
+            lines.append(f"| {run.name} | unreadable: {run.error} |" + " |" * 8)
+            continue
+        meta, config = folder.meta(), folder.config()
+        training = meta.get("training", {})
+        plain, tta = (_metrics(folder, split) for split in ("PublicTest", "PublicTest-tta"))
+        seconds = training.get("seconds")
+        pct = lambda m: f"{m['accuracy']:.2%}" if "accuracy" in m else "not evaluated"  # noqa: E731
+        lines.append(" | ".join([
+            f"| {run.name}", run.arch or "?", f"{meta.get('params', 0) / 1e6:.2f}M",
+            str(run.epochs_done),
+            ", ".join(filter(None, [training.get("device_name", "?"), training.get("precision")])),
+            f"{seconds / 3600:.1f} h" if seconds else "?", pct(plain), pct(tta),
+            f"{plain['macro_f1']:.3f}" if "macro_f1" in plain else "-",
+            f"`{reproduce_command(config, run.name)}` |"]))
+    return "\n".join(lines)
+
+
+def _metrics(folder: RunFolder, split: str) -> dict:
+    try:
+        return folder.evaluation_metrics(split)
+    except RunProblem:
+        return {}
+
+
+def write_table(readme, root) -> None:
+    readme = Path(readme)
+    if not readme.is_file():
+        raise ValueError(f"{readme}: no such file; give the README to rewrite")
+    text = readme.read_text()
+    if TABLE_START not in text or TABLE_END not in text:
+        raise ValueError(f"{readme}: add the lines {TABLE_START} and {TABLE_END} where the table goes")
+    head, rest = text.split(TABLE_START, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    readme.write_text(f"{head}{TABLE_START}\n{models_table(root)}\n{TABLE_END}{tail}")
+
+
+def parser() -> OneLineParser:
+    parser = OneLineParser(prog="fer-studio runs",
+                           description="Print the models table of a runs folder, or write it into a README.")
+    parser.add_argument("--root", default="artifacts/runs")
+    parser.add_argument("--readme", help="rewrite the table between the models-table markers of this file")
+    return parser
+
+
+def main(argv=None) -> int:
+    cli = parser().parse_args(argv)
+    try:
+        if cli.readme:
+            write_table(cli.readme, cli.root)
+        else:
+            print(models_table(cli.root))
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for run in list_runs(cli.root):
+        if run.state == "unreadable":
+            print(f"warning: {run.error}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

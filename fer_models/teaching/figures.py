@@ -1,0 +1,125 @@
+"""Plotly figures of run data, shared by the pages and the report: training curves, the clickable
+confusion matrix, class probabilities.
+
+A Plotly heatmap sends no click events to Streamlit (streamlit issue #8760), so every confusion
+cell is a square scatter marker whose customdata names its (true, predicted) classes.
+"""
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from fer_models.core.constants import EMOTIONS
+from fer_models.evaluation.confusion import row_normalised
+
+COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+CLASS_COLOURS = dict(zip(EMOTIONS, COLOURS + ["#7f7f7f"]))  # one per class, wherever classes are drawn
+
+
+def history_figure(histories: list[tuple[str, pd.DataFrame]]) -> go.Figure:
+    """Loss, accuracy (best epoch starred), learning rate and seconds per epoch of one or more runs' history.csv.
+
+    The best epoch is said in the legend, beside its run, not in a label on the plot: boxed labels sat on the
+    curves and, with several runs, on each other. Every panel shares one epoch axis, so that a vertical line
+    through Loss meets the same epoch in Accuracy. The learning rate is on a log scale: AdamW's 0.002 beside
+    SGD's 0.1 was a flat line on a linear one."""
+    fig = make_subplots(rows=2, cols=2, subplot_titles=("Loss", "Accuracy", "Learning rate (log scale)",
+                                                        "Seconds per epoch"),
+                        vertical_spacing=0.14, horizontal_spacing=0.08)
+    for i, (label, h) in enumerate(histories):
+        colour = COLOURS[i % len(COLOURS)]
+        if h.empty:
+            continue
+        best = h.loc[h["val_acc"].idxmax()]
+        said = f"best {best['val_acc']:.1%} at epoch {int(best['epoch'])}"
+        for col, metric in ((1, "loss"), (2, "acc")):
+            fig.add_trace(go.Scatter(x=h["epoch"], y=h[f"val_{metric}"], mode="lines+markers",
+                                     name=f"{label} validation: {said}",
+                                     line=dict(color=colour), legendgroup=label, showlegend=col == 1),
+                          row=1, col=col)
+            fig.add_trace(go.Scatter(x=h["epoch"], y=h[f"train_{metric}"], name=f"{label} training (dotted)",
+                                     mode="lines", line=dict(color=colour, dash="dot"), legendgroup=label,
+                                     showlegend=col == 1), row=1, col=col)
+        fig.add_trace(go.Scatter(x=[best["epoch"]], y=[best["val_acc"]], mode="markers", name=f"{label} best",
+                                 marker=dict(symbol="star", size=16, color=colour, line=dict(color="white", width=1)),
+                                 showlegend=False, legendgroup=label, cliponaxis=False,
+                                 hovertemplate=f"{label}: best %{{y:.1%}} at epoch %{{x}}<extra></extra>"),
+                      row=1, col=2)
+        fig.add_trace(go.Scatter(x=h["epoch"], y=h["lr"].where(h["lr"] > 0), mode="lines", line=dict(color=colour),
+                                 name=f"{label} learning rate", showlegend=False, legendgroup=label), row=2, col=1)
+        fig.add_trace(go.Bar(x=h["epoch"], y=h["seconds"], marker_color=colour, opacity=0.6,
+                             name=f"{label} seconds", showlegend=False, legendgroup=label), row=2, col=2)
+    epochs = max((int(h["epoch"].max()) for _, h in histories if not h.empty), default=1)
+    fig.update_xaxes(range=[0.5, epochs + 0.5], dtick=max(1, epochs // 10), tickfont=dict(size=13))  # whole epochs
+    fig.update_xaxes(title_text="epoch", row=2)
+    fig.update_yaxes(tickfont=dict(size=13))
+    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    fig.update_yaxes(type="log", exponentformat="power", row=2, col=1)
+    fig.update_annotations(font=dict(size=15))  # the subplot titles
+    # the legend above the panels, two lines a run at most, clear of the subplot titles
+    # room on the left for the tick labels: the report's figures were cut there (tests/e2e/test_projector.py)
+    fig.update_layout(height=560 + 44 * len(histories), margin=dict(t=16 + 44 * len(histories), b=10, l=56, r=10),
+                      barmode="group", font=dict(size=13),
+                      legend=dict(orientation="h", x=0, y=1.06, yanchor="bottom", font=dict(size=13)))
+    return fig
+
+
+CONFUSION_CELL = 56  # px: the matrix is drawn at a fixed size, so its cells stay square at any width
+
+
+def _text_on(fill: float) -> str:
+    """Black or white text for a cell of the Blues scale at this position (0..1): white from the mid blues on."""
+    return "white" if fill > 0.55 else "#111111"
+
+
+def confusion_figure(counts: np.ndarray, normalise: bool, selected: tuple[int, int] | None = None) -> go.Figure:
+    """The matrix as square markers (a scatter, so that a click selects one cell), the values as annotations
+    (Plotly fades the text of unselected points, never annotations), the selected cell outlined in red."""
+    shares = row_normalised(counts)
+    values = shares if normalise else counts.astype(float)
+    top = max(float(values.max()), 1e-9)
+    n = len(EMOTIONS)
+    true_idx, pred_idx = np.divmod(np.arange(n * n), n)
+    fig = go.Figure(go.Scatter(
+        x=[EMOTIONS[p] for p in pred_idx], y=[EMOTIONS[t] for t in true_idx], mode="markers",
+        marker=dict(symbol="square", size=CONFUSION_CELL - 3, color=values.ravel(), colorscale="Blues", cmin=0,
+                    cmax=top, showscale=True, line=dict(width=0),
+                    colorbar=dict(orientation="h", y=-0.03, yanchor="top", thickness=12, len=1,
+                                  tickformat=".0%" if normalise else ",d", tickfont=dict(size=13),
+                                  title=dict(text="share of the true class's faces" if normalise else "faces",
+                                             side="top", font=dict(size=13)))),
+        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
+        customdata=np.stack([true_idx, pred_idx, counts.ravel(), shares.ravel()], axis=1),
+        hovertemplate="true %{y}, predicted %{x}<br>%{customdata[2]} faces (%{customdata[3]:.1%} of %{y})"
+                      "<extra>click to see them</extra>",
+    ))
+    if selected is not None:  # a shape, drawn above every marker (an outline on a marker hides under its neighbours)
+        t, p = selected
+        fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=n - 1 - t - 0.5, y1=n - 1 - t + 0.5,
+                      line=dict(color="#d62728", width=4), layer="above")
+    # one list, validated once: 49 add_annotation calls took 0.35 s, a third of a rerun of the page
+    fig.update_layout(annotations=[dict(x=EMOTIONS[p], y=EMOTIONS[t], showarrow=False,
+                                        text=f"{shares[t, p]:.0%}" if normalise else f"{counts[t, p]:,}",
+                                        font=dict(size=14, color=_text_on(values[t, p] / top)))
+                                   for t, p in zip(true_idx, pred_idx)])
+    axis = dict(categoryorder="array", tickfont=dict(size=14, color="#111111"), showgrid=False, zeroline=False,
+                fixedrange=True)
+    fig.update_xaxes(title=dict(text="predicted", font=dict(size=14)), categoryarray=list(EMOTIONS), side="top",
+                     tickangle=0, **axis)
+    fig.update_xaxes(tickfont=dict(size=13))  # "surprise" beside "neutral", each within its 56 px column
+    fig.update_yaxes(title=dict(text="true", font=dict(size=14)), categoryarray=list(EMOTIONS)[::-1], **axis)
+    side = CONFUSION_CELL * n
+    margin = dict(l=84, r=6, t=56, b=74)
+    fig.update_layout(width=side + margin["l"] + margin["r"], height=side + margin["t"] + margin["b"],
+                      margin=margin, plot_bgcolor="white", dragmode=False, clickmode="event+select")
+    return fig
+
+
+def probability_figure(probs: np.ndarray, true: int | None = None) -> go.Figure:
+    colours = ["#2e7d32" if i == int(np.argmax(probs)) else "#90a4ae" for i in range(len(EMOTIONS))]
+    names = [f"{e} (true)" if i == true else e for i, e in enumerate(EMOTIONS)]
+    fig = go.Figure(go.Bar(x=probs, y=names, orientation="h", marker_color=colours,
+                           text=[f"{p:.1%}" for p in probs], textposition="outside", cliponaxis=False))
+    fig.update_layout(height=260, margin=dict(l=0, r=40, t=10, b=0), xaxis=dict(range=[0, 1], tickformat=".0%"),
+                      yaxis=dict(autorange="reversed"))
+    return fig

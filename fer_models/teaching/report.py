@@ -1,0 +1,417 @@
+"""One self-contained HTML report of a run: the six questions of a FER report, answered from its run folder.
+
+    fer-studio report --run artifacts/runs/cnn3 --out cnn3_report.html
+
+Architecture with layer shapes; training history; confusion matrix with per-class scores and the
+most confused pairs; saliency maps for a sample of faces per class; the deepest 3x3 conv layer's filters
+with their top-activating faces; the math, checked numerically. Plotly and its figures are inlined,
+pictures are inline PNGs and equations are MathML (drawn by the browser itself), so the file opens
+anywhere with no network. Each figure downloads as PNG (Plotly's camera button, or the link under
+a picture).
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import re
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from fer_models.core.arguments import OneLineParser
+from fer_models.core.constants import EMOTIONS
+from fer_models.datasets.facedata import DataError
+from fer_models.datasets.loading import load_faces
+
+SPLIT = "PublicTest"
+
+
+def _e(value) -> str:
+    return html.escape(str(value))
+
+
+def _png(image: np.ndarray) -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", optimize=True)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def picture(image: np.ndarray, name: str, caption: str = "", width: int | None = None) -> str:
+    """An inline PNG with its caption and a link that saves it as name.png."""
+    data = f"data:image/png;base64,{_png(image)}"
+    size = f' width="{width}"' if width else ""
+    return (f'<figure><img src="{data}" alt="{_e(caption or name)}"{size}><figcaption>{caption}'
+            f' <a download="{_e(name)}.png" href="{data}">PNG</a></figcaption></figure>')
+
+
+def plotly_div(fig, name: str) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False,
+                       config={"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": name}})
+
+
+def math(latex: str) -> str:
+    from latex2mathml.converter import convert
+
+    # the namespace attribute is only needed in XML; HTML5 knows <math>, and the file then names no URL
+    return convert(latex, display="block").replace(' xmlns="http://www.w3.org/1998/Math/MathML"', "")
+
+
+def _steps(steps) -> str:
+    return "".join(f"<p>{_e(text)}</p>{math(latex)}" for text, latex in steps)
+
+
+def _table(df) -> str:
+    return df.to_html(index=False, border=0, classes="table", float_format=lambda v: f"{v:.3g}", na_rep="–")
+
+
+def _markdown_bold(text: str) -> str:
+    """The **bold** and `code` of the sentences the pages also show, as HTML (everything else escaped)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", _e(text)))
+
+
+# ---------------------------------------------------------------- the sections
+
+def unused_paragraphs(model) -> str:
+    from fer_models.nets.structure import structure_of
+
+    findings = structure_of(model.arch).findings
+    if not findings:
+        return ""
+    items = "".join(f"<li>{_markdown_bold(s)}</li>" for s in findings)
+    return (f"<h3>What a {model.input_spec.size}×{model.input_spec.size} input leaves unused</h3>"
+            "<p>Found from the model's arithmetic and a gradient probe, not typed in:</p>"
+            f"<ul>{items}</ul>")
+
+
+def architecture_section(model, meta) -> str:
+    from fer_models.nets.structure import structure_of
+
+    structure = structure_of(model.arch)
+    table, totals = structure.layers, structure.totals
+    long = len(table) > 40
+    rows = _table(table)
+    return (f"<h2>1. Architecture: {_e(meta['arch'])}</h2>"
+            f"<p>{totals['parameters']:,} parameters, {totals['mult_adds'] / 1e6:,.1f} M mult-adds per face, "
+            f"{totals['layers']} layers, {totals['activations_mib']} MiB of activations for one face "
+            "(torchinfo on the model object).</p>"
+            + structure.chain_html
+            + (f"<details><summary>All {len(table)} layers with their output shapes</summary>{rows}</details>"
+               if long else rows)
+            + unused_paragraphs(model))
+
+
+def history_section(run_dir: Path) -> str:
+    from fer_models.runs.registry import read_history
+    from fer_models.teaching.figures import history_figure
+
+    history = read_history(run_dir)
+    if history.empty:
+        return "<h2>2. Training history</h2><p>The run has no finished epoch (history.csv is empty).</p>"
+    best = history.loc[history["val_acc"].idxmax()]
+    return ("<h2>2. Training history</h2>"
+            f"<p>{len(history)} epochs; best validation accuracy {best['val_acc']:.2%} at epoch {int(best['epoch'])} "
+            f"(the checkpoint this report explains); {history['seconds'].sum() / 3600:.2f} h of training.</p>"
+            + plotly_div(history_figure([(run_dir.name, history)]), "training_history"))
+
+
+def confusion_section(run_dir: Path, split: str):
+    """(html, metrics, predictions) of the run's evaluation on split; html says what to do if there is none."""
+    from fer_models.evaluation.confusion import most_confused, per_class_table
+    from fer_models.runs.registry import read_evaluation
+    from fer_models.teaching.figures import confusion_figure
+
+    try:
+        metrics, predictions, confusion = read_evaluation(run_dir, split)
+    except FileNotFoundError as err:
+        return f"<h2>3. Confusion matrix</h2><p>{_e(err)}</p>", None, None
+    if confusion is None:
+        return f"<h2>3. Confusion matrix</h2><p>Split {_e(split)} has no labels.</p>", metrics, predictions
+    counts = confusion.to_numpy()
+    fig = confusion_figure(counts, normalise=True)
+    fig.update_traces(hovertemplate="true %{y}, predicted %{x}<br>%{customdata[2]} faces "
+                                    "(%{customdata[3]:.1%} of %{y})<extra></extra>")
+    pairs = "".join(f"<li>{_markdown_bold(p)}</li>" for p in most_confused(counts, top=5))
+    summary = (f"accuracy {metrics['accuracy']:.2%}, macro F1 {metrics.get('macro_f1', float('nan')):.3f}, "
+               f"top-2 accuracy {metrics.get('top2_accuracy', float('nan')):.2%} on {int(counts.sum()):,} faces")
+    return (f"<h2>3. Confusion matrix on {_e(split)}</h2><p>{summary}; rows are the true class, shares of that row."
+            f"</p>{plotly_div(fig, 'confusion_matrix')}<h3>Per class</h3>{_table(per_class_table(metrics, counts))}"
+            f"<h3>Most confused</h3><ul>{pairs}</ul>"), metrics, predictions
+
+
+def sample_faces(predictions, per_class: int, seed: int = 0) -> list[int]:
+    """Row numbers of predictions.csv: per true class, `per_class` faces drawn at random (seeded)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in range(len(EMOTIONS)):
+        of_class = np.flatnonzero(predictions["true"].to_numpy() == c)
+        rows += sorted(rng.choice(of_class, min(per_class, len(of_class)), replace=False).tolist())
+    return rows
+
+
+def mistakes_section(run_dir: Path, split: str, metrics: dict | None, predictions, faces, per_class: int = 2
+                     ) -> str:
+    """Per class: the mistakes and what the FER+ annotators' majority says, then the model's most confident
+    mistakes of each class with their votes."""
+    import pandas as pd
+
+    from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
+    from fer_models.evaluation.mistakes import (
+        NONE,
+        VERDICTS,
+        covering,
+        in_words,
+        mistake_table,
+        select,
+        summary,
+        votes_for,
+    )
+    from fer_models.explain.pictures import enlarge
+
+    head = "<h2>4. Mistakes</h2>"
+    if metrics is None or predictions is None or "true" not in predictions:
+        return head + "<p>No labelled evaluation: nothing can be called a mistake.</p>"
+    votes, source = covering(*votes_for(metrics, split, BUNDLED_PUBLICTEST), predictions["id"])
+    mistakes = mistake_table(predictions, votes)
+    table = summary(mistakes, predictions)
+    shown = table.assign(**{"share with the model": table["share with the model"].map(
+        lambda v: "–" if pd.isna(v) else f"{v:.0%}")})
+    tiles = []
+    if faces is not None:
+        images, index = faces
+        for c in range(len(EMOTIONS)):
+            for row in select(mistakes, true=c).head(per_class).itertuples():
+                if row.id not in index:
+                    continue
+                said = "" if row.verdict == NONE else f"; FER+ majority {VERDICTS[row.verdict]}"
+                tiles.append(picture(enlarge(images[index[row.id], 0], 96), f"mistake_{row.id}",
+                                     f"#{_e(row.id)}: {EMOTIONS[row.true]} → {EMOTIONS[row.pred]} "
+                                     f"{row.confidence:.0%}{_e(said)}"))
+    return (head + f"<p>{_markdown_bold(in_words(run_dir.name, split, table))}</p>"
+            + _table(shown) + f"<p><small>Votes: {_e(source)}.</small></p>"
+            + (f"<h3>The most confident mistakes of each class</h3><div class='grid'>{''.join(tiles)}</div>"
+               if tiles else ""))
+
+
+def saliency_section(model, meta, predictions, faces, per_class: int) -> str:
+    from fer_models.explain.attributions import attribute, face_input
+    from fer_models.explain.pictures import enlarge, overlay
+
+    head = "<h2>5. Saliency</h2>"
+    if faces is None or predictions is None:
+        return head + "<p>No faces to explain: the evaluation's data is not on this machine (pass --data).</p>"
+    images, index = faces
+    tiles = []
+    for row in sample_faces(predictions, per_class):
+        p = predictions.iloc[row]
+        if p["id"] not in index:
+            continue
+        pixels = images[index[p["id"]], 0]
+        x = face_input(pixels, meta)
+        pred, true = int(p["pred"]), int(p["true"])
+        cam = attribute(model, x, "gradcam", pred)
+        ig = attribute(model, x, "integrated_gradients", pred)
+        gap = np.full((96, 4, 3), 255, np.uint8)
+        strip = np.concatenate([np.repeat(enlarge(pixels, 96)[..., None], 3, 2), gap,
+                                enlarge(overlay(pixels, cam.map, True, 0.7), 96), gap,
+                                enlarge(overlay(pixels, ig.map, True, 0.7), 96)], axis=1)
+        mark = "✓" if pred == true else "✗"
+        tiles.append(picture(strip, f"saliency_{p['id']}",
+                             f"#{_e(p['id'])}: {EMOTIONS[true]} → {EMOTIONS[pred]} "
+                             f"{p[f'p_{EMOTIONS[pred]}']:.0%} {mark}"))
+    return (head + f"<p>{per_class} faces of each true class, drawn at random (seed 0). Each strip: the face, "
+            f"Grad-CAM on <code>{_e(model.gradcam_layer_name)}</code> (the last activation whose every cell reaches "
+            "the class scores) and Integrated Gradients (50 steps, mean-gray baseline), both for the "
+            "predicted class; red is evidence for it, blue against.</p>"
+            f'<div class="grid">{"".join(tiles)}</div>')
+
+
+def filters_section(model, meta, faces_all, labels, count: int, atlas=None) -> str:
+    """`atlas` (fer_models.explain.atlas, checked by the caller against these faces and weights) saves the ranking
+    and the patterns it holds."""
+    from fer_models.explain.features import filter_responses, maximise_filters, top_faces
+    from fer_models.explain.pictures import enlarge, mosaic
+
+    layer = model.deepest_filter_layer()
+    head = f"<h2>6. Filters of {_e(layer)}</h2>"
+    if faces_all is None:
+        return head + "<p>No faces to rank the filters on (pass --data).</p>"
+    norm = meta["normalisation"]
+    responses = atlas.responses if atlas is not None else \
+        filter_responses(model, layer, faces_all, norm["mean"], norm["std"])
+    chosen = [int(c) for c in np.argsort(-responses.mean(0), kind="stable")[:count]]
+    stored = {c: atlas.pattern(c) for c in chosen} if atlas is not None else {}
+    missing = [c for c in chosen if stored.get(c) is None]
+    stored.update(zip(missing, maximise_filters(model, layer, missing, meta)))
+    rows = []
+    for channel, pattern in ((c, stored[c]) for c in chosen):
+        top = top_faces(responses, channel, 9)
+        kinds = ", ".join(f"{n} {e}" for e, n in Counter(EMOTIONS[labels[t]] for t in top).most_common())
+        pattern_picture = picture(enlarge(pattern.image, 144), f"filter_{channel}_pattern", f"#{channel}: pattern")
+        rows.append(f'<div class="filter">{pattern_picture}'
+                    f'{picture(enlarge(mosaic(faces_all[top, 0], 3), 144), f"filter_{channel}_faces", "top 9 faces")}'
+                    f"<p>activation {pattern.activation:.2f} on the pattern (noise: {pattern.start_activation:.2f}); "
+                    f"its 9 top faces: {kinds}</p></div>")
+    return (head + f"<p>The {count} filters with the highest mean peak response over {len(faces_all):,} faces. "
+            "Beside each: the input that excites it most (gradient ascent from noise in a 1/f Fourier "
+            "parametrisation, with jitter, small rotations and scales) and the 9 faces where it peaks highest.</p>"
+            + "".join(rows))
+
+
+def math_section(model) -> str:
+    import pandas as pd
+
+    from fer_models.nets.shapes import shape_walk
+    from fer_models.teaching.derivations import (
+        BATCHNORM_STEPS,
+        CONV_STEPS,
+        DEGENERATE_STEPS,
+        SOFTMAX_STEPS,
+        check_batchnorm,
+        check_softmax_cross_entropy,
+    )
+
+    walk = pd.DataFrame([{**r, "input": "×".join(map(str, r["input"])), "output": "×".join(map(str, r["output"])),
+                          "naive": f"{r['naive']:g}"} for r in shape_walk(model)])
+
+    def check_table(check):
+        return _table(pd.DataFrame([{k: (f"{v:.1e}" if k.startswith("vs ") else v) for k, v in r.items()}
+                                    for r in check.rows]))
+
+    bn, flat = check_batchnorm(batch=8, features=4), check_batchnorm(batch=8, features=4, constant=3.0)
+    sm, soft = check_softmax_cross_entropy(batch=4), check_softmax_cross_entropy(batch=4, temperature=2.0, soft=True)
+    return ("<h2>7. The math</h2><h3>Convolution arithmetic</h3>" + _steps(CONV_STEPS)
+            + f"<p>Every conv and pooling layer outside the dense blocks of this model, for one 48×48 face: the "
+              f"formula's size next to the real output of a forward pass.</p>{_table(walk)}"
+            + "<h3>Batch normalisation</h3>" + _steps(BATCHNORM_STEPS)
+            + "<p>Check (float64, 8 values × 4 channels, γ = 1.5, β = 0.2, ε = 1e-5, L = Σ w·y with random w): "
+              "largest absolute difference of the analytic gradient to each other way of computing it.</p>"
+            + check_table(bn) + "<h3>A batch whose values are all equal</h3>" + _steps(DEGENERATE_STEPS)
+            + f"<p>Check with every value 3.0: μ = {flat.forward['mu'][0]:g}, σ² = {flat.forward['var'][0]:g}, "
+              f"y = {flat.forward['y'][0, 0]:g} everywhere, "
+              f"∂L/∂γ = {np.abs(flat.forward['analytic']['gamma']).max():g}, "
+              f"largest |∂L/∂x| = {np.abs(flat.forward['analytic']['x']).max():.1f}.</p>" + check_table(flat)
+            + "<h3>Softmax with cross-entropy</h3>" + _steps(SOFTMAX_STEPS)
+            + "<p>Check at T = 1 with one-hot targets, then T = 2 with soft targets (sum over a batch of 4):</p>"
+            + check_table(sm) + check_table(soft))
+
+
+# ---------------------------------------------------------------- the page
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+h2 { border-bottom: 2px solid #dde; padding-bottom: .2em; margin-top: 2em; }
+table.table { border-collapse: collapse; font-size: .85em; margin: .5em 0; }
+table.table td, table.table th { padding: .2em .6em; border-bottom: 1px solid #eee; text-align: right; }
+figure { display: inline-block; margin: .3em; text-align: center; font-size: .8em; }
+img { image-rendering: pixelated; }
+.grid { display: flex; flex-wrap: wrap; }
+.filter { display: flex; align-items: center; gap: 1em; }
+math[display=block] { margin: .5em 0 1em; font-size: 1.1em; }
+"""
+
+
+def build_report(run_dir, data=None, split: str = SPLIT, faces_per_class: int = 2, filters: int = 6,
+                 progress=lambda text, fraction: None) -> str:
+    """The report as one HTML string. `data` overrides where the faces come from (else the data the
+    evaluation scored, or the bundled PublicTest); `progress(text, fraction)` hears each step."""
+    import plotly.offline
+
+    from fer_models.runs.checkpoints import load_model
+    from fer_models.runs.folder import RunFolder
+    from fer_models.runs.registry import faces_source, reproduce_command
+
+    run_dir = Path(run_dir)
+    began = time.perf_counter()
+    progress("Loading the model", 0.0)
+    model, meta = load_model(run_dir)
+    config = RunFolder(run_dir).config()
+    sections = []
+    progress("Architecture", 0.05)
+    sections.append(architecture_section(model, meta))
+    progress("Training history", 0.15)
+    sections.append(history_section(run_dir))
+    progress("Confusion matrix", 0.2)
+    section, metrics, predictions = confusion_section(run_dir, split)
+    sections.append(section)
+
+    faces = all_images = labels = None
+    source = Path(data) if data else (faces_source(metrics, split) if metrics is not None else None)
+    if source is not None:
+        try:
+            loaded = load_faces(source, splits=[split.removesuffix("-tta")])
+            all_images, labels = loaded.images, loaded.labels
+            faces = (loaded.images, {face_id: i for i, face_id in enumerate(loaded.ids)})
+        except (DataError, OSError) as err:
+            sections.append(f"<p class='warning'>Could not read the faces from {_e(source)}: {_e(err)}</p>")
+    progress("Mistakes", 0.25)
+    sections.append(mistakes_section(run_dir, split, metrics, predictions, faces, faces_per_class))
+    progress("Saliency maps", 0.3)
+    sections.append(saliency_section(model, meta, predictions, faces, faces_per_class))
+    progress("Filters", 0.55)
+    atlas = None
+    if faces is not None:
+        from fer_models.explain.atlas import load_atlas
+        atlas = load_atlas(run_dir, model.deepest_filter_layer(), loaded.ids)
+    sections.append(filters_section(model, meta, all_images, labels, filters, atlas))
+    progress("The math", 0.9)
+    sections.append(math_section(model))
+
+    training = meta.get("training", {})
+    accuracy = f"{metrics['accuracy']:.2%} on {split}" if metrics and "accuracy" in metrics else "not evaluated"
+    header = (f"<h1>FER Studio report: {_e(run_dir.name)}</h1>"
+              f"<p><b>{_e(meta['arch'])}</b> · {meta.get('params', 0):,} parameters · accuracy {accuracy} · "
+              f"trained on {_e(training.get('device_name', training.get('device', '?')))} · "
+              f"{(training.get('seconds') or 0) / 3600:.2f} h</p>"
+              f"<p>Reproduce: <code>{_e(reproduce_command(config, run_dir.name)) if config else '?'}</code></p>"
+              f"<p><small>Made {time.strftime('%Y-%m-%d %H:%M')} by fer-studio report in "
+              f"{time.perf_counter() - began:.0f} s. Every figure is computed from the run folder.</small></p>")
+    progress("Done", 1.0)
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>FER Studio report: "
+            f"{_e(run_dir.name)}</title><style>{STYLE}</style>"
+            f"<script>{plotly.offline.get_plotlyjs()}</script></head><body>{header}{''.join(sections)}</body></html>")
+
+
+def parser() -> OneLineParser:
+    parser = OneLineParser(prog="fer-studio report", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="run folder (with model.safetensors and meta.json)")
+    parser.add_argument("--out", required=True, help="the HTML file to write")
+    parser.add_argument("--data", help="FER2013 CSV, class folders or .npz holding the split's faces "
+                                       "(default: the data the evaluation scored, else the bundled PublicTest)")
+    parser.add_argument("--split", default=SPLIT, help="the evaluation to report (eval/<split>/)")
+    parser.add_argument("--faces-per-class", type=int, default=2, choices=range(0, 21), metavar="0..20")
+    parser.add_argument("--filters", type=int, default=6, choices=range(0, 65), metavar="0..64")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    from fer_models.core.files import atomic_write_text
+    from fer_models.runs.checkpoints import CheckpointError
+    from fer_models.runs.folder import RunProblem
+
+    out = Path(args.out)
+    if out.is_dir() or not out.parent.is_dir():  # said now, not after minutes of building the report
+        print(f"error: --out {out}: {'is a folder' if out.is_dir() else 'its folder does not exist'}; give the path "
+              "of the HTML file to write", file=sys.stderr)
+        return 2
+    try:
+        report = build_report(args.run, args.data, args.split, args.faces_per_class, args.filters,
+                              progress=lambda text, fraction: print(f"{fraction:4.0%} {text}", file=sys.stderr))
+    except (CheckpointError, FileNotFoundError, DataError, RunProblem) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    atomic_write_text(args.out, report)
+    print(f"wrote {args.out} ({len(report.encode()) / 2**20:.1f} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Copy a finished run into the repository as a reference run, and evaluate it there.
+
+    fer-studio ship --run /root/fer_runs/cnn3 --to artifacts/runs/cnn3 \\
+        --data path/to/fer2013.csv.gz --half
+
+What ships is the run's record (config.json, history.csv, status.json, meta.json) and its best
+weights, without the optimizer state (last.safetensors). With --half the conv and linear weights
+are stored in fp16, but only if that moves PublicTest accuracy by less than 0.1 points;
+otherwise fp32 is kept and the reason printed. Then eval/PublicTest and eval/PublicTest-tta are
+written by fer_models.evaluation.evaluate on the shipped weights, and the filter atlas (fer_models.explain.atlas) on
+them. Recorded data paths are cut to the file's name (the run leaves this machine). Prints one
+JSON line.
+"""
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from fer_models.core.arguments import OneLineParser
+from fer_models.datasets.facedata import DataError
+from fer_models.evaluation.evaluate import evaluate_run
+from fer_models.runs.checkpoints import CheckpointError, load_model, save_model
+from fer_models.runs.folder import CONFIG_FILE, HISTORY_FILE, STATUS_FILE, RunFolder, RunProblem
+
+ROOT = Path(__file__).resolve().parents[2]
+
+RECORD = (CONFIG_FILE, HISTORY_FILE, STATUS_FILE)
+HALF_TOLERANCE = 0.001  # accuracy, as a fraction: 0.1 points
+
+
+def ship(run, to, data, half: bool = False, split: str = "PublicTest", atlas_patterns: int = 64) -> dict:
+    """Build the reference run in a temporary folder beside `to` and rename it into place only once it is
+    complete: a failure (bad data, a full disk) leaves no half-shipped run behind."""
+    run, to = Path(run), Path(to)
+    try:
+        status = RunFolder(run).status()
+    except RunProblem as err:
+        raise CheckpointError(f"{err}; a reference run must come from a finished run") from err
+    if status.get("state") != "finished":
+        raise CheckpointError(f"{run}: state is '{status.get('state', 'unknown')}', not finished; a reference run "
+                              "must have run all its epochs (resume it with fer-studio train --resume)")
+    try:
+        RunFolder(run).config()  # checked here, so that a problem names this run, not the folder being built
+    except RunProblem as err:
+        raise CheckpointError(str(err)) from err
+    if to.exists() and (not to.is_dir() or any(to.iterdir())):
+        raise CheckpointError(f"{to}: already exists and is not empty; remove it first")
+    model, meta = load_model(run)
+    # the dashboard's launcher never deletes a run marked shipped
+    meta = {**meta, "shipped": {"from": run.name, "at": time.strftime("%Y-%m-%d")}}
+    to.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{to.name}.", suffix=".shipping", dir=to.parent))
+    try:
+        report = _build(run, building, to, model, meta, data, half, split, atlas_patterns)
+        if to.exists():
+            to.rmdir()  # empty, checked above
+        os.replace(building, to)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    report["run"] = str(to)
+    return report
+
+
+def _build(run: Path, to: Path, final: Path, model, meta: dict, data, half: bool, split: str,
+           atlas_patterns: int) -> dict:
+    for name in RECORD:
+        shutil.copy2(run / name, to / name)
+    save_model(to, model, {k: v for k, v in meta.items() if k not in ("weights_dtype",)}, half=False)
+    full = evaluate_run(to, data, split)
+    report = {"arch": meta["arch"], "accuracy_fp32": full["accuracy"], "weights": "float32"}
+    if half:
+        save_model(to, model, meta, half=True)
+        halved = evaluate_run(to, data, split)
+        report["accuracy_fp16"] = halved["accuracy"]
+        if abs(halved["accuracy"] - full["accuracy"]) < HALF_TOLERANCE:
+            report["weights"] = "float16"
+        else:
+            report["refused_fp16"] = (f"fp16 weights moved {split} accuracy by "
+                                      f"{100 * (halved['accuracy'] - full['accuracy']):+.2f} points")
+            save_model(to, model, meta, half=False)
+            evaluate_run(to, data, split)
+    report["accuracy_tta"] = evaluate_run(to, data, split, tta=True)["accuracy"]
+    from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
+    if BUNDLED_PUBLICTEST.exists() and atlas_patterns >= 0:  # the Filters page and report then open at once
+        from fer_models.explain.atlas import make_for_run
+        report["atlas_layer"] = make_for_run(to, atlas_patterns)[1].layer
+    args = RunFolder(to).config().get("args", {})
+    for record in to.rglob("*.json"):  # the evaluations name the folder they were written in
+        record.write_text(record.read_text().replace(json.dumps(str(to))[1:-1], json.dumps(str(final))[1:-1]))
+    _portable_paths(to, {str(Path(data).resolve()), str(data), args.get("data")})
+    _portable_teacher(to, args.get("teacher"))
+    report["bytes"] = sum(p.stat().st_size for p in to.rglob("*") if p.is_file())
+    return report
+
+
+def _portable_teacher(to: Path, teacher) -> None:
+    """A teacher that is itself a reference run is named as the recipes name it, from the repository root."""
+    if not isinstance(teacher, str) or not teacher:
+        return
+    inside = Path(teacher).resolve()
+    try:
+        relative = inside.relative_to(ROOT).as_posix()
+    except ValueError:
+        relative = Path(teacher).name
+    for record in to.rglob("*.json"):
+        text = record.read_text()
+        if json.dumps(teacher)[1:-1] in text:
+            record.write_text(text.replace(json.dumps(teacher)[1:-1], relative))
+
+
+def _portable_paths(to: Path, paths: set) -> None:
+    """The data paths of the machine that trained and evaluated the run become the file's name alone:
+    the reference run travels to machines without them, where the app then uses the bundled faces."""
+    for path in sorted((p for p in paths if p), key=len, reverse=True):
+        for record in to.rglob("*.json"):
+            text = record.read_text()
+            if path in text:
+                record.write_text(text.replace(json.dumps(path)[1:-1], Path(path).name))
+
+
+def parser() -> OneLineParser:
+    p = OneLineParser(prog="fer-studio ship", description=__doc__.split("\n")[0])
+    p.add_argument("--run", required=True, help="the finished run folder")
+    p.add_argument("--to", required=True, help="where the reference run goes, e.g. artifacts/runs/cnn3")
+    p.add_argument("--data", required=True, help="FER2013 CSV holding the evaluation split")
+    p.add_argument("--half", action="store_true", help="fp16 weights if accuracy moves < 0.1 points")
+    p.add_argument("--atlas-patterns", type=int, default=64,
+                   help="filters whose pattern the atlas stores (-1: no atlas)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        report = ship(args.run, args.to, args.data, args.half, atlas_patterns=args.atlas_patterns)
+    except (CheckpointError, DataError, RunProblem, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
