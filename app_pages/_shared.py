@@ -85,10 +85,14 @@ def history_of(run: RunSummary):
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=6)
 def cached_model(run_path: str, mtime: float):
-    """One model object per checkpoint version, shared by every session (fer_models.explain
-    serialises the calls that hook into it)."""
+    """One model object per checkpoint version, shared by every session: prepared (eval mode, channels_last)
+    here, before any session sees it, and never changed after; fer_models.explain hooks only into private
+    views of it."""
+    from fer_models.explain.shared import ready
     from fer_models.runs.checkpoints import load_model
-    return load_model(run_path)
+
+    model, meta = load_model(run_path)
+    return ready(model), meta
 
 
 def checkpoint_key(run: RunSummary) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from fer_models.datasets.augment import to_input
-from fer_models.explain.shared import LOCK, ready
+from fer_models.explain.shared import private_view, ready
 from fer_models.nets.models import FERModel
 from fer_models.nets.precision import autocast_for, inference_precision
 
@@ -80,20 +80,20 @@ def gradcam_map_size(model: FERModel) -> tuple[int, int]:
     if "_gradcam_size" in model.__dict__:
         return model.__dict__["_gradcam_size"]
     kept = {}
-    handle = model.gradcam_layer().register_forward_hook(lambda m, a, out: kept.update(shape=out.shape))
     spec = model.input_spec
-    try:
-        with LOCK:
-            ready(model)(torch.zeros(1, spec.channels, spec.size, spec.size))
-    finally:
-        handle.remove()
+    with private_view(model) as view:
+        handle = view.gradcam_layer().register_forward_hook(lambda m, a, out: kept.update(shape=out.shape))
+        try:
+            view(torch.zeros(1, spec.channels, spec.size, spec.size))
+        finally:
+            handle.remove()
     model.__dict__["_gradcam_size"] = tuple(kept["shape"][2:])
     return model.__dict__["_gradcam_size"]
 
 
 @torch.no_grad()
 def probabilities(model: FERModel, x: torch.Tensor) -> np.ndarray:
-    with LOCK, autocast_for(x.device, inference_precision(x.device)):
+    with autocast_for(x.device, inference_precision(x.device)):
         return ready(model)(x).float().softmax(1).numpy()
 
 
@@ -105,7 +105,6 @@ def _attribute_batch(model: FERModel, x: torch.Tensor, method: str, targets: lis
         IntegratedGradients,
         LayerAttribution,
         LayerGradCam,
-        NoiseTunnel,
         Occlusion,
         Saliency,
     )
@@ -115,9 +114,7 @@ def _attribute_batch(model: FERModel, x: torch.Tensor, method: str, targets: lis
     if method == "saliency":
         return Saliency(model).attribute(xs, target=targets, abs=True), None
     if method == "smoothgrad":
-        spread = 0.15 * float(x.max() - x.min())
-        return NoiseTunnel(Saliency(model)).attribute(xs, nt_type="smoothgrad", nt_samples=25, stdevs=spread,
-                                                      target=targets, abs=True), None
+        return _smoothgrad(model, xs, targets), None
     if method == "integrated_gradients":
         a, delta = IntegratedGradients(model).attribute(xs, baselines=baseline, target=targets, n_steps=50,
                                                         internal_batch_size=25, return_convergence_delta=True)
@@ -136,6 +133,22 @@ def _attribute_batch(model: FERModel, x: torch.Tensor, method: str, targets: lis
     raise ValueError(f"unknown attribution method '{method}'; choose one of {', '.join(METHODS)}")
 
 
+def _smoothgrad(model: FERModel, xs: torch.Tensor, targets: list[int], samples: int = 25,
+                seed: int = 0) -> torch.Tensor:
+    """SmoothGrad (Smilkov et al. 2017): |gradient| averaged over `samples` noisy copies of each input, the
+    noise 15% of the face's pixel range. The noise comes from a generator of its own, seeded: the same face
+    gives the same map on every call and in every thread (Captum's NoiseTunnel draws from torch's global
+    generator, which concurrent sessions share)."""
+    from captum.attr import Saliency
+
+    spread = 0.15 * float(xs.max() - xs.min())
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn((samples, *xs.shape), generator=generator) * spread
+    noisy = (xs.detach().unsqueeze(0) + noise).reshape(-1, *xs.shape[1:]).requires_grad_(True)
+    grads = Saliency(model).attribute(noisy, target=list(targets) * samples, abs=True)
+    return grads.reshape(samples, *xs.shape).mean(0)
+
+
 def attribute(model: FERModel, x: torch.Tensor, method: str, target: int) -> Attribution:
     """One map for one face (1 x 1 x 48 x 48 normalised input) and one class."""
     return attribute_classes(model, x, method, [target])[0]
@@ -145,9 +158,8 @@ def attribute_classes(model: FERModel, x: torch.Tensor, method: str, targets: li
     """The map of `method` for each class in `targets`, computed as one batch."""
     if method not in METHODS:
         raise ValueError(f"unknown attribution method '{method}'; choose one of {', '.join(METHODS)}")
-    with LOCK:
-        ready(model)
-        raw, delta = _attribute_batch(model, x, method, list(targets))
+    with private_view(model) as view:
+        raw, delta = _attribute_batch(view, x, method, list(targets))
     maps = raw.detach().float().sum(1).numpy()  # one input channel: the sum is that channel
     deltas = delta.detach().abs().numpy() if delta is not None else [None] * len(targets)
     return [Attribution(method, t, m.astype(np.float32), METHODS[method].signed,

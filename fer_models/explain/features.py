@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from fer_models.datasets.augment import AugmentConfig, augment_batch, to_input
-from fer_models.explain.shared import LOCK, ready
+from fer_models.explain.shared import private_view
 from fer_models.nets.models import FERModel
 from fer_models.nets.precision import autocast_for, inference_precision
 
@@ -35,7 +35,8 @@ class _Reached(Exception):
 
 
 def capture(model: FERModel, layer_name: str, x: torch.Tensor) -> torch.Tensor:
-    """The output of one layer for input x; the forward pass stops there."""
+    """The output of one layer for input x; the forward pass stops there. It hooks `model`: pass a private
+    view (explain.shared), never a model other threads may be running."""
     def hook(module, inputs, output):
         raise _Reached(output)
 
@@ -52,8 +53,8 @@ def capture(model: FERModel, layer_name: str, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def feature_maps(model: FERModel, layer_name: str, x: torch.Tensor) -> np.ndarray:
     """C x H x W float32 output of `layer_name` for one face."""
-    with LOCK:
-        return capture(ready(model), layer_name, x)[0].float().contiguous().numpy()
+    with private_view(model) as view:
+        return capture(view, layer_name, x)[0].float().contiguous().numpy()
 
 
 @torch.no_grad()
@@ -64,12 +65,11 @@ def filter_responses(model: FERModel, layer_name: str, images_uint8: np.ndarray,
     dataset-example galleries: the mean favours high-contrast faces for every filter alike, the
     peak finds the faces that hold the local feature the filter detects."""
     out = []
-    with LOCK, autocast_for(torch.device("cpu"), inference_precision("cpu")):
-        ready(model)
+    with private_view(model) as view, autocast_for(torch.device("cpu"), inference_precision("cpu")):
         for start in range(0, len(images_uint8), batch_size):
             x = to_input(torch.as_tensor(images_uint8[start:start + batch_size]), mean, std)
             x = x.contiguous(memory_format=torch.channels_last)
-            out.append(capture(model, layer_name, x).float().amax((2, 3)))
+            out.append(capture(view, layer_name, x).float().amax((2, 3)))
             if on_batch is not None:
                 on_batch(min(start + batch_size, len(images_uint8)), len(images_uint8))
     return torch.cat(out).numpy()
@@ -144,7 +144,7 @@ def maximise_filters(model: FERModel, layer_name: str, channels: list[int], meta
     wanted = torch.as_tensor(channels)
 
     def activations(x):
-        return capture(model, layer_name, x.contiguous(memory_format=torch.channels_last))[index, wanted].mean((1, 2))
+        return capture(view, layer_name, x.contiguous(memory_format=torch.channels_last))[index, wanted].mean((1, 2))
 
     def same_transform(x):
         # the batch as one many-channel image, so augment_batch draws one transform for all
@@ -152,8 +152,7 @@ def maximise_filters(model: FERModel, layer_name: str, channels: list[int], meta
 
     opt = torch.optim.Adam(params, lr=lr)
     trace = []
-    with LOCK:
-        ready(model)
+    with private_view(model) as view:
         with torch.no_grad():
             start = activations(image())
         for step in range(steps):

@@ -60,24 +60,25 @@ def to_unit(map_: np.ndarray, signed: bool, top: float | None = None) -> np.ndar
 
 def scale_bar(signed: bool, top: float, height: int = 240) -> np.ndarray:
     """The colour scale of colourise as a picture (H x W x 3 uint8), its ends labelled with the map's values
-    and what they mean, so that each map on a page has its legend beside it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    and what they mean, so that each map on a page has its legend beside it. Drawn on a Figure of its own
+    with the Agg canvas, never through pyplot: pyplot's figure registry and backend are global, and many
+    sessions draw at once (pyplot here broke other threads' figures: 'FigureCanvasBase' object has no
+    attribute 'buffer_rgba')."""
     from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
 
     dpi = 100
-    fig = plt.figure(figsize=(1.35, height / dpi), dpi=dpi)
+    fig = Figure(figsize=(1.35, height / dpi), dpi=dpi)
+    canvas = FigureCanvasAgg(fig)
     ax = fig.add_axes((0.08, 0.09, 0.16, 0.82))  # room above and below for the end labels
     lo = -top if signed else 0.0
-    fig.colorbar(plt.cm.ScalarMappable(Normalize(lo, top), colormaps["RdBu_r" if signed else "inferno"]), cax=ax)
+    fig.colorbar(ScalarMappable(Normalize(lo, top), colormaps["RdBu_r" if signed else "inferno"]), cax=ax)
     ticks = [lo, 0.0, top] if signed else [0.0, top]
     words = ["against", "none", "for"] if signed else ["none", "strongest"]
     ax.set_yticks(ticks, [f"{w}\n{t:+.2g}" if signed and t else f"{w}\n{t:.2g}" for w, t in zip(words, ticks)],
                   fontsize=10)
-    fig.canvas.draw()
-    picture = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
-    return picture
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
