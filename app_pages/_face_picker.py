@@ -12,7 +12,8 @@ import numpy as np
 import streamlit as st
 
 from app_pages._dataset import load_split
-from fer_models.core.constants import EMOTIONS, MAX_PIXELS
+from app_pages._shared import md
+from fer_models.core.constants import EMOTIONS, MAX_PHOTO_MB, MAX_PIXELS
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.datasets.facedata import DataError
 from fer_models.explain.pictures import enlarge
@@ -97,7 +98,7 @@ def pick_face(run=None) -> PickedFace | None:
     st.query_params.pop("face", None)
     if source == "Upload":
         upload = st.file_uploader("Photo (png, jpg, webp, bmp)", type=["png", "jpg", "jpeg", "webp", "bmp"],
-                                  max_upload_size=50, key="upload")
+                                  max_upload_size=MAX_PHOTO_MB, key="upload")
         return _photo_face(upload, "_upload")
     shot = st.camera_input("Take a photo", key="camera")
     return _photo_face(shot, "_camera")
@@ -105,12 +106,12 @@ def pick_face(run=None) -> PickedFace | None:
 
 def _dataset_face(path: Path, split: str) -> PickedFace | None:
     if not path.exists():
-        st.warning(f"The bundled faces ({path}) are missing: upload a photo instead.")
+        st.warning(f"The bundled faces ({md(path)}) are missing: upload a photo instead.")
         return None
     try:
         images, labels, ids, index = load_split(path, split)
     except DataError as err:
-        st.error(f"Could not read the faces: {err}")
+        st.error(f"Could not read the faces: {md(err)}")
         return None
     _keep("face_class", ANY)
     _keep("face_id", str(ids[0]))
@@ -125,7 +126,7 @@ def _dataset_face(path: Path, split: str) -> PickedFace | None:
     wanted = st.text_input(f"Face id ({split}: {ids[0]}–{ids[-1]})", key="face_id", on_change=_store,
                            args=("face_id",)).strip()
     if wanted not in index:
-        st.error(f"No {split} face has id '{wanted}': ids run from {ids[0]} to {ids[-1]}.")
+        st.error(f"No {md(split)} face has id '{md(wanted)}': ids run from {md(ids[0])} to {md(ids[-1])}.")
         return None
     row = index[wanted]
     st.query_params["face"] = wanted
@@ -137,6 +138,10 @@ def _dataset_face(path: Path, split: str) -> PickedFace | None:
 
 def _photo_face(upload, kept: str) -> PickedFace | None:
     """Decode, detect, let the user choose among the faces; the last photo is kept for other pages."""
+    if upload is not None and upload.size > MAX_PHOTO_MB * 2**20:
+        st.error(f"{md(upload.name)} is {upload.size / 2**20:.0f} MB, over the {MAX_PHOTO_MB} MB limit for a photo: "
+                 "save it smaller and upload it again.")
+        return None
     if upload is not None:
         st.session_state[kept] = (upload.name, upload.getvalue())
     if kept not in st.session_state:
@@ -144,12 +149,12 @@ def _photo_face(upload, kept: str) -> PickedFace | None:
         return None
     name, data = st.session_state[kept]
     if upload is None:
-        st.caption(f"Using {name}, chosen earlier.")
+        st.caption(f"Using {md(name)}, chosen earlier.")
     detector = detector_setting()
     try:
         search = search_photo(hashlib.sha1(data).hexdigest(), data, name, detector)
     except ImageError as err:
-        st.error(str(err))
+        st.error(md(err))
         return None
     n = len(search.faces)
     choice = 0

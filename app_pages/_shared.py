@@ -1,6 +1,7 @@
-"""What every page shares: the run picker and cached reads of run folders."""
+"""What every page shares: the run picker, cached reads of run folders, and md() for untrusted text."""
 import gc
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -10,6 +11,18 @@ from fer_models.runs.folder import HISTORY_FILE, MODEL_FILE, RunProblem
 from fer_models.runs.registry import RunSummary, best_run, list_runs, read_history
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+# every character Markdown (or Streamlit's extensions: :colour[...] directives, $math$, emoji shortcodes) acts on
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=\"'])")
+
+
+def md(value) -> str:
+    """Untrusted text (a run's name or error, a path, a URL parameter, a column name) made inert before it goes
+    into Markdown: st.markdown renders links and images even with unsafe_allow_html=False, so a crafted run
+    could load a remote image or plant a javascript: link. Every special character is backslash-escaped and
+    line breaks become spaces, so the text shows exactly as it is, on one line."""
+    return _MARKDOWN.sub(r"\\\1", " ".join(str(value).splitlines()))
 
 
 def runs_root() -> Path:
@@ -43,7 +56,7 @@ def run_picker() -> None:
     st.session_state["runs"] = runs
     if not runs:
         st.session_state["run"] = None
-        st.sidebar.info(f"No runs in `{runs_root()}`.")
+        st.sidebar.info(f"No runs in {md(runs_root())}.")
         return
     names = [r.name for r in runs]
     wanted = st.session_state.get("run_name") or st.query_params.get("run")
@@ -59,7 +72,7 @@ def selected_run() -> RunSummary | None:
     """The picked run, or None after telling the user how to get one (the page should then stop)."""
     run = st.session_state.get("run")
     if run is not None and run.state == "unreadable":
-        st.error(f"{run.error}. Fix or remove the folder {run.path}; the other runs work as usual.")
+        st.error(f"{md(run.error)}. Fix or remove the folder {md(run.path)}; the other runs work as usual.")
         return None
     if run is None:
         st.info("No trained run to show yet. Train one with\n\n"
@@ -106,13 +119,13 @@ def model_of(run: RunSummary):
 
     weights = Path(run.path) / MODEL_FILE
     if not weights.exists():
-        st.info(f"Run {run.name} has no checkpoint yet: model.safetensors is written after its first epoch"
+        st.info(f"Run {md(run.name)} has no checkpoint yet: model.safetensors is written after its first epoch"
                 + (" (it is still training)." if run.state == "running" else "."))
         return None
     try:
         return cached_model(str(run.path), weights.stat().st_mtime)
     except CheckpointError as err:
-        st.error(f"Cannot load run {run.name}'s checkpoint: {err}")
+        st.error(f"Cannot load run {md(run.name)}'s checkpoint: {md(err)}")
         return None
 
 
@@ -185,6 +198,6 @@ def selected_model():
 def require_evaluation(run: RunSummary) -> None:
     """Stop the page, saying how to make one, when the run has no evaluation."""
     if not run.evaluations:
-        st.info(f"Run {run.name} has no evaluation yet. Score it with\n\n"
+        st.info(f"Run {md(run.name)} has no evaluation yet. Score it with\n\n"
                 f"`fer-studio evaluate --run {run.path} --data path/to/fer2013.csv.gz --split PublicTest`")
         st.stop()

@@ -10,11 +10,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from fer_models.core.constants import EMOTIONS
+from app_pages._shared import md
+from fer_models.core.constants import EMOTIONS, MAX_VIDEO_MB
 from fer_models.media.video import VideoError, VideoResult, annotate_video
 from fer_models.teaching.figures import CLASS_COLOURS
 
-MAX_MB = 200
 TYPES = ["mp4", "mov", "m4v", "webm", "mkv", "avi"]
 
 
@@ -99,7 +99,7 @@ def summary_table(timeline: pd.DataFrame) -> pd.DataFrame:
 
 def show_result(job: VideoJob, run_name: str) -> None:
     result = job.result
-    st.success(f"{job.name}: {result.message}.")
+    st.success(f"{md(job.name)}: {md(result.message)}.")
     st.video(str(job.video))
     stem = Path(job.name).stem
     a, b = st.columns(2)
@@ -126,15 +126,18 @@ def show_result(job: VideoJob, run_name: str) -> None:
 
 
 def video_ui(run, model, meta, smoothing: float, every: int, gradcam: bool, detector: str = "mtcnn") -> None:
-    st.caption(f"A recording (MP4, MOV, WebM, MKV or AVI, up to {MAX_MB} MB): every frame goes through the same "
+    st.caption(f"A recording (MP4, MOV, WebM, MKV or AVI, up to {MAX_VIDEO_MB} MB): every frame goes through the same "
                "detection, tracking and smoothing as the live video. The audio is dropped.")
-    upload = st.file_uploader("Video file", type=TYPES, max_upload_size=MAX_MB, key="video_upload")
-    if upload is not None:
+    upload = st.file_uploader("Video file", type=TYPES, max_upload_size=MAX_VIDEO_MB, key="video_upload")
+    if upload is not None and upload.size > MAX_VIDEO_MB * 2**20:
+        st.error(f"{md(upload.name)} is {upload.size / 2**20:.0f} MB, over the {MAX_VIDEO_MB} MB limit: trim or "
+                 "compress it and upload it again.")
+    elif upload is not None:
         st.session_state["_video_upload"] = (upload.name, upload.getvalue())
     job: VideoJob | None = st.session_state.get("video_job")
     chosen = st.session_state.get("_video_upload")
     if chosen is not None and (job is None or job.name != chosen[0] or job.run != run.name):
-        if st.button(f"Analyse {chosen[0]} with {run.name}", type="primary"):
+        if st.button(f"Analyse {md(chosen[0])} with {md(run.name)}", type="primary"):
             job = start(*chosen, run.name, model, meta, every, smoothing, gradcam, detector)
             st.session_state["video_job"] = job
     if job is None:
@@ -149,7 +152,7 @@ def video_ui(run, model, meta, smoothing: float, every: int, gradcam: bool, dete
                 job.cancel = True
             return
         if job.error:
-            st.error(job.error)
+            st.error(md(job.error))
         elif job.result is not None:
             show_result(job, run.name)
         if not job.announced:

@@ -1,7 +1,7 @@
 """Architecture: every layer of the selected run's network, with its output shape for one 48×48 face."""
 import streamlit as st
 
-from app_pages._shared import selected_run
+from app_pages._shared import md, selected_run
 from fer_models.nets.architecture import dense_block_dot
 from fer_models.nets.models import list_models
 from fer_models.nets.structure import Structure, structure_of
@@ -36,13 +36,13 @@ def unused_section(structure: Structure) -> None:
 run = selected_run()
 if run is not None:
     if run.arch not in list_models():
-        st.error(f"Run {run.name} names architecture `{run.arch}`, which this version of FER Studio does not know. "
-                 f"Known: {', '.join(list_models())}.")
+        st.error(f"Run {md(run.name)} names architecture {md(run.arch)}, which this version of FER Studio does not "
+                 f"know. Known: {', '.join(list_models())}.")
         st.stop()
     with st.spinner("Tracing the network…"):
         structure = structure_of(run.arch)
     table, totals = structure.layers, structure.totals
-    st.caption(f"Run **{run.name}**: the {run.arch} network.")
+    st.caption(f"Run **{md(run.name)}**: the {md(run.arch)} network.")
     left, mid, right, last = st.columns(4)
     left.metric("Parameters", f"{totals['parameters'] / 1e6:.2f} M",
                 help="Weights and biases the training adjusts (BatchNorm's scale and shift included).")

@@ -4,7 +4,7 @@ import streamlit as st
 
 from app_pages._dataset import cached_votes, load_split
 from app_pages._face_card import face_card
-from app_pages._shared import require_evaluation, selected_run
+from app_pages._shared import md, require_evaluation, selected_run
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.facedata import DataError
 from fer_models.evaluation.confusion import cell_faces, cell_from_selection, most_confused, per_class_table
@@ -67,14 +67,14 @@ def show_faces(metrics, predictions, split, true, pred):
         return
     source = faces_source(metrics, split)
     if source is None:
-        st.warning(f"The faces of split {split} come from {metrics.get('data') or 'a dataset'}, which is not on this "
-                   "machine. Evaluate the run again on your copy (fer-studio evaluate --run RUN "
-                   f"--data YOUR_FER2013.csv --split {split}) to browse them here.")
+        st.warning(f"The faces of split {md(split)} come from {md(metrics.get('data') or 'a dataset')}, which is not "
+                   "on this machine. Evaluate the run again on your copy (fer-studio evaluate --run RUN "
+                   f"--data YOUR_FER2013.csv --split {md(split)}) to browse them here.")
         return
     try:
         images, _, _, index = load_split(source, split)
     except DataError as err:
-        st.error(f"Could not read the faces: {err}")
+        st.error(f"Could not read the faces: {md(err)}")
         return
     votes, _ = cached_votes(metrics.get("data"), split)
     pages = (len(cell) - 1) // FACES_PER_PAGE + 1
@@ -88,12 +88,12 @@ def show_faces(metrics, predictions, split, true, pred):
             missing += 1
             continue
         with columns[i % 3]:
-            face_card(images[index[row.id]][0], [f"id {row.id}", f"model {row.confidence:.0%} {EMOTIONS[pred]}"],
+            face_card(images[index[row.id]][0], [f"id {md(row.id)}", f"model {row.confidence:.0%} {EMOTIONS[pred]}"],
                       {"run": st.query_params.get("run", ""), "split": split, "face": row.id},
                       votes.loc[str(row.id), list(EMOTIONS)].to_numpy(float)
                       if votes is not None and str(row.id) in votes.index else None)
     if missing:
-        st.warning(f"{missing} faces of this page are not in {source}: it is not the data this evaluation scored.")
+        st.warning(f"{missing} faces of this page are not in {md(source)}: it is not the data this evaluation scored.")
 
 
 def show_summary(metrics, counts):
@@ -118,10 +118,10 @@ if run is not None:
         metrics, predictions, confusion = cached_evaluation(str(run.path), split,
                                                             (folder / METRICS_FILE).stat().st_mtime)
     except (RunProblem, OSError) as err:
-        st.error(f"This evaluation cannot be read: {err}. Evaluate the run again to rewrite it.")
+        st.error(f"This evaluation cannot be read: {md(err)}. Evaluate the run again to rewrite it.")
         st.stop()
     if confusion is None:
-        st.info(f"Split {split} has no labels: there is no confusion matrix, only predictions "
+        st.info(f"Split {md(split)} has no labels: there is no confusion matrix, only predictions "
                 f"({len(predictions)} faces).")
         st.stop()
     counts = confusion.fillna(0).to_numpy().astype(int)

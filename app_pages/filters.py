@@ -5,9 +5,10 @@ from collections import Counter
 import numpy as np
 import streamlit as st
 
+from app_pages._access import may_change_server
 from app_pages._dataset import load_split
 from app_pages._face_picker import pick_face, show_model_input
-from app_pages._shared import checkpoint_key, selected_model
+from app_pages._shared import checkpoint_key, md, selected_model
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.explain.atlas import load_atlas
@@ -81,8 +82,10 @@ def offer_atlas(run, layer: str, responses) -> None:
     """A run without an atlas for the page's default layer: make one here (the CLI's job, with progress)."""
     from fer_models.explain import atlas as atlases
 
-    st.caption(f"Run {run.name} has no filter atlas: this layer's ranking and patterns are computed on each "
+    st.caption(f"Run {md(run.name)} has no filter atlas: this layer's ranking and patterns are computed on each "
                "server start.")
+    if not may_change_server():  # it writes into the run folder: on a shared dashboard, the teacher's to do
+        return
     if not st.button(f"Precompute the atlas: the ranking and the {atlases.PATTERNS} most active filters' patterns, "
                      "saved in the run folder", icon=":material/bolt:"):
         return
@@ -92,7 +95,7 @@ def offer_atlas(run, layer: str, responses) -> None:
                              on_batch=lambda done, n: bar.progress(0.3 * done / n, text=f"Ranking: {done:,} faces"),
                              on_step=lambda i, n: bar.progress(0.3 + 0.7 * i / n, text=f"Patterns: step {i} of {n}"))
     except OSError as err:
-        st.error(f"Could not write the atlas into {run.path}: {err.strerror or err}.")
+        st.error(f"Could not write the atlas into {md(run.path)}: {md(err.strerror or err)}.")
         return
     bar.empty()
     st.rerun()

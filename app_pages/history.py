@@ -1,7 +1,7 @@
 """Training history: how loss and accuracy moved epoch by epoch, from the run's history.csv."""
 import streamlit as st
 
-from app_pages._shared import history_of, selected_run
+from app_pages._shared import history_of, md, selected_run
 from fer_models.runs.folder import RunFolder, RunProblem
 from fer_models.runs.registry import reproduce_command
 from fer_models.teaching.figures import history_figure
@@ -21,7 +21,7 @@ if run is not None:
             state = {"running": "is training; its first epoch has not finished yet",
                      "failed": f"failed before its first epoch: {run.error}",
                      "died": f"died before its first epoch: {run.error}"}.get(run.state, "has no finished epoch")
-            st.info(f"Run {run.name} {state}.")
+            st.info(f"Run {md(run.name)} {md(state)}.")
             return
         if run.state == "running":
             st.caption(f"Live: {len(history)} of {run.epochs} epochs done; refreshing every 5 s.")
@@ -33,10 +33,10 @@ if run is not None:
     try:
         config = RunFolder(run.path).config()
     except RunProblem as err:
-        st.caption(f"No reproduce command: {err}")
+        st.caption(f"No reproduce command: {md(err)}")
     else:
         if not config:
-            st.caption(f"No reproduce command: {run.name} has no config.json.")
+            st.caption(f"No reproduce command: {md(run.name)} has no config.json.")
             st.stop()
-        st.markdown(f"**Reproduce {run.name}** (the data path is yours):")
+        st.markdown(f"**Reproduce {md(run.name)}** (the data path is yours):")
         st.code(reproduce_command(config, run.name), language="bash", wrap_lines=True)

@@ -4,6 +4,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from app_pages._shared import md
 from fer_models.core.constants import EMOTIONS
 from fer_models.nets.models import list_models
 from fer_models.nets.structure import structure_of
@@ -156,7 +157,7 @@ def softmax_and_cross_entropy(run) -> None:
                                    ids.iloc[unsure], key=f"temperature_face_{run.name}")
             found = np.flatnonzero(ids.to_numpy() == wanted.strip())
             if not len(found):
-                st.warning(f"No PublicTest face has id {wanted!r}; showing face {ids.iloc[unsure]}.")
+                st.warning(f"No PublicTest face has id {md(repr(wanted))}; showing face {md(ids.iloc[unsure])}.")
             p = predictions.iloc[int(found[0]) if len(found) else unsure]
             probs = np.array([p[f"p_{e}"] for e in EMOTIONS], dtype=np.float64)
             # softmax ignores a constant shift, so log-probabilities are the logits up to one

@@ -3,7 +3,7 @@ import streamlit as st
 
 from app_pages._dataset import cached_votes, load_split
 from app_pages._face_card import face_card
-from app_pages._shared import require_evaluation, selected_run
+from app_pages._shared import md, require_evaluation, selected_run
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.facedata import DataError
 from fer_models.evaluation.mistakes import (
@@ -49,7 +49,8 @@ def evaluation_of(run, split):
     try:
         return cached_evaluation(str(run.path), split)
     except (FileNotFoundError, RunProblem) as err:
-        st.error(f"The {split} evaluation of {run.name} cannot be read: {err}. Evaluate the run again to rewrite it.")
+        st.error(f"The {md(split)} evaluation of {md(run.name)} cannot be read: {md(err)}. Evaluate the run again to "
+                 "rewrite it.")
         st.stop()
 
 
@@ -62,7 +63,7 @@ if run is not None:
                            index=from_url("split", splits, "PublicTest" if "PublicTest" in splits else splits[0]))
     metrics, predictions, confusion = evaluation_of(run, split)
     if confusion is None:
-        st.info(f"Split {split} has no labels, so no face can be called a mistake.")
+        st.info(f"Split {md(split)} has no labels, so no face can be called a mistake.")
         st.stop()
     peers = [r.name for r in st.session_state.get("runs", []) if r.name != run.name and split in r.evaluations]
     second = other.selectbox(f"Compare with another run's {split} mistakes", [None, *peers],
@@ -75,7 +76,7 @@ if run is not None:
     with st.expander("Per class: the mistakes and what the annotators' majority says", expanded=False):
         st.dataframe(table, hide_index=True, width="stretch",
                      column_config={"share with the model": st.column_config.NumberColumn(format="percent")})
-        st.caption(f"Votes: {source}.")
+        st.caption(f"Votes: {md(source)}.")
 
     a, b, c, d = st.columns(4)
     classes = [ALL, *EMOTIONS]
@@ -122,13 +123,13 @@ if run is not None:
     whose = second if which == "only second" else run.name
     sources = faces_source(metrics, split)
     if sources is None:
-        st.warning(f"The faces of {split} come from {metrics.get('data') or 'a dataset'}, which is not on this "
+        st.warning(f"The faces of {md(split)} come from {md(metrics.get('data') or 'a dataset')}, which is not on this "
                    "machine: evaluate the run on your copy to see them.")
         st.stop()
     try:
         images, _, _, index = load_split(sources, split)
     except DataError as err:
-        st.error(f"Could not read the faces: {err}")
+        st.error(f"Could not read the faces: {md(err)}")
         st.stop()
     columns = st.columns(6)
     for i, row in enumerate(shown.iloc[(page - 1) * PER_PAGE: page * PER_PAGE].itertuples()):
@@ -136,8 +137,8 @@ if run is not None:
             continue
         with columns[i % 6]:
             face_card(images[index[row.id]][0],
-                      [f"id {row.id} · label **{EMOTIONS[row.true]}**",
-                       f"{whose if second else 'model'}: **{EMOTIONS[row.pred]}** {row.confidence:.0%}",
+                      [f"id {md(row.id)} · label **{EMOTIONS[row.true]}**",
+                       f"{md(whose) if second else 'model'}: **{EMOTIONS[row.pred]}** {row.confidence:.0%}",
                        f"then {EMOTIONS[row.second]} {row.second_p:.0%}"],
                       {"run": whose, "split": split, "face": row.id},
                       None if row.verdict == NONE else [getattr(row, f"votes_{e}") for e in EMOTIONS])

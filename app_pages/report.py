@@ -1,7 +1,7 @@
 """Report: the selected run as one self-contained HTML file, the same as fer-studio report writes."""
 import streamlit as st
 
-from app_pages._shared import checkpoint_key, selected_model
+from app_pages._shared import checkpoint_key, md, selected_model
 from fer_models.teaching.report import build_report
 
 st.title("Report")
@@ -24,7 +24,7 @@ if st.button("Export report", type="primary"):
         st.session_state["report"] = (key, build_report(run.path, faces_per_class=per_class, filters=filters,
                                                         progress=lambda text, f: bar.progress(f, text=text)))
     except Exception as err:  # noqa: BLE001  (a report that fails says why; nothing else is lost)
-        st.error(f"The report could not be made: {err}")
+        st.error(f"The report could not be made: {md(err)}")
     bar.empty()
 
 made = st.session_state.get("report")

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from app_pages._face_picker import pick_face, show_model_input
-from app_pages._shared import checkpoint_key, describe, model_of, selected_model
+from app_pages._shared import checkpoint_key, describe, md, model_of, selected_model
 from fer_models.core.constants import EMOTIONS
 from fer_models.explain.attributions import METHODS, attribute_classes, face_input, gradcam_map_size, probabilities
 from fer_models.explain.pictures import colourise, enlarge, overlay, robust_top, scale_bar
@@ -91,17 +91,17 @@ with results:
     st.caption(METHODS[method].caption)
     if "gradcam" in method:
         h, w = gradcam_map_size(model)
-        st.caption(f"{run.name}'s Grad-CAM layer: `{model.gradcam_layer_name}`, {h}×{w} cells.")
+        st.caption(f"{md(run.name)}'s Grad-CAM layer: `{model.gradcam_layer_name}`, {h}×{w} cells.")
 
 targets = list(range(len(EMOTIONS))) if every_class else [target]
 other = model_of(compare) if compare is not None else None
 # one class: the two runs side by side; seven classes: one row of seven per run
 here, there = st.columns(2, gap="large") if other is not None and not every_class else (st.container(),) * 2
 with here:
-    st.subheader(f"{run.name}: reads {EMOTIONS[predicted]} ({probs[predicted]:.0%})")
+    st.subheader(f"{md(run.name)}: reads {EMOTIONS[predicted]} ({probs[predicted]:.0%})")
     show_maps(run, (model, meta), face, method, targets, opacity, probs)
 if other is not None:
     other_probs = probabilities(other[0], face_input(face.pixels, other[1]))[0]
     with there:
-        st.subheader(f"{compare.name}: reads {EMOTIONS[int(other_probs.argmax())]} ({other_probs.max():.0%})")
+        st.subheader(f"{md(compare.name)}: reads {EMOTIONS[int(other_probs.argmax())]} ({other_probs.max():.0%})")
         show_maps(compare, other, face, method, targets, opacity, other_probs)

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages._shared import cached_runs, runs_root
+from app_pages._access import teacher_gate
+from app_pages._shared import cached_runs, md, runs_root
 from fer_models.core.constants import LABEL_SOURCES
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.datasets.facedata import DataError
@@ -84,7 +85,7 @@ def running_card(run: RunSummary, status: dict, buttons) -> None:
     if buttons.button("Stop", key=f"stop_{run.name}", help="Finishes the current step, saves, marks it stopped"):
         try:
             stop(run.path)
-            st.toast(f"Stopping {run.name}: it saves its state first.")
+            st.toast(f"Stopping {md(run.name)}: it saves its state first.")
         except JobError as err:
             st.error(str(err))
 
@@ -92,7 +93,7 @@ def running_card(run: RunSummary, status: dict, buttons) -> None:
 def interrupted_card(run: RunSummary, status: dict, buttons, root: Path) -> None:
     """A stopped, failed or died job: why, and Resume."""
     if status.get("error"):
-        st.error(f"{run.name} {status['state']}: {status['error']}")
+        st.error(f"{md(run.name)} {md(status['state'])}: {md(status['error'])}")
     if buttons.button("Resume", key=f"resume_{run.name}", help="Continue from the last saved state"):
         try:
             resume(run.path, root)
@@ -106,11 +107,11 @@ def finished_card(run: RunSummary, buttons) -> None:
     try:
         settings = RunFolder(run.path).settings()
     except RunProblem as err:
-        st.caption(f"Its settings cannot be read ({err}): evaluate it from a terminal.")
+        st.caption(f"Its settings cannot be read ({md(err)}): evaluate it from a terminal.")
         return
     data = settings.data
     if not data or not Path(data).exists():
-        st.caption(f"Its dataset ({data or 'unknown'}) is not on this machine: evaluate it from a terminal.")
+        st.caption(f"Its dataset ({md(data or 'unknown')}) is not on this machine: evaluate it from a terminal.")
         return
     sizes, _ = summary_of(data, "fer2013")
     choices = [s for s in (sizes or {}) if s != settings.train_split] or list(sizes or {})
@@ -120,16 +121,16 @@ def finished_card(run: RunSummary, buttons) -> None:
         with st.spinner(f"Evaluating {run.name} on {', '.join(splits)}…"):
             for result in evaluate(run.path, data, splits):
                 if "error" in result:
-                    st.error(f"{result['split']}: {result['error']}")
+                    st.error(f"{md(result['split'])}: {md(result['error'])}")
                 else:
-                    st.success(f"{result['split']}: accuracy {result['accuracy']:.2%}; the confusion matrix "
+                    st.success(f"{md(result['split'])}: accuracy {result['accuracy']:.2%}; the confusion matrix "
                                "page now shows it")
         cached_runs.clear()
 
 
 def delete_control(run: RunSummary, buttons, root: Path) -> None:
     with buttons.popover("Delete…"):
-        st.warning(f"Delete the folder {run.path} with its weights, history and evaluations?")
+        st.warning(f"Delete the folder {md(run.path)} with its weights, history and evaluations?")
         if st.button(f"Delete {run.name} for good", key=f"delete_{run.name}", type="primary"):
             try:
                 delete(run.path, root)
@@ -139,20 +140,24 @@ def delete_control(run: RunSummary, buttons, root: Path) -> None:
                 st.error(str(err))
 
 
-def job_card(run: RunSummary, root: Path) -> None:
+def job_card(run: RunSummary, root: Path, manage: bool) -> None:
+    """One job: its state, progress, curves and log; with `manage`, its Stop, Resume, Evaluate and Delete."""
     status = job_state(run.path)
     state = status["state"]
     head, buttons = st.columns([3, 2])
-    head.markdown(f"**{run.name}** · {run.arch or '?'} · {state}")
-    if state == "running":
+    head.markdown(f"**{md(run.name)}** · {md(run.arch or '?')} · {md(state)}")
+    if not manage:
+        if status.get("error"):
+            st.error(f"{md(run.name)} {md(state)}: {md(status['error'])}")
+    elif state == "running":
         running_card(run, status, buttons)
     elif state in ("stopped", "failed", "died"):
         interrupted_card(run, status, buttons, root)
     elif state == "finished":
         finished_card(run, buttons)
     elif state == "unreadable":
-        st.error(status["error"])
-    if state != "running":
+        st.error(md(status["error"]))
+    if manage and state != "running":
         delete_control(run, buttons, root)
     try:
         history = read_history(run.path)
@@ -167,7 +172,7 @@ def job_card(run: RunSummary, root: Path) -> None:
             st.code(tail, language=None)
 
 
-def jobs_panel(root: Path) -> None:
+def jobs_panel(root: Path, manage: bool) -> None:
     def jobs():
         return [r for r in list_runs(root) if (r.path / JOB_FILE).exists() or r.state == "running"]
 
@@ -180,7 +185,7 @@ def jobs_panel(root: Path) -> None:
             st.info("No jobs yet: start one below.")
         for run in current:
             with st.container(border=True):
-                job_card(run, root)
+                job_card(run, root, manage)
     panel()
 
 
@@ -206,9 +211,9 @@ def data_ui() -> tuple[str, str, bool, dict | None, str | None]:
                                help="FER+ labels need fer2013new.csv beside the data")
     sizes, data_error = summary_of(data, label_source) if data else (None, None)
     if data_error:
-        st.error(f"This dataset cannot be used: {data_error}")
+        st.error(f"This dataset cannot be used: {md(data_error)}")
     elif sizes:
-        st.caption("Splits: " + ", ".join(f"{name} {info['faces']:,} faces" for name, info in sizes.items()))
+        st.caption("Splits: " + ", ".join(f"{md(name)} {info['faces']:,} faces" for name, info in sizes.items()))
     return data, "fer2013" if demo else label_source, demo, sizes, data_error
 
 
@@ -302,15 +307,15 @@ def start(request: TrainRequest, root: Path, data_error: str | None) -> None:
     if data_error:
         problems.append(f"the dataset cannot be used: {data_error}")
     if problems:
-        st.error("Not started:\n\n" + "\n".join(f"- {p}" for p in problems))
+        st.error("Not started:\n\n" + "\n".join(f"- {md(p)}" for p in problems))
         return
     try:
         job = launch(request, root)
     except JobError as err:
-        st.error(f"Not started: {err}")
+        st.error(f"Not started: {md(err)}")
         return
     cached_runs.clear()
-    st.session_state["train_flash"] = (f"Started {sanitise_name(request.name)} (process {job['pid']}); it appears "
+    st.session_state["train_flash"] = (f"Started {md(sanitise_name(request.name))} (process {job['pid']}); it appears "
                                        "in the run picker at once, with its model after its first epoch.")
     st.rerun()
 
@@ -320,10 +325,13 @@ def main() -> None:
     st.caption("Jobs run as processes of their own: they go on when you close the tab or restart the dashboard, "
                "and every tab shows the same jobs, read from their run folders.")
     root = runs_root()
+    manage = teacher_gate()
     if "train_flash" in st.session_state:  # said before the rerun that shows the new job
         st.success(st.session_state.pop("train_flash"))
     st.subheader("Jobs")
-    jobs_panel(root)
+    jobs_panel(root, manage)
+    if not manage:
+        return
     st.subheader("New job")
     data, label_source, demo, sizes, data_error = data_ui()
     recipe_ui(root, demo)

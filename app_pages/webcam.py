@@ -2,8 +2,9 @@
 import plotly.graph_objects as go
 import streamlit as st
 
+from app_pages._access import shared
 from app_pages._face_picker import detector_setting
-from app_pages._shared import checkpoint_key, selected_model
+from app_pages._shared import checkpoint_key, md, selected_model
 from app_pages._video import video_ui
 from fer_models.core.constants import EMOTIONS
 from fer_models.faces.decode import ImageError, read_image
@@ -44,6 +45,11 @@ mode = left.radio("Mode", modes, horizontal=True, key="webcam_mode",
                   help="Live video streams over WebRTC; Snapshot takes one picture with the browser's camera and "
                        "annotates it the same way (for browsers or networks where WebRTC does not connect); Video "
                        "file analyses a recording.")
+
+if mode != "Video file" and shared() and not st.get_option("server.sslCertFile"):
+    st.info("A browser gives the camera only to pages served over https or from localhost: on the other machines "
+            "of this class the camera stays off until the dashboard is served over https (the README's \"Sharing "
+            "with a class\" shows how, with a self-signed certificate). Video files work either way.")
 
 
 def timeline(recording) -> go.Figure:
@@ -98,7 +104,7 @@ else:
         try:
             rgb = read_image(shot.getvalue(), "camera picture")
         except ImageError as err:
-            st.error(str(err))
+            st.error(md(err))
             st.stop()
         picture, state = annotate_photo(model, meta, rgb, gradcam=gradcam, detector=detector)
         st.image(picture, width="stretch")

@@ -188,3 +188,16 @@ def test_eta_uses_the_finished_epochs_pace(tmp_path):
                                      "1,1,0.3,1,0.3,0.1,50\n2,1,0.3,1,0.3,0.1,70\n")
     (run / "status.json").write_text(json.dumps({**status, "state": "stopped", "epoch": 3, "step": 5}))
     assert job_state(run)["eta_seconds"] == pytest.approx(1.5 * 60)  # 1.5 epochs at the 60 s mean
+
+
+def test_a_launch_never_writes_through_a_link_nor_over_a_file(data, tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "linked").symlink_to(outside)
+    (root / "afile").write_text("mine\n")
+    for name in ("linked", "afile"):
+        with pytest.raises(JobError, match="is not a run folder: choose another name"):
+            launch(TrainRequest(model="cnn3", data=str(data), name=name, epochs=1, device="cpu"), root)
+    assert not any(outside.iterdir()) and (root / "afile").read_text() == "mine\n"

@@ -37,6 +37,10 @@ def test_ships_record_weights_and_evaluations_without_optimizer_state(finished, 
     assert abs(report["accuracy_fp16"] - report["accuracy_fp32"]) < 0.001 and report["weights"] == "float16"
     meta = json.loads((ref / "meta.json").read_text())
     assert meta["weights_dtype"] == "float16"
+    assert ref.stat().st_mode & 0o055 == 0o055  # others can read it, as any folder (mkdtemp made it 0700)
+    for record in ref.rglob("*.json"):  # rewritten as JSON, with this machine's paths made portable
+        text = record.read_text()
+        assert str(tmp_path) not in text.replace(str(ref), "") and json.loads(text)
     assert meta["metrics"] == json.loads((run / "meta.json").read_text())["metrics"]
     assert meta["shipped"]["from"] == run.name  # the launcher never deletes it
     for record in ref.rglob("*.json"):  # no path of this machine's data travels with the run
@@ -74,3 +78,18 @@ def test_refuses_unfinished_runs_and_occupied_targets(finished, tmp_path):
     (tmp_path / "b" / "x").write_text("")
     with pytest.raises(CheckpointError, match="already exists"):
         ship(run, tmp_path / "b", data)
+
+
+def test_a_data_path_of_a_dot_keeps_every_record_valid_json(finished, tmp_path, monkeypatch):
+    """Paths were once made portable by text replacement: a recorded data path of "." replaced every dot."""
+    import shutil
+    run, data = finished
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["args"]["data"] = "."
+    (copy / "config.json").write_text(json.dumps(config))
+    ship(copy, tmp_path / "ref", data, atlas_patterns=-1)
+    for record in (tmp_path / "ref").rglob("*.json"):
+        json.loads(record.read_text())  # raised JSONDecodeError before: "0.01" had become "001"
+    assert json.loads((tmp_path / "ref" / "config.json").read_text())["args"]["lr"] == config["args"]["lr"]

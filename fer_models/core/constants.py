@@ -9,3 +9,7 @@ FACE_MARGIN = 0.1
 LABEL_SOURCES = ("fer2013", "ferplus-majority", "ferplus-soft")
 # photos and dataset images larger than this are refused from their header, before any decoding
 MAX_PIXELS = 25_000_000
+# uploads the pages accept, in MB: checked on the server before a byte is decoded (the browser's limit is only a
+# courtesy); .streamlit/config.toml's server.maxUploadSize is the larger of the two
+MAX_PHOTO_MB = 50
+MAX_VIDEO_MB = 200

@@ -4,8 +4,8 @@ import os
 import tempfile
 from pathlib import Path
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+UMASK = os.umask(0)  # read once, at import: setting it again later would race with other threads
+os.umask(UMASK)
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
@@ -15,7 +15,7 @@ def atomic_write_bytes(path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a run folder should read like any file
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600; a run folder should read like any file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -38,7 +38,7 @@ def atomic_replace(path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

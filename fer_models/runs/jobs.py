@@ -224,6 +224,8 @@ def launch(request: TrainRequest, root) -> dict:
     if problems:
         raise JobError("; ".join(problems))
     run = root / sanitise_name(request.name)
+    if run.is_symlink() or (run.exists() and not run.is_dir()):  # a link could send the job's writes elsewhere
+        raise JobError(f"{run.name} already exists in {root} and is not a run folder: choose another name")
     if run.exists() and any(run.iterdir()):
         raise JobError(f"a run named {run.name} already exists in {root}: choose another name, or resume it")
     command = _command(run, request.gpus, request.train_args(run))

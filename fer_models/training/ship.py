@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from fer_models.core.arguments import OneLineParser
+from fer_models.core.files import UMASK, atomic_write_json
 from fer_models.datasets.facedata import DataError
 from fer_models.evaluation.evaluate import evaluate_run
 from fer_models.runs.checkpoints import CheckpointError, load_model, save_model
@@ -55,6 +56,7 @@ def ship(run, to, data, half: bool = False, split: str = "PublicTest", atlas_pat
     building = Path(tempfile.mkdtemp(prefix=f".{to.name}.", suffix=".shipping", dir=to.parent))
     try:
         report = _build(run, building, to, model, meta, data, half, split, atlas_patterns)
+        building.chmod(0o777 & ~UMASK)  # mkdtemp makes 0700: a shipped run reads like any folder
         if to.exists():
             to.rmdir()  # empty, checked above
         os.replace(building, to)
@@ -89,37 +91,44 @@ def _build(run: Path, to: Path, final: Path, model, meta: dict, data, half: bool
         from fer_models.explain.atlas import make_for_run
         report["atlas_layer"] = make_for_run(to, atlas_patterns)[1].layer
     args = RunFolder(to).config().get("args", {})
-    for record in to.rglob("*.json"):  # the evaluations name the folder they were written in
-        record.write_text(record.read_text().replace(json.dumps(str(to))[1:-1], json.dumps(str(final))[1:-1]))
-    _portable_paths(to, {str(Path(data).resolve()), str(data), args.get("data")})
-    _portable_teacher(to, args.get("teacher"))
+    renamed = {str(to): str(final)}  # the evaluations name the folder they were written in
+    # the data paths of the machine that trained and evaluated the run become the file's name alone: the
+    # reference run travels to machines without them, where the app then uses the bundled faces
+    for path in (str(Path(data).resolve()), str(data), args.get("data")):
+        if isinstance(path, str) and path:
+            renamed[path] = Path(path).name
+    if isinstance(args.get("teacher"), str) and args["teacher"]:
+        renamed[args["teacher"]] = _portable_teacher(args["teacher"])
+    for record in to.rglob("*.json"):
+        _rename_paths(record, renamed)
     report["bytes"] = sum(p.stat().st_size for p in to.rglob("*") if p.is_file())
     return report
 
 
-def _portable_teacher(to: Path, teacher) -> None:
+def _portable_teacher(teacher: str) -> str:
     """A teacher that is itself a reference run is named as the recipes name it, from the repository root."""
-    if not isinstance(teacher, str) or not teacher:
-        return
-    inside = Path(teacher).resolve()
     try:
-        relative = inside.relative_to(ROOT).as_posix()
+        return Path(teacher).resolve().relative_to(ROOT).as_posix()
     except ValueError:
-        relative = Path(teacher).name
-    for record in to.rglob("*.json"):
-        text = record.read_text()
-        if json.dumps(teacher)[1:-1] in text:
-            record.write_text(text.replace(json.dumps(teacher)[1:-1], relative))
+        return Path(teacher).name
 
 
-def _portable_paths(to: Path, paths: set) -> None:
-    """The data paths of the machine that trained and evaluated the run become the file's name alone:
-    the reference run travels to machines without them, where the app then uses the bundled faces."""
-    for path in sorted((p for p in paths if p), key=len, reverse=True):
-        for record in to.rglob("*.json"):
-            text = record.read_text()
-            if path in text:
-                record.write_text(text.replace(json.dumps(path)[1:-1], Path(path).name))
+def _rename_paths(record: Path, renamed: dict[str, str]) -> None:
+    """Every string in a JSON record that is one of `renamed`'s paths, or lies under one, rewritten; parsed and
+    written as JSON (a text replacement turned a data path of "." into invalid JSON)."""
+    def rename(value):
+        if isinstance(value, dict):
+            return {k: rename(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [rename(v) for v in value]
+        if isinstance(value, str):
+            for old in sorted(renamed, key=len, reverse=True):
+                if value == old:
+                    return renamed[old]
+                if old.startswith("/") and value.startswith(old.rstrip("/") + "/"):  # a file in that folder
+                    return renamed[old] + value[len(old):]
+        return value
+    atomic_write_json(record, rename(json.loads(record.read_text())))
 
 
 def parser() -> OneLineParser:

@@ -26,13 +26,14 @@ def start_app():
     """start_app(runs_dir) -> base URL of a fresh server over that runs folder."""
     servers = []
 
-    def start(runs_dir):
+    def start(runs_dir, address="127.0.0.1", env=None):
+        """address None: the one .streamlit/config.toml sets, as a plain `streamlit run app.py` has it."""
         port = free_port()
-        env = dict(os.environ, FER_STUDIO_RUNS=str(runs_dir), PYTHONPATH=str(ROOT))
+        env = dict(os.environ, FER_STUDIO_RUNS=str(runs_dir), PYTHONPATH=str(ROOT), **(env or {}))
+        where = ["--server.address", address] if address else []
         proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-                                 "--server.headless", "true", "--server.port", str(port),
-                                 "--server.address", "127.0.0.1"], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                 "--server.headless", "true", "--server.port", str(port), *where], cwd=ROOT,
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         servers.append(proc)
         deadline = time.time() + 60
         while time.time() < deadline:
