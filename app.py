@@ -11,7 +11,7 @@ by running that page file alone, in its old folder-based mode, without this file
 """
 import streamlit as st
 
-from app_pages._shared import run_picker, warm_up
+from app_pages._shared import run_picker, torch_imported, warm_up
 
 st.set_page_config(page_title="FER Studio", page_icon=":material/mood:", layout="wide")
 # Streamlit's default spacing costs a projector's 720 rows a tenth of the page and pushes the sidebar's run
@@ -46,5 +46,9 @@ navigation = st.navigation({
     ],
 })
 run_picker()
+if navigation.url_path:  # any page but the landing one, which needs no torch
+    # torch imported from two threads at once (this script and the warm-up) can deadlock in the import system,
+    # which then hands one of them a half-initialised torch: every later import of it fails
+    torch_imported()
 navigation.run()
 warm_up(st.session_state.get("run"))

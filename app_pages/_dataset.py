@@ -6,7 +6,7 @@ import streamlit as st
 
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.datasets.loading import load_faces
-from fer_models.evaluation.mistakes import votes_for
+from fer_models.evaluation.mistakes import votes_of_evaluation
 
 
 @st.cache_data(show_spinner="Loading the faces…")
@@ -23,4 +23,4 @@ def load_split(source: Path, split: str):
 @st.cache_data(show_spinner="Reading the FER+ votes…")
 def cached_votes(data: str | None, split: str):
     """(votes by face id or None, where they come from or why there are none) for an evaluation's faces."""
-    return votes_for({"data": data}, split, BUNDLED_PUBLICTEST)
+    return votes_of_evaluation({"data": data}, split, BUNDLED_PUBLICTEST)

@@ -174,6 +174,12 @@ def _prepare_in_background(arch: str, run_path: str, mtime: float) -> threading.
     return thread
 
 
+def torch_imported() -> None:
+    """Wait for the warm-up's imports (starting them if this is the server's first page): a page that needs
+    torch imports it only after them, never alongside."""
+    _imports().join()
+
+
 def warm_up(run: RunSummary | None) -> None:
     """Once the first page is drawn, import torch and the models in the background, then compute what the
     picked run's pages open on (its architecture's structure, its checkpoint loaded), so that a first visit

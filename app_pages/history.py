@@ -20,7 +20,8 @@ if run is not None:
         if history.empty:
             state = {"running": "is training; its first epoch has not finished yet",
                      "failed": f"failed before its first epoch: {run.error}",
-                     "died": f"died before its first epoch: {run.error}"}.get(run.state, "has no finished epoch")
+                     "interrupted": f"was interrupted before its first epoch: {run.error}"}.get(
+                run.state, "has no finished epoch")
             st.info(f"Run {md(run.name)} {md(state)}.")
             return
         if run.state == "running":

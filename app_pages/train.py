@@ -91,7 +91,7 @@ def running_card(run: RunSummary, status: dict, buttons) -> None:
 
 
 def interrupted_card(run: RunSummary, status: dict, buttons, root: Path) -> None:
-    """A stopped, failed or died job: why, and Resume."""
+    """A stopped, failed or interrupted job: why, and Resume."""
     if status.get("error"):
         st.error(f"{md(run.name)} {md(status['state'])}: {md(status['error'])}")
     if buttons.button("Resume", key=f"resume_{run.name}", help="Continue from the last saved state"):
@@ -151,7 +151,7 @@ def job_card(run: RunSummary, root: Path, manage: bool) -> None:
             st.error(f"{md(run.name)} {md(state)}: {md(status['error'])}")
     elif state == "running":
         running_card(run, status, buttons)
-    elif state in ("stopped", "failed", "died"):
+    elif state in ("stopped", "failed", "interrupted"):
         interrupted_card(run, status, buttons, root)
     elif state == "finished":
         finished_card(run, buttons)
@@ -168,7 +168,7 @@ def job_card(run: RunSummary, root: Path, manage: bool) -> None:
             st.plotly_chart(history_figure([(run.name, history)]), width="stretch", key=f"curves_{run.name}")
     tail = log_tail(run.path)
     if tail:
-        with st.expander("Log", expanded=state in ("failed", "died")):
+        with st.expander("Log", expanded=state in ("failed", "interrupted")):
             st.code(tail, language=None)
 
 

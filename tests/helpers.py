@@ -1,6 +1,7 @@
 """Test data and run folders made on the fly, so the suite needs no dataset on disk."""
 import gzip
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,11 @@ def make_reported_run(root):
     out = root / "report.html"
     assert main(["--run", str(run), "--out", str(out), "--faces-per-class", "1", "--filters", "1"]) == 0
     return run, out
+
+
+def shown(text: str) -> str:
+    """Markdown source as a reader sees it: the pages escape untrusted text (app_pages._shared.md)."""
+    return re.sub(r"\\(.)", r"\1", text)
 
 
 def open_app(page=None, run=None, query=None, state=None, timeout=120):

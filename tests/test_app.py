@@ -3,7 +3,7 @@ import socket
 
 import pytest
 
-from helpers import make_run, open_app
+from helpers import make_run, open_app, shown
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ def test_confusion_page_without_evaluation_says_how(evaluated):
 def test_architecture_diagrams(runs):
     at = open_app("app_pages/architecture.py")
     assert len(at.get("graphviz_chart")) == 0  # cnn3: the chain of blocks only, no dense block
-    assert any("cnn3_ref" in c.value for c in at.caption)  # the page names the run
+    assert any("cnn3_ref" in shown(c.value) for c in at.caption)  # the page names the run
     at = open_app("app_pages/architecture.py", run="dense")
     assert len(at.get("graphviz_chart")) == 0  # drawn on request
     at.toggle(key="draw_dense_block").set_value(True).run()

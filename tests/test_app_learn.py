@@ -1,7 +1,7 @@
 """The Learn pages rendered headless (AppTest): the math checks hold as inputs change; the report exports."""
 import pytest
 
-from helpers import make_evaluated_run, open_app
+from helpers import make_evaluated_run, open_app, shown
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_temperature_demo_uses_the_runs_logits_by_face_id(runs):
     face.set_value("103").run()
     assert any("small on PublicTest face 103 " in c.value for c in at.caption)
     face.set_value("12").run()
-    assert any("No PublicTest face has id '12'" in w.value for w in at.warning)
+    assert any("No PublicTest face has id '12'" in shown(w.value) for w in at.warning)
     by_label(at.slider, "T").set_value(5.0).run()
     assert not at.exception
 

@@ -4,7 +4,7 @@ import sys
 
 from streamlit.testing.v1 import AppTest
 
-from helpers import make_evaluated_run, open_app
+from helpers import make_evaluated_run, open_app, shown
 
 
 def open_webcam(tmp_path, monkeypatch, with_run=True, mode="Snapshot") -> AppTest:
@@ -43,7 +43,7 @@ def analyse(tmp_path, monkeypatch, name, data):
     at = open_webcam(tmp_path, monkeypatch, mode="Video file")
     at.session_state["_video_upload"] = (name, data)
     at.run()
-    next(b for b in at.button if b.label.startswith(f"Analyse {name} with small")).click().run()
+    next(b for b in at.button if shown(b.label).startswith(f"Analyse {name} with small")).click().run()
     job = at.session_state["video_job"]
     wait_for(lambda: not job.running, 120, "the clip's analysis to end")
     at.run()
@@ -57,7 +57,7 @@ def test_a_video_file_is_analysed_in_the_background_and_shown(tmp_path, monkeypa
     clip = write_clip(tmp_path / "clip.mp4", frames=12)
     at, job = analyse(tmp_path, monkeypatch, "interview.mp4", clip.read_bytes())
     assert job.error is None and job.result.frames == 12
-    assert any("interview.mp4: 12 frames" in s.value for s in at.success)
+    assert any("interview.mp4: 12 frames" in shown(s.value) for s in at.success)
     assert len(at.get("video")) == 1 and len(at.get("download_button")) == 2
     table = next(d.value for d in at.dataframe if "face" in d.value.columns)
     assert len(table) == 1 and abs(table.iloc[0][list(table.columns[2:])].sum() - 1) < 1e-9
@@ -66,5 +66,5 @@ def test_a_video_file_is_analysed_in_the_background_and_shown(tmp_path, monkeypa
 
 def test_a_file_that_is_not_a_video_gets_a_message(tmp_path, monkeypatch):
     at, job = analyse(tmp_path, monkeypatch, "notes.mp4", b"these are not frames\n" * 50)
-    assert any("notes.mp4: not a video file this machine can read" in e.value for e in at.error)
+    assert any("notes.mp4: not a video file this machine can read" in shown(e.value) for e in at.error)
     assert not at.get("video")

@@ -3,7 +3,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fer_models.runs.jobs import TrainRequest, job_state, launch, stop
-from helpers import open_app, training_started, wait_for, wait_for_job, write_fer_csv
+from helpers import open_app, shown, training_started, wait_for, wait_for_job, write_fer_csv
 
 PATH_LABEL = "Path to a FER2013 CSV (.csv or .csv.gz), a class-folder tree or a .npz"
 
@@ -40,12 +40,12 @@ def test_launch_from_the_form_finish_and_select_the_run(setup):
     assert any("Training 112 faces" in c.value for c in at.caption)
     by_label(at.button, "Start training").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert any("Started from_the_page" in s.value for s in at.success)
+    assert any("Started from_the_page" in shown(s.value) for s in at.success)
     wait_for_job(root / "from_the_page", {"finished", "failed"})
     assert job_state(root / "from_the_page")["state"] == "finished"
     later = open_train(run="from_the_page")  # a new session: the run is in the picker and the panel
     assert "from_the_page" in later.sidebar.selectbox[0].options[0]
-    assert any("**from_the_page** · cnn3 · finished" in m.value for m in later.markdown)
+    assert any("**from_the_page** · cnn3 · finished" in shown(m.value) for m in later.markdown)
     by_label(later.button, "Evaluate").click().run()
     assert any("PublicTest: accuracy" in s.value for s in later.success)
     assert (root / "from_the_page" / "eval" / "PublicTest" / "metrics.json").exists()
@@ -129,9 +129,9 @@ def test_a_crashed_job_shows_failed_with_its_log(setup, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("emotion,pixels,Usage\n9," + " ".join(["0"] * 2304) + ",Training\n")
     launch(TrainRequest(model="cnn3", data=str(bad), name="crash", epochs=1, device="cpu"), root)
-    wait_for_job(root / "crash", {"failed", "died"})
+    wait_for_job(root / "crash", {"failed", "interrupted"})
     at = open_train()
-    assert any("crash failed" in e.value and "label" in e.value for e in at.error)
+    assert any("crash failed" in shown(e.value) and "label" in e.value for e in at.error)
     assert any("error" in c.value for c in at.code)
     if job_state(root / "crash")["state"] == "running":  # never, but do not leave a process behind
         stop(root / "crash")

@@ -140,7 +140,7 @@ def test_a_crashing_job_shows_failed_with_its_error(tmp_path):
     bad.write_text("emotion,pixels,Usage\n9," + " ".join(["0"] * 2304) + ",Training\n")
     root = tmp_path / "runs"
     launch(TrainRequest(model="cnn3", data=str(bad), name="crash", epochs=1, device="cpu"), root)
-    state = wait_for_job(root / "crash", {"failed", "died"})
+    state = wait_for_job(root / "crash", {"failed", "interrupted"})
     assert state["state"] == "failed" and "label" in state["error"]
     assert "error" in log_tail(root / "crash")
 

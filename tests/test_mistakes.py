@@ -5,6 +5,7 @@ import pytest
 
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.bundle import bundle_publictest
+from fer_models.datasets.facedata import DataError
 from fer_models.datasets.ferplus import FERPLUS_COLUMNS
 from fer_models.evaluation.mistakes import (
     LABEL,
@@ -48,7 +49,7 @@ def test_the_bundle_carries_each_rows_votes_in_file_order(tmp_path):
         expected = table[table["Usage"] == "PublicTest"][list(FERPLUS_COLUMNS)].to_numpy()
         assert np.array_equal(z["ferplus_votes"], expected) and z["ferplus_votes"].dtype == np.uint8
         assert tuple(z["ferplus_columns"]) == FERPLUS_COLUMNS
-    votes = votes_from_bundle(tmp_path / "bundle.npz")
+    votes, _ = votes_from_bundle(tmp_path / "bundle.npz")
     first = table[table["Usage"] == "PublicTest"].iloc[0]
     assert votes.loc["30", "happy"] == first["happiness"] and votes.loc["30", "angry"] == first["anger"]
 
@@ -148,3 +149,31 @@ def test_the_command_line_summary(tmp_path, capsys):
     assert "PublicTest faces wrong" in out and "No FER+ votes" in out
     assert "are for other face ids): put fer2013new.csv beside" in out  # the bundle is about other faces
     assert main(["--run", str(run), "--split", "PrivateTest"]) == 2
+
+
+def test_a_shuffled_copy_of_fer2013_gets_each_faces_own_votes(tmp_path):
+    """Row numbers name other faces in a shuffled copy: the bundle's votes are matched by pixels, and votes
+    beside the file, which align row by row, are refused rather than given to the wrong faces."""
+    from fer_models.evaluation.mistakes import row_order_problem, votes_beside, votes_of_evaluation
+
+    with np.load(BUNDLED) as z:
+        images, labels, votes10 = z["images"], z["labels"], z["ferplus_votes"]
+    order = np.random.default_rng(0).permutation(len(images))
+    lines = ["emotion,pixels,Usage"] + [f"{labels[i]},{' '.join(map(str, images[i].ravel()))},PublicTest"
+                                        for i in order]
+    shuffled = tmp_path / "fer2013.csv"
+    shuffled.write_text("\n".join(lines) + "\n")
+    votes, source = votes_of_evaluation({"data": str(shuffled)}, "PublicTest", BUNDLED)
+    assert "matched to each face by its pixels" in source
+    # row r of the shuffled file is the bundle's face order[r]: its votes must be that face's
+    seven = {e: i for i, e in enumerate(("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear"))}
+    for r in (0, 1, 1000):
+        original = votes10[order[r]]
+        assert votes.loc[str(r), "happy"] == original[seven["happiness"]]
+        assert votes.loc[str(r), "angry"] == original[seven["anger"]]
+    assert len(votes) >= len(images) - 30  # identical pictures (FER2013 has a few) keep the first's votes
+    from fer_models.datasets.loading import load_faces
+    assert "not FER2013's in the original row order" in row_order_problem(load_faces(shuffled), BUNDLED)
+    write_ferplus(tmp_path / "fer2013new.csv", {"PublicTest": len(images)})
+    with pytest.raises(DataError, match="original row order"):
+        votes_beside(shuffled, "PublicTest", BUNDLED)

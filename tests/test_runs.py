@@ -7,6 +7,7 @@ import time
 import pytest
 
 from fer_models.core.constants import EMOTIONS
+from fer_models.runs import registry
 from fer_models.runs.registry import STALE_SECONDS, best_run, list_runs, read_evaluation, read_history, read_status
 from helpers import make_run
 
@@ -17,7 +18,8 @@ def dead_pid():
     return proc.pid
 
 
-def test_list_runs_summarises_each_folder(tmp_path):
+def test_list_runs_summarises_each_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "trainer_alive", lambda pid, run: pid == __import__("os").getpid())
     host = socket.gethostname()
     make_run(tmp_path, "b_finished", {"state": "finished", "host": host}, [0.3, 0.6, 0.5],
              {"arch": "cnn3", "metrics": {"val_acc": 0.6}}, evaluation="PublicTest")
@@ -32,15 +34,23 @@ def test_list_runs_summarises_each_folder(tmp_path):
     assert done.evaluations == ["PublicTest"] and live.evaluations == []
 
 
-def test_dead_job_reads_as_died(tmp_path):
+def test_a_pid_that_is_alive_but_not_the_runs_trainer_reads_as_interrupted(tmp_path):
+    """After a reboot the pid in status.json may belong to any process: here, this test's own."""
+    import os
+    run = make_run(tmp_path, "r", {"state": "running", "pid": os.getpid(), "host": socket.gethostname(),
+                                   "heartbeat": time.time()})
+    assert read_status(run)["state"] == "interrupted"
+
+
+def test_dead_job_reads_as_interrupted(tmp_path):
     run = make_run(tmp_path, "r", {"state": "running", "pid": dead_pid(), "host": socket.gethostname(),
                                    "heartbeat": time.time()})
     status = read_status(run)
-    assert status["state"] == "died" and status["recorded_state"] == "running"
+    assert status["state"] == "interrupted" and status["recorded_state"] == "running"
     assert "resume" in status["error"]
 
 
-@pytest.mark.parametrize("age, expected", [(5, "running"), (STALE_SECONDS + 60, "died")])
+@pytest.mark.parametrize("age, expected", [(5, "running"), (STALE_SECONDS + 60, "interrupted")])
 def test_job_on_another_host_judged_by_heartbeat(tmp_path, age, expected):
     run = make_run(tmp_path, "r", {"state": "running", "pid": 1, "host": "elsewhere",
                                    "heartbeat": time.time() - age})
@@ -106,9 +116,10 @@ def test_best_run_is_the_most_accurate_finished_one(tmp_path):
     assert best_run([]) is None
 
 
-def test_a_just_launched_job_is_listed_before_the_trainer_writes_anything(tmp_path):
+def test_a_just_launched_job_is_listed_before_the_trainer_writes_anything(tmp_path, monkeypatch):
     import os
 
+    monkeypatch.setattr(registry, "trainer_alive", lambda pid, run: pid == os.getpid())
     starting = tmp_path / "starting"
     starting.mkdir()
     (starting / "job.json").write_text(json.dumps({"pid": os.getpid(), "command": [

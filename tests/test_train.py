@@ -107,7 +107,7 @@ def test_kill_and_resume_follows_the_same_trajectory(tmp_path, reference_runs, d
                                "--kill-at-step", "8"], env)
     assert killed.returncode == -signal.SIGKILL
     assert json.loads((out / "status.json").read_text())["state"] == "running"  # died without a word
-    assert read_status(out)["state"] == "died"  # ...which the registry sees
+    assert read_status(out)["state"] == "interrupted"  # ...which the registry sees
     assert read_history(out)["epoch"].tolist() == [1]
     resumed = train_cli(["--out", str(out), "--resume"], env)
     assert resumed.returncode == 0, resumed.stderr

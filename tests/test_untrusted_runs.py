@@ -10,7 +10,7 @@ import pytest
 
 from fer_models.runs.jobs import JobError, delete, evaluate, resume, stop
 from fer_models.runs.registry import list_runs, models_table
-from helpers import make_evaluated_run, wait_for, write_fer_csv
+from helpers import make_evaluated_run, shown, wait_for, write_fer_csv
 
 TINY = {"model": "cnn3", "epochs": 1, "batch_size": 16, "threads": 1, "device": "cpu"}
 
@@ -161,7 +161,7 @@ def test_every_page_opens_with_bad_runs_in_the_root(tmp_path, monkeypatch, page)
     picker = at.sidebar.selectbox[0]
     assert "good" in picker.options[0] or any("good" in o for o in picker.options)
     if page.endswith("train.py"):  # the bad runs with a job.json are shown, with their reason, and deletable
-        assert any("job_pid_text" in e.value for e in at.error)
+        assert any("job_pid_text" in shown(e.value) for e in at.error)
     for name in ("heartbeat_soon", "meta_std_0"):  # a bad run picked: said, not raised
         bad = open_app(page, run=name)
         assert bad.sidebar.selectbox[0].value == name
@@ -190,7 +190,7 @@ def test_a_bad_evaluation_is_said_on_its_page_and_left_out_of_the_table(tmp_path
     assert "| good | cnn3 | 5.39M | 1 | ? | ? | not evaluated |" in models_table(tmp_path)
     monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path))
     at = open_app("app_pages/confusion.py", run="good")
-    assert any("accuracy 'high', not a number" in e.value for e in at.error)
+    assert any("accuracy 'high', not a number" in shown(e.value) for e in at.error)
 
 
 def test_nothing_is_written_through_links_in_a_run(tmp_path, run_env):

@@ -22,13 +22,12 @@ def source_stamp(path: Path) -> str:
     return f"v{CACHE_VERSION}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def folder_stamp(root: Path) -> str:
-    """Changes when any file under root is added, removed, resized or touched."""
+def files_stamp(root: Path, files: list[Path]) -> str:
+    """Changes when any of `files` (a dataset's files under root) is added, removed, resized or touched."""
     digest = hashlib.sha1()
-    for f in sorted(root.rglob("*")):
-        if f.is_file():
-            st = f.stat()
-            digest.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    for f in files:
+        st = f.stat()
+        digest.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return f"v{CACHE_VERSION}:{digest.hexdigest()}"
 
 

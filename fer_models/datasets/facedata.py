@@ -10,6 +10,7 @@ import numpy as np
 
 from fer_models.core.constants import IMAGE_SIZE
 from fer_models.core.files import atomic_replace
+from fer_models.core.guards import UntrustedFileError, npz_members
 
 
 class DataError(ValueError):
@@ -62,8 +63,15 @@ class FaceData:
         atomic_replace(path, write)
 
 
+MAX_NPZ_BYTES = 4 << 30  # all FER2013 as uint8 is 83 MB: a FaceData .npz inflating past this is not one
+
+
 def read_npz(path) -> FaceData:
     path = Path(path)
+    try:
+        npz_members(path, MAX_NPZ_BYTES)  # from the zip directory and the array headers, before any array
+    except UntrustedFileError as err:
+        raise DataError(str(err)) from None
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in ("images", "labels", "splits", "ids") if k not in z.files]
@@ -74,9 +82,17 @@ def read_npz(path) -> FaceData:
                             format="npz")
     except DataError:
         raise
-    except Exception as err:
-        raise DataError(f"{path}: not a readable .npz file ({err})") from err
+    except Exception as err:  # noqa: BLE001 - numpy and zipfile raise many kinds on a damaged file
+        raise DataError(f"{path}: not a readable .npz file ({type(err).__name__})") from err
     if data.images.dtype != np.uint8 or data.images.shape[1:] != (1, IMAGE_SIZE, IMAGE_SIZE):
         raise DataError(f"{path}: images must be uint8 N x 1 x 48 x 48, found {data.images.dtype} "
                         f"{tuple(data.images.shape)}")
+    n = len(data.images)
+    for name, array in (("labels", data.labels), ("splits", data.splits), ("ids", data.ids)):
+        if array.shape != (n,):
+            raise DataError(f"{path}: {n:,} images but {name} of shape {array.shape}; each image needs one")
+    if data.soft is not None and data.soft.shape != (n, 7):
+        raise DataError(f"{path}: soft labels of shape {data.soft.shape}, not {n} x 7")
+    if ((data.labels < -1) | (data.labels > 6)).any():
+        raise DataError(f"{path}: labels must be 0..6 (or -1 for none)")
     return data

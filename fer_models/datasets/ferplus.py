@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_models.core.guards import UntrustedFileError, regular_file
 from fer_models.datasets.facedata import DataError, FaceData
 
 # fer2013new.csv's vote columns and the FER2013 class each one counts for (None: no FER2013 class).
@@ -26,6 +27,10 @@ def ferplus_votes(votes_path, data: FaceData) -> tuple[np.ndarray, np.ndarray]:
     votes_path = Path(votes_path)
     if not votes_path.exists():
         raise DataError(f"{votes_path}: FER+ votes file not found; pass its path (fer2013new.csv) with --ferplus")
+    try:
+        regular_file(votes_path)
+    except UntrustedFileError as err:
+        raise DataError(str(err)) from None
     try:
         table = pd.read_csv(votes_path, dtype={"Usage": str, "Image name": str}, keep_default_na=False)
     except Exception as err:

@@ -3,12 +3,13 @@ MAX_PIXELS), each image decoded with a bounded footprint and made 48x48 gray; ca
 """
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 
 from fer_models.core.constants import EMOTIONS, IMAGE_SIZE, MAX_PIXELS
-from fer_models.datasets.cache import cached, folder_stamp
+from fer_models.datasets.cache import cached, files_stamp
 from fer_models.datasets.facedata import DataError, FaceData
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
@@ -23,55 +24,88 @@ _EMOTION_ALIASES = {
 }
 
 
+# a class-folder tree with more entries than this is not a face dataset someone meant (FER2013 has 35,887 faces)
+MAX_FOLDER_ENTRIES = 2_000_000
+
+
 def read_class_folders(root, cache: bool = True) -> FaceData:
     """`<root>/<split>/<emotion>/*` or, for a single split, `<root>/<emotion>/*` (split = root's name).
 
     Decoding tens of thousands of image files takes a while, so the result is cached like a CSV's
-    parse (`<root>.cache.npz` beside the folder), keyed by every file's name, size and time.
+    parse (`<root>.cache.npz` beside the folder), keyed by every image file's name, size and time.
     """
     root = Path(root)
-    data = cached(root, folder_stamp(root), _read_class_folders) if cache else _read_class_folders(root)
+    layout = class_folder_layout(root)
+    files = [file for _, _, file in layout.images]
+
+    def parse(_):
+        return _read_images(root, layout)
+    data = cached(root, files_stamp(root, files), parse) if cache else parse(root)
     data.source = str(root)
     return data
 
 
-def _read_class_folders(root: Path) -> FaceData:
+def looks_like_class_folders(root: Path, peek: int = 256) -> bool:
+    """Whether a folder is laid out as <root>/<emotion>/ or <root>/<split>/<emotion>/, judged from at most
+    `peek` entries per level: a recorded data path of "/" is answered at once, without walking the disk."""
+    def emotion_dirs(folder: Path) -> bool:
+        return any(p.name.lower() in _EMOTION_ALIASES and p.is_dir() for p in itertools.islice(folder.iterdir(), peek))
+    try:
+        return emotion_dirs(root) or any(emotion_dirs(p) for p in itertools.islice(root.iterdir(), peek)
+                                         if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return False
+
+
+class Layout:
+    def __init__(self):
+        self.images: list[tuple[str, int, Path]] = []  # (split, label, file)
+        self.skipped: list[Path] = []
+
+
+def class_folder_layout(root: Path) -> Layout:
+    """Every image file of the tree with its split and label, found by walking exactly the three levels a
+    class-folder tree has (never the whole disk: a recorded data path of "/" is refused at its first level),
+    at most MAX_FOLDER_ENTRIES entries."""
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not subdirs:
         raise DataError(f"{root}: no sub-folders; expected <root>/<split>/<emotion>/*.png")
-    if all(p.name.lower() in _EMOTION_ALIASES for p in subdirs):
-        split_dirs = [root]
-    else:
-        split_dirs = subdirs
-    images, labels, splits, ids, skipped = [], [], [], [], []
+    split_dirs = [root] if all(p.name.lower() in _EMOTION_ALIASES for p in subdirs) else subdirs
+    layout, seen = Layout(), 0
     for split_dir in split_dirs:
-        split = split_dir.name
         for emotion_dir in sorted(p for p in split_dir.iterdir() if not p.name.startswith(".")):
             if not emotion_dir.is_dir():
-                skipped.append(emotion_dir)
+                layout.skipped.append(emotion_dir)
                 continue
             label = _EMOTION_ALIASES.get(emotion_dir.name.lower())
             if label is None:
                 raise DataError(f"{emotion_dir}: folder name is not an emotion; expected one of "
                                 f"{', '.join(EMOTIONS)} (or 0..6) inside each split folder")
             for file in sorted(emotion_dir.iterdir()):
+                seen += 1
+                if seen > MAX_FOLDER_ENTRIES:
+                    raise DataError(f"{root}: more than {MAX_FOLDER_ENTRIES:,} entries; not a face dataset")
                 if file.name.startswith("."):
                     continue
-                if file.suffix.lower() not in IMAGE_SUFFIXES or not file.is_file():
-                    skipped.append(file)
+                if file.suffix.lower() not in IMAGE_SUFFIXES or not file.is_file():  # a pipe is not a file
+                    layout.skipped.append(file)
                     continue
-                images.append(read_face_image(file))
-                labels.append(label)
-                splits.append(split)
-                ids.append(file.relative_to(root).as_posix())
-    notes = []
-    if skipped:
-        notes.append(f"skipped {len(skipped)} entries that are not images in class folders, "
-                     f"e.g. {skipped[0]}")
-    if not images:
+                layout.images.append((split_dir.name, label, file))
+    return layout
+
+
+def _read_images(root: Path, layout: Layout) -> FaceData:
+    if not layout.images:
         raise DataError(f"{root}: no images found under <split>/<emotion>/ folders")
-    return FaceData(np.stack(images), np.array(labels, np.int64), np.array(splits, str),
-                    np.array(ids, str), str(root), None, notes, "folders")
+    notes = []
+    if layout.skipped:
+        notes.append(f"skipped {len(layout.skipped)} entries that are not images in class folders, "
+                     f"e.g. {layout.skipped[0]}")
+    return FaceData(np.stack([read_face_image(file) for _, _, file in layout.images]),
+                    np.array([label for _, label, _ in layout.images], np.int64),
+                    np.array([split for split, _, _ in layout.images], str),
+                    np.array([file.relative_to(root).as_posix() for _, _, file in layout.images], str),
+                    str(root), None, notes, "folders")
 
 
 def read_face_image(file) -> np.ndarray:

@@ -45,7 +45,10 @@ def _parse_csv(path: Path) -> FaceData:
     except pa.ArrowCancelled:  # pyarrow takes Ctrl-C over while it parses: pass it on as the interrupt it is
         raise KeyboardInterrupt from None
     except (pa.ArrowInvalid, OSError, EOFError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: not a readable CSV file ({err})") from err
+        # the reason without what follows its first colon: pyarrow goes on to quote the offending row, and this
+        # message reaches a page (a path typed on the Train page must not show a secret's first line)
+        reason = str(err).splitlines()[0].split(": ", 1)[0] if str(err) else type(err).__name__
+        raise DataError(f"{path}: not a readable CSV file ({reason})") from err
     if bad_rows:
         row = bad_rows[0]
         line = row.number or _line_of(path, row.text)  # pyarrow knows the number only when parsing serially
@@ -63,9 +66,10 @@ def _parse_csv(path: Path) -> FaceData:
         needed = ["emotion", "pixels", "Usage"]
     missing = [c for c in needed if c not in columns]
     if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(columns) or 'none'}. "
-                        "Expected the Kaggle FER2013 columns emotion,pixels,Usage or the course "
-                        "columns label,feature (labelled) / id,feature (unlabelled)")
+        # the columns found are not quoted back: they are the file's first line, whatever file it is
+        raise DataError(f"{path}: its first line lacks the column(s) {', '.join(missing)}. Expected the Kaggle "
+                        "FER2013 columns emotion,pixels,Usage or the course columns label,feature (labelled) / "
+                        "id,feature (unlabelled)")
     n = table.num_rows
     images = _parse_pixels(path, table.column(pixel_col))
     if kind == "kaggle":
@@ -101,7 +105,7 @@ def _parse_labels(path: Path, values: list) -> np.ndarray:
     for i, v in enumerate(values):
         label = valid.get((v or "").strip())
         if label is None:
-            raise DataError(f"{path}: line {i + 2}: unknown label {v!r}; labels are 0..6 "
+            raise DataError(f"{path}: line {i + 2}: the label is not one of 0..6 "
                             f"({', '.join(f'{k} {e}' for k, e in enumerate(EMOTIONS))})")
         labels[i] = label
     return labels
@@ -146,7 +150,7 @@ def _parse_pixel_row(path: Path, line: int, row: str | None) -> np.ndarray:
         raise DataError(f"{path}: line {line}: expected {N_PIXELS} pixel values (48x48), found {len(tokens)}")
     for k, tok in enumerate(tokens):
         if not (tok.isascii() and tok.isdigit()):  # '²' is a Unicode digit that int() refuses
-            raise DataError(f"{path}: line {line}: pixel {k + 1} is {tok!r}, not an integer 0..255")
+            raise DataError(f"{path}: line {line}: pixel {k + 1} is not an integer 0..255")
         if int(tok) > 255:
-            raise DataError(f"{path}: line {line}: pixel {k + 1} is {tok}, outside 0..255")
+            raise DataError(f"{path}: line {line}: pixel {k + 1} is above 255")
     return np.array(tokens, dtype=np.uint8)

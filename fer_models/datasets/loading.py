@@ -16,10 +16,37 @@ from pathlib import Path
 import numpy as np
 
 from fer_models.core.constants import LABEL_SOURCES
+from fer_models.core.guards import UntrustedFileError, regular_file
 from fer_models.datasets.facedata import DataError, FaceData, read_npz
 from fer_models.datasets.ferplus import ferplus_labels
 from fer_models.datasets.folders import read_class_folders
 from fer_models.datasets.kaggle import read_csv
+
+DATA_SUFFIXES = (".csv", ".csv.gz", ".npz")
+MAX_DATA_BYTES = 4 << 30  # the Kaggle CSV is 300 MB; a file this large is not a FER dataset
+
+
+def dataset_source(path) -> Path:
+    """`path` if it can be a dataset: a folder (a class-folder tree), or a regular file named .csv, .csv.gz or
+    .npz of at most MAX_DATA_BYTES. Checked before anything is opened, so that a path typed on the Train page
+    or recorded in a run folder never reads another kind of file (a secret's first line would be echoed in
+    a parse error), a pipe (which blocks) or a device (which never ends)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return path
+    try:
+        regular_file(path)
+    except UntrustedFileError as err:
+        raise DataError(str(err)) from None
+    if not path.name.lower().endswith(DATA_SUFFIXES):
+        raise DataError(f"{path}: not a dataset file; give a FER2013 CSV (.csv or .csv.gz), a FaceData .npz or a "
+                        "class-folder tree")
+    if path.stat().st_size > MAX_DATA_BYTES:
+        raise DataError(f"{path}: {path.stat().st_size / 2**30:.1f} GB, larger than any FER dataset "
+                        f"({MAX_DATA_BYTES >> 30} GB allowed)")
+    return path
 
 
 def load_faces(path, splits=None, label_source: str = "fer2013", ferplus=None,
@@ -30,11 +57,9 @@ def load_faces(path, splits=None, label_source: str = "fer2013", ferplus=None,
     votes from `ferplus`, by default fer2013new.csv beside a Kaggle CSV).
     split_name: the split of a course-variant CSV (default Training if labelled, else Test).
     """
-    path = Path(path)
     if label_source not in LABEL_SOURCES:
         raise DataError(f"unknown label source '{label_source}'; choose one of {', '.join(LABEL_SOURCES)}")
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder")
+    path = dataset_source(path)
     if path.is_dir():
         data = read_class_folders(path, cache=cache)
     elif path.suffix == ".npz":

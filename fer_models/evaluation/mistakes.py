@@ -8,6 +8,7 @@ dataset's. This module is torch-free: the page, the report and the CLI share it.
 """
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -27,27 +28,70 @@ VERDICTS = {MODEL: "sides with the model", LABEL: "sides with the label", OTHER:
 ORDERS = ("most confident first", "least confident first")
 
 
-def votes_from_bundle(path) -> pd.DataFrame | None:
-    """The bundled faces' FER+ votes by face id (7 columns in FER2013 class order plus `NF`, `named`), or None
-    when the file carries none."""
+PUBLICTEST_FACES = 3589  # FER2013's PublicTest: a split of this size is taken to be it, and checked against it
+
+
+def face_keys(images: np.ndarray) -> np.ndarray:
+    """A key per face from its pixels: the same face has the same key in any file and in any row order."""
+    flat = np.ascontiguousarray(np.asarray(images, np.uint8).reshape(len(images), -1))
+    return np.array([hashlib.sha1(row.tobytes()).hexdigest()[:24] for row in flat])
+
+
+def votes_from_bundle(path, faces=None) -> tuple[pd.DataFrame | None, int]:
+    """The bundled faces' FER+ votes (7 columns in FER2013 class order plus `NF`, `named`) and how many of
+    `faces` they do not cover. Without `faces` they are by the bundle's ids; with `faces` (ids, images: the
+    evaluated faces) they are matched to each face by its pixels, so that a copy of FER2013 in another row
+    order (where row numbers name other faces) still gets each face's own votes. None when it carries none."""
     with np.load(path, allow_pickle=False) as z:
         if "ferplus_votes" not in z.files:
-            return None
+            return None, 0
         votes10, ids = z["ferplus_votes"].astype(np.int64), z["ids"].astype(str)
         named = z["ferplus_named"] if "ferplus_named" in z.files else np.ones(len(ids), bool)
         columns = tuple(z["ferplus_columns"].astype(str)) if "ferplus_columns" in z.files else FERPLUS_COLUMNS
+        images = z["images"] if faces is not None else None
     if columns != FERPLUS_COLUMNS or votes10.shape != (len(ids), len(FERPLUS_COLUMNS)):
         raise DataError(f"{path}: FER+ votes of an unexpected shape or column order")
-    return _table(votes10, named, ids)
+    if faces is None:
+        return _table(votes10, named, ids), 0
+    by_pixels = _table(votes10, named, face_keys(images))
+    by_pixels = by_pixels[~by_pixels.index.duplicated()]  # FER2013 holds a few identical pictures twice
+    face_ids, face_images = faces
+    matched = by_pixels.reindex(face_keys(face_images))
+    matched.index = pd.Index(np.asarray(face_ids).astype(str), name="id")
+    found = matched["NF"].notna().to_numpy()
+    return matched[found].astype({c: np.int64 for c in (*EMOTIONS, "NF")}), int((~found).sum())
 
 
-def votes_beside(data_path, split: str) -> pd.DataFrame | None:
-    """FER+ votes for a split of a FER2013 file, from fer2013new.csv in the same folder; None if there is none."""
+def row_order_problem(data, bundled) -> str | None:
+    """Why FER+ votes cannot align row by row with `data` (a FaceData of a FER2013 CSV): its PublicTest split is
+    FER2013's in size but not the same faces in the same order (a shuffled or edited copy), which would give
+    faces other faces' votes. None when it lines up, or when it cannot be told."""
+    rows = data.splits == "PublicTest"
+    if int(rows.sum()) != PUBLICTEST_FACES or not Path(bundled).is_file():
+        return None
+    with np.load(bundled, allow_pickle=False) as z:
+        reference = z["images"]
+    if reference.shape != data.images[rows].shape:
+        return None
+    moved = int((data.images[rows] != reference).reshape(len(reference), -1).any(1).sum())
+    return (f"{moved:,} of its PublicTest faces are not FER2013's in the original row order, and FER+ votes "
+            "align row by row" if moved else None)
+
+
+def votes_beside(data_path, split: str, bundled=None) -> pd.DataFrame | None:
+    """FER+ votes for a split of a FER2013 file, from fer2013new.csv in the same folder; None if there is none.
+    DataError if the file's rows are not in FER2013's order (checked against the bundled faces)."""
     data_path = Path(data_path)
+    if not data_path.name or not data_path.is_file():  # FER+ relabels the Kaggle CSV: a folder has no votes beside
+        return None
     ferplus = data_path.with_name("fer2013new.csv")
     if not ferplus.is_file():
         return None
-    data = load_faces(data_path, splits=[split])
+    data = load_faces(data_path)
+    problem = row_order_problem(data, bundled) if bundled is not None else None
+    if problem:
+        raise DataError(f"{data_path}: {problem}")
+    data = data.split(split)
     votes10, named = ferplus_votes(ferplus, data)
     return _table(votes10, named, data.ids.astype(str))
 
@@ -161,24 +205,45 @@ def compare(first: pd.DataFrame, second: pd.DataFrame) -> dict[str, set[str]]:
     return {"both": wrong_a & wrong_b, "only first": wrong_a - wrong_b, "only second": wrong_b - wrong_a}
 
 
-def votes_for(metrics: dict, split: str, bundled: Path) -> tuple[pd.DataFrame | None, str]:
+def votes_for(metrics: dict, split: str, bundled: Path, faces=None) -> tuple[pd.DataFrame | None, str]:
     """The votes for an evaluation's faces and where they came from (or why there are none): fer2013new.csv
-    beside the data the evaluation scored, else the bundle's, for FER2013's PublicTest."""
+    beside the data the evaluation scored, else the bundle's, for FER2013's PublicTest. `faces` (ids, images)
+    are the evaluated faces when they are on this machine: the bundle's votes are then matched by pixels."""
     data = metrics.get("data")
     problem = None
     if isinstance(data, str) and data:
         try:
-            votes = votes_beside(data, split.removesuffix("-tta"))
-        except (DataError, OSError) as err:
-            votes, problem = None, f"the FER+ votes beside {data} cannot be read: {err}"
+            votes = votes_beside(data, split.removesuffix("-tta"), bundled)
+        except (DataError, OSError, ValueError) as err:
+            votes, problem = None, f"the FER+ votes beside {data} cannot be used: {err}"
         if votes is not None:
             return votes, f"FER+ votes from fer2013new.csv beside {data}"
     if split.removesuffix("-tta") == "PublicTest" and bundled.is_file():
-        votes = votes_from_bundle(bundled)
+        votes, unmatched = votes_from_bundle(bundled, faces)
         if votes is not None:
-            return votes, f"FER+ votes bundled with FER2013's PublicTest faces ({bundled.name})"
+            said = f"FER+ votes bundled with FER2013's PublicTest faces ({bundled.name})"
+            if faces is not None:
+                said += ", matched to each face by its pixels"
+            if unmatched:
+                said += f"; {unmatched:,} of the evaluated faces are not among them and have no votes"
+            return votes, said + (f" ({problem})" if problem else "")
     return None, problem or ("no FER+ votes for these faces: put fer2013new.csv beside the evaluated data "
                              f"({data or 'unknown'}) to see what ten annotators said")
+
+
+def votes_of_evaluation(metrics: dict, split: str, bundled: Path) -> tuple[pd.DataFrame | None, str]:
+    """votes_for, with the evaluated faces read from the data the evaluation scored when it is on this machine
+    (and is not the bundle itself), so that the bundle's votes reach them by pixels, not by row number."""
+    from fer_models.runs.registry import faces_source
+
+    source, faces = faces_source(metrics, split), None
+    if source is not None and Path(source).resolve() != Path(bundled).resolve():
+        try:
+            data = load_faces(source, splits=[split.removesuffix("-tta")])
+            faces = (data.ids, data.images)
+        except DataError:
+            pass  # the votes stay keyed by row number; the page says what cannot be read
+    return votes_for(metrics, split, bundled, faces)
 
 
 def covering(votes: pd.DataFrame | None, source: str, ids) -> tuple[pd.DataFrame | None, str]:
@@ -209,7 +274,7 @@ def main(argv=None) -> int:
     except (FileNotFoundError, RunProblem) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    votes, source = covering(*votes_for(metrics, args.split, BUNDLED_PUBLICTEST), predictions["id"])
+    votes, source = covering(*votes_of_evaluation(metrics, args.split, BUNDLED_PUBLICTEST), predictions["id"])
     table = summary(mistake_table(predictions, votes), predictions)
     print(in_words(Path(args.run).name, args.split, table).replace("**", ""))
     print(f"({source})")

@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from fer_models.core.files import atomic_replace, atomic_write_json
+from fer_models.core.guards import UntrustedFileError, regular_file, safetensors_header
 from fer_models.nets.models import FERModel, create_model, list_models
 from fer_models.runs.folder import LAST_FILE, META_FILE, MODEL_FILE, RunFolder, RunProblem
 
@@ -68,40 +69,66 @@ def _refuse_pickle(path: Path) -> None:
             "safetensors.torch.save_file(model.state_dict(), 'model.safetensors'), with a meta.json naming the arch.")
 
 
-def read_weights(path) -> dict[str, torch.Tensor]:
-    """All tensors of a .safetensors file, floating ones as fp32."""
+def checked_header(path) -> dict[str, dict]:
+    """The tensors a .safetensors file declares, checked against the file before any is read (a FIFO, a folder,
+    a pickle, a header promising more bytes than the file holds are refused); CheckpointError otherwise."""
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise CheckpointError(f"{path}: no such file")
+    try:
+        regular_file(path)
+    except UntrustedFileError as err:
+        raise CheckpointError(f"{err}; a run folder's {MODEL_FILE} is a file of weights") from None
     _refuse_pickle(path)
+    try:
+        return safetensors_header(path)
+    except UntrustedFileError as err:
+        why = str(err).removeprefix(f"{path}: ")
+        raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({why}); re-copy it or retrain the "
+                              "run") from None
+
+
+def read_weights(path, expected: dict[str, tuple] | None = None, arch: str = "") -> dict[str, torch.Tensor]:
+    """All tensors of a .safetensors file, floating ones as fp32. With `expected` ({name: shape}), the file's
+    header must name exactly those tensors with those shapes, checked before any tensor is read."""
+    path = Path(path)
+    header = checked_header(path)
+    if expected is not None:
+        _check_fits({k: tuple(v["shape"]) for k, v in header.items()}, expected, path, arch)
     try:
         state = load_file(path)
     except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({err}); "
+        raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({str(err)[:120]}); "
                               "re-copy it or retrain the run") from err
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
-def _matching_arches(state: dict) -> list[str]:
-    keys = set(state)
+def _matching_arches(keys: set) -> list[str]:
     return [name for name in list_models() if set(create_model(name).state_dict()) == keys]
 
 
-def load_weights_into(model: FERModel, state: dict, path) -> None:
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
+def _check_fits(shapes: dict[str, tuple], expected: dict[str, tuple], path, arch: str) -> None:
+    missing = [k for k in expected if k not in shapes]
+    unexpected = [k for k in shapes if k not in expected]
     if missing or unexpected:
-        guess = _matching_arches(state)
+        guess = _matching_arches(set(shapes))
         hint = f" These weights match {', '.join(guess)}." if guess else ""
         raise CheckpointError(
-            f"{path}: weights do not fit architecture {model.arch}: {len(missing)} missing keys"
+            f"{path}: weights do not fit architecture {arch}: {len(missing)} missing keys"
             f"{' (e.g. ' + missing[0] + ')' if missing else ''}, {len(unexpected)} unexpected"
-            f"{' (e.g. ' + unexpected[0] + ')' if unexpected else ''}.{hint}")
-    for k, v in expected.items():
-        if tuple(state[k].shape) != tuple(v.shape):
-            raise CheckpointError(f"{path}: {k} has shape {tuple(state[k].shape)} in the file but "
-                                  f"{tuple(v.shape)} in {model.arch} (another number of classes or widths?)")
+            f"{' (e.g. ' + unexpected[0][:80] + ')' if unexpected else ''}.{hint}")
+    for k, shape in expected.items():
+        if tuple(shapes[k]) != tuple(shape):
+            raise CheckpointError(f"{path}: {k} has shape {tuple(shapes[k])} in the file but "
+                                  f"{tuple(shape)} in {arch} (another number of classes or widths?)")
+
+
+def _shapes(model: FERModel) -> dict[str, tuple]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def load_weights_into(model: FERModel, state: dict, path) -> None:
+    _check_fits({k: tuple(v.shape) for k, v in state.items()}, _shapes(model), path, model.arch)
     model.load_state_dict(state)
 
 
@@ -112,7 +139,7 @@ def load_model(path, device="cpu", arch: str | None = None) -> tuple[FERModel, d
     """
     path = Path(path)
     weights = path / MODEL_FILE if path.is_dir() else path
-    if not weights.exists():
+    if not weights.exists() and not weights.is_symlink():
         raise CheckpointError(f"{weights}: no such file; a run folder holds {MODEL_FILE} and {META_FILE}")
     from_meta = arch is None
     if from_meta:
@@ -121,11 +148,12 @@ def load_model(path, device="cpu", arch: str | None = None) -> tuple[FERModel, d
     else:
         meta = {"arch": arch}
     if arch not in list_models():
-        raise CheckpointError(f"{weights}: architecture '{arch}' is not registered; known: {', '.join(list_models())}")
+        raise CheckpointError(f"{weights}: architecture '{str(arch)[:60]}' is not registered; known: "
+                              f"{', '.join(list_models())}")
     if from_meta:  # after the registry check, which says more about a foreign file
         read_meta(weights.parent, for_model=True)
     model = create_model(arch, num_classes=len(meta.get("classes", [])) or 7)
-    load_weights_into(model, read_weights(weights), weights)
+    load_weights_into(model, read_weights(weights, _shapes(model), arch), weights)
     return model.to(device).eval(), meta
 
 
@@ -150,6 +178,10 @@ def load_training_state(path, model: FERModel, optimizer: torch.optim.Optimizer,
 
     path = Path(path)
     way_out = "start the run anew with --restart (same --out, with --data and the settings)"
+    try:
+        checked_header(path)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}: unreadable training state; {way_out}") from None
     try:
         with safe_open(path, framework="pt") as f:
             header = json.loads((f.metadata() or {})["resume"])

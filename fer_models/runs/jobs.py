@@ -28,7 +28,7 @@ from pathlib import Path
 
 from fer_models.core.constants import LABEL_SOURCES
 from fer_models.runs.folder import CONFIG_FILE, JOB_FILE, LAST_FILE, LOG_FILE, META_FILE, RunFolder, RunProblem
-from fer_models.runs.processes import alive_or_zombie, is_trainer_of
+from fer_models.runs.processes import alive_or_zombie, is_trainer_of, trainer_alive
 from fer_models.runs.registry import read_history, read_status
 from fer_models.runs.settings import DEFAULT_WEIGHT_DECAY, RECIPE_FIELDS, SETTINGS, TrainConfig, argv_of, check
 
@@ -175,7 +175,7 @@ def live_jobs(root) -> list[dict]:
     jobs = []
     for run in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         job = _job(run)
-        if job and alive_or_zombie(job["pid"]):
+        if job and trainer_alive(job["pid"], run):
             jobs.append({**job, "run": str(run)})
     return jobs
 
@@ -234,7 +234,7 @@ def launch(request: TrainRequest, root) -> dict:
 
 
 def resume(run, root=None) -> dict:
-    """Continue a stopped, failed or died run from its last checkpoint, on the devices it had.
+    """Continue a stopped, failed or interrupted run from its last checkpoint, on the devices it had.
 
     The command is rebuilt from the run's config.json, validated as training settings: nothing stored
     in the folder (job.json's command above all) is ever executed."""
@@ -293,7 +293,7 @@ def stop(run, wait: float = 0.0) -> bool:
 
 
 def job_state(run) -> dict:
-    """The run's status as the launcher shows it: `state` (running | finished | stopped | failed | died |
+    """The run's status as the launcher shows it: `state` (running | finished | stopped | failed | interrupted |
     unreadable), progress fractions, ETA and the error; a job that exited before writing any status reads
     failed."""
     run = Path(run)
@@ -303,7 +303,7 @@ def job_state(run) -> dict:
     except RunProblem as err:
         status, job = {"state": "unreadable", "recorded_state": "unreadable", "error": str(err)}, {}
     if job:
-        alive = alive_or_zombie(job["pid"])
+        alive = trainer_alive(job["pid"], run)
         if not status.get("recorded_state") or status.get("recorded_state") == "unknown":
             status["state"] = "running" if alive else "failed"
             if not alive:

@@ -72,3 +72,9 @@ def is_trainer_of(pid, run) -> bool:
     except OSError:
         return False
     return (cwd / out).resolve() == Path(run).resolve()
+
+
+def trainer_alive(pid, run) -> bool:
+    """The process a run folder names is alive and is still this run's trainer: after a reboot or a kill the
+    pid may belong to another process, which must not keep the run "running" (or a device busy) for ever."""
+    return alive_or_zombie(pid) and is_trainer_of(pid, run)

@@ -8,7 +8,7 @@
         print(run.name, run.arch, run.state, run.val_acc)
 
 Only reads; the trainer and the evaluator write (through fer_models.runs.folder). A run whose status says
-"running" but whose process is gone (killed, machine restarted) reads as "died", so a page never shows a
+"running" but whose process is gone (killed, machine restarted) reads as "interrupted", so a page never shows a
 dead job as live; a run whose files cannot be used reads as "unreadable" with the reason, and every
 other run is listed as usual.
 """
@@ -25,8 +25,11 @@ import pandas as pd
 from fer_models.core.arguments import OneLineParser
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
+from fer_models.datasets.facedata import DataError
+from fer_models.datasets.folders import looks_like_class_folders
+from fer_models.datasets.loading import dataset_source
 from fer_models.runs.folder import CONFUSION_FILE, JOB_FILE, METRICS_FILE, PREDICTIONS_FILE, RunFolder, RunProblem
-from fer_models.runs.processes import alive_or_zombie
+from fer_models.runs.processes import trainer_alive
 from fer_models.runs.recipes import matching_recipe
 from fer_models.runs.settings import OPTIMIZERS, RECIPE_FIELDS, SETTINGS, TrainConfig, flag
 
@@ -34,7 +37,6 @@ from fer_models.runs.settings import OPTIMIZERS, RECIPE_FIELDS, SETTINGS, TrainC
 # loading can pause that for a while on a CPU, so only a long silence means it is gone.
 STALE_SECONDS = 180
 
-DATA_SUFFIXES = (".csv", ".csv.gz", ".npz")
 MAX_PREDICTIONS_BYTES = 256 * 2**20  # a prediction row is ~100 bytes: room for 2 million faces
 
 
@@ -43,7 +45,7 @@ class RunSummary:
     name: str
     path: Path
     arch: str | None
-    state: str                      # running | finished | failed | stopped | died | unknown | unreadable
+    state: str                      # running | finished | failed | stopped | interrupted | unknown | unreadable
     val_acc: float | None           # best validation accuracy so far
     best_epoch: int | None
     epochs_done: int
@@ -62,9 +64,9 @@ def read_status(run) -> dict:
     if state == "running":
         on_this_host = status.get("host") == socket.gethostname()
         fresh = time.time() - float(status.get("heartbeat") or 0) < STALE_SECONDS
-        alive = alive_or_zombie(status.get("pid")) if on_this_host else fresh
+        alive = trainer_alive(status.get("pid"), RunFolder(run).path) if on_this_host else fresh
         if not alive:
-            status["state"] = "died"
+            status["state"] = "interrupted"
             status["error"] = status.get("error") or (
                 "the training process is gone without finishing (killed or the machine restarted); "
                 "resume it from its last checkpoint")
@@ -119,12 +121,16 @@ def read_evaluation(run, split: str) -> tuple[dict, pd.DataFrame, pd.DataFrame |
 
 
 def faces_source(metrics: dict, split: str) -> Path | None:
-    """The dataset an evaluation scored, if it is on this machine (a dataset file or folder: the recorded
-    path is only ever read as data); else the bundled PublicTest faces for a PublicTest evaluation."""
+    """The dataset an evaluation scored, if it is on this machine: a dataset file, or a folder laid out as class
+    folders (the recorded path is untrusted: it is only ever read as data, and "/" or a pipe is not a dataset);
+    else the bundled PublicTest faces for a PublicTest evaluation."""
     recorded = metrics.get("data")
     if isinstance(recorded, str) and recorded:
-        path = Path(recorded)
-        if path.is_dir() or (path.is_file() and path.name.lower().endswith(DATA_SUFFIXES)):
+        try:
+            path = dataset_source(recorded)
+        except (DataError, OSError):
+            path = None
+        if path is not None and (path.is_file() or looks_like_class_folders(path)):
             return path
     if isinstance(split, str) and split.removesuffix("-tta") == "PublicTest" and BUNDLED_PUBLICTEST.exists():
         return BUNDLED_PUBLICTEST
@@ -145,7 +151,7 @@ def summarise(run) -> RunSummary:
         command = job.get("command") if isinstance(job.get("command"), list) else []
         named = command[command.index("--model") + 1] if "--model" in command[:-1] else None
         arch = arch or (named if isinstance(named, str) else None)
-        state = "running" if alive_or_zombie(job["pid"]) else "failed"
+        state = "running" if trainer_alive(job["pid"], folder.path) else "failed"
     epochs = config.get("args", {}).get("epochs")
     return RunSummary(
         name=folder.name, path=folder.path, arch=arch, state=state,

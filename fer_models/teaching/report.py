@@ -170,14 +170,14 @@ def mistakes_section(run_dir: Path, split: str, metrics: dict | None, prediction
         mistake_table,
         select,
         summary,
-        votes_for,
+        votes_of_evaluation,
     )
     from fer_models.explain.pictures import enlarge
 
     head = "<h2>4. Mistakes</h2>"
     if metrics is None or predictions is None or "true" not in predictions:
         return head + "<p>No labelled evaluation: nothing can be called a mistake.</p>"
-    votes, source = covering(*votes_for(metrics, split, BUNDLED_PUBLICTEST), predictions["id"])
+    votes, source = covering(*votes_of_evaluation(metrics, split, BUNDLED_PUBLICTEST), predictions["id"])
     mistakes = mistake_table(predictions, votes)
     table = summary(mistakes, predictions)
     shown = table.assign(**{"share with the model": table["share with the model"].map(
