@@ -46,13 +46,18 @@ def read_class_folders(root, cache: bool = True) -> FaceData:
 
 
 def looks_like_class_folders(root: Path, peek: int = 256) -> bool:
-    """Whether a folder is laid out as <root>/<emotion>/ or <root>/<split>/<emotion>/, judged from at most
-    `peek` entries per level: a recorded data path of "/" is answered at once, without walking the disk."""
-    def emotion_dirs(folder: Path) -> bool:
-        return any(p.name.lower() in _EMOTION_ALIASES and p.is_dir() for p in itertools.islice(folder.iterdir(), peek))
+    """Whether a folder is laid out as <root>/<emotion>/ or <root>/<split>/<emotion>/: a level whose sub-folders
+    (two or more) are all emotions, judged from at most `peek` entries per level. A recorded data path of "/"
+    is answered at once, without walking the disk (and /proc's numbered folders are no emotions: "0".."6"
+    are names a class folder may have, but never beside "acpi")."""
+    def sub_folders(folder: Path) -> list[Path]:
+        return [p for p in itertools.islice(folder.iterdir(), peek) if not p.name.startswith(".") and p.is_dir()]
+
+    def emotion_level(folder: Path) -> bool:
+        names = [p.name.lower() for p in sub_folders(folder)]
+        return len(names) >= 2 and all(n in _EMOTION_ALIASES for n in names)
     try:
-        return emotion_dirs(root) or any(emotion_dirs(p) for p in itertools.islice(root.iterdir(), peek)
-                                         if p.is_dir() and not p.name.startswith("."))
+        return emotion_level(root) or any(emotion_level(p) for p in sub_folders(root))
     except OSError:
         return False
 

@@ -20,9 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from fer_models.core.arguments import OneLineParser
+from fer_models.core.guards import npz_members
 from fer_models.runs.folder import ATLAS_FILE, MODEL_FILE, RunFolder
 
 PATTERNS = 64
+# an atlas of densenet201_fer (3,589 faces x 1,920 filters in float16, 64 patterns) inflates to 14 MB
+MAX_ATLAS_BYTES = 256 << 20
 
 
 def checkpoint_hash(run) -> str:
@@ -105,6 +108,7 @@ def load_atlas(run, layer: str, ids, checkpoint: str | None = None) -> Atlas | N
         return None
     import io
     try:
+        npz_members(data, MAX_ATLAS_BYTES)  # a zip bomb inflated to 1 GB here before this check
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             fields = {k: z[k] for k in ("layer", "checkpoint", "ids", "responses", "filters", "patterns",
                                         "activation", "start_activation")}
