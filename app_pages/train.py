@@ -153,6 +153,8 @@ def job_card(run: RunSummary, root: Path, manage: bool) -> None:
         running_card(run, status, buttons)
     elif state in ("stopped", "failed", "interrupted"):
         interrupted_card(run, status, buttons, root)
+    elif state == "diverged":  # resuming would diverge again: a new run with a lower rate is the way on
+        st.error(f"{md(run.name)} diverged: {md(status.get('error') or 'its loss is no longer a number')}")
     elif state == "finished":
         finished_card(run, buttons)
     elif state == "unreadable":

@@ -331,3 +331,21 @@ def test_a_run_resumes_on_another_machines_copy_of_its_data_and_refuses_other_da
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((out / "config.json").read_text())["args"]["data"] == str(copy)
     assert read_history(out)["epoch"].tolist() == [1]
+
+
+def test_a_diverging_run_stops_as_diverged_and_stays_readable(tmp_path, data_csv, env):
+    from fer_models.runs.jobs import JobError, resume
+    from fer_models.runs.registry import list_runs
+
+    out = tmp_path / "runs" / "wild"
+    done = train_cli(["--model", "cnn3", "--epochs", "3", "--batch-size", "32", "--lr", "10", "--threads", "1",
+                      "--data", str(data_csv), "--out", str(out)], env)
+    assert done.returncode == 1 and "learning rate" in done.stderr.splitlines()[-1]
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "diverged" and "lower learning rate" in status["error"]
+    from fer_models.runs.folder import RunFolder
+    RunFolder(out).history()  # validated: every cell a finite number (it diverged in epoch 1: no row at all)
+    summary = list_runs(tmp_path / "runs")[0]
+    assert summary.state == "diverged" and summary.error == status["error"]
+    with pytest.raises(JobError, match="diverged"):
+        resume(out, tmp_path / "runs")

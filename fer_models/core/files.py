@@ -43,3 +43,30 @@ def atomic_replace(path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def replace_folder(path, build) -> None:
+    """Call build(tmp_folder) to fill a new folder, then swap it in for `path` in two renames: a reader sees the
+    old folder whole or the new one whole (at worst, for an instant, none), never new files beside stale ones.
+    A failure leaves the old folder as it was."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    old = None
+    try:
+        build(tmp)
+        os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp makes 0700
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / path.name)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not path.exists():
+            os.replace(old / path.name, path)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

@@ -20,7 +20,7 @@ import torch
 
 from fer_models.core.arguments import OneLineParser
 from fer_models.core.constants import EMOTIONS
-from fer_models.core.files import atomic_write_json, atomic_write_text
+from fer_models.core.files import atomic_write_json, atomic_write_text, replace_folder
 from fer_models.datasets.facedata import DataError
 from fer_models.datasets.loading import load_faces
 from fer_models.evaluation.scoring import classification_metrics, predict_proba
@@ -46,20 +46,26 @@ def evaluate_run(run_dir, data_path, split: str, tta: bool = False, device: str 
     table = pd.DataFrame({"id": data.ids, "true": data.labels, "pred": pred})
     for c, name in enumerate(EMOTIONS):
         table[f"p_{name}"] = probs[:, c].round(6)
-    atomic_write_text(out_dir / PREDICTIONS_FILE, table.to_csv(index=False))
     labelled = data.labels >= 0
     summary = {"split": split, "n": int(len(data)), "tta": tta, "run": str(run_dir), "arch": meta["arch"],
                "data": str(Path(data_path).resolve()), "label_source": label_source,
                "precision": precision, "seconds": round(seconds, 3), "notes": data.notes}
+    confusion = None
     if labelled.any():
         metrics = classification_metrics(data.labels[labelled], probs[labelled])
-        cm = pd.DataFrame(metrics.pop("confusion"), index=list(EMOTIONS), columns=list(EMOTIONS))
-        cm.index.name = "true"
-        atomic_write_text(out_dir / CONFUSION_FILE, cm.to_csv())
+        confusion = pd.DataFrame(metrics.pop("confusion"), index=list(EMOTIONS), columns=list(EMOTIONS))
+        confusion.index.name = "true"
         summary.update(metrics, n_labelled=int(labelled.sum()))
     else:
         summary["notes"] = summary["notes"] + [f"split {split} has no labels: predictions only, no metrics"]
-    atomic_write_json(out_dir / METRICS_FILE, summary)
+
+    def write(folder: Path) -> None:
+        atomic_write_text(folder / PREDICTIONS_FILE, table.to_csv(index=False))
+        if confusion is not None:
+            atomic_write_text(folder / CONFUSION_FILE, confusion.to_csv())
+        atomic_write_json(folder / METRICS_FILE, summary)
+    # the three files appear together or not at all: a failure half-way left new predictions beside old metrics
+    replace_folder(out_dir, write)
     return summary
 
 

@@ -28,7 +28,7 @@ JOB_FILE, LOG_FILE, EVAL_DIR = "job.json", "train.log", "eval"
 ATLAS_FILE = "atlas.npz"  # fer_models.explain.atlas: the Filters page's rankings and patterns, precomputed
 PREDICTIONS_FILE, CONFUSION_FILE, METRICS_FILE = "predictions.csv", "confusion.csv", "metrics.json"
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
-STATES = ("running", "finished", "failed", "stopped")
+STATES = ("running", "finished", "failed", "stopped", "diverged")
 # a folder is a run if it holds one of these; until config.json exists it holds no training state
 MARKERS = (CONFIG_FILE, META_FILE, STATUS_FILE, JOB_FILE)
 TRAINING_STATE = (CONFIG_FILE, LAST_FILE, MODEL_FILE, META_FILE, HISTORY_FILE)

@@ -247,6 +247,9 @@ def resume(run, root=None) -> dict:
         raise JobError(f"{err}: it cannot be resumed from the dashboard") from err
     if status.get("state") == "running":
         raise JobError(f"{run.name} is still running")
+    if status.get("state") == "diverged":
+        raise JobError(f"{run.name} diverged, and resumed it would diverge again: start a new run with a lower "
+                       "learning rate (Start from fills the form with its settings)")
     if status.get("state") == "finished":
         raise JobError(f"{run.name} has finished; to train longer, resume it from a terminal with a larger --epochs")
     if not folder.file(LAST_FILE).exists() and not folder.file(CONFIG_FILE).exists():

@@ -6,6 +6,7 @@ the run is "stopped".
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -71,11 +72,39 @@ class Trainer:
                                 self.ema.module if self.ema is not None else None)
 
 
+DIVERGENCE_EVERY = 10  # steps between checks of the loss for NaN or infinity
+
+
+class Diverged(Exception):
+    """The loss is no longer a finite number: the run stops as "diverged", with this as its reason."""
+
+
+def batch(t: Trainer, state: TrainState, perm, x_train, y_train, soft_train, generator, augment):
+    """This rank's augmented (and mixed-up) batch of the step, every random draw seeded from (seed, epoch, step)."""
+    cfg, world, rank = t.cfg, t.world, t.rank
+    per_rank = max(1, cfg.batch_size // world)
+    seed = step_seed(cfg.seed, state.epoch, state.step, rank)
+    torch.manual_seed(seed)
+    generator.manual_seed(seed)
+    lo = state.step * per_rank * world + rank * per_rank
+    idx = perm[lo:lo + per_rank]
+    x = augment_batch(to_input(x_train[idx], t.splits.mean, t.splits.std), augment, generator)
+    x = x.contiguous(memory_format=torch.channels_last)
+    y = y_train[idx]
+    target = soft_train[idx] if soft_train is not None else F.one_hot(y, len(EMOTIONS)).float()
+    if cfg.mixup > 0:
+        lam = float(np.random.default_rng(seed).beta(cfg.mixup, cfg.mixup))
+        order = torch.randperm(len(idx), generator=generator, device=t.device)
+        x = lam * x + (1 - lam) * x[order]
+        target = lam * target + (1 - lam) * target[order]
+    return x, y, target
+
+
 def train_one_epoch(t: Trainer, state: TrainState, x_train, y_train, soft_train, steps_per_epoch: int,
                     total_steps: int) -> tuple[bool, float, float]:
     """Steps from state.step to the end of the epoch. Returns (completed: False if a stop was requested,
     the state then saved), the last learning rate, and the epoch's wall seconds."""
-    cfg, world, rank, device = t.cfg, t.world, t.rank, t.device
+    cfg, world, device = t.cfg, t.world, t.device
     per_rank = max(1, cfg.batch_size // world)
     augment = AugmentConfig(crop_pad=cfg.crop_pad, resized_crop=cfg.resized_crop, flip=cfg.flip,
                             rotate=cfg.rotate, scale=cfg.scale, erase=cfg.erase)
@@ -95,24 +124,10 @@ def train_one_epoch(t: Trainer, state: TrainState, x_train, y_train, soft_train,
             os.kill(os.getpid(), signal.SIGKILL)
         if t.stop_at_step is not None and global_step == t.stop_at_step:
             t.stop.requested = True
-        seed = step_seed(cfg.seed, state.epoch, state.step, rank)
-        torch.manual_seed(seed)
-        generator.manual_seed(seed)
-        lo = state.step * per_rank * world + rank * per_rank
-        idx = perm[lo:lo + per_rank]
         lr = learning_rate(cfg, global_step, total_steps, steps_per_epoch)
         for group in t.optimizer.param_groups:
             group["lr"] = lr
-
-        x = augment_batch(to_input(x_train[idx], t.splits.mean, t.splits.std), augment, generator)
-        x = x.contiguous(memory_format=torch.channels_last)
-        y = y_train[idx]
-        target = soft_train[idx] if soft_train is not None else F.one_hot(y, len(EMOTIONS)).float()
-        if cfg.mixup > 0:
-            lam = float(np.random.default_rng(seed).beta(cfg.mixup, cfg.mixup))
-            order = torch.randperm(len(idx), generator=generator, device=device)
-            x = lam * x + (1 - lam) * x[order]
-            target = lam * target + (1 - lam) * target[order]
+        x, y, target = batch(t, state, perm, x_train, y_train, soft_train, generator, augment)
         with autocast_for(device, t.precision):
             logits = t.net(x)
         loss = F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
@@ -124,17 +139,24 @@ def train_one_epoch(t: Trainer, state: TrainState, x_train, y_train, soft_train,
         if t.ema is not None:
             t.ema.update(global_step)
 
-        sums += torch.stack([loss.detach().double() * len(idx), (logits.argmax(1) == y).sum().double(),
-                             torch.tensor(float(len(idx)), dtype=torch.float64, device=device)])
-        images_seen += len(idx) * world
+        sums += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
+                             torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
+        images_seen += len(y) * world
         state.step += 1
         bar.update(per_rank * world)
         t.status.write(force=False, epoch=state.epoch + 1, step=state.step, lr=lr,
                        images_per_second=round(images_seen / max(time.time() - began, 1e-9), 1),
                        **gpu_usage(device))
-        # one collective a step decides for every rank: stop now, and save now
+        # one collective a step decides for every rank: stop now, save now, or give up on a diverged run (its
+        # loss checked every few steps, so that a GPU step does not wait for the loss each time)
         save_due = time.time() - last_save > cfg.checkpoint_minutes * 60 and state.step < steps_per_epoch
-        stop, save = sum_across([float(t.stop.requested), float(save_due and t.is_main)], device, world)
+        checked = world > 1 or state.step % DIVERGENCE_EVERY == 0 or state.step == steps_per_epoch
+        bad = float(not torch.isfinite(loss).item()) if checked else 0.0
+        stop, save, bad = sum_across([float(t.stop.requested), float(save_due and t.is_main), bad], device, world)
+        if bad:
+            raise Diverged(f"the training loss became {loss.item():g} at epoch {state.epoch + 1}, step {state.step} "
+                           f"(learning rate {lr:.3g}); the weights are lost from there on. Start it again with a "
+                           "lower learning rate (model.safetensors keeps the best epoch before it, if there was one)")
         if stop or save:
             state.sums = sums.tolist()
             state.train_seconds += time.time() - clock
@@ -171,6 +193,11 @@ def end_of_epoch(t: Trainer, state: TrainState, lr: float, seconds: float) -> No
     """Validate, log the epoch, keep the best weights, save the state to resume from."""
     val_loss, val_acc = validate(t, t.eval_model)
     loss_sum, correct, n = sum_across(state.sums, t.device, t.world)
+    if not (math.isfinite(val_loss) and math.isfinite(loss_sum)):
+        raise Diverged(f"epoch {state.epoch + 1} ended with a {'training' if math.isfinite(val_loss) else 'validation'}"
+                       f" loss that is not a number (learning rate {lr:.3g}); the weights are lost from there on. "
+                       "Start it again with a lower learning rate (model.safetensors keeps the best epoch before it, "
+                       "if there was one)")
     row = {"epoch": state.epoch + 1, "train_loss": loss_sum / n, "train_acc": correct / n, "val_loss": val_loss,
            "val_acc": val_acc, "lr": lr, "seconds": seconds}
     state.history.append(row)
@@ -270,22 +297,28 @@ def train(cfg: TrainConfig, out: Path, resume: bool, kill_at_step: int | None = 
     total_steps = steps_per_epoch * cfg.epochs
     status.write(steps_per_epoch=steps_per_epoch, epoch=state.epoch + 1, step=state.step)
 
-    outcome = "finished"
-    while state.epoch < cfg.epochs:
-        completed, lr, seconds = train_one_epoch(t, state, x_train, y_train, soft_train, steps_per_epoch,
-                                                 total_steps)
-        if not completed:
-            outcome = "stopped"
-            break
-        end_of_epoch(t, state, lr, seconds)
-        status.write(epoch=min(state.epoch + 1, cfg.epochs), step=0)
-        if stop.requested:
-            outcome = "stopped"
-            break
+    outcome, why = "finished", None
+    try:
+        while state.epoch < cfg.epochs:
+            completed, lr, seconds = train_one_epoch(t, state, x_train, y_train, soft_train, steps_per_epoch,
+                                                     total_steps)
+            if not completed:
+                outcome = "stopped"
+                break
+            end_of_epoch(t, state, lr, seconds)
+            status.write(epoch=min(state.epoch + 1, cfg.epochs), step=0)
+            if stop.requested:
+                outcome = "stopped"
+                break
+    except Diverged as err:  # the history and the best weights stay as they were at the last good epoch
+        outcome, why = "diverged", str(err)
+        if rank == 0:
+            print(f"error: {why}", file=sys.stderr)
 
     if rank == 0:
         record_outcome(run, state, len(x_train), outcome)
-    status.write(state=outcome, finished=time.time(), train_seconds=round(state.train_seconds, 1))
+    status.write(state=outcome, finished=time.time(), train_seconds=round(state.train_seconds, 1),
+                 **({"error": why} if why else {}))
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
