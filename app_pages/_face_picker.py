@@ -5,6 +5,8 @@ The pick is kept in session state under its own keys (not only in widget state, 
 drops on a page switch), so Saliency and Filters show the same face.
 """
 import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +35,28 @@ class PickedFace:
     origin: str               # in words, for captions
 
 
-@st.cache_data(show_spinner="Looking for faces…", max_entries=16)
-def search_photo(digest: str, _data: bytes, name: str, detector: str = "mtcnn"):
-    """find_faces on the decoded photo, cached by the photo's digest (Streamlit does not hash
-    `_data` again) so reruns do not decode it again."""
-    return find_faces(read_image(_data, name), detector)
+# decoded photos kept for reruns and page switches, newest last, within a byte budget: a 25-megapixel photo is
+# 75 MB decoded, and 16 of them (the count-bounded cache before) held 1.2 GB of a server's memory
+PHOTO_CACHE_BYTES = 400 << 20
+_SEARCHES: OrderedDict = OrderedDict()
+_SEARCHES_LOCK = threading.Lock()
+
+
+def search_photo(digest: str, data: bytes, name: str, detector: str = "mtcnn"):
+    """find_faces on the decoded photo, kept by the photo's digest and the detector so that reruns do not decode
+    it again; the oldest are dropped past PHOTO_CACHE_BYTES (the newest is always kept)."""
+    key = (digest, detector)
+    with _SEARCHES_LOCK:
+        if key in _SEARCHES:
+            _SEARCHES.move_to_end(key)
+            return _SEARCHES[key]
+    with st.spinner("Looking for faces…"):
+        search = find_faces(read_image(data, name), detector)
+    with _SEARCHES_LOCK:
+        _SEARCHES[key] = search
+        while len(_SEARCHES) > 1 and sum(s.rgb.nbytes for s in _SEARCHES.values()) > PHOTO_CACHE_BYTES:
+            _SEARCHES.popitem(last=False)
+    return search
 
 
 def detector_setting(key: str = "face_detector") -> str:

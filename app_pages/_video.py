@@ -1,5 +1,7 @@
 """The Live page's video-file mode: a clip analysed in a background thread (the page polls it, so other users
 and this page stay responsive), then played annotated, with every face's timeline, a summary and downloads."""
+import atexit
+import shutil
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -44,9 +46,44 @@ class VideoJob:
         return self.folder / "timeline.csv"
 
 
+# every job's folder (the upload, the annotated video, the timeline) until it is cleaned up: a session's previous
+# one when it starts another, the oldest past MAX_JOB_FOLDERS on the server, all of them when the server stops
+MAX_JOB_FOLDERS = 16
+_FOLDERS: list[Path] = []
+_FOLDERS_LOCK = threading.Lock()
+
+
+def _remove(folders: list[Path]) -> None:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _forget(folder: Path) -> None:
+    with _FOLDERS_LOCK:
+        if folder not in _FOLDERS:
+            return
+        _FOLDERS.remove(folder)
+    _remove([folder])
+
+
+def _keep_newest(count: int) -> None:
+    with _FOLDERS_LOCK:
+        old = _FOLDERS[:max(len(_FOLDERS) - count, 0)]
+        del _FOLDERS[:len(old)]
+    _remove(old)
+
+
+atexit.register(_keep_newest, 0)
+
+
 def start(name: str, data: bytes, run: str, model, meta: dict, every: int, smoothing: float, gradcam: bool,
-          detector: str = "mtcnn") -> VideoJob:
+          detector: str = "mtcnn", previous: VideoJob | None = None) -> VideoJob:
+    if previous is not None and not previous.running:
+        _forget(previous.folder)
     folder = Path(tempfile.mkdtemp(prefix="fer_video_"))
+    with _FOLDERS_LOCK:
+        _FOLDERS.append(folder)
+    _keep_newest(MAX_JOB_FOLDERS)
     # the user's file name is only shown: on disk the clip is "input" with a plain suffix
     suffix = Path(name).suffix.lower()
     source = folder / ("input" + (suffix if suffix.lstrip(".") in TYPES else ".video"))
@@ -138,7 +175,7 @@ def video_ui(run, model, meta, smoothing: float, every: int, gradcam: bool, dete
     chosen = st.session_state.get("_video_upload")
     if chosen is not None and (job is None or job.name != chosen[0] or job.run != run.name):
         if st.button(f"Analyse {md(chosen[0])} with {md(run.name)}", type="primary"):
-            job = start(*chosen, run.name, model, meta, every, smoothing, gradcam, detector)
+            job = start(*chosen, run.name, model, meta, every, smoothing, gradcam, detector, previous=job)
             st.session_state["video_job"] = job
     if job is None:
         return

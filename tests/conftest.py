@@ -32,3 +32,17 @@ def warm_up_finished():
     for thread in threading.enumerate():
         if thread.name.startswith("warm-up-"):
             thread.join(timeout=300)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A folder on a 1 MB tmpfs, for what happens when the disk fills (CI runs as root, which may mount)."""
+    import subprocess
+
+    folder = tmp_path / "full"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.decode().strip()})")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)

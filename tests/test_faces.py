@@ -37,16 +37,23 @@ def test_reads_common_formats_as_rgb(fmt):
 
 
 def test_gray_16bit_cmyk_palette_and_alpha():
-    gray = read_image(encode(Image.fromarray(np.full((8, 8), 90, np.uint8)), "PNG"))
+    gray = read_image(encode(Image.fromarray(np.full((16, 16), 90, np.uint8)), "PNG"))
     assert (gray == 90).all()
-    sixteen = Image.fromarray(np.full((8, 8), 65535 // 2, np.uint16))
+    sixteen = Image.fromarray(np.full((16, 16), 65535 // 2, np.uint16))
     assert abs(int(read_image(encode(sixteen, "PNG"))[0, 0, 0]) - 127) <= 1  # scaled, not clipped to 255
-    cmyk = Image.new("CMYK", (8, 8), (0, 0, 0, 0))  # no ink: white
+    cmyk = Image.new("CMYK", (16, 16), (0, 0, 0, 0))  # no ink: white
     assert read_image(encode(cmyk, "JPEG")).min() > 240
-    palette = Image.fromarray(np.full((8, 8), 30, np.uint8)).convert("P")
-    assert read_image(encode(palette, "PNG")).shape == (8, 8, 3)
-    rgba = np.zeros((8, 8, 4), np.uint8)  # fully transparent black: laid on white
+    palette = Image.fromarray(np.full((16, 16), 30, np.uint8)).convert("P")
+    assert read_image(encode(palette, "PNG")).shape == (16, 16, 3)
+    rgba = np.zeros((16, 16, 4), np.uint8)  # fully transparent black: laid on white
     assert (read_image(encode(Image.fromarray(rgba, "RGBA"), "PNG")) == 255).all()
+
+
+@pytest.mark.parametrize("size", [(3000, 1), (2, 3000), (12, 12)])
+def test_strips_and_specks_are_refused_from_the_header(size):
+    """A 3000x1 image crashed predict and Saliency, asking OpenCV for 12-29 GB to scale its short side up."""
+    with pytest.raises(ImageError, match=f"{size[0]}×{size[1]} pixels: too small or too thin to hold a face"):
+        read_image(encode(Image.fromarray(np.zeros(size[::-1], np.uint8)), "PNG"), "strip.png")
 
 
 def test_exif_orientation_is_applied():

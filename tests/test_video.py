@@ -95,9 +95,14 @@ def test_predict_reads_every_face_of_a_folder_and_lists_what_it_skips(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(tmp_path / "faces.csv")
-    assert table.groupby("file").size().to_dict() == {str(photos / "deeper" / "two.png"): 2,
+    faces = table[table["face"] > 0]
+    assert faces.groupby("file").size().to_dict() == {str(photos / "deeper" / "two.png"): 2,
                                                       str(photos / "one.jpg"): 1}
+    assert faces["error"].isna().all()
     assert table.loc[table["file"].str.endswith("two.png"), "face"].tolist() == [1, 2]
+    errors = table[table["face"] == 0].set_index("file")["error"]  # every file that gave no face has its row
+    assert set(errors.index) == {str(photos / "broken.jpg"), str(photos / "wall.png"), str(tmp_path / "missing.jpg")}
+    assert "no face found" in errors[str(photos / "wall.png")]
     for name, reason in (("broken.jpg", "is not an image this app can read"), ("wall.png", "no face found"),
                          ("missing.jpg", "no such file")):
         assert any(name in line and reason in line for line in done.stderr.splitlines()), (name, done.stderr)

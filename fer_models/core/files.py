@@ -70,3 +70,15 @@ def replace_folder(path, build) -> None:
     finally:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def unwritable(folder) -> str | None:
+    """Why no file can be written in `folder` (it is missing, read-only, /proc, full...), found by writing an empty
+    one there; None when it can. Asked before minutes of work whose result would then be lost."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as err:
+        return err.strerror or str(err)
+    return None

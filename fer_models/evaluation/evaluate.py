@@ -126,6 +126,10 @@ def main(argv=None) -> int:
     except (DataError, CheckpointError, RunProblem, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, a read-only run folder: the evaluation it had is left as it was
+        print(f"error: {args.run}: the evaluation cannot be written ({err.strerror or err}); the one there is "
+              "unchanged", file=sys.stderr)
+        return 2
     keys = ("split", "n", "accuracy", "macro_f1", "top2_accuracy", "ece", "tta", "precision", "seconds")
     line = {k: summary.get(k) for k in keys}
     print(json.dumps(line))

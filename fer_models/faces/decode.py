@@ -16,6 +16,8 @@ WORKING_SIDE = 4000
 
 
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
+MIN_SIDE = 16    # pixels: a face smaller than this is no face to any detector (FER2013's are 48)
+MAX_ASPECT = 10  # longest side over shortest: a panorama of 10:1 still holds faces, a strip does not
 
 
 class ImageError(ValueError):
@@ -49,6 +51,10 @@ def read_image(source, name: str | None = None) -> np.ndarray:
     if w * h > MAX_PIXELS:
         raise ImageError(f"{name} is {w}×{h} = {w * h / 1e6:.0f} megapixels; the limit is "
                          f"{MAX_PIXELS / 1e6:.0f}. Scale it down and try again.")
+    # a 3000×1 strip holds no face, and scaling its short side up for the detectors asked OpenCV for 12-29 GB
+    if min(w, h) < MIN_SIDE or max(w, h) > MAX_ASPECT * min(w, h):
+        raise ImageError(f"{name} is {w}×{h} pixels: too small or too thin to hold a face (at least {MIN_SIDE} "
+                         f"pixels a side, and at most {MAX_ASPECT}:1). Use a photo of the face.")
     try:
         im.draft(im.mode, (WORKING_SIDE, WORKING_SIDE))  # JPEG only: decode no larger than needed
         im.load()

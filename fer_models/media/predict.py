@@ -19,7 +19,8 @@ from fer_models.core.constants import EMOTIONS
 from fer_models.faces.detect import DETECTORS
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
-COLUMNS = ["file", "face", "x", "y", "width", "height", *EMOTIONS, "label"]
+# a file that yields no face is a row too: face 0, no box, and why in `error`; a face's row has no error
+COLUMNS = ["file", "face", "x", "y", "width", "height", *EMOTIONS, "label", "error"]
 
 
 def photo_paths(paths) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -36,42 +37,74 @@ def photo_paths(paths) -> tuple[list[Path], list[tuple[str, str]]]:
     return found, skipped
 
 
-def predict_photos(model, meta: dict, paths, on_file=None, detector: str = "mtcnn"
+def predict_photos(model, meta: dict, paths, on_file=None, detector: str = "mtcnn", on_row=None
                    ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """One row per face found (largest first within a photo), and the (file, reason) of each file skipped."""
-    import torch
-
-    from fer_models.datasets.augment import to_input
-    from fer_models.explain.attributions import probabilities
-    from fer_models.faces.decode import ImageError, read_image, to_gray
-    from fer_models.faces.detect import detect_faces, searched
-    from fer_models.faces.face import crop_face
-
+    """One row per face found (largest first within a photo), and the (file, reason) of each file skipped, which
+    is also a row of its own (face 0, the reason in `error`): one bad file never loses the others' rows.
+    `on_row(row)` hears each row as it is made (the CLI writes it at once)."""
     files, skipped = photo_paths(paths)
     rows = []
-    norm = meta["normalisation"]
+
+    def add(row):
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+
+    def skip(path, reason):
+        skipped.append((str(path), reason))
+        add((str(path), 0, None, None, None, None, *[None] * len(EMOTIONS), "", reason))
+
+    for path, reason in list(skipped):
+        add((path, 0, None, None, None, None, *[None] * len(EMOTIONS), "", reason))
     for i, f in enumerate(files):
         if on_file is not None:
             on_file(i, len(files), f)
         try:
-            rgb = read_image(f)
-        except ImageError as err:
-            skipped.append((str(f), str(err).removeprefix(str(f)).lstrip(": ")))
+            found = _faces_of(model, meta, f, detector)
+        except Exception as err:  # noqa: BLE001 - an image that breaks a decoder or detector is this file's row
+            skip(f, _reason(err, f))
             continue
-        gray = to_gray(rgb)
-        faces = detect_faces(rgb, detector)
-        if not faces:
-            skipped.append((str(f), f"no face found ({searched(detector)})"))
+        if isinstance(found, str):
+            skip(f, found)
             continue
-        crops = np.stack([crop_face(gray, face) for face in faces])
-        x = to_input(torch.as_tensor(crops[:, None]), norm["mean"], norm["std"])
-        probs = probabilities(model, x.contiguous(memory_format=torch.channels_last))
-        for k, (face, p) in enumerate(zip(faces, probs)):
-            pts = face.corners()
-            (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
-            rows.append((str(f), k + 1, int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0)),
-                         *np.round(p, 5).tolist(), EMOTIONS[int(p.argmax())]))
+        for row in found:
+            add(row)
     return pd.DataFrame(rows, columns=COLUMNS), skipped
+
+
+def _reason(err: Exception, path: Path) -> str:
+    from fer_models.faces.decode import ImageError
+
+    text = str(err).removeprefix(str(path)).lstrip(": ")
+    return text if isinstance(err, ImageError) else f"{type(err).__name__}: {text[:160]}"
+
+
+def _faces_of(model, meta: dict, path: Path, detector: str):
+    """The rows of one photo's faces, or why there are none (a string)."""
+    import torch
+
+    from fer_models.datasets.augment import to_input
+    from fer_models.explain.attributions import probabilities
+    from fer_models.faces.decode import read_image, to_gray
+    from fer_models.faces.detect import detect_faces, searched
+    from fer_models.faces.face import crop_face
+
+    rgb = read_image(path)
+    faces = detect_faces(rgb, detector)
+    if not faces:
+        return f"no face found ({searched(detector)})"
+    gray = to_gray(rgb)
+    crops = np.stack([crop_face(gray, face) for face in faces])
+    norm = meta["normalisation"]
+    x = to_input(torch.as_tensor(crops[:, None]), norm["mean"], norm["std"])
+    probs = probabilities(model, x.contiguous(memory_format=torch.channels_last))
+    rows = []
+    for k, (face, p) in enumerate(zip(faces, probs)):
+        pts = face.corners()
+        (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+        rows.append((str(path), k + 1, int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0)),
+                     *np.round(p, 5).tolist(), EMOTIONS[int(p.argmax())], ""))
+    return rows
 
 
 def parser() -> OneLineParser:
@@ -85,12 +118,17 @@ def parser() -> OneLineParser:
 
 
 def main(argv=None) -> int:
+    import csv as csv_module
+
     from tqdm import tqdm
 
-    from fer_models.core.files import atomic_replace
     from fer_models.runs.checkpoints import CheckpointError, load_model
 
     args = parser().parse_args(argv)
+    target = Path(args.csv) if args.csv else None
+    if target is not None and target.exists() and not target.is_file():
+        print(f"error: {target}: exists and is not a regular file; choose another --csv", file=sys.stderr)
+        return 2
     try:
         model, meta = load_model(args.run)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
@@ -103,17 +141,35 @@ def main(argv=None) -> int:
         bar.n = i
         bar.refresh()
 
-    table, skipped = predict_photos(model, meta, args.paths, on_file, args.detector)
-    bar.close()
+    # rows are written as they are made, beside the target, and renamed into place at the end: a crash or
+    # Ctrl-C half-way leaves every row done so far, with a last row that says where and why it stopped
+    partial = target.with_name(f".{target.name}.part") if target is not None else None
+    out = open(partial, "w", newline="") if partial is not None else sys.stdout
+    writer = csv_module.writer(out)
+    writer.writerow(COLUMNS)
+    stopped = None
+    try:
+        table, skipped = predict_photos(model, meta, args.paths, on_file, args.detector,
+                                        on_row=lambda row: (writer.writerow(row), out.flush()))
+    except (KeyboardInterrupt, Exception) as err:  # noqa: BLE001 - said in the file and on stderr
+        stopped = f"stopped before the end ({type(err).__name__}: {str(err)[:160]})"
+        writer.writerow(["(stopped)", 0, *[""] * (len(COLUMNS) - 3), stopped])
+        table, skipped = None, []
+    finally:
+        bar.close()
+        if partial is not None:
+            out.close()
+            partial.replace(target)
     for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
-    if args.csv:
-        atomic_replace(Path(args.csv), lambda tmp: table.to_csv(tmp, index=False))
-        print(f"wrote {args.csv}: {len(table)} faces in {table['file'].nunique()} photos; "
-              f"{len(skipped)} skipped", file=sys.stderr)
-    else:
-        table.to_csv(sys.stdout, index=False)
-    return 0 if len(table) or not skipped else 1
+    if stopped:
+        print(f"error: {stopped}; the rows made so far are in {target or 'the output above'}", file=sys.stderr)
+        return 1
+    faces = table[table["face"] > 0]
+    if target is not None:
+        print(f"wrote {target}: {len(faces)} faces in {faces['file'].nunique()} photos; {len(skipped)} skipped",
+              file=sys.stderr)
+    return 0 if len(faces) or not skipped else 1
 
 
 if __name__ == "__main__":

@@ -24,6 +24,10 @@ from fer_models.core.constants import EMOTIONS
 from fer_models.faces.detect import DETECTORS
 
 COLUMNS = ["frame", "seconds", "track", "x", "y", "width", "height", *EMOTIONS, "label"]
+# the annotated video stops (and says so) when its disk has less room than this: libav crashed the whole process
+# (SIGSEGV) when a write failed for a full disk, so it is never allowed to get there
+MIN_FREE_BYTES = 64 << 20
+DISK_CHECK_EVERY = 30  # frames
 MAX_SIDE = 4096  # frames larger than this are refused: 4K is the largest a phone records
 
 
@@ -39,7 +43,8 @@ class VideoResult:
     fps: float = 0.0                # the stream's average frame rate
     timeline: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=COLUMNS))
     stopped: bool = False           # Ctrl-C or a stop request: the files end at the last frame done
-    truncated: str = ""             # the decoder's complaint when the file ends early
+    truncated: str = ""             # why the analysis ended before the clip did (a decoder error, say)
+    resized: int = 0                # frames of another size than the first (a stream that changes size)
     wall_seconds: float = 0.0
 
     @property
@@ -50,7 +55,10 @@ class VideoResult:
         else:
             said += f"; {self.timeline['track'].nunique()} face track(s) over {self.timeline['frame'].nunique()} frames"
         if self.truncated:
-            said += f". The file ends early ({self.truncated}): everything before that is kept"
+            said += f". It ended early ({self.truncated}): everything before that is kept"
+        if self.resized:
+            said += (f". The stream changed size: {self.resized} frames were scaled to the first frame's "
+                     f"{self.size[0]}×{self.size[1]}")
         if self.stopped:
             said += ". Stopped before the end: the files end at the last frame done"
         return said
@@ -74,6 +82,20 @@ def _open(source):
     return container
 
 
+def check_outputs(source, output: Path | None, csv: Path | None) -> None:
+    """VideoError unless each output may be written: not the input itself (it would be destroyed), not the
+    other output, and nothing but a regular file where it already exists (never a device or a pipe)."""
+    given = [Path(p) for p in (output, csv) if p is not None]
+    if len(given) == 2 and given[0].resolve() == given[1].resolve():
+        raise VideoError(f"{given[0]}: --output and --csv name the same file; give each its own")
+    for path in given:
+        if isinstance(source, (str, Path)) and path.resolve() == Path(source).resolve():
+            raise VideoError(f"{path}: that is the input video, which writing would destroy; choose another name")
+        if path.exists() and not path.is_file():
+            raise VideoError(f"{path}: exists and is not a regular file (a folder, a device or a pipe); choose "
+                             "another name")
+
+
 def annotate_video(model, meta: dict, source, output: Path | None = None, csv: Path | None = None,
                    every: int = 3, smoothing: float = 0.6, gradcam: bool = False, progress=None,
                    should_stop=lambda: False, detector: str = "mtcnn") -> VideoResult:
@@ -85,6 +107,7 @@ def annotate_video(model, meta: dict, source, output: Path | None = None, csv: P
     from fer_models.media.live import LiveAnnotator, LiveSettings
 
     began = time.perf_counter()
+    check_outputs(source, output, csv)
     container = _open(source)
     name = _name(source)
     stream = container.streams.video[0]
@@ -103,6 +126,10 @@ def annotate_video(model, meta: dict, source, output: Path | None = None, csv: P
                                                         detect_every=every, show_fps=False, detector=detector))
     result = VideoResult(size=(width, height), fps=fps)
     rows: list[tuple] = []
+    if output is not None and (free := _free_bytes(output)) < MIN_FREE_BYTES:
+        container.close()
+        raise VideoError(f"{output}: only {free / 2**20:.1f} MB free there, and an annotated video needs room; free "
+                         "some space or write it elsewhere")
     writer = _Writer(output, width, height, fps, stream.time_base) if output is not None else None
     first_time = None
     try:
@@ -113,11 +140,16 @@ def annotate_video(model, meta: dict, source, output: Path | None = None, csv: P
             t = float(frame.time) if frame.time is not None else result.frames / fps
             first_time = t if first_time is None else first_time
             bgr = frame.to_ndarray(format="bgr24")
+            if bgr.shape[:2] != (height, width):  # a stream may change size mid-way: the writer's stays
+                bgr = _resized(bgr, width, height)
+                result.resized += 1
             out = annotator.process(bgr)
             for track, (x, y, w, h), probs in annotator.faces_now():
                 rows.append((result.frames, round(t - first_time, 4), track, x, y, w, h,
                              *np.round(probs, 5).tolist(), EMOTIONS[int(probs.argmax())]))
             if writer is not None:
+                if result.frames % DISK_CHECK_EVERY == 0 and _free_bytes(output) < MIN_FREE_BYTES:
+                    raise OSError(28, f"the disk of {output} is nearly full")
                 writer.add(out, frame)
             result.frames += 1
             result.seconds = t - first_time + 1 / fps
@@ -125,26 +157,47 @@ def annotate_video(model, meta: dict, source, output: Path | None = None, csv: P
                 progress(result.seconds, max(total, result.seconds))
     except KeyboardInterrupt:
         result.stopped = True
-    except av.error.FFmpegError as err:
+    except Exception as err:  # noqa: BLE001 - whatever breaks late in a clip, the frames done are kept
         if result.frames == 0:
             if writer is not None:
                 writer.discard()
             container.close()
-            raise VideoError(f"{name}: cannot decode the video ({err})") from None
-        result.truncated = str(err)
+            kind = "cannot decode the video" if isinstance(err, av.error.FFmpegError) else "the analysis failed"
+            raise VideoError(f"{name}: {kind} ({type(err).__name__}: {str(err)[:160]})") from None
+        result.truncated = f"at frame {result.frames}: {type(err).__name__}: {str(err)[:160]}"
     finally:
         container.close()
     if result.frames == 0:
         if writer is not None:
             writer.discard()
         raise VideoError(f"{name}: the clip has no frames")
-    if writer is not None:
-        writer.close()
     result.timeline = pd.DataFrame(rows, columns=COLUMNS)
-    if csv is not None:
-        atomic_replace(Path(csv), lambda tmp: result.timeline.to_csv(tmp, index=False))
+    if csv is not None:  # first: the timeline survives a video that cannot be finished (a full disk)
+        try:
+            atomic_replace(Path(csv), lambda tmp: result.timeline.to_csv(tmp, index=False))
+        except OSError as err:
+            if writer is not None:
+                writer.discard()
+            raise VideoError(f"{csv}: cannot be written ({err.strerror or err}); nothing was saved") from None
+    if writer is not None:
+        try:
+            writer.close()
+        except (OSError, av.error.FFmpegError) as err:
+            writer.discard()
+            kept = f"; the timeline is in {csv}" if csv is not None else ""
+            raise VideoError(f"{output}: the annotated video cannot be written ({err}){kept}") from None
     result.wall_seconds = time.perf_counter() - began
     return result
+
+
+def _free_bytes(path: Path) -> int:
+    import shutil
+    return shutil.disk_usage(Path(path).parent).free
+
+
+def _resized(bgr: np.ndarray, width: int, height: int) -> np.ndarray:
+    import cv2
+    return cv2.resize(bgr, (width, height), interpolation=cv2.INTER_AREA)
 
 
 class _Writer:
@@ -186,6 +239,8 @@ class _Writer:
     def discard(self) -> None:
         try:
             self.container.close()
+        except Exception:  # noqa: BLE001 - a half-written file is removed whatever its container says
+            pass
         finally:
             self.tmp.unlink(missing_ok=True)
 
@@ -218,8 +273,10 @@ def main(argv=None) -> int:
         print(f"error: {args.input}: no such file", file=sys.stderr)
         return 2
     try:
+        check_outputs(Path(args.input), Path(args.output) if args.output else None,
+                      Path(args.csv) if args.csv else None)
         model, meta = load_model(args.run)
-    except (CheckpointError, FileNotFoundError, ValueError) as err:
+    except (VideoError, CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     bar = tqdm(total=None, unit="s", unit_scale=True, desc="video", dynamic_ncols=True)

@@ -42,8 +42,16 @@ def save_model(run_dir, model: FERModel, meta: dict, half: bool = False) -> None
     meta = {**meta, "arch": model.arch, "params": model.num_parameters(),
             "input": {"channels": model.input_spec.channels, "size": model.input_spec.size},
             "weights_dtype": "float16" if half else "float32"}
-    atomic_replace(run_dir / MODEL_FILE, lambda tmp: save_file(state, tmp, metadata={"arch": model.arch}))
+    _write(run_dir / MODEL_FILE, state, {"arch": model.arch})
     atomic_write_json(run_dir / META_FILE, meta)
+
+
+def _write(path: Path, tensors: dict, metadata: dict) -> None:
+    """safetensors' save_file, atomically; its I/O errors (a full disk) raised as the OSError they are."""
+    try:
+        atomic_replace(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    except SafetensorError as err:
+        raise OSError(f"{path.name} cannot be written ({str(err).rsplit(': ', 1)[-1]})") from err
 
 
 def read_meta(run_dir, for_model: bool = False) -> dict:
@@ -169,7 +177,7 @@ def save_training_state(path, model: FERModel, optimizer: torch.optim.Optimizer,
         for name, value in param_state.items():
             tensors[f"optim/{idx}/{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
     header = {"info": info, "param_groups": opt["param_groups"]}
-    atomic_replace(path, lambda tmp: save_file(tensors, tmp, metadata={"resume": json.dumps(header)}))
+    _write(Path(path), tensors, {"resume": json.dumps(header)})
 
 
 def load_training_state(path, model: FERModel, optimizer: torch.optim.Optimizer,

@@ -393,22 +393,31 @@ def parser() -> OneLineParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    from fer_models.core.files import atomic_write_text
+    from fer_models.core.files import atomic_write_text, unwritable
     from fer_models.runs.checkpoints import CheckpointError
     from fer_models.runs.folder import RunProblem
 
     out = Path(args.out)
-    if out.is_dir() or not out.parent.is_dir():  # said now, not after minutes of building the report
-        print(f"error: --out {out}: {'is a folder' if out.is_dir() else 'its folder does not exist'}; give the path "
-              "of the HTML file to write", file=sys.stderr)
+    problem = None
+    if out.is_dir():
+        problem = "is a folder"
+    elif not out.parent.is_dir():
+        problem = "its folder does not exist"
+    elif why := unwritable(out.parent):
+        problem = f"cannot be written there ({why})"
+    if problem:  # said now, not after minutes of building the report
+        print(f"error: --out {out}: {problem}; give the path of the HTML file to write", file=sys.stderr)
         return 2
     try:
         report = build_report(args.run, args.data, args.split, args.faces_per_class, args.filters,
                               progress=lambda text, fraction: print(f"{fraction:4.0%} {text}", file=sys.stderr))
+        atomic_write_text(args.out, report)
     except (CheckpointError, FileNotFoundError, DataError, RunProblem) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    atomic_write_text(args.out, report)
+    except OSError as err:
+        print(f"error: --out {out}: cannot be written ({err.strerror or err}); nothing was saved", file=sys.stderr)
+        return 2
     print(f"wrote {args.out} ({len(report.encode()) / 2**20:.1f} MiB)")
     return 0
 

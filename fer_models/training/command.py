@@ -105,6 +105,11 @@ def main(argv=None) -> int:
         mark_failed(out, str(err))
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk: what was saved before stays, and resumes once there is room
+        why = f"cannot write the run folder ({err.strerror or err}); make room and resume it with --resume"
+        mark_failed(out, why)
+        print(f"error: {out}: {why}", file=sys.stderr)
+        return 2
     except Exception as err:
         mark_failed(out, f"{type(err).__name__}: {err}", traceback.format_exc())
         raise
