@@ -98,10 +98,13 @@ def show_faces(metrics, predictions, split, true, pred):
 
 def show_summary(metrics, counts):
     a, b = st.columns(2)
-    a.metric("Accuracy", f"{metrics['accuracy']:.1%}", help=METRIC_HELP["Accuracy"])
-    b.metric("Macro F1", f"{metrics['macro_f1']:.3f}", help=METRIC_HELP["Macro F1"])
-    a.metric("Top-2 accuracy", f"{metrics['top2_accuracy']:.1%}", help=METRIC_HELP["Top-2 accuracy"])
-    b.metric("Calibration error (ECE)", f"{metrics['ece']:.3f}", help=METRIC_HELP["Calibration error (ECE)"])
+    shown = [("Accuracy", "accuracy", "{:.1%}", a), ("Macro F1", "macro_f1", "{:.3f}", b),
+             ("Top-2 accuracy", "top2_accuracy", "{:.1%}", a), ("Calibration error (ECE)", "ece", "{:.3f}", b)]
+    missing = [label for label, key, _, _ in shown if metrics.get(key) is None]
+    for label, key, form, column in shown:
+        column.metric(label, "—" if metrics.get(key) is None else form.format(metrics[key]), help=METRIC_HELP[label])
+    if missing:  # an evaluation written by hand or by an older version: the matrix still comes from its counts
+        st.warning(f"This evaluation's metrics.json lacks {', '.join(missing)}: evaluate the run again to have them.")
     st.markdown("**Most confused**\n\n" + "\n".join(f"- {line}" for line in most_confused(counts)))
 
 

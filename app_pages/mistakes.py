@@ -106,7 +106,8 @@ if run is not None:
             shown = select(mistake_table(second_predictions, votes), **wanted)
         shown = shown[shown["id"].isin(groups[which])]
     pages = max(1, (len(shown) - 1) // PER_PAGE + 1)
-    page = min(int(st.query_params.get("page", "1")) if st.query_params.get("page", "1").isdigit() else 1, pages)
+    asked = st.query_params.get("page", "1")  # untrusted: "²" is a digit to str.isdigit() and not to int()
+    page = min(int(asked) if asked.isascii() and asked.isdigit() and len(asked) < 7 else 1, pages)
     count, paging = st.columns([3, 1], vertical_alignment="center")
     count.markdown(f"**{len(shown):,} faces**" + (f" · {pages} pages of {PER_PAGE}" if pages > 1 else ""))
     page = paging.number_input(f"Page (of {pages})", 1, pages, max(page, 1), label_visibility="collapsed",

@@ -214,3 +214,18 @@ def test_ctrl_c_inside_the_csv_parser_is_an_interrupt(tmp_path, monkeypatch):
     data = write_fer_csv(tmp_path / "fer.csv", {"Training": 7})
     with pytest.raises(KeyboardInterrupt):
         load_faces(data)
+
+
+@pytest.mark.parametrize("patterns", ["-1", "100000", "many"])
+def test_atlas_patterns_out_of_range_are_refused_in_one_line(patterns, capsys):
+    from fer_models.explain import atlas
+
+    code, line = run_cli(atlas.main, ["--run", "x", "--patterns", patterns], capsys)
+    assert code == 2 and "--patterns" in line
+
+
+def test_the_runs_table_of_a_run_without_a_parameter_count(tmp_path, capsys):
+    from helpers import make_run
+    make_run(tmp_path, "r", {"state": "finished"}, [0.3], {"arch": "cnn3", "params": None})
+    assert runs.main(["--root", str(tmp_path)]) == 0
+    assert "| r | cnn3 | ? |" in capsys.readouterr().out

@@ -180,3 +180,26 @@ def test_any_npz_member_header_is_checked_before_numpy_allocates(shape, declared
         return
     (got_shape, got_dtype), = arrays.values()
     assert not got_dtype.hasobject and np.prod(got_shape) * got_dtype.itemsize <= 64
+
+
+def test_odd_url_parameters_and_a_metrics_file_without_scores_are_said_not_raised(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path))
+    at = open_app("app_pages/mistakes.py", run="small", query={"page": "²"})  # a digit to isdigit(), not to int()
+    assert not at.exception
+    metrics = run / "eval" / "PublicTest" / "metrics.json"
+    bare = {k: v for k, v in json.loads(metrics.read_text()).items() if k not in ("accuracy", "macro_f1", "ece")}
+    metrics.write_text(json.dumps(bare))
+    at = open_app("app_pages/confusion.py", run="small")
+    assert any("lacks Accuracy, Macro F1, Calibration error (ECE)" in shown(w.value) for w in at.warning)
+
+
+url_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(page=st.sampled_from(["app_pages/mistakes.py", "app_pages/confusion.py", "app_pages/saliency.py"]),
+       query=st.fixed_dictionaries({}, optional={k: url_text for k in ("face", "split", "page", "cell", "true",
+                                                                       "pred", "votes", "order", "with", "set")}))
+def test_any_url_parameters_open_every_page_without_an_exception(run, tmp_path, monkeypatch, page, query):
+    monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path))
+    open_app(page, run="small", query=query)  # asserts no exception box

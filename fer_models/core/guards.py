@@ -59,9 +59,10 @@ def npz_members(source, limit: int) -> dict[str, tuple[tuple[int, ...], np.dtype
                     read_header = np.lib.format.read_array_header_1_0 if major == 1 else \
                         np.lib.format.read_array_header_2_0
                     shape, _, dtype = read_header(member)
+                    data_bytes = info.file_size - member.tell()
                 if dtype.hasobject:
                     raise UntrustedFileError(f"{name}: array {info.filename} holds Python objects; refused")
-                if math.prod(shape) * dtype.itemsize > info.file_size:
+                if math.prod(shape) * dtype.itemsize > data_bytes:
                     raise UntrustedFileError(f"{name}: array {info.filename} declares {shape} of {dtype}, more "
                                              "than its data holds")
                 arrays[info.filename.removesuffix(".npy")] = (tuple(shape), dtype)

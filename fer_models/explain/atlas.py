@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_models.core.arguments import OneLineParser
+from fer_models.core.arguments import OneLineParser, bounded_int
 from fer_models.core.guards import npz_members
 from fer_models.runs.folder import ATLAS_FILE, MODEL_FILE, RunFolder
 
 PATTERNS = 64
 # an atlas of densenet201_fer (3,589 faces x 1,920 filters in float16, 64 patterns) inflates to 14 MB
 MAX_ATLAS_BYTES = 256 << 20
+MAX_PATTERNS = 512  # -1 once meant "all but one": 1,919 patterns of densenet201_fer, an hour
 
 
 def checkpoint_hash(run) -> str:
@@ -148,7 +149,8 @@ def parser() -> OneLineParser:
     p = OneLineParser(prog="fer-studio atlas",
                       description="Precompute a run's filter atlas (atlas.npz in the run folder).")
     p.add_argument("--run", required=True)
-    p.add_argument("--patterns", type=int, default=PATTERNS, help="filters whose pattern is synthesised")
+    p.add_argument("--patterns", type=bounded_int(0, MAX_PATTERNS), default=PATTERNS,
+                   help=f"filters whose pattern is synthesised (0..{MAX_PATTERNS})")
     return p
 
 

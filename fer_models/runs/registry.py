@@ -239,7 +239,7 @@ def models_table(root) -> str:
         seconds = training.get("seconds")
         pct = lambda m: f"{m['accuracy']:.2%}" if "accuracy" in m else "not evaluated"  # noqa: E731
         lines.append(" | ".join([
-            f"| {run.name}", run.arch or "?", f"{meta.get('params', 0) / 1e6:.2f}M",
+            f"| {run.name}", run.arch or "?", f"{meta['params'] / 1e6:.2f}M" if meta.get("params") is not None else "?",
             str(run.epochs_done),
             ", ".join(filter(None, [training.get("device_name", "?"), training.get("precision")])),
             f"{seconds / 3600:.1f} h" if seconds else "?", pct(plain), pct(tta),

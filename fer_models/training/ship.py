@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fer_models.core.arguments import OneLineParser
+from fer_models.core.arguments import OneLineParser, bounded_int
 from fer_models.core.files import UMASK, atomic_write_json
 from fer_models.datasets.facedata import DataError
 from fer_models.evaluation.evaluate import evaluate_run
@@ -137,7 +137,7 @@ def parser() -> OneLineParser:
     p.add_argument("--to", required=True, help="where the reference run goes, e.g. artifacts/runs/cnn3")
     p.add_argument("--data", required=True, help="FER2013 CSV holding the evaluation split")
     p.add_argument("--half", action="store_true", help="fp16 weights if accuracy moves < 0.1 points")
-    p.add_argument("--atlas-patterns", type=int, default=64,
+    p.add_argument("--atlas-patterns", type=bounded_int(-1, 512), default=64,
                    help="filters whose pattern the atlas stores (-1: no atlas)")
     return p
 
