@@ -66,7 +66,7 @@ def test_mistakes_page_on_a_reference_run(run):
 
     from fer_models.evaluation.mistakes import MODEL, mistake_table, votes_from_bundle
     predictions = pd.read_csv(SHIPPED / run / "eval" / "PublicTest" / "predictions.csv", dtype={"id": str})
-    mistakes = mistake_table(predictions, votes_from_bundle(ROOT / "artifacts" / "data" / "fer2013_publictest.npz"))
+    mistakes = mistake_table(predictions, votes_from_bundle(ROOT / "artifacts" / "data" / "fer2013_publictest.npz")[0])
     at = open_app("app_pages/mistakes.py", run=run, query={"true": "sad", "votes": MODEL})
     said = at.markdown[0].value
     assert f"gets **{len(mistakes):,} of 3,589** PublicTest faces wrong" in said

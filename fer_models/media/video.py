@@ -101,43 +101,62 @@ def annotate_video(model, meta: dict, source, output: Path | None = None, csv: P
                    should_stop=lambda: False, detector: str = "mtcnn") -> VideoResult:
     """Run the clip through a LiveAnnotator. `progress(done_seconds, total_seconds)` hears each frame;
     `should_stop()` is asked before each frame (a page's cancel button)."""
-    import av
-
-    from fer_models.core.files import atomic_replace
     from fer_models.media.live import LiveAnnotator, LiveSettings
 
     began = time.perf_counter()
     check_outputs(source, output, csv)
     container = _open(source)
-    name = _name(source)
+    try:
+        stream, total = _checked_stream(container, _name(source), output)
+    except VideoError:
+        container.close()
+        raise
+    width, height = stream.codec_context.width, stream.codec_context.height
+    result = VideoResult(size=(width, height), fps=float(stream.average_rate or 0) or 30.0)
+    annotator = LiveAnnotator(model, meta, LiveSettings(smoothing=smoothing, gradcam=gradcam,
+                                                        detect_every=every, show_fps=False, detector=detector))
+    writer = _Writer(output, width, height, result.fps, stream.time_base) if output is not None else None
+    rows = _annotate_frames(container, stream, annotator, writer, result, total, progress, should_stop,
+                            _name(source))
+    result.timeline = pd.DataFrame(rows, columns=COLUMNS)
+    _finish(result, writer, output, csv)
+    result.wall_seconds = time.perf_counter() - began
+    return result
+
+
+def _checked_stream(container, name: str, output: Path | None):
+    """The clip's video stream and its duration in seconds (0 when unknown), or VideoError saying why not."""
+    import av
+
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     width, height = stream.codec_context.width, stream.codec_context.height
     if not width or not height:
-        container.close()
         raise VideoError(f"{name}: the video stream has no frame size")
     if max(width, height) > MAX_SIDE:
-        container.close()
         raise VideoError(f"{name}: {width}×{height} is larger than {MAX_SIDE} pixels a side; scale it down first")
-    total = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else \
-        float(container.duration / av.time_base) if container.duration else 0.0
-    fps = float(stream.average_rate or 0) or 30.0
-    annotator = LiveAnnotator(model, meta, LiveSettings(smoothing=smoothing, gradcam=gradcam,
-                                                        detect_every=every, show_fps=False, detector=detector))
-    result = VideoResult(size=(width, height), fps=fps)
-    rows: list[tuple] = []
     if output is not None and (free := _free_bytes(output)) < MIN_FREE_BYTES:
-        container.close()
         raise VideoError(f"{output}: only {free / 2**20:.1f} MB free there, and an annotated video needs room; free "
                          "some space or write it elsewhere")
-    writer = _Writer(output, width, height, fps, stream.time_base) if output is not None else None
-    first_time = None
+    total = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else \
+        float(container.duration / av.time_base) if container.duration else 0.0
+    return stream, total
+
+
+def _annotate_frames(container, stream, annotator, writer, result: VideoResult, total: float, progress,
+                     should_stop, name: str) -> list[tuple]:
+    """Every frame through the annotator (and into the writer): the timeline's rows. Whatever breaks after the
+    first frame ends the clip there, said in result.truncated; before it, VideoError."""
+    import av
+
+    width, height = result.size
+    rows, first_time = [], None
     try:
         for frame in container.decode(stream):
             if should_stop():
                 result.stopped = True
                 break
-            t = float(frame.time) if frame.time is not None else result.frames / fps
+            t = float(frame.time) if frame.time is not None else result.frames / result.fps
             first_time = t if first_time is None else first_time
             bgr = frame.to_ndarray(format="bgr24")
             if bgr.shape[:2] != (height, width):  # a stream may change size mid-way: the writer's stays
@@ -148,11 +167,11 @@ def annotate_video(model, meta: dict, source, output: Path | None = None, csv: P
                 rows.append((result.frames, round(t - first_time, 4), track, x, y, w, h,
                              *np.round(probs, 5).tolist(), EMOTIONS[int(probs.argmax())]))
             if writer is not None:
-                if result.frames % DISK_CHECK_EVERY == 0 and _free_bytes(output) < MIN_FREE_BYTES:
-                    raise OSError(28, f"the disk of {output} is nearly full")
+                if result.frames % DISK_CHECK_EVERY == 0 and _free_bytes(writer.path) < MIN_FREE_BYTES:
+                    raise OSError(28, f"the disk of {writer.path} is nearly full")
                 writer.add(out, frame)
             result.frames += 1
-            result.seconds = t - first_time + 1 / fps
+            result.seconds = t - first_time + 1 / result.fps
             if progress is not None:
                 progress(result.seconds, max(total, result.seconds))
     except KeyboardInterrupt:
@@ -161,7 +180,6 @@ def annotate_video(model, meta: dict, source, output: Path | None = None, csv: P
         if result.frames == 0:
             if writer is not None:
                 writer.discard()
-            container.close()
             kind = "cannot decode the video" if isinstance(err, av.error.FFmpegError) else "the analysis failed"
             raise VideoError(f"{name}: {kind} ({type(err).__name__}: {str(err)[:160]})") from None
         result.truncated = f"at frame {result.frames}: {type(err).__name__}: {str(err)[:160]}"
@@ -171,8 +189,17 @@ def annotate_video(model, meta: dict, source, output: Path | None = None, csv: P
         if writer is not None:
             writer.discard()
         raise VideoError(f"{name}: the clip has no frames")
-    result.timeline = pd.DataFrame(rows, columns=COLUMNS)
-    if csv is not None:  # first: the timeline survives a video that cannot be finished (a full disk)
+    return rows
+
+
+def _finish(result: VideoResult, writer, output: Path | None, csv: Path | None) -> None:
+    """The timeline CSV first (it survives a video that cannot be finished), then the video, each renamed into
+    place; VideoError naming what could not be written."""
+    import av
+
+    from fer_models.core.files import atomic_replace
+
+    if csv is not None:
         try:
             atomic_replace(Path(csv), lambda tmp: result.timeline.to_csv(tmp, index=False))
         except OSError as err:
@@ -186,8 +213,6 @@ def annotate_video(model, meta: dict, source, output: Path | None = None, csv: P
             writer.discard()
             kept = f"; the timeline is in {csv}" if csv is not None else ""
             raise VideoError(f"{output}: the annotated video cannot be written ({err}){kept}") from None
-    result.wall_seconds = time.perf_counter() - began
-    return result
 
 
 def _free_bytes(path: Path) -> int:

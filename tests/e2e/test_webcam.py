@@ -21,7 +21,7 @@ def test_live_video_boxes_and_labels_the_face(face_camera_app, tmp_path):
     label = status.split("Now: ")[1].split(" ")[0]
     assert label in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"), status
     video = page.frame_locator("iframe").first.locator("video")
-    wait_until(lambda: green_box_pixels(video.screenshot()) > 200, 30, "a green box drawn around the face")
+    wait_until(lambda: green_box_pixels(video.screenshot()) > 200, 90, "a green box drawn around the face")
     # record: the timeline of the face's probabilities and its CSV appear while the stream goes on
     page.get_by_text("Record the largest face's probabilities").click()
     page.wait_for_selector(".js-plotly-plot .scatterlayer .trace", timeout=30_000)

@@ -1,0 +1,121 @@
+"""A class at once: N browser users open every page of one dashboard server at the same time.
+
+    python bench/load.py --users 10 [--runs artifacts/runs] [--run resnet10_fer] [--rounds 1]
+    python bench/load.py --users 10 30                # one fresh server per user count
+
+Starts `streamlit run app.py` on a free port over the runs folder, then N users, each a browser context of its
+own (its own Streamlit session) in Debian's Chromium, all at once, each opening every page by its URL in an
+order of its own (user k starts at page k), waiting until the page is drawn (the script idle, no skeleton
+left) and counting the exception boxes on it. Prints one JSON object per user count: per page the median and
+slowest time over the users, the exceptions (0 is the target), the wall time of the whole round, and the
+server's peak resident memory.
+"""
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+PAGES = ["architecture", "", "confusion", "mistakes", "saliency", "filters", "webcam", "train", "learn", "report"]
+
+
+def start_server(runs: str):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
+                               "true", "--server.port", str(port), "--server.address", "127.0.0.1"],
+                              cwd=ROOT, env=dict(os.environ, FER_STUDIO_RUNS=runs), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
+            return server, port
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise RuntimeError("the server did not start in 120 s")
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+async def one_user(browser, base: str, run: str, k: int, rounds: int, times: dict, exceptions: dict):
+    context = await browser.new_context(viewport={"width": 1280, "height": 720})
+    page = await context.new_page()
+    order = PAGES[k % len(PAGES):] + PAGES[:k % len(PAGES)]
+    try:
+        for _ in range(rounds):
+            for path in order:
+                started = time.perf_counter()
+                await page.goto(f"{base}/{path}?run={run}", timeout=600_000)
+                await page.wait_for_selector(IDLE, timeout=600_000)
+                await page.wait_for_selector("[data-testid='stSkeleton']", state="detached", timeout=600_000)
+                times[path or "history"].append(time.perf_counter() - started)
+                boxes = await page.locator("[data-testid='stException']").all_inner_texts()
+                if boxes:
+                    exceptions[path or "history"].extend(text.splitlines()[0][:200] for text in boxes)
+    finally:
+        await context.close()
+
+
+async def load(users: int, runs: str, run: str, rounds: int, settle: float) -> dict:
+    from playwright.async_api import async_playwright
+
+    server, port = start_server(runs)
+    base = f"http://127.0.0.1:{port}"
+    times = {p or "history": [] for p in PAGES}
+    exceptions = {p or "history": [] for p in PAGES}
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            warm = await browser.new_page()  # the first visit starts the server's warm-up, as a teacher's would
+            await warm.goto(f"{base}/?run={run}")
+            await warm.wait_for_selector(IDLE, timeout=600_000)
+            await asyncio.sleep(settle)
+            started = time.perf_counter()
+            await asyncio.gather(*(one_user(browser, base, run, k, rounds, times, exceptions) for k in range(users)))
+            wall = time.perf_counter() - started
+            await browser.close()
+        rss = peak_rss_mib(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    return {"users": users, "run": run, "rounds": rounds, "wall_seconds": round(wall, 1), "server_peak_rss_mib": rss,
+            "exceptions": sum(len(v) for v in exceptions.values()),
+            "exception_lines": sorted({line for v in exceptions.values() for line in v})[:10],
+            "pages": {name: {"median_s": round(statistics.median(v), 2), "slowest_s": round(max(v), 2)}
+                      for name, v in times.items() if v},
+            "slowest_page_s": round(max(max(v) for v in times.values() if v), 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, nargs="+", default=[10])
+    parser.add_argument("--runs", default=str(ROOT / "artifacts" / "runs"))
+    parser.add_argument("--run", default="resnet10_fer")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds on the landing page before the class")
+    args = parser.parse_args()
+    for users in args.users:
+        print(json.dumps(asyncio.run(load(users, args.runs, args.run, args.rounds, args.settle))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
