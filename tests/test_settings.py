@@ -90,12 +90,12 @@ def test_ece_by_hand_over_two_bins():
     assert expected_calibration_error(true, probs) == pytest.approx(0.5 * 0.45 + 0.5 * 0.45)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_a_student_with_a_teacher_follows_the_teacher(tmp_path, run_env, precision):
+def test_a_student_with_a_teacher_follows_the_teacher(tmp_path, run_env):
     """Every training label is wrong in one systematic way (class c named c+1); with the teacher's
     probabilities as its whole target the student predicts what the teacher does, without it it learns the
     wrong names. Every label is shifted, not most: with some left right, picking the best epoch on the clean
-    validation split rescued the untaught run on some CPUs (an early epoch agreed with the teacher on 86%)."""
+    validation split rescued the untaught run on some CPUs (an early epoch agreed with the teacher on 86%). fp32
+    pinned: the test is about distillation, and the trajectory tests cover both number formats."""
     clean = write_fer_csv(tmp_path / "clean.csv", {"Training": 140, "PublicTest": 70})
     lines = clean.read_text().splitlines()
     noisy = [lines[0]] + [(f"{(int(line.split(',')[0]) + 1) % 7}{line[line.index(','):]}"

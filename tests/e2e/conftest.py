@@ -21,33 +21,58 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def serve(runs_dir, address="127.0.0.1", env=None):
+    """(process, base URL) of a fresh `streamlit run app.py` over that runs folder; address None: the one
+    .streamlit/config.toml sets, as a plain start has it."""
+    port = free_port()
+    env = dict(os.environ, FER_STUDIO_RUNS=str(runs_dir), PYTHONPATH=str(ROOT), **(env or {}))
+    where = ["--server.address", address] if address else []
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+                             "--server.headless", "true", "--server.port", str(port), *where], cwd=ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("streamlit did not start within 60 s")
+
+
+def stop(proc) -> None:
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
 @pytest.fixture
 def start_app():
-    """start_app(runs_dir) -> base URL of a fresh server over that runs folder."""
+    """start_app(runs_dir, address=..., env=...) -> base URL of a fresh server over that runs folder."""
     servers = []
 
     def start(runs_dir, address="127.0.0.1", env=None):
-        """address None: the one .streamlit/config.toml sets, as a plain `streamlit run app.py` has it."""
-        port = free_port()
-        env = dict(os.environ, FER_STUDIO_RUNS=str(runs_dir), PYTHONPATH=str(ROOT), **(env or {}))
-        where = ["--server.address", address] if address else []
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-                                 "--server.headless", "true", "--server.port", str(port), *where], cwd=ROOT,
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc, base = serve(runs_dir, address, env)
         servers.append(proc)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
-                return f"http://127.0.0.1:{port}"
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError("streamlit did not start within 60 s")
+        return base
 
     yield start
     for proc in servers:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop(proc)
+
+
+@pytest.fixture(scope="module")
+def module_app(tmp_path_factory):
+    """(base URL, runs folder) of one server per test module, over two evaluated runs, "small" and "evaluated",
+    which the module's tests only read: a server's start and warm-up cost each test seconds."""
+    from helpers import make_evaluated_run
+
+    runs = tmp_path_factory.mktemp("runs")
+    make_evaluated_run(runs, "small")
+    make_evaluated_run(runs, "evaluated")
+    proc, base = serve(runs)
+    yield base, runs
+    stop(proc)
 
 
 @pytest.fixture(scope="session")
@@ -106,18 +131,16 @@ def camera_page(playwright, tmp_path):
 
 
 @pytest.fixture
-def face_camera_app(camera_page, start_app, tmp_path):
-    """face_camera_app(path) -> that page (say "webcam") of a fresh server over one small evaluated run,
-    settled, in a browser whose camera films a face."""
+def face_camera_app(camera_page, module_app):
+    """face_camera_app(path) -> that page (say "webcam") of the module's server on its small run, settled, in a
+    browser whose camera films a face."""
     from streamlit_page import settle
 
-    from helpers import face_photo, make_evaluated_run
+    from helpers import face_photo
 
     def open_page(path):
-        make_evaluated_run(tmp_path / "runs", "small")
         page = camera_page(face_photo()[..., 0])
-        page.goto(f"{start_app(tmp_path / 'runs')}/{path}?run=small")
+        page.goto(f"{module_app[0]}/{path}?run=small")
         settle(page)
         return page
-
     return open_page

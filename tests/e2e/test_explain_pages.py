@@ -4,14 +4,13 @@ import re
 from PIL import Image
 from streamlit_page import settle, take_camera_photo
 
-from helpers import face_photo, make_evaluated_run
+from helpers import face_photo
 
 
-def test_upload_a_photo_see_the_face_the_prediction_and_a_map(page, start_app, tmp_path):
-    make_evaluated_run(tmp_path / "runs", "small")
+def test_upload_a_photo_see_the_face_the_prediction_and_a_map(page, module_app, tmp_path):
     photo = tmp_path / "me.jpg"
     Image.fromarray(face_photo()).save(photo, "JPEG", quality=92)
-    base = start_app(tmp_path / "runs")
+    base = module_app[0]
     page.goto(f"{base}/saliency?run=small")
     settle(page)
     page.locator("[data-testid='stRadio']").get_by_text("Upload", exact=True).click()
@@ -28,9 +27,9 @@ def test_upload_a_photo_see_the_face_the_prediction_and_a_map(page, start_app, t
     page.screenshot(path=str(tmp_path / "saliency-upload.png"), full_page=True)
 
 
-def test_a_face_in_the_confusion_matrix_opens_in_saliency(page, start_app, tmp_path):
-    run = make_evaluated_run(tmp_path / "runs")
-    base = start_app(tmp_path / "runs")
+def test_a_face_in_the_confusion_matrix_opens_in_saliency(page, module_app, tmp_path):
+    base, runs = module_app
+    run = runs / "evaluated"
     page.goto(f"{base}/confusion?run=evaluated")
     settle(page)
     page.wait_for_selector(".js-plotly-plot .scatterlayer .point", timeout=30_000)
@@ -60,14 +59,14 @@ def test_a_camera_shot_is_explained(face_camera_app, tmp_path):
     assert any("the map alone" in c for c in captions)
 
 
-def test_a_mistake_opens_in_saliency_with_the_same_face(page, start_app, tmp_path):
+def test_a_mistake_opens_in_saliency_with_the_same_face(page, module_app):
     import pandas as pd
 
-    run = make_evaluated_run(tmp_path / "runs")
+    base, runs = module_app
+    run = runs / "evaluated"
     predictions = pd.read_csv(run / "eval" / "PublicTest" / "predictions.csv", dtype={"id": str})
     true = int(predictions.loc[predictions["true"] != predictions["pred"], "true"].mode()[0])
     from fer_models.core.constants import EMOTIONS
-    base = start_app(tmp_path / "runs")
     page.goto(f"{base}/mistakes?run=evaluated&true={EMOTIONS[true]}")
     settle(page)
     page.wait_for_selector("[data-testid='stImage']", timeout=30_000)

@@ -1,7 +1,7 @@
 """The report file in Chromium with no network, and the Learn pages in a real browser."""
 from streamlit_page import settle
 
-from helpers import make_evaluated_run, make_reported_run
+from helpers import make_reported_run
 
 
 def test_report_opens_offline_with_figures_pictures_and_equations(browser, tmp_path):
@@ -26,9 +26,8 @@ def test_report_opens_offline_with_figures_pictures_and_equations(browser, tmp_p
     context.close()
 
 
-def test_math_page_and_a_report_download_in_the_browser(page, start_app, tmp_path):
-    make_evaluated_run(tmp_path / "runs", "small")
-    base = start_app(tmp_path / "runs")
+def test_math_page_and_a_report_download_in_the_browser(page, module_app, tmp_path):
+    base = module_app[0]
     page.goto(f"{base}/learn?run=small")
     # drawn to its end: the idle state alone can be seen before a fresh page's first run starts
     page.get_by_text("nn.Conv2d returns").wait_for(timeout=60_000)

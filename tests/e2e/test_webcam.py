@@ -40,14 +40,13 @@ def test_snapshot_mode_returns_an_annotated_picture(face_camera_app, tmp_path):
     assert green_box_pixels(image.screenshot()) > 200
 
 
-def test_a_video_file_is_analysed_and_its_annotated_video_plays(page, start_app, tmp_path):
+def test_a_video_file_is_analysed_and_its_annotated_video_plays(page, module_app, tmp_path):
     from streamlit_page import settle
 
-    from helpers import make_evaluated_run, write_clip
+    from helpers import write_clip
 
-    make_evaluated_run(tmp_path / "runs", "small")
     clip = write_clip(tmp_path / "lecture.mp4", frames=24)
-    base = start_app(tmp_path / "runs")
+    base = module_app[0]
     page.goto(f"{base}/webcam?run=small")
     settle(page)
     page.locator("[data-testid='stRadio']").get_by_text("Video file", exact=True).click()
