@@ -9,26 +9,30 @@ from fer_models.core.constants import EMOTIONS
 from fer_models.teaching.figures import CLASS_COLOURS
 
 
-def votes_bar(votes: np.ndarray) -> str:
-    """The annotators' votes over the seven classes as a stacked bar, with the leading classes in words."""
+def votes_bar(votes: np.ndarray, annotators: float | None = None) -> str:
+    """The annotators' votes over the seven classes as a stacked bar (each class in its colour), and the leading
+    classes in words, the first as "7 of 10": how many of all the annotators chose it."""
     votes = np.nan_to_num(np.asarray(votes, float))
     total = votes.sum()
     if total <= 0:
         return "<div style='font-size:13px;color:#555'>FER+: no vote for any of the seven classes</div>"
-    parts = "".join(f"<span title='{e}: {int(v)}' style='display:inline-block;height:10px;width:{100 * v / total:.1f}%;"
-                    f"background:{CLASS_COLOURS[e]}'></span>" for e, v in zip(EMOTIONS, votes) if v > 0)
-    leading = " · ".join(f"{int(votes[i])} {EMOTIONS[i]}" for i in np.argsort(-votes, kind="stable")[:3]
-                         if votes[i] > 0)
+    everyone = int(annotators) if annotators is not None and np.isfinite(annotators) and annotators > 0 else int(total)
+    parts = "".join(f"<span title='{e}: {int(v)} of {everyone}' style='display:inline-block;height:10px;"
+                    f"width:{100 * v / total:.1f}%;background:{CLASS_COLOURS[e]}'></span>"
+                    for e, v in zip(EMOTIONS, votes) if v > 0)
+    order = [i for i in np.argsort(-votes, kind="stable")[:3] if votes[i] > 0]
+    leading = " · ".join((f"{int(votes[i])} of {everyone} " if k == 0 else f"{int(votes[i])} ") + EMOTIONS[i]
+                         for k, i in enumerate(order))
     return (f"<div style='display:flex;width:100%;border-radius:2px;overflow:hidden'>{parts}</div>"
             f"<div style='font-size:13px;color:#333;line-height:1.3'>FER+: {escape(leading)}</div>")
 
 
 def face_card(pixels: np.ndarray, lines: list[str], explain: dict | None, votes: np.ndarray | None = None,
-              width: int = 104) -> None:
+              width: int = 104, annotators: float | None = None) -> None:
     """Draw in the current column; `explain` holds the Saliency page's query parameters (run, split, face)."""
     st.image(pixels, width=width)
     st.caption("  \n".join(lines))
     if votes is not None and not np.isnan(np.asarray(votes, float)).all():
-        st.html(votes_bar(votes))
+        st.html(votes_bar(votes, annotators))
     if explain is not None:
         st.page_link("app_pages/saliency.py", label="Explain", icon=":material/visibility:", query_params=explain)

@@ -91,7 +91,9 @@ def show_faces(metrics, predictions, split, true, pred):
             face_card(images[index[row.id]][0], [f"id {md(row.id)}", f"model {row.confidence:.0%} {EMOTIONS[pred]}"],
                       {"run": st.query_params.get("run", ""), "split": split, "face": row.id},
                       votes.loc[str(row.id), list(EMOTIONS)].to_numpy(float)
-                      if votes is not None and str(row.id) in votes.index else None)
+                      if votes is not None and str(row.id) in votes.index else None,
+                      annotators=votes.loc[str(row.id), "annotators"]
+                      if votes is not None and str(row.id) in votes.index and "annotators" in votes else None)
     if missing:
         st.warning(f"{missing} faces of this page are not in {md(source)}: it is not the data this evaluation scored.")
 

@@ -7,6 +7,7 @@ from app_pages._shared import md, require_evaluation, selected_run
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.facedata import DataError
 from fer_models.evaluation.mistakes import (
+    MAJORITY,
     NONE,
     ORDERS,
     VERDICTS,
@@ -25,8 +26,8 @@ ALL = "all"
 
 st.title("Mistakes")
 st.caption("Every face the run gets wrong, the model's most confident mistakes first, beside the votes of the ten "
-           "FER+ annotators who relabelled FER2013: where most of them side with the model, the dataset's single "
-           "label is the likely error.")
+           "FER+ annotators who relabelled FER2013: where their most common answer is the model's class, the "
+           "dataset's single label is the likely error.")
 
 
 @st.cache_data(show_spinner="Reading the evaluation…", max_entries=16)
@@ -54,9 +55,8 @@ def evaluation_of(run, split):
         st.stop()
 
 
-run = selected_run()
-if run is not None:
-    require_evaluation(run)
+def evaluation_ui(run):
+    """(split, metrics, predictions, the run to compare with or None), the run's labelled evaluation picked."""
     pick, other = st.columns(2)
     splits = run.evaluations
     split = pick.selectbox("Evaluation", splits,
@@ -69,42 +69,59 @@ if run is not None:
     second = other.selectbox(f"Compare with another run's {split} mistakes", [None, *peers],
                              index=from_url("with", [None, *peers], None),
                              format_func=lambda n: "—" if n is None else n)
-    votes, source = covering(*cached_votes(metrics.get("data"), split), predictions["id"])
-    mistakes = mistake_table(predictions, votes)
-    table = summary(mistakes, predictions)
-    st.markdown(in_words(run.name, split, table))
-    with st.expander("Per class: the mistakes and what the annotators' majority says", expanded=False):
-        st.dataframe(table, hide_index=True, width="stretch",
-                     column_config={"share with the model": st.column_config.NumberColumn(format="percent")})
-        st.caption(f"Votes: {md(source)}.")
+    return split, metrics, predictions, second
 
-    a, b, c, d = st.columns(4)
+
+def summary_ui(run, split: str, mistakes, predictions, source: str) -> None:
+    table = summary(mistakes, predictions)
+    st.markdown(in_words(md(run.name), split, table))
+    with st.expander("Per class: the mistakes and the annotators' most common answer on them", expanded=False):
+        st.dataframe(table, hide_index=True, width="stretch",
+                     column_config={"share with the model": st.column_config.NumberColumn(format="percent"),
+                                    "share with a majority": st.column_config.NumberColumn(format="percent")})
+        st.caption(f"The most common answer is the class with the most of the ten votes (it may be 4 of 10); "
+                   f"a majority is {MAJORITY}. Votes: {md(source)}.")
+
+
+def filters_ui() -> dict:
+    """The chosen true class, predicted class, verdict, majority filter and order, as select()'s arguments."""
+    a, b, c, d = st.columns([1, 1, 1.4, 1])
     classes = [ALL, *EMOTIONS]
     true = a.selectbox("True class", classes, index=from_url("true", classes, ALL))
     pred = b.selectbox("Predicted class", classes, index=from_url("pred", classes, ALL))
     verdict_keys = [ALL, *VERDICTS]
-    verdict = c.selectbox("The annotators' majority", verdict_keys, index=from_url("votes", verdict_keys, ALL),
+    verdict = c.selectbox("The annotators' most common answer", verdict_keys,
+                          index=from_url("votes", verdict_keys, ALL),
                           format_func=lambda v: "any" if v == ALL else VERDICTS[v],
-                          help="What most of the ten FER+ annotators chose among the seven classes: the model's "
-                               "class, the dataset's label, a third class, or no single class (a tie, or more "
-                               "'not a face' votes).")
+                          help="The class that got the most of the ten FER+ annotators' votes: the model's class, "
+                               "the dataset's label, a third class, or no single class (a tie, or more 'not a "
+                               "face' votes). A most common answer may be 4 votes of 10: the switch below keeps "
+                               "only faces where a majority agrees.")
     order = d.selectbox("Order", list(ORDERS), index=from_url("order", list(ORDERS), ORDERS[0]))
-    wanted = dict(true=None if true == ALL else EMOTIONS.index(true),
-                  pred=None if pred == ALL else EMOTIONS.index(pred),
-                  verdict=None if verdict == ALL else verdict, order=order)
-    shown = select(mistakes, **wanted)
-    which = None
-    if second is not None:
-        _, second_predictions, _ = evaluation_of(next(r for r in st.session_state["runs"] if r.name == second), split)
-        groups = compare(predictions, second_predictions)
-        names = {"both": f"wrong for both ({len(groups['both']):,})",
-                 "only first": f"only {run.name} gets wrong ({len(groups['only first']):,})",
-                 "only second": f"only {second} gets wrong ({len(groups['only second']):,})"}
-        which = st.radio("Faces", list(names), format_func=names.get, horizontal=True,
-                         index=from_url("set", list(names), "both"))
-        if which == "only second":  # mistakes of the second run: its own table, its own confidences
-            shown = select(mistake_table(second_predictions, votes), **wanted)
-        shown = shown[shown["id"].isin(groups[which])]
+    majority = c.toggle(f"Only a majority ({MAJORITY})", value=st.query_params.get("majority") == "1",
+                        help="Faces where more than half of the ten annotators chose the same class")
+    to_url(true=true, pred=pred, votes=verdict, order=order, majority=int(majority))
+    return dict(true=None if true == ALL else EMOTIONS.index(true),
+                pred=None if pred == ALL else EMOTIONS.index(pred),
+                verdict=None if verdict == ALL else verdict, order=order, majority=majority)
+
+
+def compare_ui(run, split, predictions, second, shown, wanted, votes):
+    """With a second run: which faces (wrong for both, only one) and the second run's predictions by face id."""
+    _, second_predictions, _ = evaluation_of(next(r for r in st.session_state["runs"] if r.name == second), split)
+    groups = compare(predictions, second_predictions)
+    names = {"both": f"wrong for both ({len(groups['both']):,})",
+             "only first": f"only {run.name} gets wrong ({len(groups['only first']):,})",
+             "only second": f"only {second} gets wrong ({len(groups['only second']):,})"}
+    which = st.radio("Faces", list(names), format_func=names.get, horizontal=True,
+                     index=from_url("set", list(names), "both"))
+    if which == "only second":  # mistakes of the second run: its own table, its own confidences
+        shown = select(mistake_table(second_predictions, votes), **wanted)
+    to_url(**{"with": second, "set": which})
+    return shown[shown["id"].isin(groups[which])], which, second_predictions.set_index("id")
+
+
+def page_ui(shown) -> int:
     pages = max(1, (len(shown) - 1) // PER_PAGE + 1)
     asked = st.query_params.get("page", "1")  # untrusted: "²" is a digit to str.isdigit() and not to int()
     page = min(int(asked) if asked.isascii() and asked.isdigit() and len(asked) < 7 else 1, pages)
@@ -112,16 +129,13 @@ if run is not None:
     count.markdown(f"**{len(shown):,} faces**" + (f" · {pages} pages of {PER_PAGE}" if pages > 1 else ""))
     page = paging.number_input(f"Page (of {pages})", 1, pages, max(page, 1), label_visibility="collapsed",
                                help=f"Page, of {pages}") if pages > 1 else 1
-    to_url(split=split, true=true, pred=pred, votes=verdict, order=order, page=page,
-           **({"with": second, "set": which} if second else {}))
-    if second is None:
-        for key in ("with", "set"):
-            st.query_params.pop(key, None)
-    if shown.empty:
-        st.info("No mistake matches these choices.")
-        st.stop()
+    to_url(page=page)
+    return page
 
+
+def cards(run, split, metrics, shown, page, second, which, second_predictions) -> None:
     whose = second if which == "only second" else run.name
+    other = run.name if which == "only second" else second
     sources = faces_source(metrics, split)
     if sources is None:
         st.warning(f"The faces of {md(split)} come from {md(metrics.get('data') or 'a dataset')}, which is not on this "
@@ -136,10 +150,36 @@ if run is not None:
     for i, row in enumerate(shown.iloc[(page - 1) * PER_PAGE: page * PER_PAGE].itertuples()):
         if row.id not in index:
             continue
+        lines = [f"id {md(row.id)} · label **{EMOTIONS[row.true]}**",
+                 f"{md(whose) if second else 'model'}: **{EMOTIONS[row.pred]}** {row.confidence:.0%}",
+                 f"then {EMOTIONS[row.second]} {row.second_p:.0%}"]
+        if second is not None and row.id in second_predictions.index:  # what the other run reads there
+            theirs = int(second_predictions.loc[row.id, "pred"])
+            lines.insert(2, f"{md(other if which == 'only second' else second)}: **{EMOTIONS[theirs]}**")
         with columns[i % 6]:
-            face_card(images[index[row.id]][0],
-                      [f"id {md(row.id)} · label **{EMOTIONS[row.true]}**",
-                       f"{md(whose) if second else 'model'}: **{EMOTIONS[row.pred]}** {row.confidence:.0%}",
-                       f"then {EMOTIONS[row.second]} {row.second_p:.0%}"],
-                      {"run": whose, "split": split, "face": row.id},
-                      None if row.verdict == NONE else [getattr(row, f"votes_{e}") for e in EMOTIONS])
+            face_card(images[index[row.id]][0], lines, {"run": whose, "split": split, "face": row.id},
+                      None if row.verdict == NONE else [getattr(row, f"votes_{e}") for e in EMOTIONS],
+                      annotators=None if row.verdict == NONE else row.annotators)
+
+
+run = selected_run()
+if run is not None:
+    require_evaluation(run)
+    split, metrics, predictions, second = evaluation_ui(run)
+    votes, source = covering(*cached_votes(metrics.get("data"), split), predictions["id"])
+    mistakes = mistake_table(predictions, votes)
+    summary_ui(run, split, mistakes, predictions, source)
+    wanted = filters_ui()
+    shown = select(mistakes, **wanted)
+    which, second_predictions = None, None
+    if second is not None:
+        shown, which, second_predictions = compare_ui(run, split, predictions, second, shown, wanted, votes)
+    else:
+        for key in ("with", "set"):
+            st.query_params.pop(key, None)
+    to_url(split=split)
+    page = page_ui(shown)
+    if shown.empty:
+        st.info("No mistake matches these choices.")
+        st.stop()
+    cards(run, split, metrics, shown, page, second, which, second_predictions)

@@ -1,4 +1,7 @@
 """Mistakes beside the FER+ votes: the bundled votes, the verdicts, the summary, filters, sorting, two runs."""
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +12,9 @@ from fer_models.datasets.facedata import DataError
 from fer_models.datasets.ferplus import FERPLUS_COLUMNS
 from fer_models.evaluation.mistakes import (
     LABEL,
+    MAJORITY_MODEL,
     MODEL,
+    MOST_COMMON_MODEL,
     NONE,
     OTHER,
     SPLIT,
@@ -73,9 +78,9 @@ def evaluation(rows):
 
 
 def votes_table(rows):
-    """id -> (seven votes, NF, named)."""
-    table = pd.DataFrame([[*v, nf, named] for v, nf, named in rows.values()],
-                         columns=[*EMOTIONS, "NF", "named"], index=list(rows))
+    """id -> (seven votes, NF, named); the ten annotators' votes are those and NF."""
+    table = pd.DataFrame([[*v, nf, sum(v) + nf, named] for v, nf, named in rows.values()],
+                         columns=[*EMOTIONS, "NF", "annotators", "named"], index=list(rows))
     table.index.name = "id"
     return table
 
@@ -89,18 +94,25 @@ PREDICTIONS = evaluation([
     ("5", HAPPY, NEUTRAL, 0.8, HAPPY, 0.1),   # not a face (NF wins) -> split
     ("6", ANGRY, ANGRY, 0.9, SAD, 0.05),      # right: not a mistake
     ("7", FEAR, SAD, 0.55, FEAR, 0.4),        # no votes for this face
+    ("8", SAD, ANGRY, 0.65, SAD, 0.3),        # annotators' most common answer angry, but only 4 of 10
 ])
 VOTES = votes_table({
     "1": ([6, 0, 1, 0, 3, 0, 0], 0, True), "2": ([2, 0, 1, 0, 7, 0, 0], 0, True),
     "3": ([0, 0, 2, 0, 2, 0, 6], 0, True), "4": ([0, 0, 0, 4, 0, 4, 2], 0, True),
     "5": ([0, 0, 0, 2, 0, 0, 1], 7, True), "6": ([9, 0, 0, 0, 1, 0, 0], 0, True),
+    "8": ([4, 0, 0, 0, 3, 0, 3], 0, True),
 })
 
 
 def test_each_mistake_gets_the_annotators_verdict():
     m = mistake_table(PREDICTIONS, VOTES).set_index("id")
-    assert list(m.index) == ["1", "2", "3", "4", "5", "7"]
-    assert m["verdict"].to_dict() == {"1": MODEL, "2": LABEL, "3": OTHER, "4": SPLIT, "5": SPLIT, "7": NONE}
+    assert list(m.index) == ["1", "2", "3", "4", "5", "7", "8"]
+    assert m["verdict"].to_dict() == {"1": MODEL, "2": LABEL, "3": OTHER, "4": SPLIT, "5": SPLIT, "7": NONE,
+                                      "8": MODEL}
+    # the most common answer is not always a majority: 6 of 10 is, 4 of 10 is not
+    assert m["majority"].to_dict() == {"1": True, "2": True, "3": True, "4": False, "5": False, "7": False,
+                                       "8": False}
+    assert (m.loc["8", "top_votes"], m.loc["8", "annotators"]) == (4, 10)
     assert (m.loc["2", "confidence"], m.loc["2", "second"], m.loc["2", "second_p"]) == \
         (pytest.approx(0.6), FEAR, pytest.approx(0.3))
     assert m.loc["1", "votes_angry"] == 6 and np.isnan(m.loc["7", "votes_angry"])
@@ -110,23 +122,27 @@ def test_each_mistake_gets_the_annotators_verdict():
 def test_the_summary_counts_per_class_and_says_it_in_words():
     m = mistake_table(PREDICTIONS, VOTES)
     table = summary(m, PREDICTIONS).set_index("class")
-    assert table.loc["sad"].to_dict() == {"faces": 3, "mistakes": 3, "with votes": 3,
-                                          "majority sides with the model": 1, "with the label": 1,
-                                          "a third class": 1, "split": 0, "share with the model": pytest.approx(1 / 3)}
-    assert table.loc["all", "mistakes"] == 6 and table.loc["all", "with votes"] == 5
-    assert table.loc["all", "share with the model"] == pytest.approx(1 / 5)
+    assert table.loc["sad"].to_dict() == {
+        "faces": 4, "mistakes": 4, "with votes": 4, MOST_COMMON_MODEL: 2, "the label": 1, "a third class": 1,
+        "no single class": 0, MAJORITY_MODEL: 1, "share with the model": pytest.approx(2 / 4),
+        "share with a majority": pytest.approx(1 / 4)}
+    assert table.loc["all", "mistakes"] == 7 and table.loc["all", "with votes"] == 6
+    assert table.loc["all", "share with the model"] == pytest.approx(2 / 6)
     assert np.isnan(table.loc["disgust", "share with the model"])  # no mistakes: undefined, not 0
     words = in_words("r", "PublicTest", summary(m, PREDICTIONS))
-    assert "**6 of 7** PublicTest faces wrong" in words and "**1** of them (**20%**" in words
+    assert "**7 of 8** PublicTest faces wrong" in words and "**2** of them (**33%**" in words
+    assert "most common answer is the model's class" in words and "on **1** (**17%**) a majority" in words
     assert "No FER+ votes" in in_words("r", "PrivateTest", summary(mistake_table(PREDICTIONS, None), PREDICTIONS))
 
 
 def test_filters_and_both_orders():
     m = mistake_table(PREDICTIONS, VOTES)
-    assert select(m)["id"].tolist() == ["1", "5", "3", "2", "7", "4"]  # most confident first
-    assert select(m, order="least confident first")["id"].tolist() == ["4", "7", "2", "3", "5", "1"]
-    assert select(m, true=SAD)["id"].tolist() == ["1", "3", "2"]
-    assert select(m, true=SAD, pred=ANGRY)["id"].tolist() == ["1", "2"]
+    assert select(m)["id"].tolist() == ["1", "5", "3", "8", "2", "7", "4"]  # most confident first
+    assert select(m, order="least confident first")["id"].tolist() == ["4", "7", "2", "8", "3", "5", "1"]
+    assert select(m, true=SAD)["id"].tolist() == ["1", "3", "8", "2"]
+    assert select(m, true=SAD, pred=ANGRY)["id"].tolist() == ["1", "8", "2"]
+    assert select(m, verdict=MODEL)["id"].tolist() == ["1", "8"]
+    assert select(m, verdict=MODEL, majority=True)["id"].tolist() == ["1"]
     assert select(m, verdict=SPLIT)["id"].tolist() == ["5", "4"]
     assert select(m, true=HAPPY, verdict=MODEL).empty
 
@@ -137,7 +153,7 @@ def test_two_runs_split_their_mistakes():
     other.loc[other["id"] == "6", "pred"] = NEUTRAL  # and face 6 wrong
     other = pd.concat([other, evaluation([("99", SAD, HAPPY, 0.9, SAD, 0.05)])])  # a face the first never scored
     groups = compare(PREDICTIONS, other)
-    assert groups == {"both": {"2", "3", "4", "5", "7"}, "only first": {"1"}, "only second": {"6"}}
+    assert groups == {"both": {"2", "3", "4", "5", "7", "8"}, "only first": {"1"}, "only second": {"6"}}
 
 
 def test_the_command_line_summary(tmp_path, capsys):
@@ -177,3 +193,19 @@ def test_a_shuffled_copy_of_fer2013_gets_each_faces_own_votes(tmp_path):
     write_ferplus(tmp_path / "fer2013new.csv", {"PublicTest": len(images)})
     with pytest.raises(DataError, match="original row order"):
         votes_beside(shuffled, "PublicTest", BUNDLED)
+
+
+def test_every_face_card_says_how_many_of_the_ten_chose_the_leading_class():
+    from app_pages._face_card import votes_bar
+
+    bar = votes_bar(np.array([4, 0, 0, 0, 3, 0, 2]), annotators=10)  # one vote went to contempt or NF
+    assert "FER+: 4 of 10 angry · 3 sad · 2 neutral" in bar and "angry: 4 of 10" in bar
+
+
+def test_the_command_line_gives_both_counts_on_a_shipped_run():
+    from helpers import ROOT
+    done = subprocess.run([sys.executable, "-m", "fer_models", "mistakes", "--run",
+                           str(ROOT / "artifacts" / "runs" / "resnet10_fer")], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 0 and "most common answer is the model's class" in done.stdout
+    assert "a majority, at least 6 of the 10, chose it" in done.stdout

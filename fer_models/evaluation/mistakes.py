@@ -21,10 +21,12 @@ from fer_models.datasets.facedata import DataError
 from fer_models.datasets.ferplus import FERPLUS_COLUMNS, ferplus_votes, seven_class_votes
 from fer_models.datasets.loading import load_faces
 
-# what the annotators' majority says about one mistake
+# what the ten annotators' most common answer (the class with the most votes, a plurality: it may be 4 of 10)
+# says about one mistake; a strict majority, at least 6 of the 10, is counted beside it (MAJORITY)
 MODEL, LABEL, OTHER, SPLIT, NONE = "model", "label", "other", "split", "no votes"
-VERDICTS = {MODEL: "sides with the model", LABEL: "sides with the label", OTHER: "says a third class",
-            SPLIT: "is split (a tie, or not a face)", NONE: "no FER+ votes"}
+VERDICTS = {MODEL: "is the model's class", LABEL: "is the label", OTHER: "is a third class",
+            SPLIT: "is no single class (a tie, or 'not a face')", NONE: "no FER+ votes"}
+MAJORITY = "at least 6 of the 10"
 ORDERS = ("most confident first", "least confident first")
 
 
@@ -99,6 +101,7 @@ def votes_beside(data_path, split: str, bundled=None) -> pd.DataFrame | None:
 def _table(votes10: np.ndarray, named: np.ndarray, ids: np.ndarray) -> pd.DataFrame:
     table = pd.DataFrame(seven_class_votes(votes10).astype(np.int64), columns=list(EMOTIONS), index=ids)
     table["NF"] = votes10[:, FERPLUS_COLUMNS.index("NF")]
+    table["annotators"] = votes10.sum(axis=1)  # all ten columns: contempt, unknown and NF votes count as voters
     table["named"] = named
     table.index.name = "id"
     return table
@@ -106,8 +109,9 @@ def _table(votes10: np.ndarray, named: np.ndarray, ids: np.ndarray) -> pd.DataFr
 
 def verdicts(true: np.ndarray, pred: np.ndarray, votes7: np.ndarray, nf: np.ndarray, named: np.ndarray
              ) -> np.ndarray:
-    """Per face: whether the annotators' strict majority among the seven classes is the model's class, the
-    label's, a third class, or nobody's (a tie, more 'not a face' votes than the top class, or none)."""
+    """Per face: whether the annotators' most common answer among the seven classes (a plurality) is the model's
+    class, the label's, a third class, or no single class (a tie, more 'not a face' votes than the top class,
+    or none)."""
     top = votes7.max(axis=1)
     unique = (votes7 == top[:, None]).sum(axis=1) == 1
     winner = votes7.argmax(axis=1)
@@ -121,7 +125,9 @@ def verdicts(true: np.ndarray, pred: np.ndarray, votes7: np.ndarray, nf: np.ndar
 
 def mistake_table(predictions: pd.DataFrame, votes: pd.DataFrame | None) -> pd.DataFrame:
     """One row per misclassified face: id, true, pred, confidence (the model's probability of its class),
-    second (its runner-up class) and second_p, the seven vote counts (NaN without votes) and the verdict."""
+    second (its runner-up class) and second_p, the seven vote counts (NaN without votes), the verdict of the
+    annotators' most common answer, `top_votes` of `annotators` for it, and `majority`: whether those are more
+    than half (at least 6 of 10)."""
     wrong = predictions[predictions["true"] != predictions["pred"]].copy()
     wrong = wrong[(wrong["true"] >= 0)]
     probs = wrong[[f"p_{e}" for e in EMOTIONS]].to_numpy(np.float64)
@@ -135,6 +141,8 @@ def mistake_table(predictions: pd.DataFrame, votes: pd.DataFrame | None) -> pd.D
         for e in EMOTIONS:
             wrong[f"votes_{e}"] = np.nan
         wrong["verdict"] = NONE
+        wrong["top_votes"] = wrong["annotators"] = np.nan
+        wrong["majority"] = False
     else:
         for e in EMOTIONS:
             wrong[f"votes_{e}"] = found[e].to_numpy()
@@ -144,14 +152,23 @@ def mistake_table(predictions: pd.DataFrame, votes: pd.DataFrame | None) -> pd.D
                      np.nan_to_num(found["NF"].to_numpy(np.float64)),
                      found["named"].fillna(False).to_numpy(bool))
         wrong["verdict"] = np.where(has, v, NONE)
-    keep = ["id", "true", "pred", "confidence", "second", "second_p", *[f"votes_{e}" for e in EMOTIONS], "verdict"]
+        wrong["top_votes"] = found[list(EMOTIONS)].max(axis=1).to_numpy()
+        wrong["annotators"] = (found["annotators"] if "annotators" in found else pd.Series(np.nan, found.index)
+                               ).to_numpy()
+        wrong["majority"] = has & np.isin(wrong["verdict"], [MODEL, LABEL, OTHER]) & \
+            (wrong["top_votes"] * 2 > wrong["annotators"]).to_numpy()
+    keep = ["id", "true", "pred", "confidence", "second", "second_p", *[f"votes_{e}" for e in EMOTIONS], "verdict",
+            "top_votes", "annotators", "majority"]
     return wrong[keep].reset_index(drop=True)
 
 
 def select(mistakes: pd.DataFrame, true: int | None = None, pred: int | None = None, verdict: str | None = None,
-           order: str = ORDERS[0]) -> pd.DataFrame:
-    """Filter by true class, predicted class and verdict (None: all), sorted by the model's confidence."""
+           order: str = ORDERS[0], majority: bool = False) -> pd.DataFrame:
+    """Filter by true class, predicted class and verdict (None: all), and with `majority` to the faces where at
+    least 6 of the 10 annotators agree; sorted by the model's confidence."""
     keep = np.ones(len(mistakes), bool)
+    if majority:
+        keep &= mistakes["majority"].to_numpy(bool)
     if true is not None:
         keep &= mistakes["true"].to_numpy() == true
     if pred is not None:
@@ -161,8 +178,13 @@ def select(mistakes: pd.DataFrame, true: int | None = None, pred: int | None = N
     return mistakes[keep].sort_values("confidence", ascending=order != ORDERS[0], kind="stable")
 
 
+MOST_COMMON_MODEL = "most common answer: the model's class"
+MAJORITY_MODEL = f"{MAJORITY}: the model's class"
+
+
 def summary(mistakes: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
-    """Per true class (and all): faces, mistakes, and how the FER+ majority splits them."""
+    """Per true class (and all): faces, mistakes, and what the annotators' most common answer is on them; beside
+    it, how many of those where it is the model's class have a majority (at least 6 of 10) behind it."""
     rows = []
     labelled = predictions[predictions["true"] >= 0]
     for c, name in [*enumerate(EMOTIONS), (None, "all")]:
@@ -170,11 +192,13 @@ def summary(mistakes: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
         faces = len(labelled) if c is None else int((labelled["true"] == c).sum())
         voted = m[m["verdict"] != NONE]
         counts = voted["verdict"].value_counts()
+        strict = int(((voted["verdict"] == MODEL) & voted["majority"].astype(bool)).sum())
         rows.append({"class": name, "faces": faces, "mistakes": len(m), "with votes": len(voted),
-                     "majority sides with the model": int(counts.get(MODEL, 0)),
-                     "with the label": int(counts.get(LABEL, 0)), "a third class": int(counts.get(OTHER, 0)),
-                     "split": int(counts.get(SPLIT, 0)),
-                     "share with the model": counts.get(MODEL, 0) / len(voted) if len(voted) else np.nan})
+                     MOST_COMMON_MODEL: int(counts.get(MODEL, 0)), "the label": int(counts.get(LABEL, 0)),
+                     "a third class": int(counts.get(OTHER, 0)), "no single class": int(counts.get(SPLIT, 0)),
+                     MAJORITY_MODEL: strict,
+                     "share with the model": counts.get(MODEL, 0) / len(voted) if len(voted) else np.nan,
+                     "share with a majority": strict / len(voted) if len(voted) else np.nan})
     return pd.DataFrame(rows)
 
 
@@ -183,14 +207,15 @@ def in_words(run: str, split: str, table: pd.DataFrame) -> str:
     said = (f"**{run}** gets **{total['mistakes']:,} of {total['faces']:,}** {split} faces wrong "
             f"({total['mistakes'] / max(total['faces'], 1):.1%}).")
     if total["with votes"]:
-        said += (f" On **{total['majority sides with the model']:,}** of them "
-                 f"(**{total['share with the model']:.0%}** of those with FER+ votes) most of the ten annotators "
-                 "side with the model, not with the dataset's label: there the label is the likely error.")
+        said += (f" On **{total[MOST_COMMON_MODEL]:,}** of them (**{total['share with the model']:.0%}** of those "
+                 "with FER+ votes) the ten annotators' most common answer is the model's class, not the dataset's "
+                 f"label; on **{total[MAJORITY_MODEL]:,}** (**{total['share with a majority']:.0%}**) a majority, "
+                 f"{MAJORITY}, chose it. There the label is the likely error.")
         by_class = table.iloc[:-1].dropna(subset=["share with the model"])
         if len(by_class):
             best = by_class.loc[by_class["share with the model"].idxmax()]
-            said += (f" Most of all for **{best['class']}** faces ({best['share with the model']:.0%} of its "
-                     f"{best['with votes']} mistakes).")
+            said += (f" Most of all for **{best['class']}** faces (the most common answer on "
+                     f"{best['share with the model']:.0%} of its {best['with votes']} mistakes).")
     else:
         said += " No FER+ votes are available for these faces, so nothing can be said about their labels."
     return said
