@@ -9,6 +9,7 @@ from app_pages._video import video_ui
 from fer_models.core.constants import EMOTIONS
 from fer_models.faces.decode import ImageError, read_image
 from fer_models.media.live import LiveAnnotator, annotate_photo, process_frame
+from fer_models.nets.reach import GRADCAM_RULE
 from fer_models.teaching.figures import CLASS_COLOURS
 
 st.title("Webcam and video")
@@ -25,7 +26,7 @@ smoothing = a.slider("Smoothing", 0.0, 0.95, 0.6, 0.05,
 detect_every = b.slider("Detect faces every … frames", 1, 10, 3,
                         help="Between detections each face keeps its box; fewer detections, higher frame rate.")
 gradcam = c.toggle("Grad-CAM overlay", help="Where the evidence for each face's label is, on the model's "
-                   "Grad-CAM layer (the last activation whose every cell reaches the scores)")
+                   f"Grad-CAM layer ({GRADCAM_RULE})")
 
 # one annotator per browser session and checkpoint: its tracks and recording belong to this viewer
 key = checkpoint_key(run)

@@ -126,3 +126,16 @@ def test_the_report_says_it_in_html(models):
     assert "<b>1,048,576 weights never get a gradient from the loss</b>" in html
     assert "<code>features.transition3.pool</code>" in html and "`" not in html
     assert unused_paragraphs(models["resnet10_fer"]) == ""
+
+
+def test_the_pages_the_report_and_the_readme_state_one_gradcam_rule():
+    """The rule once lost its second condition (the whole input passes through the layer) on the page."""
+    from fer_models.explain.attributions import METHODS
+    from fer_models.nets.reach import GRADCAM_RULE
+    from helpers import ROOT
+
+    assert "through which the whole input passes" in GRADCAM_RULE and "every cell reaches" in GRADCAM_RULE
+    assert GRADCAM_RULE in METHODS["gradcam"].caption
+    assert " ".join((ROOT / "README.md").read_text().split()).count(" ".join(GRADCAM_RULE.split())) == 1
+    for page in ("app_pages/webcam.py", "fer_models/teaching/report.py"):
+        assert "GRADCAM_RULE" in (ROOT / page).read_text(), page

@@ -135,3 +135,16 @@ def test_a_just_launched_job_is_listed_before_the_trainer_writes_anything(tmp_pa
     starting = runs["starting"]
     assert (starting.state, starting.arch, starting.epochs_done) == ("running", "resnet10_fer", 0)
     assert (runs["gone"].state, runs["gone"].arch) == ("failed", None)
+
+
+def test_what_the_recipes_say_of_the_shipped_resnet10_fer_is_in_its_history():
+    """A comment once said the 40-epoch run "overfitted from epoch 30"; its own history.csv says otherwise."""
+    import pandas as pd
+
+    from helpers import ROOT
+    history = pd.read_csv(ROOT / "artifacts" / "runs" / "resnet10_fer" / "history.csv")
+    text = (ROOT / "fer_models" / "runs" / "recipes.py").read_text()
+    assert "overfitted" not in text
+    best = history.loc[history["val_acc"].idxmax()]
+    assert best["epoch"] == history["epoch"].max() == 40 and f"{best['val_acc']:.1%}" in text
+    assert history["val_loss"].idxmin() == history.index[-1] and f"{history['train_acc'].iloc[-1]:.1%}" in text

@@ -16,6 +16,7 @@ from fer_models.datasets.augment import to_input
 from fer_models.explain.shared import private_view, ready
 from fer_models.nets.models import FERModel
 from fer_models.nets.precision import autocast_for, inference_precision
+from fer_models.nets.reach import GRADCAM_RULE
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,8 @@ METHODS = {m.key: m for m in [
            "randomised: they show the image's edges more than the model's reasoning."),
     Method("gradcam", "Grad-CAM", True,
            "A late layer's maps weighted by their mean gradient for the class, then upsampled (Selvaraju et al. "
-           "2017). Class-specific and robust, but as coarse as that layer: the last activation whose every cell "
-           "reaches the class scores (12×12 for cnn3; 6×6 for resnet10_fer, where it equals CAM; 6×6 for "
+           f"2017). Class-specific and robust, but as coarse as that layer: {GRADCAM_RULE} (12×12 for cnn3; "
+           "6×6 for resnet10_fer, where it equals CAM; 6×6 for "
            "densenet201_fer, whose later 3×3 map loses 5 of its 9 cells to a 2×2 pool). Positive = evidence for "
            "the class."),
     Method("guided_gradcam", "Guided Grad-CAM", False,

@@ -20,6 +20,9 @@ import torch
 import torch.nn as nn
 
 WINDOWED = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+# the Grad-CAM layer's rule, in the one wording the Saliency page, the webcam page, the report and the README use
+GRADCAM_RULE = ("the last activation wider than 1×1 whose every cell reaches the class scores and through which "
+                "the whole input passes")
 
 
 def _pair(v) -> tuple[int, int]:

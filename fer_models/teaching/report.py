@@ -27,6 +27,7 @@ from fer_models.core.arguments import OneLineParser
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.facedata import DataError
 from fer_models.datasets.loading import load_faces
+from fer_models.nets.reach import GRADCAM_RULE
 
 SPLIT = "PublicTest"
 
@@ -226,9 +227,8 @@ def saliency_section(model, meta, predictions, faces, per_class: int) -> str:
                              f"#{_e(p['id'])}: {EMOTIONS[true]} → {EMOTIONS[pred]} "
                              f"{p[f'p_{EMOTIONS[pred]}']:.0%} {mark}"))
     return (head + f"<p>{per_class} faces of each true class, drawn at random (seed 0). Each strip: the face, "
-            f"Grad-CAM on <code>{_e(model.gradcam_layer_name)}</code> (the last activation whose every cell reaches "
-            "the class scores) and Integrated Gradients (50 steps, mean-gray baseline), both for the "
-            "predicted class; red is evidence for it, blue against.</p>"
+            f"Grad-CAM on <code>{_e(model.gradcam_layer_name)}</code> ({GRADCAM_RULE}) and Integrated Gradients "
+            "(50 steps, mean-gray baseline), both for the predicted class; red is evidence for it, blue against.</p>"
             f'<div class="grid">{"".join(tiles)}</div>')
 
 
