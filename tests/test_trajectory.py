@@ -90,6 +90,8 @@ def test_graceful_stop_mid_epoch_then_resume(tmp_path, uninterrupted, data_csv, 
     assert resumed.returncode == 0, resumed.stderr
     assert f"epoch 1, step {status['step']}" in resumed.stderr
     pd.testing.assert_frame_equal(history(out), history(uninterrupted(precision)), atol=1e-4)
+    # the resumed epoch's time counts the steps before the stop too (it once counted only those after)
+    assert pd.read_csv(out / "history.csv")["seconds"].iloc[0] >= 0.9 * status["train_seconds"] > 0
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +140,23 @@ def test_ddp_stopped_mid_epoch_and_resumed_logs_what_an_uninterrupted_run_logs(t
     resumed = torchrun(["--out", str(out), "--resume"], env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     pd.testing.assert_frame_equal(history(out), history(ddp_run), atol=1e-6)
+
+
+def test_a_run_killed_between_its_last_two_saves_is_repaired_on_resume(tmp_path, uninterrupted, env):
+    """Killed after last.safetensors recorded the final epoch but before model.safetensors held it, a resumed
+    run reported "finished" with no weights to load."""
+    import shutil
+
+    from fer_models.runs.checkpoints import load_model
+
+    out = tmp_path / "cut"
+    shutil.copytree(uninterrupted("fp32"), out)
+    best = int(json.loads((out / "meta.json").read_text())["metrics"]["best_epoch"])
+    assert best == 2  # the state saved last is the best epoch's: its weights are the ones to keep
+    (out / "model.safetensors").unlink()
+    (out / "history.csv").write_text(pd.read_csv(out / "history.csv").head(1).to_csv(index=False))
+    resumed = train_cli(["--out", str(out), "--resume"], env)
+    assert resumed.returncode == 0 and "repaired" in resumed.stderr, resumed.stderr
+    model, meta = load_model(out)
+    assert meta["metrics"]["best_epoch"] == 2 and history(out)["epoch"].tolist() == [1, 2]
+    assert json.loads((out / "status.json").read_text())["state"] == "finished"

@@ -26,7 +26,7 @@ from fer_models.datasets.facedata import DataError
 from fer_models.evaluation.scoring import predict_proba
 from fer_models.nets.precision import autocast_for, resolve_precision
 from fer_models.runs.checkpoints import load_training_state, save_model, save_training_state
-from fer_models.runs.folder import CONFIG_FILE, LAST_FILE, META_FILE, RunFolder
+from fer_models.runs.folder import CONFIG_FILE, LAST_FILE, META_FILE, MODEL_FILE, RunFolder, RunProblem
 from fer_models.runs.settings import TrainConfig
 from fer_models.training.components import Teacher, WeightEMA, build_model, build_optimizer
 from fer_models.training.distributed import gather_across, gpu_usage, setup_distributed, sum_across
@@ -114,7 +114,8 @@ def train_one_epoch(t: Trainer, state: TrainState, x_train, y_train, soft_train,
                                                                                           -1, 0))).to(device)
     # loss * n, correct, n of the epoch so far; kept on the device so that a GPU step never waits for .item()
     sums = torch.tensor(state.sums, dtype=torch.float64, device=device)
-    clock = began = last_save = time.time()  # clock restarts at each mid-epoch save (train_seconds)
+    clock = started = last_save = time.time()  # clock restarts at each mid-epoch save (train_seconds)
+    began = started - state.epoch_seconds  # a resumed epoch's time counts what it took before the stop
     images_seen = 0
     bar = Progress(steps_per_epoch, state.step, f"epoch {state.epoch + 1}/{cfg.epochs}", t.is_main)
     stopped = False
@@ -145,7 +146,7 @@ def train_one_epoch(t: Trainer, state: TrainState, x_train, y_train, soft_train,
         state.step += 1
         bar.update(per_rank * world)
         t.status.write(force=False, epoch=state.epoch + 1, step=state.step, lr=lr,
-                       images_per_second=round(images_seen / max(time.time() - began, 1e-9), 1),
+                       images_per_second=round(images_seen / max(time.time() - started, 1e-9), 1),
                        **gpu_usage(device))
         # one collective a step decides for every rank: stop now, save now, or give up on a diverged run (its
         # loss checked every few steps, so that a GPU step does not wait for the loss each time)
@@ -161,6 +162,7 @@ def train_one_epoch(t: Trainer, state: TrainState, x_train, y_train, soft_train,
             state.sums = sums.tolist()
             state.train_seconds += time.time() - clock
             clock = last_save = time.time()
+            state.epoch_seconds = clock - began
             t.save_state(state)
         if stop:
             stopped = True
@@ -201,18 +203,44 @@ def end_of_epoch(t: Trainer, state: TrainState, lr: float, seconds: float) -> No
     row = {"epoch": state.epoch + 1, "train_loss": loss_sum / n, "train_acc": correct / n, "val_loss": val_loss,
            "val_acc": val_acc, "lr": lr, "seconds": seconds}
     state.history.append(row)
-    state.epoch, state.step, state.sums = state.epoch + 1, 0, [0.0, 0.0, 0.0]
+    state.epoch, state.step, state.sums, state.epoch_seconds = state.epoch + 1, 0, [0.0, 0.0, 0.0], 0.0
     improved = val_acc > state.best["val_acc"]
     if improved:
         state.best = {"val_acc": val_acc, "val_loss": val_loss, "epoch": row["epoch"]}
-    t.save_state(state)
     if t.is_main:
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+        # the best weights before the state that says they exist: killed in between, a resume redoes the epoch.
+        # The other way round, a run killed after its last epoch's state resumed as "finished" without them.
         if improved:
-            metrics = {"best_epoch": state.best["epoch"], "split": t.cfg.val_split, "val_acc": val_acc,
-                       "val_loss": val_loss}
-            save_model(t.run.path, t.eval_model, {**t.meta_base, "metrics": metrics}, half=t.cfg.half_weights)
+            save_best(t, state)
+    t.save_state(state)
+    if t.is_main:
         t.run.write_history(state.history)
+
+
+def save_best(t: Trainer, state: TrainState) -> None:
+    metrics = {"best_epoch": state.best["epoch"], "split": t.cfg.val_split, "val_acc": state.best["val_acc"],
+               "val_loss": state.best["val_loss"]}
+    save_model(t.run.path, t.eval_model, {**t.meta_base, "metrics": metrics}, half=t.cfg.half_weights)
+
+
+def repair_after_resume(t: Trainer, state: TrainState) -> None:
+    """What a kill between the last saves can leave behind, put right from the saved state: the history's rows,
+    and the best weights when the best epoch is the one the state was saved at (its weights are the ones just
+    loaded). Runs killed by earlier versions, which saved the state first, are repaired this way."""
+    if not t.is_main:
+        return
+    t.run.write_history(state.history)
+    best_epoch = state.best.get("epoch")
+    try:
+        saved = t.run.read_json(META_FILE).get("metrics", {}).get("best_epoch")
+    except RunProblem:
+        saved = None
+    if best_epoch is not None and best_epoch == state.epoch and state.step == 0 and \
+            (saved != best_epoch or not t.run.file(MODEL_FILE).exists()):
+        save_best(t, state)
+        print(f"repaired: model.safetensors now holds epoch {best_epoch}, the best, which a stop had left unsaved",
+              file=sys.stderr)
 
 
 def record_outcome(run: RunFolder, state: TrainState, train_faces: int, outcome: str) -> None:
@@ -289,6 +317,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool, kill_at_step: int | None = 
 
     t, state = build_trainer(cfg, run, device, rank, world, threads, precision, splits, status, stop, resume)
     t.kill_at_step, t.stop_at_step = kill_at_step, stop_at_step
+    if resume:
+        repair_after_resume(t, state)
 
     x_train = torch.as_tensor(splits.train.images).to(device)
     y_train = torch.as_tensor(splits.train.labels).to(device)

@@ -54,7 +54,8 @@ class TrainState:
     rank_sums: list | None = None  # every rank's sums at the last save (DDP), so each resumes its own
     best: dict = field(default_factory=lambda: {"val_acc": -1.0})
     train_seconds: float = 0.0
-    history: list = field(default_factory=list)
+    epoch_seconds: float = 0.0     # wall seconds of the current epoch up to the last save: a resumed epoch's
+    history: list = field(default_factory=list)  # row counts them too, not only what came after the resume
 
     @classmethod
     def from_info(cls, info: dict, rank: int) -> "TrainState":
@@ -67,7 +68,9 @@ class TrainState:
         sums = isinstance(state.sums, list) and len(state.sums) == 3 and all(
             isinstance(v, (int, float)) for v in state.sums)
         best = isinstance(state.best, dict) and isinstance(state.best.get("val_acc"), float)
-        if not (whole and rows and sums and best and isinstance(state.train_seconds, (int, float))):
+        seconds = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                      for v in (state.train_seconds, state.epoch_seconds))
+        if not (whole and rows and sums and best and seconds):
             raise CheckpointError("last.safetensors: its resume info is not a training state this trainer wrote; "
                                   "start the run anew with --restart (same --out, with --data and the settings)")
         if state.rank_sums and rank < len(state.rank_sums):
