@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from fer_models.runs.folder import HISTORY_FILE, MODEL_FILE, RunProblem
+from fer_models.runs.folder import HISTORY_FILE, MODEL_FILE, RunFolder, RunProblem
 from fer_models.runs.registry import RunSummary, best_run, list_runs, read_history
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,3 +207,23 @@ def require_evaluation(run: RunSummary) -> None:
         st.info(f"Run {md(run.name)} has no evaluation yet. Score it with\n\n"
                 f"`fer-studio evaluate --run {run.path} --data path/to/fer2013.csv.gz --split PublicTest`")
         st.stop()
+
+
+def split_role_note(run: RunSummary, split: str) -> None:
+    """Say what an evaluation's split was to the run, from its own settings, wherever a score is shown: a split
+    that picked the best epoch gives a slightly optimistic score, a split never seen gives a test score."""
+    from fer_models.runs.registry import split_role
+
+    try:
+        role = split_role(RunFolder(run.path).config(), split)
+    except RunProblem:
+        role = "unknown"
+    name = md(split.removesuffix("-tta"))
+    if role == "validation":
+        st.caption(f"{name} is **validation** for {md(run.name)}: it picked the best epoch on it, so these scores "
+                   "are a little optimistic. Only a split it never saw (FER2013's PrivateTest) is a test.")
+    elif role == "training":
+        st.warning(f"{name} is the split {md(run.name)} trained on: these scores say how well it learned, not how "
+                   "well it recognises faces it has not seen.")
+    elif role == "test":
+        st.caption(f"{name} is a **test** for {md(run.name)}: never seen in training or in choosing its epoch.")

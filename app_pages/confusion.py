@@ -4,7 +4,7 @@ import streamlit as st
 
 from app_pages._dataset import cached_votes, load_split
 from app_pages._face_card import face_card
-from app_pages._shared import md, require_evaluation, selected_run
+from app_pages._shared import md, require_evaluation, selected_run, split_role_note
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.facedata import DataError
 from fer_models.evaluation.confusion import cell_faces, cell_from_selection, most_confused, per_class_table
@@ -129,6 +129,7 @@ if run is not None:
         st.info(f"Split {md(split)} has no labels: there is no confusion matrix, only predictions "
                 f"({len(predictions)} faces).")
         st.stop()
+    split_role_note(run, split)
     counts = confusion.fillna(0).to_numpy().astype(int)
     normalise = mode.toggle("Row-normalised: where each class's faces went", value=True,
                             help="Off: the number of faces in each cell.")

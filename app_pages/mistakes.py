@@ -3,7 +3,7 @@ import streamlit as st
 
 from app_pages._dataset import cached_votes, load_split
 from app_pages._face_card import face_card
-from app_pages._shared import md, require_evaluation, selected_run
+from app_pages._shared import md, require_evaluation, selected_run, split_role_note
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.facedata import DataError
 from fer_models.evaluation.mistakes import (
@@ -166,6 +166,7 @@ run = selected_run()
 if run is not None:
     require_evaluation(run)
     split, metrics, predictions, second = evaluation_ui(run)
+    split_role_note(run, split)
     votes, source = covering(*cached_votes(metrics.get("data"), split), predictions["id"])
     mistakes = mistake_table(predictions, votes)
     summary_ui(run, split, mistakes, predictions, source)

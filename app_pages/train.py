@@ -25,7 +25,7 @@ from fer_models.runs.jobs import (
     sanitise_name,
     stop,
 )
-from fer_models.runs.registry import RunSummary, list_runs, read_history
+from fer_models.runs.registry import RunSummary, list_runs, read_history, split_role
 from fer_models.runs.settings import (
     DEFAULT_LR,
     DEFAULT_WEIGHT_DECAY,
@@ -114,9 +114,12 @@ def finished_card(run: RunSummary, buttons) -> None:
         st.caption(f"Its dataset ({md(data or 'unknown')}) is not on this machine: evaluate it from a terminal.")
         return
     sizes, _ = summary_of(data, "fer2013")
-    choices = [s for s in (sizes or {}) if s != settings.train_split] or list(sizes or {})
+    config = RunFolder(run.path).config()
+    roles = {s: split_role(config, s) for s in (sizes or {})}
+    # splits it never saw first: a test score; then the one that picked its epoch; never the one it trained on
+    choices = sorted((s for s in roles if roles[s] != "training"), key=lambda s: (roles[s] != "test", s))
     splits = buttons.multiselect("Splits", choices, default=choices[:1], key=f"splits_{run.name}",
-                                 label_visibility="collapsed")
+                                 format_func=lambda s: f"{s} ({roles[s]})", label_visibility="collapsed")
     if buttons.button("Evaluate", key=f"eval_{run.name}", disabled=not splits):
         with st.spinner(f"Evaluating {run.name} on {', '.join(splits)}…"):
             for result in evaluate(run.path, data, splits):
@@ -270,8 +273,10 @@ def job_form(data: str, label_source: str, demo: bool, sizes: dict | None) -> Tr
         val_choices = [HOLDOUT] + splits
         val_split = b.selectbox("Validate on", val_choices,
                                 format_func=lambda s: f"a {HOLDOUT_FRACTION:.0%} hold-out of the training split"
-                                if s == HOLDOUT else s,
-                                index=0 if demo or "PublicTest" not in splits else val_choices.index("PublicTest"))
+                                if s == HOLDOUT else s, index=0,
+                                help="The split that picks the best epoch, whose scores are then a little "
+                                     "optimistic. The hold-out keeps PublicTest a test: never seen in training "
+                                     "or in choosing the epoch.")
         device = c.selectbox("Device", devices())
         processes = d.number_input("Processes (DDP over torchrun)", 1, 8, 1,
                                    help="More than one: torchrun starts one process per GPU (gloo on CPU)")

@@ -77,3 +77,13 @@ def test_mistakes_page_on_a_reference_run(run):
     cards = [c.value for c in at.caption if "· label" in c.value]
     assert cards[0].startswith(f"id {first} · label **sad**") and len(cards) == min(len(wanted), 12)
     assert at.query_params["true"] == "sad" and at.query_params["votes"] == MODEL
+
+
+def test_a_shipped_runs_scores_say_that_publictest_picked_its_epoch():
+    """Every shipped run validated on PublicTest: its scores there are validation scores, and the pages say so."""
+    for page in ("app_pages/confusion.py", "app_pages/mistakes.py"):
+        at = open_app(page, run="resnet10_fer")
+        assert any("PublicTest is **validation** for resnet10\\_fer" in c.value for c in at.caption), page
+    for run in ("cnn3", "densenet201_fer", "resnet10_fer"):
+        metrics = json.loads((SHIPPED / run / "eval" / "PublicTest" / "metrics.json").read_text())
+        assert metrics["precision"] in ("fp32", "bf16")  # every evaluation says what it was scored in

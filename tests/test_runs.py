@@ -85,19 +85,22 @@ def test_models_table_comes_from_the_run_folders(tmp_path):
     from helpers import make_evaluated_run
     run = make_evaluated_run(tmp_path / "runs", "cnn3_ref")
     meta = _json.loads((run / "meta.json").read_text())
-    meta["training"] = {"device_name": "CPU (2 threads x 1 processes)", "precision": "bf16", "seconds": 7200}
+    meta["training"] = {"device_name": "CPU (2 threads x 1 processes)", "precision": "bf16", "seconds": 7200,
+                        "images_per_second": 104.5}
     (run / "meta.json").write_text(_json.dumps(meta))
     (run / "config.json").write_text(_json.dumps({"args": {
         "model": "cnn3", "data": "/somewhere/fer2013.csv.gz", "epochs": 40, "optimizer": "sgd", "lr": 0.01,
-        "label_smoothing": 0.1, "flip": False, "seed": 0}}))
-    accuracy = _json.loads((run / "eval" / "PublicTest" / "metrics.json").read_text())["accuracy"]
+        "label_smoothing": 0.1, "flip": False, "seed": 0}, "resumed": ["then", "later"], "threads_per_process": 2,
+        "world_size": 1}))
+    metrics = _json.loads((run / "eval" / "PublicTest" / "metrics.json").read_text())
     table = models_table(tmp_path / "runs")
     row = table.splitlines()[2]
-    assert row.startswith("| cnn3_ref | cnn3 | 5.39M | 0 | CPU (2 threads x 1 processes), bf16 | 2.0 h | "
-                          f"{accuracy:.2%} | not evaluated |")
+    assert row.startswith("| cnn3_ref | cnn3 | 5.39M | 0 | 3 | 2.0 h | 4.0 | 104 | CPU (2 threads x 1 processes), "
+                          f"bf16 | validation (it picked the best epoch) | {metrics['accuracy']:.2%} | not evaluated | "
+                          f"{metrics['macro_f1']:.3f} | {metrics['precision']} |")
     assert reproduce_command(_json.loads((run / "config.json").read_text()), "cnn3_ref") == (
         "fer-studio train --model cnn3 --data path/to/fer2013.csv.gz --epochs 40 "
-        "--label-smoothing 0.1 --no-flip --out artifacts/runs/cnn3_ref")
+        "--label-smoothing 0.1 --no-flip --out runs/cnn3_ref_again")
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n{TABLE_START}\nold\n{TABLE_END}\nafter\n")
     write_table(readme, tmp_path / "runs")
@@ -148,3 +151,15 @@ def test_what_the_recipes_say_of_the_shipped_resnet10_fer_is_in_its_history():
     best = history.loc[history["val_acc"].idxmax()]
     assert best["epoch"] == history["epoch"].max() == 40 and f"{best['val_acc']:.1%}" in text
     assert history["val_loss"].idxmin() == history.index[-1] and f"{history['train_acc'].iloc[-1]:.1%}" in text
+
+
+@pytest.mark.parametrize("args, split, role", [
+    ({"train_split": "Training", "val_split": "PublicTest"}, "PublicTest", "validation"),
+    ({"train_split": "Training", "val_split": "PublicTest"}, "PublicTest-tta", "validation"),
+    ({"train_split": "Training", "val_split": "PublicTest"}, "PrivateTest", "test"),
+    ({"train_split": "Training", "val_split": "PublicTest", "val_fraction": 0.1}, "PublicTest", "test"),
+    ({"train_split": "Training", "val_split": "PublicTest"}, "Training", "training"),
+    (None, "PublicTest", "unknown")])
+def test_each_split_is_named_for_what_it_was_to_the_run(args, split, role):
+    from fer_models.runs.registry import split_role
+    assert split_role({"args": args} if args else {}, split) == role

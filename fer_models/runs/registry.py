@@ -220,30 +220,67 @@ def reproduce_command(config: dict, run_name: str) -> str:
             parts.append(flag(key))
         else:
             parts.append(f"{flag(key)} {value}")
-    parts.append(f"--out artifacts/runs/{run_name}")
+    # a folder of its own: the run's own folder exists (a shipped one is never to be overwritten or restarted)
+    parts.append(f"--out runs/{run_name}_again")
     return " ".join(parts)
+
+
+def split_role(config: dict, split: str) -> str:
+    """What a split was to a run, from its recorded settings: "training" (it learned from it), "validation" (it
+    picked the best epoch on it: its scores there are a little optimistic), or "test" (never seen in training
+    or selection); "unknown" without settings."""
+    args = config.get("args") if isinstance(config.get("args"), dict) else None
+    if args is None:
+        return "unknown"
+    name = split.removesuffix("-tta") if isinstance(split, str) else split
+    if name == args.get("train_split", "Training"):
+        return "training"
+    if not args.get("val_fraction") and name == args.get("val_split", "PublicTest"):
+        return "validation"
+    return "test"
+
+
+ROLE_WORDS = {"training": "training (learned from it)", "validation": "validation (it picked the best epoch)",
+              "test": "test (never seen)", "unknown": "unknown"}
+
+
+def training_cost(meta: dict, config: dict) -> dict:
+    """What a run's training took: sittings (the start and each resume), wall hours, core-hours (wall time times
+    the threads of every process) and images per second, from meta.json and config.json."""
+    training = meta.get("training", {}) if isinstance(meta.get("training"), dict) else {}
+    seconds = training.get("seconds")
+    resumed = config.get("resumed") if isinstance(config.get("resumed"), list) else []
+    threads = config.get("threads_per_process") if isinstance(config.get("threads_per_process"), int) else None
+    world = config.get("world_size") if isinstance(config.get("world_size"), int) else 1
+    return {"sittings": 1 + len(resumed), "hours": seconds / 3600 if seconds else None,
+            "core_hours": seconds * threads * world / 3600 if seconds and threads else None,
+            "images_per_second": training.get("images_per_second")}
 
 
 def models_table(root) -> str:
     """A Markdown table of every run under root, each figure read from its run folder."""
-    lines = ["| run | model | parameters | epochs | device, precision | training time | PublicTest accuracy | "
-             "with flip TTA | macro F1 | reproduce |", "|" + " --- |" * 10]
+    lines = ["| run | model | parameters | epochs | sittings | training time | core-hours | images/s | device, "
+             "precision | PublicTest was | PublicTest accuracy | with flip TTA | macro F1 | scored in | reproduce |",
+             "|" + " --- |" * 15]
     for run in list_runs(root):
         folder = RunFolder(run.path)
         if run.state == "unreadable":
-            lines.append(f"| {run.name} | unreadable: {run.error} |" + " |" * 8)
+            lines.append(f"| {run.name} | unreadable: {run.error} |" + " |" * 13)
             continue
         meta, config = folder.meta(), folder.config()
         training = meta.get("training", {})
+        cost = training_cost(meta, config)
         plain, tta = (_metrics(folder, split) for split in ("PublicTest", "PublicTest-tta"))
-        seconds = training.get("seconds")
         pct = lambda m: f"{m['accuracy']:.2%}" if "accuracy" in m else "not evaluated"  # noqa: E731
         lines.append(" | ".join([
             f"| {run.name}", run.arch or "?", f"{meta['params'] / 1e6:.2f}M" if meta.get("params") is not None else "?",
-            str(run.epochs_done),
+            str(run.epochs_done), str(cost["sittings"]),
+            f"{cost['hours']:.1f} h" if cost["hours"] else "?",
+            f"{cost['core_hours']:.1f}" if cost["core_hours"] else "?",
+            f"{cost['images_per_second']:.0f}" if cost["images_per_second"] else "?",
             ", ".join(filter(None, [training.get("device_name", "?"), training.get("precision")])),
-            f"{seconds / 3600:.1f} h" if seconds else "?", pct(plain), pct(tta),
-            f"{plain['macro_f1']:.3f}" if "macro_f1" in plain else "-",
+            ROLE_WORDS[split_role(config, "PublicTest")], pct(plain), pct(tta),
+            f"{plain['macro_f1']:.3f}" if "macro_f1" in plain else "-", plain.get("precision") or "?",
             f"`{reproduce_command(config, run.name)}` |"]))
     return "\n".join(lines)
 

@@ -24,7 +24,7 @@ from fer_models.core.arguments import OneLineParser
 from fer_models.datasets.facedata import DataError
 from fer_models.nets.models import list_models
 from fer_models.runs.checkpoints import CheckpointError
-from fer_models.runs.folder import CONFIG_FILE, STATUS_FILE, RunFolder, RunProblem
+from fer_models.runs.folder import CONFIG_FILE, META_FILE, STATUS_FILE, RunFolder, RunProblem
 from fer_models.runs.recipes import RECIPES, recipe
 from fer_models.runs.settings import RESUMABLE_FIELDS, SETTINGS, TrainConfig, add_arguments, config_from, flag
 from fer_models.training.loop import train
@@ -63,6 +63,9 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
                             f"{', '.join(flag(k) for k in changed)}. Only "
                             f"{', '.join(flag(k) for k in RESUMABLE_FIELDS)} may change on resume")
         return replace(saved, **{k: v for k, v in given.items() if k in RESUMABLE_FIELDS}).resolved()
+    if run.path.is_dir() and _shipped(run):
+        raise DataError(f"{run.path} is a shipped reference run: train into a folder of your own (--out runs/NAME); "
+                        "it is never restarted or overwritten")
     if run.path.is_dir():
         if args.restart:
             run.clear_training_state()
@@ -85,6 +88,13 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     if problems:
         raise DataError("; ".join(problems))
     return cfg
+
+
+def _shipped(run: RunFolder) -> bool:
+    try:
+        return "shipped" in run.read_json(META_FILE)
+    except RunProblem:
+        return False
 
 
 def main(argv=None) -> int:

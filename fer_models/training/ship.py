@@ -90,19 +90,42 @@ def _build(run: Path, to: Path, final: Path, model, meta: dict, data, half: bool
     if BUNDLED_PUBLICTEST.exists() and atlas_patterns >= 0:  # the Filters page and report then open at once
         from fer_models.explain.atlas import make_for_run
         report["atlas_layer"] = make_for_run(to, atlas_patterns)[1].layer
-    args = RunFolder(to).config().get("args", {})
-    renamed = {str(to): str(final)}  # the evaluations name the folder they were written in
-    # the data paths of the machine that trained and evaluated the run become the file's name alone: the
-    # reference run travels to machines without them, where the app then uses the bundled faces
+    make_portable(to, final, data)
+    report["bytes"] = sum(p.stat().st_size for p in to.rglob("*") if p.is_file())
+    return report
+
+
+def make_portable(folder: Path, final: Path, data) -> None:
+    """Rewrite the run's JSON records for the machines it travels to: the folder it was built in becomes its final
+    place (as the repository names it), the data paths of this machine the file's name alone (the app then uses
+    the bundled faces), a teacher that is a reference run the path the recipes name it by."""
+    args = RunFolder(folder).config().get("args", {})
+    renamed = {str(folder): _in_repository(final)}
     for path in (str(Path(data).resolve()), str(data), args.get("data")):
         if isinstance(path, str) and path:
             renamed[path] = Path(path).name
     if isinstance(args.get("teacher"), str) and args["teacher"]:
         renamed[args["teacher"]] = _portable_teacher(args["teacher"])
-    for record in to.rglob("*.json"):
+    for record in folder.rglob("*.json"):
         _rename_paths(record, renamed)
-    report["bytes"] = sum(p.stat().st_size for p in to.rglob("*") if p.is_file())
-    return report
+
+
+def _in_repository(path: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def reevaluate(ref, data, split: str = "PublicTest", precision: str = "auto") -> dict:
+    """A reference run evaluated again where it lies (the split and its flip TTA), its records made portable:
+    for evaluations from before metrics.json recorded the number format they were scored in."""
+    ref = Path(ref)
+    plain = evaluate_run(ref, data, split, precision=precision)
+    tta = evaluate_run(ref, data, split, tta=True, precision=precision)
+    make_portable(ref, ref, data)
+    return {"run": ref.name, "accuracy": plain["accuracy"], "accuracy_tta": tta["accuracy"],
+            "precision": plain["precision"]}
 
 
 def _portable_teacher(teacher: str) -> str:
@@ -133,8 +156,10 @@ def _rename_paths(record: Path, renamed: dict[str, str]) -> None:
 
 def parser() -> OneLineParser:
     p = OneLineParser(prog="fer-studio ship", description=__doc__.split("\n")[0])
-    p.add_argument("--run", required=True, help="the finished run folder")
-    p.add_argument("--to", required=True, help="where the reference run goes, e.g. artifacts/runs/cnn3")
+    p.add_argument("--run", help="the finished run folder")
+    p.add_argument("--to", help="where the reference run goes, e.g. artifacts/runs/cnn3")
+    p.add_argument("--reevaluate", metavar="REF",
+                   help="instead: evaluate this reference run again in place, in the scoring policy's number format")
     p.add_argument("--data", required=True, help="FER2013 CSV holding the evaluation split")
     p.add_argument("--half", action="store_true", help="fp16 weights if accuracy moves < 0.1 points")
     p.add_argument("--atlas-patterns", type=bounded_int(-1, 512), default=64,
@@ -143,9 +168,15 @@ def parser() -> OneLineParser:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if not args.reevaluate and not (args.run and args.to):
+        p.error("give --run and --to (ship a run), or --reevaluate REF (evaluate a reference run again)")
     try:
-        report = ship(args.run, args.to, args.data, args.half, atlas_patterns=args.atlas_patterns)
+        if args.reevaluate:
+            report = reevaluate(args.reevaluate, args.data)
+        else:
+            report = ship(args.run, args.to, args.data, args.half, atlas_patterns=args.atlas_patterns)
     except (CheckpointError, DataError, RunProblem, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
