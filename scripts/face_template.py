@@ -1,5 +1,6 @@
-"""Measure where MTCNN finds the eyes and mouth in FER2013's own 48x48 faces: the template that
-fer_models.faces.align places every photo's crop by.
+"""Measure where MTCNN finds the eyes and mouth in FER2013's own 48x48 faces (the template that
+fer_models.faces.align places every photo's crop by), and how wide the Haar cascade's box is on them
+(fer_models.faces.haar.HAAR_MARGIN).
 
     python scripts/face_template.py [--faces 1000]      # the first N bundled PublicTest faces; prints JSON
 """
@@ -12,7 +13,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST  # noqa: E402
-from fer_models.faces.align import measure_template  # noqa: E402
+from fer_models.faces.align import measure_haar, measure_template  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -20,7 +21,7 @@ def main(argv=None) -> int:
     p.add_argument("--faces", type=int, default=1000, help="how many bundled PublicTest faces, from the first")
     args = p.parse_args(argv)
     images = np.load(BUNDLED_PUBLICTEST)["images"][:args.faces, 0]
-    print(json.dumps(measure_template(images)))
+    print(json.dumps({**measure_template(images), "haar": measure_haar(images)}))
     return 0
 
 

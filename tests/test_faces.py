@@ -161,3 +161,25 @@ def test_crop_of_a_turned_face_undoes_the_turn():
     # the bar (rows 30-40 of the upright picture, 20-30 of the crop) is horizontal again: a few
     # bright rows, dark elsewhere; still turned, it would spread thinly over ~40 rows
     assert rows[21:29].min() > 150 and rows[:17].max() < 20 and rows[34:].max() < 20
+
+
+def test_the_crop_scale_does_not_move_with_the_expression():
+    """Scaled by the eye-to-mouth line, an open mouth (surprise) made the crop wider and a smile narrower."""
+    from fer_models.faces.align import aligned_face
+
+    neutral = np.array([[15.2, 18.8], [33.4, 18.6], [24.3, 29.0], [16.8, 37.9], [32.0, 37.7]]) * 4
+    surprised = neutral.copy()
+    surprised[3:, 1] += 4 * 3  # the mouth 3 crop-pixels lower, the eyes where they were
+    smiling = neutral.copy()
+    smiling[3:, 1] -= 4 * 2
+    sides = [aligned_face(m).crop_side for m in (neutral, surprised, smiling)]
+    assert max(sides) / min(sides) < 1.001
+    turned = neutral.copy()
+    turned[1, 0] -= 4 * 8  # the head turned sideways: the eyes 10 crop-pixels apart, the mouth as it was
+    assert aligned_face(turned).crop_side > 0.75 * sides[0]  # the eye-to-mouth line bounds the shrinking
+
+
+def test_haar_crops_frame_a_face_as_fer2013_does():
+    from fer_models.faces.haar import HAAR_MARGIN
+    box = Face(100, 100, 46.1, margin=HAAR_MARGIN)  # the cascade's median box on FER2013's faces, in 48-pixel units
+    assert abs(box.crop_side - 48) < 0.3

@@ -172,3 +172,25 @@ def test_snapshot_annotates_an_rgb_photo_without_a_frame_rate(cnn3):
     assert picture.shape == rgb.shape and len(state.faces) == 1
     assert (picture[:30, :120] == rgb[:30, :120]).all()  # no fps text on a photo
     assert green(picture[..., ::-1]).sum() > 500
+
+
+def test_a_gradcam_map_turns_with_a_tilted_face():
+    """Drawn upright over a face tilted by 26°, the live overlay sat ~18 px from where its evidence was."""
+    import cv2
+
+    from fer_models.faces.face import Face, crop_matrix
+    from fer_models.media.live import draw_map
+
+    face = Face(320.0, 240.0, 120.0, angle=26.0)
+    evidence = np.zeros((48, 48), np.float32)
+    evidence[12:16, 30:34] = 1.0  # up and right of the crop's centre, inside the face box
+    out = np.zeros((480, 640, 3), np.uint8)
+    draw_map(out, face, evidence, opacity=1.0)
+    weight = out.astype(float).sum(axis=2)
+    ys, xs = np.indices(weight.shape)
+    drawn = np.array([(xs * weight).sum(), (ys * weight).sum()]) / weight.sum()
+    back = cv2.invertAffineTransform(crop_matrix(face, 48))
+    expected = back @ np.array([31.5, 13.5, 1.0])  # the spot's centre in the crop, carried back to the frame
+    upright = np.array([face.cx, face.cy]) + (np.array([31.5, 13.5]) - 24) * face.crop_side / 48
+    assert np.hypot(*(drawn - expected)) < 2.0
+    assert np.hypot(*(upright - expected)) > 15  # where the old drawing put it: this test tells them apart

@@ -52,8 +52,8 @@ def test_the_astronaut_is_found_with_landmarks_and_cropped_as_fer2013_crops_are(
     crop = search.crop(0)
     found = measure_template(crop[None])
     assert found["found"] == 1
-    assert abs(found["eye_line_y"] - 18.7) < 2.5 and abs(found["eye_to_mouth"] - 19.4) < 2.5
-    assert abs(found["eyes_mid_x"] - 24) < 2.5
+    assert abs(found["eye_line_y"] - 18.7) < 2.5 and abs(found["eye_distance"] - 17.9) < 1.5
+    assert abs(found["eyes_mid_x"] - 24) < 2.5  # her smile shortens the eye-to-mouth line: it no longer sets the scale
 
 
 @pytest.mark.parametrize("degrees", [30, -30])

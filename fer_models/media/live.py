@@ -20,9 +20,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from fer_models.core.constants import EMOTIONS, IMAGE_SIZE
+from fer_models.core.constants import EMOTIONS
 from fer_models.faces.detect import detect_faces
-from fer_models.faces.face import Face, crop_face, margin_pixels
+from fer_models.faces.face import Face, crop_face, crop_matrix, margin_pixels
 
 # A track survives this many detections in a row that miss it: a detector misses a face now and then
 # (a blink, motion blur), and dropping the track would restart its smoothing
@@ -181,27 +181,10 @@ class LiveAnnotator:
     # ---------------------------------------------------------------- drawing
 
     def _draw_gradcam(self, out: np.ndarray, track: Track, crop: np.ndarray) -> None:
-        import cv2
-
         from fer_models.explain.attributions import attribute, face_input
-        from fer_models.explain.pictures import colourise, to_unit
 
         cam = attribute(self.model, face_input(crop, self.meta), "gradcam", int(track.probs.argmax()))
-        side = int(round(track.face.size))
-        x0, y0 = int(round(track.face.cx - side / 2)), int(round(track.face.cy - side / 2))
-        h, w = out.shape[:2]
-        xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
-        if xb <= xa or yb <= ya:
-            return
-        # the crop has a margin per side around the box: the map's middle part covers the box
-        edge, size = int(margin_pixels()), IMAGE_SIZE
-        inner = cam.map[edge:size - edge, edge:size - edge]
-        colour = cv2.resize(colourise(inner, True)[..., ::-1], (side, side), interpolation=cv2.INTER_LINEAR)
-        weight = cv2.resize(np.abs(to_unit(inner, True)).astype(np.float32), (side, side))[..., None] * 0.6
-        region = out[ya:yb, xa:xb].astype(np.float32)
-        patch = colour[ya - y0:yb - y0, xa - x0:xb - x0].astype(np.float32)
-        wpatch = weight[ya - y0:yb - y0, xa - x0:xb - x0]
-        out[ya:yb, xa:xb] = (region * (1 - wpatch) + patch * wpatch + 0.5).astype(np.uint8)
+        draw_map(out, track.face, cam.map)
 
     def _draw_track(self, out: np.ndarray, track: Track) -> None:
         import cv2
@@ -234,6 +217,34 @@ class LiveAnnotator:
         cv2.putText(out, f"{self._fps:4.1f} fps", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
         cv2.putText(out, f"{self._fps:4.1f} fps", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1,
                     cv2.LINE_AA)
+
+
+def draw_map(out: np.ndarray, face: Face, map48: np.ndarray, opacity: float = 0.6) -> None:
+    """A signed map of the face's crop (48 x 48, as Grad-CAM gives it) laid over the BGR frame where that crop came
+    from: through the inverse of the crop's own transform, so a tilted face's map turns with it (drawn upright,
+    it sat 18 px off at 26°). Only the face box shows it, not the crop's margin."""
+    import cv2
+
+    from fer_models.explain.pictures import colourise, to_unit
+
+    size = map48.shape[0]
+    edge = int(round(margin_pixels(face, size)))
+    weight = np.abs(to_unit(map48, True)).astype(np.float32) * opacity
+    weight[:edge], weight[size - edge:], weight[:, :edge], weight[:, size - edge:] = 0, 0, 0, 0
+    colour = colourise(map48, True)[..., ::-1]
+    corners = face.corners()
+    h, w = out.shape[:2]
+    x0, y0 = max(int(np.floor(corners[:, 0].min())), 0), max(int(np.floor(corners[:, 1].min())), 0)
+    x1, y1 = min(int(np.ceil(corners[:, 0].max())) + 1, w), min(int(np.ceil(corners[:, 1].max())) + 1, h)
+    if x1 <= x0 or y1 <= y0:
+        return
+    m = crop_matrix(face, size)
+    m[:, 2] += m[:, :2] @ np.array([x0, y0], float)  # the region's own pixels, not the frame's
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    tinted = cv2.warpAffine(colour, m, (x1 - x0, y1 - y0), flags=flags, borderValue=0).astype(np.float32)
+    alpha = cv2.warpAffine(weight, m, (x1 - x0, y1 - y0), flags=flags, borderValue=0)[..., None]
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = (region * (1 - alpha) + tinted * alpha + 0.5).astype(np.uint8)
 
 
 def process_frame(annotator: LiveAnnotator, frame):
