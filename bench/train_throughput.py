@@ -3,13 +3,16 @@ epochs each model can train in one sitting.
 
     python bench/train_throughput.py [--models cnn3 densenet201_fer] [--batch-size 128] [--steps 10]
                                      [--budget-hours 2.3] [--teacher resnet10_fer] [--compare]
+    python bench/train_throughput.py --compile [--threads 2] [--interop-threads 1] [--models resnet10_fer]
 
 For each model: the trainer's own path (batch augmentation, channels_last, the precision the trainer
 picks here: bf16 only where the CPU computes it natively), the same with a distillation teacher's
 forward pass added, and the epochs of the 28,709 FER2013 Training faces that fit in --budget-hours
 at that speed. --compare adds a naive loop (per-image PIL augmentation, fp32 NCHW) and each layout
-and precision. Prints one JSON object. Run it on an idle machine: a training job beside it halves
-every figure.
+and precision. --compile adds the same step with the model under torch.compile (inductor, CPU; its
+compilation is timed apart), --threads and --interop-threads set torch's intra- and inter-op threads for the
+whole run (the interop count can only be set once per process: one run per setting). Prints one JSON
+object. Run it on an idle machine: a training job beside it halves every figure.
 """
 import argparse
 import json
@@ -28,12 +31,16 @@ from fer_models.nets.models import create_model, list_models
 from fer_models.nets.precision import autocast_for, resolve_precision
 
 
-def timed_steps(name, batch, steps, make_batch, precision="fp32", fmt=torch.contiguous_format, teacher=None):
+def timed_steps(name, batch, steps, make_batch, precision="fp32", fmt=torch.contiguous_format, teacher=None,
+                compiled=False, timings=None):
     """Images per second of SGD steps on `name`, each on the batch that make_batch() returns; with a
-    teacher model, its forward pass and the distillation term are part of each step, as in the trainer."""
+    teacher model, its forward pass and the distillation term are part of each step, as in the trainer.
+    compiled: the model under torch.compile; the first steps' time (compilation) goes into timings."""
     torch.manual_seed(0)
     model = create_model(name).to(memory_format=fmt).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    if compiled:
+        model = torch.compile(model)
     y = torch.randint(0, 7, (batch,))
 
     def step():
@@ -49,8 +56,11 @@ def timed_steps(name, batch, steps, make_batch, precision="fp32", fmt=torch.cont
         loss.backward()
         opt.step()
 
+    t = time.perf_counter()
     for _ in range(2):
         step()
+    if timings is not None:
+        timings["warm_up_seconds"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
     for _ in range(steps):
         step()
@@ -85,11 +95,17 @@ def main():
     p.add_argument("--train-faces", type=int, default=28709, help="faces per epoch (FER2013 Training)")
     p.add_argument("--teacher", default="resnet10_fer", help="the distillation teacher's architecture")
     p.add_argument("--compare", action="store_true", help="also the naive loop and every layout/precision")
+    p.add_argument("--compile", action="store_true", help="also the trainer's step under torch.compile")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
+    p.add_argument("--interop-threads", type=int, help="torch.set_num_interop_threads (default: torch's)")
     args = p.parse_args()
-    torch.set_num_threads(os.cpu_count())
+    if args.interop_threads:
+        torch.set_num_interop_threads(args.interop_threads)
+    torch.set_num_threads(args.threads)
     precision = resolve_precision("auto", torch.device("cpu"))
     teacher = create_model(args.teacher).to(memory_format=torch.channels_last).eval()
-    result = {"threads": torch.get_num_threads(), "batch_size": args.batch_size, "cpu_capability":
+    result = {"threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
+              "batch_size": args.batch_size, "cpu_capability":
               torch.backends.cpu.get_cpu_capability(), "trainer_precision": precision,
               "budget_hours": args.budget_hours, "teacher": args.teacher, "models": {}}
     for name in args.models:
@@ -100,6 +116,11 @@ def main():
         row = {"images_per_second": trainer, "with_teacher_images_per_second": taught,
                "epochs_in_budget": int(seconds * trainer // args.train_faces),
                "epochs_in_budget_with_teacher": int(seconds * taught // args.train_faces)}
+        if args.compile:
+            timings = {}
+            row["compiled_images_per_second"] = timed_steps(name, b, n, trainer_batches(b), precision, cl,
+                                                            compiled=True, timings=timings)
+            row["compile_seconds"] = timings["warm_up_seconds"]
         if args.compare:
             row.update(naive_pil_fp32=timed_steps(name, b, n, naive_batches(b)),
                        fp32_nchw=timed_steps(name, b, n, trainer_batches(b)),
