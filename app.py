@@ -42,6 +42,7 @@ navigation = st.navigation({
     ],
     "Learn": [
         st.Page("app_pages/learn.py", title="The math", icon=":material/functions:"),
+        st.Page("app_pages/convolution.py", title="One convolution", icon=":material/grid_on:"),
         st.Page("app_pages/report.py", title="Report", icon=":material/description:"),
     ],
 })

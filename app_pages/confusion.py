@@ -2,113 +2,11 @@
 
 import streamlit as st
 
-from app_pages._dataset import cached_votes, load_split
-from app_pages._face_card import face_card
+from app_pages._confusion_view import evaluation_label, load_evaluation, matrix, show_faces, show_summary
 from app_pages._shared import md, require_evaluation, selected_run, split_role_note
-from fer_models.core.constants import EMOTIONS
-from fer_models.datasets.facedata import DataError
-from fer_models.evaluation.confusion import cell_faces, cell_from_selection, most_confused, per_class_table
-from fer_models.runs.folder import METRICS_FILE, RunFolder, RunProblem
-from fer_models.runs.registry import faces_source, read_evaluation
-from fer_models.teaching.figures import confusion_figure
-
-FACES_PER_PAGE = 12
-METRIC_HELP = {
-    "Accuracy": "Share of faces whose most probable class is the dataset's label.",
-    "Macro F1": "F1 (the harmonic mean of precision and recall) of each class, averaged with equal weight: "
-                "a rare class such as disgust counts as much as happy.",
-    "Top-2 accuracy": "Share of faces whose label is among the model's two most probable classes.",
-    "Calibration error (ECE)": "Expected calibration error: how far the model's confidence is from its accuracy, "
-                               "averaged over 15 confidence bins. 0 = a 70%-sure answer is right 70% of the time.",
-}
+from fer_models.evaluation.confusion import per_class_table
 
 st.title("Confusion matrix")
-
-
-def evaluation_label(split: str) -> str:
-    return f"{split[:-4]}, with mirror-image TTA" if split.endswith("-tta") else split
-
-
-@st.cache_data(show_spinner=False)
-def cached_evaluation(run_path: str, split: str, mtime: float):
-    return read_evaluation(run_path, split)
-
-
-def cell_in_url() -> tuple[int, int] | None:
-    """The selected cell, kept in the URL (?cell=fear,sad) so that Back, a refresh and the toggle keep it."""
-    true, _, pred = st.query_params.get("cell", "").partition(",")
-    return (EMOTIONS.index(true), EMOTIONS.index(pred)) if true in EMOTIONS and pred in EMOTIONS else None
-
-
-def follow_clicks(key: str) -> tuple[int, int] | None:
-    """A new click on the chart (its selection, read before the chart is drawn so that the outline follows at
-    once) moves the URL's cell; an empty or unchanged selection leaves it."""
-    clicked = cell_from_selection(st.session_state.get(key))
-    if clicked != st.session_state.get("confusion_last_click"):
-        st.session_state["confusion_last_click"] = clicked
-        if clicked is not None:
-            st.query_params["cell"] = f"{EMOTIONS[clicked[0]]},{EMOTIONS[clicked[1]]}"
-    return cell_in_url()
-
-
-def clear_cell():
-    st.query_params.pop("cell", None)
-    st.session_state["confusion_last_click"] = None
-
-
-def show_faces(metrics, predictions, split, true, pred):
-    cell = cell_faces(predictions, true, pred)
-    what = "recognised" if true == pred else f"taken for {EMOTIONS[pred]}"
-    head, close = st.columns([5, 1], vertical_alignment="center")
-    head.markdown(f"**{len(cell)} {EMOTIONS[true]} faces {what}**")
-    close.button("✕", key="clear_cell", help="Close the faces of this cell", on_click=clear_cell)
-    if cell.empty:
-        st.info("No face in this cell.")
-        return
-    source = faces_source(metrics, split)
-    if source is None:
-        st.warning(f"The faces of split {md(split)} come from {md(metrics.get('data') or 'a dataset')}, which is not "
-                   "on this machine. Evaluate the run again on your copy (fer-studio evaluate --run RUN "
-                   f"--data YOUR_FER2013.csv --split {md(split)}) to browse them here.")
-        return
-    try:
-        images, _, _, index = load_split(source, split)
-    except DataError as err:
-        st.error(f"Could not read the faces: {md(err)}")
-        return
-    votes, _ = cached_votes(metrics.get("data"), split)
-    pages = (len(cell) - 1) // FACES_PER_PAGE + 1
-    page = st.number_input(f"Page (of {pages}), the model's most confident first", 1, pages, 1,
-                           key=f"faces_page_{true}_{pred}") if pages > 1 else 1
-    shown = cell.iloc[(page - 1) * FACES_PER_PAGE: page * FACES_PER_PAGE]
-    columns = st.columns(3)
-    missing = 0
-    for i, row in enumerate(shown.itertuples()):
-        if row.id not in index:
-            missing += 1
-            continue
-        with columns[i % 3]:
-            face_card(images[index[row.id]][0], [f"id {md(row.id)}", f"model {row.confidence:.0%} {EMOTIONS[pred]}"],
-                      {"run": st.query_params.get("run", ""), "split": split, "face": row.id},
-                      votes.loc[str(row.id), list(EMOTIONS)].to_numpy(float)
-                      if votes is not None and str(row.id) in votes.index else None,
-                      annotators=votes.loc[str(row.id), "annotators"]
-                      if votes is not None and str(row.id) in votes.index and "annotators" in votes else None)
-    if missing:
-        st.warning(f"{missing} faces of this page are not in {md(source)}: it is not the data this evaluation scored.")
-
-
-def show_summary(metrics, counts):
-    a, b = st.columns(2)
-    shown = [("Accuracy", "accuracy", "{:.1%}", a), ("Macro F1", "macro_f1", "{:.3f}", b),
-             ("Top-2 accuracy", "top2_accuracy", "{:.1%}", a), ("Calibration error (ECE)", "ece", "{:.3f}", b)]
-    missing = [label for label, key, _, _ in shown if metrics.get(key) is None]
-    for label, key, form, column in shown:
-        column.metric(label, "—" if metrics.get(key) is None else form.format(metrics[key]), help=METRIC_HELP[label])
-    if missing:  # an evaluation written by hand or by an older version: the matrix still comes from its counts
-        st.warning(f"This evaluation's metrics.json lacks {', '.join(missing)}: evaluate the run again to have them.")
-    st.markdown("**Most confused**\n\n" + "\n".join(f"- {line}" for line in most_confused(counts)))
-
 
 run = selected_run()
 if run is not None:
@@ -118,13 +16,10 @@ if run is not None:
                            index=run.evaluations.index("PublicTest") if "PublicTest" in run.evaluations else 0,
                            help="The run's predictions on one split. With TTA (test-time augmentation) each face's "
                                 "probabilities are averaged with its mirror image's.")
-    folder = RunFolder(run.path).eval_dir(split)
-    try:
-        metrics, predictions, confusion = cached_evaluation(str(run.path), split,
-                                                            (folder / METRICS_FILE).stat().st_mtime)
-    except (RunProblem, OSError) as err:
-        st.error(f"This evaluation cannot be read: {md(err)}. Evaluate the run again to rewrite it.")
+    loaded = load_evaluation(run, split)
+    if loaded is None:
         st.stop()
+    metrics, predictions, confusion = loaded
     if confusion is None:
         st.info(f"Split {md(split)} has no labels: there is no confusion matrix, only predictions "
                 f"({len(predictions)} faces).")
@@ -133,12 +28,9 @@ if run is not None:
     counts = confusion.fillna(0).to_numpy().astype(int)
     normalise = mode.toggle("Row-normalised: where each class's faces went", value=True,
                             help="Off: the number of faces in each cell.")
-    key = f"confusion-{run.name}-{split}"
-    cell = follow_clicks(key)
     chart, side = st.columns([3, 2])
     with chart:
-        st.plotly_chart(confusion_figure(counts, normalise, cell), on_select="rerun", selection_mode="points",
-                        key=key, width="content", config={"displayModeBar": False})
+        cell = matrix(counts, normalise, f"confusion-{run.name}-{split}")
     with side:
         if cell is None:
             st.info("Click a cell of the matrix to see its faces here.", icon=":material/touch_app:")

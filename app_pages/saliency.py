@@ -2,56 +2,14 @@
 import streamlit as st
 
 from app_pages._face_picker import pick_face, show_model_input
-from app_pages._shared import checkpoint_key, describe, md, model_of, selected_model
+from app_pages._saliency_view import show_maps
+from app_pages._shared import describe, md, model_of, selected_model
 from fer_models.core.constants import EMOTIONS
-from fer_models.explain.attributions import METHODS, attribute_classes, face_input, gradcam_map_size, probabilities
-from fer_models.explain.pictures import colourise, enlarge, overlay, robust_top, scale_bar
+from fer_models.explain.attributions import METHODS, face_input, gradcam_map_size, probabilities
 from fer_models.teaching.figures import probability_figure
 
 st.title("Saliency")
 st.caption("Pick a face; see the class probabilities, then where each attribution method says the evidence is.")
-
-
-@st.cache_data(show_spinner="Computing the attributions…", max_entries=64)
-def cached_maps(run_key: str, _model, _meta, face_bytes: bytes, method: str, targets: tuple):
-    """Maps for one (checkpoint, face, method, classes); the leading-underscore arguments are not
-    hashed: run_key (path and checkpoint time) stands for them."""
-    import numpy as np
-    face = np.frombuffer(face_bytes, np.uint8).reshape(48, 48).copy()
-    return attribute_classes(_model, face_input(face, _meta), method, list(targets))
-
-
-def show_maps(run, loaded, face, method, targets, opacity, probs):
-    model, meta = loaded
-    maps = cached_maps(checkpoint_key(run), model, meta, face.pixels.tobytes(), method, tuple(targets))
-    info = METHODS[method]
-    if len(targets) == 1:
-        a = maps[0]
-        top = robust_top(a.map)
-        left, right, legend = st.columns([5, 5, 3])
-        left.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, top), 240), width="stretch",
-                   caption=f"{info.title} for {EMOTIONS[a.target]}, over the face")
-        right.image(enlarge(colourise(a.map, a.signed, top), 240), width="stretch", caption="the map alone")
-        legend.image(scale_bar(a.signed, top), caption="scale of both")
-    else:
-        top = max(robust_top(a.map) for a in maps)  # one scale: a class with weak evidence looks weak
-        grid, legend = st.columns([4, 1])
-        with grid:
-            for row in range(0, len(maps), 4):
-                for col, a in zip(st.columns(4), maps[row:row + 4]):
-                    col.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, top), 192), width="stretch",
-                              caption=f"{EMOTIONS[a.target]} · model {probs[a.target]:.0%}")
-        legend.image(scale_bar(a.signed, top, height=300), caption="one scale for all seven maps")
-    if info.signed:
-        st.caption("Red: evidence for the class; blue: against it; white: none.")
-    else:
-        st.caption("Bright: the strongest pixels by this method's measure; black: none. The map is unsigned: it "
-                   "does not say whether a pixel is evidence for the class or against it.")
-    deltas = [a.delta for a in maps if a.delta is not None]
-    if deltas:
-        st.caption(f"Integrated Gradients convergence delta (|sum of the map − score change|): "
-                   f"{max(deltas):.2e}{' (largest of the classes)' if len(deltas) > 1 else ''}. "
-                   "Small against the score means 50 steps were enough.")
 
 
 run, model, meta = selected_model()

@@ -100,3 +100,25 @@ def test_report_page_with_no_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "empty"))
     at = open_app("app_pages/report.py")
     assert any("fer-studio train" in i.value for i in at.info)
+
+
+def test_convolution_page_agrees_with_the_forward_pass_on_every_layer(runs):
+    at = open_app("app_pages/convolution.py", run="small")
+    assert any("the same, within" in s.value for s in at.success)
+    assert any("reads input rows" in c.value for c in at.caption)
+    layers = at.selectbox(key="conv_layer")
+    names = [option.split(":")[0] for option in layers.options]
+    assert layers.value == names[0]
+    for layer in names[1:]:
+        at.selectbox(key="conv_layer").set_value(layer).run()
+        assert not at.exception and not at.error
+        assert any("the same, within" in s.value for s in at.success), layer
+        # past the first conv the sum runs over input channels, the biggest contributors offered first
+        assert at.radio(key=f"conv_{layer}_in").options
+    assert layer in at.query_params["layer"]
+
+
+def test_convolution_page_refuses_an_unknown_layer_in_the_url(runs):
+    at = open_app("app_pages/convolution.py", run="small", query={"layer": "../../etc"})
+    layers = at.selectbox(key="conv_layer")
+    assert layers.value == layers.options[0].split(":")[0] and not at.exception

@@ -123,3 +123,47 @@ def probability_figure(probs: np.ndarray, true: int | None = None) -> go.Figure:
     fig.update_layout(height=260, margin=dict(l=0, r=40, t=10, b=0), xaxis=dict(range=[0, 1], tickformat=".0%"),
                       yaxis=dict(autorange="reversed"))
     return fig
+
+
+def value_grid(values: np.ndarray, title: str, padded: np.ndarray | None = None, signed: bool = True,
+               cell: int = 42, digits: int = 2) -> go.Figure:
+    """A small matrix (a kernel, a patch, their products) with each number written in its cell; padding cells
+    gray and marked "pad". Fixed cell size, so a 3x3 and a 7x7 read at the same scale."""
+    k_h, k_w = values.shape
+    top = max(float(np.abs(values).max()), 1e-9)
+    shown = np.where(padded, np.nan, values) if padded is not None else values
+    fig = go.Figure(go.Heatmap(z=shown[::-1], colorscale="RdBu_r" if signed else "Greys", zmid=0 if signed else None,
+                               zmin=-top if signed else None, zmax=top, showscale=False, hoverinfo="skip",
+                               xgap=1, ygap=1))
+    notes = []
+    for i in range(k_h):
+        for j in range(k_w):
+            pad = padded is not None and padded[i, j]
+            notes.append(dict(x=j, y=k_h - 1 - i, showarrow=False, text="pad" if pad else f"{values[i, j]:.{digits}f}",
+                              font=dict(size=12, color="#555" if pad else _text_on(abs(values[i, j]) / top))))
+    fig.update_layout(annotations=notes, width=cell * k_w + 20, height=cell * k_h + 44, title=dict(text=title,
+                      font=dict(size=14), x=0.02, y=0.98), margin=dict(l=10, r=10, t=34, b=10),
+                      plot_bgcolor="#dddddd", xaxis=dict(visible=False, fixedrange=True),
+                      yaxis=dict(visible=False, fixedrange=True, scaleanchor="x"))
+    return fig
+
+
+def clickable_map(values: np.ndarray, selected: tuple[int, int] | None, side: int = 300) -> go.Figure:
+    """A feature map as square markers a click selects (Plotly heatmaps send no click events to Streamlit),
+    customdata (row, col); the selected cell outlined in red."""
+    h, w = values.shape
+    rows, cols = np.divmod(np.arange(h * w), w)
+    size = max(side / max(h, w) - 1, 2)
+    fig = go.Figure(go.Scatter(
+        x=cols, y=rows, mode="markers", customdata=np.stack([rows, cols], axis=1),
+        marker=dict(symbol="square", size=size, color=values.ravel(), colorscale="Viridis", line=dict(width=0)),
+        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
+        hovertemplate="row %{customdata[0]}, column %{customdata[1]}: %{marker.color:.3f}<extra>click</extra>"))
+    if selected is not None:
+        r, c = selected
+        fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5, line=dict(color="#d62728", width=3))
+    fig.update_layout(width=side + 20, height=side + 20, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
+                      dragmode=False, clickmode="event+select",
+                      xaxis=dict(visible=False, range=[-0.5, w - 0.5], fixedrange=True),
+                      yaxis=dict(visible=False, range=[h - 0.5, -0.5], fixedrange=True, scaleanchor="x"))
+    return fig

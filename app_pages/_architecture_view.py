@@ -1,0 +1,45 @@
+"""A network's make-up as the Architecture page and the lesson draw it: its size in four figures, the chain of
+blocks with the tensor shape on every arrow, and what the 48×48 input leaves unused."""
+import streamlit as st
+
+from fer_models.nets.structure import Structure
+
+
+def totals(structure: Structure) -> None:
+    totals = structure.totals
+    left, mid, right, last = st.columns(4)
+    left.metric("Parameters", f"{totals['parameters'] / 1e6:.2f} M",
+                help="Weights and biases the training adjusts (BatchNorm's scale and shift included).")
+    mid.metric("Mult-adds per face", f"{totals['mult_adds'] / 1e6:.1f} M",
+               help="Multiply-accumulate operations to score one 48×48 face: the compute cost of a prediction.")
+    right.metric("Layers", totals["layers"], help="Leaf modules: each conv, norm, activation, pool and linear layer.")
+    last.metric("Activations per face", f"{totals['activations_mib']} MiB",
+                help="Memory of every layer's output for one face: what a forward pass keeps for the backward "
+                     "pass in training, times the batch size.")
+
+
+def chain(structure: Structure) -> None:
+    st.html(structure.chain_html)
+
+
+def unused(structure: Structure) -> None:
+    """Said for any model, from its arithmetic and a gradient probe; the seed DenseNet's dead block 4 is the
+    case that prompted it."""
+    arch, findings, table = structure.arch, structure.findings, structure.reach_table
+    st.subheader("What a 48×48 input leaves unused", anchor="unused")
+    if not findings:
+        st.caption(f"Every kernel tap of {arch} sees real pixels and every cell of every map reaches the class "
+                   "scores: nothing is computed for nothing.")
+    for sentence in findings:
+        st.markdown(f"- {sentence}")
+    with st.expander("Per layer: kernel taps, weights that never train, dropped rows, cells that reach the scores"):
+        only = st.toggle("Only layers with a finding", value=bool(findings), key="unused_only")
+        view = table
+        if only:
+            view = table[(table["weights never trained"] > 0) | (table["rows × cols dropped"] != "")
+                         | table["cells reaching the output"].map(lambda s: s.split("/")[0] != s.split("/")[1])]
+        st.dataframe(view, hide_index=True, width="stretch", height=360,
+                     column_config={"weights never trained": st.column_config.NumberColumn(format="localized")})
+        st.caption("A kernel tap is used if some output position places it over a real pixel, not padding. A cell "
+                   "reaches the scores if some class score has a non-zero gradient there, on random faces in "
+                   "eval mode.")

@@ -1,0 +1,113 @@
+"""One convolution, step by step, as the Convolution page and the lesson draw it: a feature map whose cells a click
+picks, then for the picked cell the input window (padding shown as padding), the kernel, their products, the sum
+and bias, the batch norm and the ReLU, down to the value the network's own forward pass gives."""
+import numpy as np
+import streamlit as st
+
+from app_pages._shared import checkpoint_key, md
+from fer_models.evaluation.confusion import cell_from_selection
+from fer_models.explain.attributions import face_input
+from fer_models.explain.pictures import enlarge
+from fer_models.teaching.convolution import ConvStep, LayerTrace, layer_trace
+from fer_models.teaching.figures import clickable_map, value_grid
+
+
+@st.cache_data(show_spinner="Running the face through the network…", max_entries=16)
+def cached_trace(run_key: str, _model, _meta, face_bytes: bytes, layer: str) -> LayerTrace:
+    """One hooked forward pass per (checkpoint, face, layer): every click after it is numpy on these numbers."""
+    face = np.frombuffer(face_bytes, np.uint8).reshape(48, 48).copy()
+    return layer_trace(_model, layer, face_input(face, _meta))
+
+
+def trace_of(run, model, meta, pixels: np.ndarray, layer: str) -> LayerTrace:
+    return cached_trace(checkpoint_key(run), model, meta, np.ascontiguousarray(pixels).tobytes(), layer)
+
+
+def final_map(trace: LayerTrace, channel: int) -> np.ndarray:
+    """The channel's map after the last stage shown (ReLU, else batch norm, else the conv)."""
+    for stage in (trace.relu_outputs, trace.norm_outputs, trace.outputs):
+        if stage is not None:
+            return stage[channel]
+    raise ValueError("no output")
+
+
+def pick_cell(trace: LayerTrace, channel: int, key: str, side: int = 300) -> tuple[int, int]:
+    """The feature map of `channel`, clickable; the cell picked (the centre until a click)."""
+    h, w = trace.outputs.shape[1:]
+    kept = f"{key}_cell"
+    clicked = cell_from_selection(st.session_state.get(key))
+    if clicked is not None and clicked != st.session_state.get(f"{kept}_last"):
+        st.session_state[kept] = st.session_state[f"{kept}_last"] = clicked
+    row, col = st.session_state.get(kept, (h // 2, w // 2))
+    row, col = min(int(row), h - 1), min(int(col), w - 1)
+    st.plotly_chart(clickable_map(final_map(trace, channel), (row, col), side), on_select="rerun",
+                    selection_mode="points", key=key, config={"displayModeBar": False})
+    return row, col
+
+
+def _where(trace: LayerTrace, step: ConvStep, channel: int) -> np.ndarray:
+    """The input channel the window reads, padded with gray as the conv pads it, the window outlined."""
+    import cv2
+
+    plane = trace.inputs[channel]
+    lo, hi = float(plane.min()), float(plane.max())
+    gray = ((plane - lo) / max(hi - lo, 1e-9) * 255).astype(np.uint8)
+    (p_h, p_w) = trace.padding
+    canvas = np.pad(gray, ((p_h, p_h), (p_w, p_w)), constant_values=160)
+    scale = max(1, 240 // max(canvas.shape))
+    rgb = np.repeat(enlarge(canvas, canvas.shape[0] * scale)[..., None], 3, axis=2).copy()
+    top, left = (step.rows_in[0] + p_h) * scale, (step.cols_in[0] + p_w) * scale
+    bottom, right = (step.rows_in[-1] + p_h + 1) * scale - 1, (step.cols_in[-1] + p_w + 1) * scale - 1
+    cv2.rectangle(rgb, (left, top), (right, bottom), (214, 39, 40), max(1, scale // 2))
+    return rgb
+
+
+def step_view(trace: LayerTrace, step: ConvStep, key: str, beside=None) -> None:
+    """The picked cell's computation, left to right, then its stages down to the feature map's value; the window
+    on its input drawn in `beside` (the column next to the feature map) when given."""
+    c_in = trace.inputs.shape[0]
+    (s_h, s_w) = trace.stride
+    top, more = step.ranked_channels(4)
+    beside = beside or st.container()
+    if c_in > 1:
+        channel = beside.radio("Input channel (the ones adding most to the sum first)", top, horizontal=True,
+                           key=f"{key}_in", format_func=lambda c: f"#{c} ({step.per_channel[c]:+.2f})")
+    else:
+        channel = 0
+    source = "the face itself" if trace.first else f"channel #{channel} of the layer's input"
+    beside.image(_where(trace, step, channel), caption=f"{source}, padded by {trace.padding[0]}: the window",
+                 width=240)
+    patch, kernel, products = st.columns(3)
+    padded = step.padded
+    cell = 42 if max(step.weights.shape[1:]) <= 5 else 30  # a 7×7 stem kernel still fits a third of the page
+    for place, values, title, pad in ((patch, step.patch[channel], "input window", padded),
+                                      (kernel, step.weights[channel], "× kernel", None),
+                                      (products, step.products[channel], "= products", padded)):
+        place.plotly_chart(value_grid(values, title, pad, cell=cell, digits=2 if cell > 30 else 1),
+                           config={"displayModeBar": False}, key=f"{key}_{title}", width="content")
+    st.caption(f"Output cell ({step.row}, {step.col}) reads input rows {step.rows_in[0]}…{step.rows_in[-1]} and "
+               f"columns {step.cols_in[0]}…{step.cols_in[-1]}: stride {s_h}, so the next cell's window starts "
+               f"{s_h} pixel{'s' if s_h > 1 else ''} further on. Gray cells are padding: zeros the kernel multiplies.")
+    lines = []
+    if c_in > 1:
+        lines.append(f"The products of channel #{channel} add up to {step.per_channel[channel]:+.4f}; with all "
+                     f"{c_in} input channels ({len(top)} shown above, {more} more) the sum is "
+                     f"{step.conv_value - step.bias:+.4f}")
+    else:
+        lines.append(f"The products add up to {step.conv_value - step.bias:+.4f}")
+    lines[-1] += f", plus the bias {step.bias:+.4f}: the conv gives **{step.conv_value:+.4f}**."
+    if trace.norm is not None:
+        n, c = trace.norm, step.channel
+        lines.append(f"Batch norm ({md(n['name'])}): ({step.conv_value:+.4f} − μ {n['mean'][c]:+.4f}) / "
+                     f"√(σ² {n['var'][c]:.4f} + ε) × γ {n['gamma'][c]:+.4f} + β {n['beta'][c]:+.4f} = "
+                     f"**{step.stages[0][1]:+.4f}**.")
+    if trace.relu is not None:
+        lines.append(f"ReLU: max(0, {step.stages[0][1]:+.4f}) = **{step.value:.4f}**, the value in the feature map.")
+    elif step.after:
+        lines.append(f"Then {step.after}.")
+    for line in lines:
+        st.markdown(line)
+    agree = abs(step.value - step.forward_value) < 1e-4
+    (st.success if agree else st.error)(
+        f"The network's own forward pass gives {step.forward_value:+.5f} there "
+        f"({'the same, within' if agree else 'not the same:'} {abs(step.value - step.forward_value):.1e}).")

@@ -1,0 +1,40 @@
+"""One convolution: any output cell of any conv layer of the selected run, computed by hand on a real face."""
+import streamlit as st
+
+from app_pages._convolution_view import pick_cell, step_view, trace_of
+from app_pages._face_picker import pick_face, show_model_input
+from app_pages._shared import md, selected_model
+from fer_models.teaching.convolution import convolution_step
+
+st.title("One convolution, step by step")
+st.caption("Click a cell of a feature map: its value is the kernel times the input window under it, summed, plus "
+           "the bias, through the batch norm and the ReLU. Every number comes from the trained network, and the "
+           "last one is checked against its own forward pass.")
+
+run, model, meta = selected_model()
+layers = model.conv_layers()
+names = list(layers)
+asked = st.query_params.get("layer")
+pick, main = st.columns([1, 3], gap="large")
+with pick:
+    face = pick_face(run)
+    if face is not None:
+        show_model_input(face)
+if face is None:
+    st.stop()
+with main:
+    a, b = st.columns([3, 1])
+    layer = a.selectbox("Conv layer", names, index=names.index(asked) if asked in names else 0, key="conv_layer",
+                        format_func=lambda n: f"{n}: {layers[n].in_channels}→{layers[n].out_channels} channels, "
+                                              f"{layers[n].kernel_size[0]}×{layers[n].kernel_size[1]}, stride "
+                                              f"{layers[n].stride[0]}, padding {layers[n].padding[0]}")
+    st.query_params["layer"] = layer
+    trace = trace_of(run, model, meta, face.pixels, layer)
+    channel = b.number_input("Filter", 0, trace.outputs.shape[0] - 1, 0, key="conv_channel")
+    where, beside = st.columns(2)
+    with where:
+        row, col = pick_cell(trace, int(channel), f"conv_map_{run.name}_{layer}_{channel}", side=260)
+        h, w = trace.outputs.shape[1:]
+        st.caption(f"Filter {channel}'s {h}×{w} map on this face; click a cell (now row {row}, column {col}).")
+    step_view(trace, convolution_step(trace, int(channel), row, col), f"conv_{layer}", beside=beside)
+    st.caption(f"Run {md(run.name)}, layer {md(layer)}.")
