@@ -41,11 +41,13 @@ navigation = st.navigation({
         st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
     ],
     "Learn": [
+        st.Page("app_pages/lesson.py", title="Lesson", icon=":material/co_present:"),
+        st.Page("app_pages/quiz.py", title="Human or model? Quiz", icon=":material/how_to_vote:"),
         st.Page("app_pages/learn.py", title="The math", icon=":material/functions:"),
         st.Page("app_pages/convolution.py", title="One convolution", icon=":material/grid_on:"),
         st.Page("app_pages/report.py", title="Report", icon=":material/description:"),
     ],
-})
+}, expanded=True)  # collapsed past ten pages, it hid the Learn pages behind "View 3 more"
 run_picker()
 if navigation.url_path:  # any page but the landing one, which needs no torch
     # torch imported from two threads at once (this script and the warm-up) can deadlock in the import system,

@@ -62,39 +62,44 @@ def _where(trace: LayerTrace, step: ConvStep, channel: int) -> np.ndarray:
     return rgb
 
 
-def step_view(trace: LayerTrace, step: ConvStep, key: str, beside=None) -> None:
-    """The picked cell's computation, left to right, then its stages down to the feature map's value; the window
-    on its input drawn in `beside` (the column next to the feature map) when given."""
-    c_in = trace.inputs.shape[0]
-    (s_h, s_w) = trace.stride
-    top, more = step.ranked_channels(4)
-    beside = beside or st.container()
-    if c_in > 1:
-        channel = beside.radio("Input channel (the ones adding most to the sum first)", top, horizontal=True,
-                           key=f"{key}_in", format_func=lambda c: f"#{c} ({step.per_channel[c]:+.2f})")
-    else:
-        channel = 0
+def input_channel(trace: LayerTrace, step: ConvStep, key: str, place=st) -> int:
+    """The input channel to show: past the first conv, the ones adding most to the sum offered first."""
+    if trace.inputs.shape[0] == 1:
+        return 0
+    top, _ = step.ranked_channels(4)
+    return place.radio("Input channel (the ones adding most to the sum first)", top, horizontal=True,
+                       key=f"{key}_in", format_func=lambda c: f"#{c} ({step.per_channel[c]:+.2f})")
+
+
+def window(trace: LayerTrace, step: ConvStep, channel: int, place=st, width: int = 240) -> None:
     source = "the face itself" if trace.first else f"channel #{channel} of the layer's input"
-    beside.image(_where(trace, step, channel), caption=f"{source}, padded by {trace.padding[0]}: the window",
-                 width=240)
-    patch, kernel, products = st.columns(3)
-    padded = step.padded
-    cell = 42 if max(step.weights.shape[1:]) <= 5 else 30  # a 7×7 stem kernel still fits a third of the page
-    for place, values, title, pad in ((patch, step.patch[channel], "input window", padded),
-                                      (kernel, step.weights[channel], "× kernel", None),
-                                      (products, step.products[channel], "= products", padded)):
-        place.plotly_chart(value_grid(values, title, pad, cell=cell, digits=2 if cell > 30 else 1),
-                           config={"displayModeBar": False}, key=f"{key}_{title}", width="content")
-    st.caption(f"Output cell ({step.row}, {step.col}) reads input rows {step.rows_in[0]}…{step.rows_in[-1]} and "
-               f"columns {step.cols_in[0]}…{step.cols_in[-1]}: stride {s_h}, so the next cell's window starts "
-               f"{s_h} pixel{'s' if s_h > 1 else ''} further on. Gray cells are padding: zeros the kernel multiplies.")
-    lines = []
+    place.image(_where(trace, step, channel), caption=f"{source}, padded by {trace.padding[0]}: the window",
+                width=width)
+
+
+def grids(step: ConvStep, channel: int, place=st, cell: int = 42) -> None:
+    """Input window × kernel = products, side by side, padding cells marked; `cell` px a cell up to 5×5."""
+    if max(step.weights.shape[1:]) > 5:
+        cell = 20  # a 7×7 stem kernel still fits a third of a narrow column
+    for column, values, title, pad in zip(place.columns(3), (step.patch[channel], step.weights[channel],
+                                                             step.products[channel]),
+                                          ("input window", "× kernel", "= products"),
+                                          (step.padded, None, step.padded)):
+        column.html(value_grid(values, title, pad, cell=cell))
+    if cell == 20:
+        place.caption("Point at a cell for its value: a kernel this wide leaves no room to write them.")
+
+
+def arithmetic(trace: LayerTrace, step: ConvStep, channel: int) -> list[str]:
+    """The cell's value, stage by stage, in sentences (Markdown)."""
+    c_in = trace.inputs.shape[0]
+    top, more = step.ranked_channels(4)
     if c_in > 1:
-        lines.append(f"The products of channel #{channel} add up to {step.per_channel[channel]:+.4f}; with all "
-                     f"{c_in} input channels ({len(top)} shown above, {more} more) the sum is "
-                     f"{step.conv_value - step.bias:+.4f}")
+        lines = [f"The products of channel #{channel} add up to {step.per_channel[channel]:+.4f}; with all "
+                 f"{c_in} input channels ({len(top)} offered above, {more} more) the sum is "
+                 f"{step.conv_value - step.bias:+.4f}"]
     else:
-        lines.append(f"The products add up to {step.conv_value - step.bias:+.4f}")
+        lines = [f"The products add up to {step.conv_value - step.bias:+.4f}"]
     lines[-1] += f", plus the bias {step.bias:+.4f}: the conv gives **{step.conv_value:+.4f}**."
     if trace.norm is not None:
         n, c = trace.norm, step.channel
@@ -105,9 +110,30 @@ def step_view(trace: LayerTrace, step: ConvStep, key: str, beside=None) -> None:
         lines.append(f"ReLU: max(0, {step.stages[0][1]:+.4f}) = **{step.value:.4f}**, the value in the feature map.")
     elif step.after:
         lines.append(f"Then {step.after}.")
-    for line in lines:
-        st.markdown(line)
+    return lines
+
+
+def agreement(step: ConvStep, place=st, compact: bool = False) -> None:
     agree = abs(step.value - step.forward_value) < 1e-4
-    (st.success if agree else st.error)(
-        f"The network's own forward pass gives {step.forward_value:+.5f} there "
-        f"({'the same, within' if agree else 'not the same:'} {abs(step.value - step.forward_value):.1e}).")
+    said = (f"The network's own forward pass gives {step.forward_value:+.5f} there "
+            f"({'the same, within' if agree else 'not the same:'} {abs(step.value - step.forward_value):.1e}).")
+    if compact:
+        place.markdown(f":{'green' if agree else 'red'}[{'✓' if agree else '✗'} {said}]")
+    else:
+        (place.success if agree else place.error)(said)
+
+
+def step_view(trace: LayerTrace, step: ConvStep, key: str, beside=None) -> None:
+    """The picked cell's computation, left to right, then its stages down to the feature map's value; the window
+    on its input drawn in `beside` (the column next to the feature map) when given."""
+    beside = beside or st.container()
+    channel = input_channel(trace, step, key, beside)
+    window(trace, step, channel, beside)
+    grids(step, channel)
+    (s_h, _) = trace.stride
+    st.caption(f"Output cell ({step.row}, {step.col}) reads input rows {step.rows_in[0]}…{step.rows_in[-1]} and "
+               f"columns {step.cols_in[0]}…{step.cols_in[-1]}: stride {s_h}, so the next cell's window starts "
+               f"{s_h} pixel{'s' if s_h > 1 else ''} further on. Gray cells are padding: zeros the kernel multiplies.")
+    for line in arithmetic(trace, step, channel):
+        st.markdown(line)
+    agreement(step)

@@ -1,81 +1,22 @@
 """Filters: what each conv filter of the selected run responds to, on a face and in general."""
-import threading
 from collections import Counter
 
 import numpy as np
 import streamlit as st
 
 from app_pages._access import may_change_server
-from app_pages._dataset import load_split
 from app_pages._face_picker import pick_face, show_model_input
+from app_pages._filters_view import atlas_stamp, cached_atlas, pattern_store, ranked_responses
 from app_pages._shared import checkpoint_key, md, selected_model
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
-from fer_models.explain.atlas import load_atlas
 from fer_models.explain.attributions import face_input
-from fer_models.explain.features import feature_maps, filter_responses, maximise_filters, top_faces
+from fer_models.explain.features import feature_maps, maximise_filters, top_faces
 from fer_models.explain.pictures import colourise, enlarge, mosaic, to_uint8
-from fer_models.runs.folder import ATLAS_FILE
 
 st.title("Filters")
 st.caption("Feature maps show where a layer's filters fire on one face; the synthesized patterns show what "
            "excites a filter most, beside the PublicTest faces that excite it most.")
-
-
-@st.cache_resource(show_spinner=False, max_entries=32)
-def pattern_store(key: str, layer: str, fft: bool) -> dict:
-    """Activation-maximisation images by filter for one (checkpoint, layer, parametrisation), shared
-    by all sessions; a filter's image does not depend on the others synthesized with it, so adding
-    a filter to the selection only synthesizes that one."""
-    return {}
-
-
-def atlas_stamp(run_path) -> float:
-    """When the run's atlas was written (0: none): made while the app runs, it is picked up."""
-    try:
-        return (run_path / ATLAS_FILE).lstat().st_mtime
-    except OSError:
-        return 0.0
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def cached_atlas(key: str, run_path: str, layer: str, stamp: float):
-    """The run's precomputed atlas for this layer (fer_models.explain.atlas), if it matches the weights; else None."""
-    _, _, ids, _ = load_split(BUNDLED_PUBLICTEST, "PublicTest")
-    return load_atlas(run_path, layer, ids)
-
-
-@st.cache_resource(show_spinner=False)
-def _rankings() -> tuple[dict, threading.Lock]:
-    """Every filter's response to every PublicTest face, by (checkpoint, layer, from the atlas or live); shared
-    by all sessions (the lock guards the dict, not the computing), the 8 latest kept."""
-    return {}, threading.Lock()
-
-
-def ranked_responses(key: str, model, meta, layer: str, atlas=None):
-    """From the atlas, or computed now under a progress bar that moves batch by batch (a cached function
-    could not draw one)."""
-    store, lock = _rankings()
-    entry = (key, layer, atlas is not None)
-    found = store.get(entry)
-    if found is not None:
-        return found
-    images, labels, ids, _ = load_split(BUNDLED_PUBLICTEST, "PublicTest")
-    if atlas is not None:
-        responses = atlas.responses
-    else:
-        text = f"Ranking the {len(images):,} PublicTest faces for every filter of {layer} (once per layer)"
-        bar = st.progress(0.0, text=text + "…")
-        norm = meta["normalisation"]
-        responses = filter_responses(model, layer, images, norm["mean"], norm["std"],
-                                     on_batch=lambda done, n: bar.progress(done / n, text=f"{text}: {done:,}"))
-        bar.empty()
-    found = (responses, images, labels, ids)
-    with lock:
-        while len(store) >= 8:
-            store.pop(next(iter(store)))
-        store[entry] = found
-    return found
 
 
 def offer_atlas(run, layer: str, responses) -> None:

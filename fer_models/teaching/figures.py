@@ -125,27 +125,38 @@ def probability_figure(probs: np.ndarray, true: int | None = None) -> go.Figure:
     return fig
 
 
-def value_grid(values: np.ndarray, title: str, padded: np.ndarray | None = None, signed: bool = True,
-               cell: int = 42, digits: int = 2) -> go.Figure:
-    """A small matrix (a kernel, a patch, their products) with each number written in its cell; padding cells
-    gray and marked "pad". Fixed cell size, so a 3x3 and a 7x7 read at the same scale."""
+def _diverging(value: float, top: float) -> str:
+    """RdBu-like: blue for negative, white for zero, red for positive, by |value| / top."""
+    t = max(-1.0, min(1.0, value / top))
+    end = (178, 24, 43) if t > 0 else (33, 102, 172)
+    r, g, b = (round(255 + (e - 255) * abs(t)) for e in end)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def value_grid(values: np.ndarray, title: str, padded: np.ndarray | None = None, cell: int = 42,
+               digits: int = 2) -> str:
+    """A small matrix (a kernel, a patch, their products) as an HTML table with each number written in its cell,
+    on a diverging colour scale; padding cells gray and marked "pad". Past 5×5 the numbers are on hover only:
+    they would not fit a cell small enough for a 7×7 kernel to sit beside two others. Numbers only: nothing
+    untrusted reaches the HTML."""
     k_h, k_w = values.shape
     top = max(float(np.abs(values).max()), 1e-9)
-    shown = np.where(padded, np.nan, values) if padded is not None else values
-    fig = go.Figure(go.Heatmap(z=shown[::-1], colorscale="RdBu_r" if signed else "Greys", zmid=0 if signed else None,
-                               zmin=-top if signed else None, zmax=top, showscale=False, hoverinfo="skip",
-                               xgap=1, ygap=1))
-    notes = []
+    written = max(k_h, k_w) <= 5
+    rows = []
     for i in range(k_h):
+        cells = []
         for j in range(k_w):
-            pad = padded is not None and padded[i, j]
-            notes.append(dict(x=j, y=k_h - 1 - i, showarrow=False, text="pad" if pad else f"{values[i, j]:.{digits}f}",
-                              font=dict(size=12, color="#555" if pad else _text_on(abs(values[i, j]) / top))))
-    fig.update_layout(annotations=notes, width=cell * k_w + 20, height=cell * k_h + 44, title=dict(text=title,
-                      font=dict(size=14), x=0.02, y=0.98), margin=dict(l=10, r=10, t=34, b=10),
-                      plot_bgcolor="#dddddd", xaxis=dict(visible=False, fixedrange=True),
-                      yaxis=dict(visible=False, fixedrange=True, scaleanchor="x"))
-    return fig
+            v = float(values[i, j])
+            pad = padded is not None and bool(padded[i, j])
+            fill = "#dddddd" if pad else _diverging(v, top)
+            ink = "#555" if pad else _text_on(abs(v) / top)
+            text = ("pad" if pad else f"{v:.{digits}f}") if written else ""
+            cells.append(f"<td title='{v:.{digits + 2}f}' style='width:{cell}px;height:{cell}px;background:{fill};"
+                         f"color:{ink};text-align:center;font-size:{max(11, cell // 3)}px;padding:0;"
+                         f"border:1px solid #fff'>{text}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (f"<div style='font-weight:600;font-size:14px;margin-bottom:2px'>{title}</div>"
+            "<table style='border-collapse:collapse;table-layout:fixed;margin:0'>" + "".join(rows) + "</table>")
 
 
 def clickable_map(values: np.ndarray, selected: tuple[int, int] | None, side: int = 300) -> go.Figure:

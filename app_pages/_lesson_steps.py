@@ -1,0 +1,195 @@
+"""The lesson's six steps, each composed of the pages' own drawing functions: the figure in the left column, in
+the right what to see on this run (fer_models.teaching.lesson writes it from the run's numbers) and one control
+to try. Every step fits one 1280×720 screen."""
+import numpy as np
+import streamlit as st
+
+from app_pages import _architecture_view as architecture
+from app_pages._confusion_view import cached_votes, load_evaluation, matrix
+from app_pages._convolution_view import agreement, arithmetic, grids, pick_cell, trace_of
+from app_pages._dataset import load_split
+from app_pages._face_picker import PickedFace
+from app_pages._filters_view import atlas_stamp, cached_atlas, ranked_responses
+from app_pages._saliency_view import cached_maps, show_maps
+from app_pages._shared import checkpoint_key, history_of, md, model_of
+from fer_models.core.constants import EMOTIONS
+from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
+from fer_models.evaluation.mistakes import MAJORITY_MODEL, mistake_table, summary
+from fer_models.explain.attributions import METHODS, face_input, probabilities
+from fer_models.explain.features import top_faces
+from fer_models.explain.pictures import enlarge, mosaic
+from fer_models.teaching import lesson
+from fer_models.teaching.convolution import convolution_step
+from fer_models.teaching.figures import history_figure
+
+SPLIT = "PublicTest"
+LESSON_METHODS = ("gradcam", "integrated_gradients", "saliency", "occlusion")
+
+
+def say(place, sentences: list[str]) -> None:
+    for sentence in sentences:
+        place.markdown(sentence)
+
+
+def presenter_figure(fig, presenter: bool):
+    """Ticks and labels ≥ 16 px for the back of a classroom."""
+    if presenter:
+        fig.update_layout(font=dict(size=18), legend=dict(font=dict(size=16)))
+        fig.update_xaxes(tickfont=dict(size=16))
+        fig.update_yaxes(tickfont=dict(size=16))
+        fig.update_annotations(font=dict(size=18))
+    return fig
+
+
+def layers(run, left, right, presenter: bool) -> None:
+    from fer_models.nets.structure import structure_of
+
+    structure = structure_of(run.arch)
+    with left:
+        architecture.chain(structure)
+    say(right, lesson.layers_story(structure.totals, structure.layers, structure.findings))
+    convs = list(structure.layers.loc[structure.layers["type"] == "Conv2d", "layer"])
+    layer = right.selectbox("Try it: a conv layer to step through", convs, key=f"lesson_layer_{run.arch}")
+    right.page_link("app_pages/convolution.py", label=f"Compute one cell of {layer} by hand",
+                    icon=":material/calculate:", query_params={"run": run.name, "layer": layer})
+
+
+def training(run, left, right, presenter: bool) -> None:
+    history = history_of(run)
+    if history.empty or history["val_acc"].isna().all():
+        right.info(f"Run {md(run.name)} has no finished epoch to show.")
+        return
+    others = [r for r in st.session_state.get("runs", []) if r.name != run.name and r.epochs_done]
+    compare = right.multiselect("Try it: compare with", [r.name for r in others], key="lesson_compare")
+    shown = [(run.name, history)] + [(r.name, history_of(r)) for r in others if r.name in compare]
+    figure = presenter_figure(history_figure(shown), presenter)
+    figure.update_layout(height=500 + 30 * len(shown))
+    left.plotly_chart(figure, width="stretch", config={"displayModeBar": False})
+    say(right, lesson.training_story(history, run.epochs))
+
+
+def _evaluation(run, right):
+    if SPLIT not in run.evaluations:
+        right.info(f"Run {md(run.name)} has no {SPLIT} evaluation: evaluate it (fer-studio evaluate) for this step.")
+        return None
+    loaded = load_evaluation(run, SPLIT)
+    return None if loaded is None or loaded[2] is None else loaded
+
+
+def confusion(run, left, right, presenter: bool) -> None:
+    loaded = _evaluation(run, right)
+    if loaded is None:
+        return
+    metrics, predictions, table = loaded
+    counts = table.fillna(0).to_numpy().astype(int)
+    with left:
+        cell = matrix(counts, True, f"lesson-confusion-{run.name}", font_size=18 if presenter else None)
+    say(right, lesson.confusion_story(counts, SPLIT))
+    votes, _ = cached_votes(metrics.get("data"), SPLIT)
+    mistakes = mistake_table(predictions, votes)
+    total = summary(mistakes, predictions).iloc[-1]
+    line = lesson.annotators_story(int(total["mistakes"]), int(total["with votes"]), int(total[MAJORITY_MODEL]))
+    if line:
+        right.markdown(line)
+        right.page_link("app_pages/mistakes.py", label="Open the mistakes the annotators side with",
+                        icon=":material/groups:", query_params={"run": run.name, "votes": "model", "majority": "1"})
+    if cell is not None:
+        query = {"run": run.name, "cell": f"{EMOTIONS[cell[0]]},{EMOTIONS[cell[1]]}"}
+        right.page_link("app_pages/confusion.py", icon=":material/grid_on:", query_params=query,
+                        label=f"See the {EMOTIONS[cell[0]]} faces read as {EMOTIONS[cell[1]]}")
+    else:
+        right.caption("Try it: click a cell of the matrix.")
+
+
+def lesson_faces():
+    """The face of the saliency and math steps: the face picked on the Saliency page if it is one of the
+    bundled faces, else one per class to choose from (a happy one first)."""
+    images, labels, ids, index = load_split(BUNDLED_PUBLICTEST, SPLIT)
+    rng = np.random.default_rng(0)
+    offered = {}
+    for c in (3, *[c for c in range(len(EMOTIONS)) if c != 3]):
+        rows = np.flatnonzero(labels == c)
+        if len(rows):
+            offered[str(ids[rng.choice(rows)])] = c
+    picked = st.session_state.get("_face_id")
+    if picked in index:
+        offered = {picked: int(labels[index[picked]]), **offered}
+    return images, labels, index, offered
+
+
+def _pick(right) -> PickedFace:
+    images, labels, index, offered = lesson_faces()
+    face_id = right.selectbox("Try it: another face", list(offered), key="lesson_face",
+                              format_func=lambda i: f"face {i} ({EMOTIONS[offered[i]]})")
+    row = index[face_id]
+    label = int(labels[row]) if labels[row] >= 0 else None
+    return PickedFace(images[row, 0], label, f"{SPLIT} face {face_id}")
+
+
+def saliency(run, left, right, presenter: bool) -> None:
+    model, meta = model_of(run)
+    face = _pick(right)
+    method = right.radio("Method", LESSON_METHODS, horizontal=True, key="lesson_method",
+                         format_func=lambda m: METHODS[m].title)
+    probs = probabilities(model, face_input(face.pixels, meta))[0]
+    predicted = int(probs.argmax())
+    with left:
+        show_maps(run, (model, meta), face, method, [predicted], 0.7, probs)
+    found = cached_maps(checkpoint_key(run), model, meta, face.pixels.tobytes(), method, (predicted,))[0]
+    say(right, lesson.saliency_story(METHODS[method].title, probs, face.label, found.map, found.signed))
+
+
+def filters(run, left, right, presenter: bool) -> None:
+    model, meta = model_of(run)
+    layer = model.deepest_filter_layer()
+    conv = model.conv_layers()[layer]
+    size = model.conv_output_sizes()[layer]
+    atlas = cached_atlas(checkpoint_key(run), str(run.path), layer, atlas_stamp(run.path))
+    responses, faces, labels, _ = ranked_responses(checkpoint_key(run), model, meta, layer, atlas)
+    ranked = [int(c) for c in np.argsort(-responses.mean(0), kind="stable")]
+    start = right.slider("Try it: filters ranked from", 1, conv.out_channels - 1, 1, key=f"lesson_rank_{run.name}",
+                         help="1 shows the two most active filters over PublicTest, 2 the second and third, …")
+    chosen = ranked[start - 1:start + 1]
+    tops = {c: top_faces(responses, c, 9) for c in chosen}
+    convs, sizes = model.conv_layers(), model.conv_output_sizes()
+    last = list(convs)[-1]
+    said = lesson.filters_story(layer, size, conv.out_channels, {c: labels[t].tolist() for c, t in tops.items()},
+                                len(faces), None if last == layer else (last, convs[last].kernel_size[0],
+                                                                        sizes[last]))
+    say(right, said)
+    with left:
+        for channel in chosen:
+            pattern = atlas.pattern(channel) if atlas is not None else None
+            a, b = st.columns(2)
+            if pattern is not None:
+                a.image(enlarge(pattern.image, 240), width="stretch",
+                        caption=f"#{channel}: the pattern that excites it most")
+            else:
+                a.caption(f"#{channel}: no precomputed pattern (fer-studio atlas makes them); see the Filters page.")
+            b.image(mosaic(faces[tops[channel], 0], 3), width="stretch",
+                    caption=f"#{channel}: the 9 faces where it peaks highest")
+
+
+def math(run, left, right, presenter: bool) -> None:
+    model, meta = model_of(run)
+    pick, number = right.columns([3, 2])
+    face = _pick(pick)
+    first = next(iter(model.conv_layers()))
+    trace = trace_of(run, model, meta, face.pixels, first)
+    channel = number.number_input("Filter", 0, trace.outputs.shape[0] - 1, 0, key="lesson_filter")
+    with left:
+        shown, words = st.columns([1, 1])
+        with shown:
+            row, col = pick_cell(trace, int(channel), f"lesson_map_{run.name}_{channel}", side=230)
+        step = convolution_step(trace, int(channel), row, col)
+        words.caption(f"Filter {channel}'s map in {first}: click a cell (now row {row}, column {col}). Below: the "
+                      "face's window under it, the kernel, their products.")
+        grids(step, 0, cell=30 if presenter else 42)  # a presenter's narrower column
+    say(right, arithmetic(trace, step, 0))
+    agreement(step, right, compact=True)
+    right.markdown(lesson.math_story(probabilities(model, face_input(face.pixels, meta))[0], face.label))
+
+
+DRAW = {"layers": layers, "training": training, "confusion": confusion, "saliency": saliency, "filters": filters,
+        "math": math}
+

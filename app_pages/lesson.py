@@ -1,0 +1,69 @@
+"""Lesson: the report's six questions on the selected run, one projector screen each (?lesson=STEP links a
+step), Back and Next on the arrow keys and a clicker's page keys."""
+import streamlit as st
+
+from app_pages._lesson_steps import DRAW
+from app_pages._shared import selected_run
+from fer_models.teaching.lesson import STEPS, step_index
+
+PRESENTER_CSS = """<style>
+[data-testid='stMainBlockContainer'] [data-testid='stMarkdownContainer'] p,
+[data-testid='stMainBlockContainer'] [data-testid='stMarkdownContainer'] li { font-size: 20px; line-height: 1.4; }
+[data-testid='stMainBlockContainer'] [data-testid='stCaptionContainer'] p { font-size: 18px; }
+[data-testid='stMainBlockContainer'] label p, [data-testid='stMainBlockContainer'] [data-testid='stWidgetLabel'] p
+  { font-size: 18px; }
+[data-testid='stMainBlockContainer'] h1 { font-size: 2.5rem; }
+[data-testid='stSidebarNav'], [data-testid='stSidebarNavSeparator'] { display: none; }
+</style>"""
+NAV_CSS = """<style>
+.st-key-lesson_nav { position: fixed; bottom: 1rem; right: 2.5rem; width: 19rem; z-index: 99; background: white;
+  padding: 0.5rem; border-radius: 0.75rem; box-shadow: 0 0 0.75rem rgba(0, 0, 0, 0.12); }
+[data-testid='stMainBlockContainer'] { padding-bottom: 6rem; }
+.st-key-lesson_back button, .st-key-lesson_next button { min-height: 3.2rem; }
+.st-key-lesson_back button p, .st-key-lesson_next button p { font-size: 1.35rem; font-weight: 600; }
+.st-key-lesson_clicker { display: none; }
+</style>"""
+
+
+def go(index: int) -> None:
+    st.query_params["lesson"] = STEPS[index].slug
+
+
+def from_list() -> None:
+    go(st.session_state["lesson_list"])
+
+
+def presenter_from_toggle() -> None:
+    if st.session_state["lesson_presenter"]:
+        st.query_params["presenter"] = "1"
+    else:
+        st.query_params.pop("presenter", None)
+
+
+index = step_index(st.query_params.get("lesson"))
+st.query_params["lesson"] = STEPS[index].slug  # a bad or missing step reads as the first, and says so in the URL
+st.session_state["lesson_list"] = index
+st.sidebar.radio("Lesson", range(len(STEPS)), key="lesson_list", on_change=from_list,
+                 format_func=lambda i: f"{i + 1}. {STEPS[i].question}")
+st.session_state.setdefault("lesson_presenter", st.query_params.get("presenter") == "1")
+presenter = st.sidebar.toggle("Presenter: large type", key="lesson_presenter", on_change=presenter_from_toggle,
+                              help="Body text 20 px, tick labels 16 px, readable from the back of a classroom; the "
+                                   "page list is hidden to leave the sidebar to the lesson's steps.")
+st.html(NAV_CSS + (PRESENTER_CSS if presenter else ""))
+
+run = selected_run()
+st.title(f"{index + 1}/{len(STEPS)} · {STEPS[index].question}")
+if run is None:
+    st.stop()
+left, right = st.columns([1, 1] if presenter else [3, 2], gap="large")
+DRAW[STEPS[index].slug](run, left, right, presenter)
+# fixed at the bottom right, like a slide deck's: never below the fold, whatever the step holds
+back, ahead = st.container(key="lesson_nav").columns(2)
+back.button("← Back", key="lesson_back", on_click=go, args=(index - 1,), disabled=index == 0, width="stretch",
+            shortcut="Left")
+ahead.button("Next →", key="lesson_next", on_click=go, args=(index + 1,), disabled=index == len(STEPS) - 1,
+             type="primary", width="stretch", shortcut="Right")
+with st.container(key="lesson_clicker"):  # a presentation clicker sends Page Up and Page Down
+    st.button("back", key="lesson_page_up", on_click=go, args=(max(index - 1, 0),), shortcut="PageUp")
+    st.button("next", key="lesson_page_down", on_click=go, args=(min(index + 1, len(STEPS) - 1),),
+              shortcut="PageDown")
