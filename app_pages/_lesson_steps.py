@@ -45,7 +45,7 @@ def layers(run, left, right, presenter: bool) -> None:
     from fer_models.nets.structure import structure_of
 
     structure = structure_of(run.arch)
-    with left:
+    with left.container(height=540, border=False):  # scrolls inside the screen: densenet201_fer's chain is 1,100 px
         architecture.chain(structure)
     say(right, lesson.layers_story(structure.totals, structure.layers, structure.findings))
     convs = list(structure.layers.loc[structure.layers["type"] == "Conv2d", "layer"])

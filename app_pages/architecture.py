@@ -1,4 +1,6 @@
 """Architecture: every layer of the selected run's network, with its output shape for one 48×48 face."""
+from urllib.parse import quote
+
 import streamlit as st
 
 from app_pages import _architecture_view as architecture
@@ -41,8 +43,14 @@ if run is not None:
     types = sorted(table["type"].unique())
     shown = st.multiselect("Layer types", types, default=types)
     search = st.text_input("Layer name contains", placeholder="e.g. denseblock3 or conv")
-    view = table[table["type"].isin(shown) & table["layer"].str.contains(search, regex=False)]
+    view = table[table["type"].isin(shown) & table["layer"].str.contains(search, regex=False)].copy()
+    # a conv row opens One convolution on that layer (a relative link: the same server, this run)
+    view["by hand"] = [f"convolution?run={quote(run.name)}&layer={quote(name)}" if kind == "Conv2d" else ""
+                       for name, kind in zip(view["layer"], view["type"])]
     st.dataframe(view, hide_index=True, width="stretch", height=520,
                  column_config={"parameters": st.column_config.NumberColumn(format="localized"),
-                                "mult-adds": st.column_config.NumberColumn(format="localized")})
+                                "mult-adds": st.column_config.NumberColumn(format="localized"),
+                                "by hand": st.column_config.LinkColumn(
+                                    "by hand", display_text="step through",
+                                    help="One output cell of this conv computed by hand on a real face")})
     st.caption(f"{len(view)} of {len(table)} layers; totals are over the whole network.")

@@ -70,6 +70,10 @@ def convolution(run) -> None:
         if result.naive_is_wrong:
             st.caption("The naive formula is off here: " + ("it gives a fraction (the floor is missing)"
                        if any(v != int(v) for v in result.naive_hw) else "it ignores the dilation") + ".")
+    if run is not None and run.arch in list_models():
+        st.page_link("app_pages/convolution.py", icon=":material/calculate:",
+                     label=f"One output cell of {run.name}'s first conv, computed by hand on a real face",
+                     query_params={"run": run.name})
 
     st.subheader("Walk a model")
     models = list_models()

@@ -77,12 +77,12 @@ def question(quiz, images, index) -> None:
     face = faces[at]
     picture, side = st.columns([2, 3], gap="large")
     if face.id in index:
-        picture.image(enlarge(images[index[face.id], 0], 336), width=336, caption=f"{SPLIT} face {face.id}")
+        picture.image(enlarge(images[index[face.id], 0], 336), width=336)
     else:
         picture.warning(f"Face {md(face.id)} is not in the faces on this machine.")
     with side:
-        st.markdown(f"**Face {at + 1} of {len(faces)}.** What does the class say?")
-        answer = st.segmented_control("The class's answer", range(len(EMOTIONS)), key=f"quiz_answer_{face.id}",
+        st.markdown(f"**Face {at + 1} of {len(faces)}** ({SPLIT} {md(face.id)}). What does the class say?")
+        answer = st.pills("The class's answer", range(len(EMOTIONS)), key=f"quiz_answer_{face.id}",
                                       format_func=lambda i: EMOTIONS[i], label_visibility="collapsed")
         shown = face.id in quiz["shown"]
         if not shown:
@@ -97,6 +97,7 @@ def question(quiz, images, index) -> None:
             if st.button("See the result" if last else "Next face →", type="primary", shortcut="Right"):
                 quiz["at"] += 1
                 st.rerun()
+    with picture:  # under the face: the reveal fills the other column to the fold
         scoreboard(quiz)
 
 

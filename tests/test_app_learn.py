@@ -122,3 +122,18 @@ def test_convolution_page_refuses_an_unknown_layer_in_the_url(runs):
     at = open_app("app_pages/convolution.py", run="small", query={"layer": "../../etc"})
     layers = at.selectbox(key="conv_layer")
     assert layers.value == layers.options[0].split(":")[0] and not at.exception
+
+
+def test_an_architecture_row_and_the_math_page_open_one_convolution_on_their_layer(runs):
+    from urllib.parse import parse_qsl, urlsplit
+
+    at = open_app("app_pages/architecture.py", run="small")
+    table = next(d.value for d in at.dataframe if "by hand" in d.value.columns)
+    link = table.loc[table["layer"] == "block2.conv", "by hand"].item()
+    assert table.loc[table["type"] != "Conv2d", "by hand"].eq("").all()
+    page, query = urlsplit(link).path, dict(parse_qsl(urlsplit(link).query))
+    assert page == "convolution" and query == {"run": "small", "layer": "block2.conv"}
+    at = open_app("app_pages/convolution.py", query=query)
+    assert at.selectbox(key="conv_layer").value == "block2.conv"
+    math = open_app("app_pages/learn.py", run="small")
+    assert any("first conv, computed by hand" in str(p.proto) for p in math.get("page_link"))

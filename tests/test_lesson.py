@@ -156,7 +156,7 @@ def test_a_quiz_played_through_in_apptest():
     assert len(faces) == 3 and not at.exception
     for i, f in enumerate(faces):
         assert any(f"Face {i + 1} of 3" in m.value for m in at.markdown)
-        at.segmented_control[0].set_value(f.model if i else (f.model + 1) % 7).run()
+        at.button_group[0].set_value(f.model if i else (f.model + 1) % 7).run()
         next(b for b in at.button if b.label == "Reveal").click().run()
         assert any(f"Dataset label: **{EMOTIONS[f.label]}**" in m.value for m in at.markdown)
         metrics = {m.label: m.value for m in at.metric}

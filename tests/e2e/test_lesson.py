@@ -1,0 +1,115 @@
+"""The lesson walked in Chromium at a projector's 1280×720 on every shipped run, with the keys a presenter uses:
+each step has its title and its figure, no error, and nothing it needs below the fold or off the right edge. Then
+a quiz question answered and revealed. With FER_STUDIO_SCREENSHOTS=DIR the README's pictures are saved there."""
+import os
+import shutil
+
+import pytest
+from streamlit_page import settle
+
+from fer_models.teaching.lesson import STEPS
+from helpers import ROOT
+
+RUNS = ("cnn3", "resnet10_fer", "densenet201_fer")
+WIDTH, HEIGHT = 1280, 720
+FIGURES = ("[data-testid='stPlotlyChart']", "[data-testid='stImage']", "[data-testid='stHtml']")
+KEYS = {1: "ArrowRight", 2: "PageDown", 3: "ArrowRight", 4: "PageDown", 5: "ArrowRight"}  # Next, as key or clicker
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    """A server over a copy of the shipped runs: the walk only reads them, a copy makes sure."""
+    from conftest import serve, stop
+
+    runs = tmp_path_factory.mktemp("shipped")
+    for name in RUNS:
+        shutil.copytree(ROOT / "artifacts" / "runs" / name, runs / name)
+    proc, base = serve(runs)
+    yield base
+    stop(proc)
+
+
+@pytest.fixture
+def projector(browser):
+    context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
+    yield context.new_page()
+    context.close()
+
+
+def outside(page) -> list[str]:
+    """Visible elements of the main column whose box leaves the viewport (below the fold or off the right), as
+    clipped by any box they scroll inside."""
+    return page.evaluate("""([w, h]) => {
+        const main = document.querySelector("[data-testid='stMainBlockContainer']");
+        const out = [];
+        for (const e of main.querySelectorAll("[data-testid='stElementContainer']")) {
+            const r = e.getBoundingClientRect();
+            if (!r.width || !r.height) continue;  // hidden: the clicker's buttons
+            let bottom = r.bottom, right = r.right;
+            for (let a = e.parentElement; a && a !== main; a = a.parentElement) {
+                const style = getComputedStyle(a);
+                if (style.overflowY !== 'visible') bottom = Math.min(bottom, a.getBoundingClientRect().bottom);
+                if (style.overflowX !== 'visible') right = Math.min(right, a.getBoundingClientRect().right);
+            }
+            if (bottom > h + 1 || right > w + 1) out.push(`${e.innerText.slice(0, 40)} @ ${Math.round(bottom)}`);
+        }
+        return out;
+    }""", [WIDTH, HEIGHT])
+
+
+def save(page, name: str) -> None:
+    folder = os.environ.get("FER_STUDIO_SCREENSHOTS")
+    if folder:
+        page.evaluate("document.activeElement && document.activeElement.blur()")  # no focus ring in the picture
+        page.mouse.move(0, HEIGHT - 1)
+        page.screenshot(path=os.path.join(folder, name))
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_the_lesson_fits_a_projector_step_by_step(projector, shipped, run):
+    page = projector
+    page.goto(f"{shipped}/lesson?run={run}&lesson=layers")
+    for i, step in enumerate(STEPS, 1):
+        heading = page.get_by_role("heading", name=f"{i}/6 · {step.question}")
+        heading.wait_for(timeout=120_000)
+        settle(page)
+        main = page.locator("[data-testid='stMainBlockContainer']")
+        assert sum(main.locator(f).count() for f in FIGURES) > 0, f"{run} step {i}: no figure"
+        assert main.locator("[data-testid='stAlertContentError']").count() == 0, f"{run} step {i}"
+        assert outside(page) == [], f"{run} step {i} ({step.slug})"
+        assert f"lesson={step.slug}" in page.url
+        if run == "densenet201_fer" and step.slug in ("confusion", "math"):
+            save(page, f"lesson-{step.slug}.png")
+        if i < len(STEPS):
+            heading.click()  # the keys go to the page, not to a widget that had focus
+            page.keyboard.press(KEYS[i])
+    page.keyboard.press("ArrowLeft")
+    page.get_by_role("heading", name=f"5/6 · {STEPS[4].question}").wait_for(timeout=60_000)
+
+
+def test_presenter_type_is_large_and_still_fits(projector, shipped):
+    page = projector
+    page.goto(f"{shipped}/lesson?run=resnet10_fer&lesson=training&presenter=1")
+    page.get_by_role("heading", name=f"2/6 · {STEPS[1].question}").wait_for(timeout=120_000)
+    settle(page)
+    body = page.locator("[data-testid='stMainBlockContainer'] [data-testid='stMarkdown'] p").first
+    assert float(body.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")) >= 20
+    ticks = page.locator(".js-plotly-plot .xtick text").first
+    assert float(ticks.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")) >= 16
+    assert outside(page) == []
+
+
+def test_a_quiz_question_in_the_browser(projector, shipped):
+    page = projector
+    page.goto(f"{shipped}/quiz?run=resnet10_fer")
+    page.get_by_role("button", name="Start the quiz").click()
+    page.get_by_text("Face 1 of 8").wait_for(timeout=60_000)
+    settle(page)
+    page.get_by_role("radio", name="happy", exact=True).click()
+    settle(page)
+    page.get_by_role("button", name="Reveal").click()
+    page.get_by_text("Dataset label:").wait_for(timeout=60_000)
+    settle(page)
+    assert page.locator("[data-testid='stMetricValue']").first.inner_text().strip().endswith("/ 1")
+    assert outside(page) == []
+    save(page, "quiz-reveal.png")
