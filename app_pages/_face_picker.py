@@ -61,16 +61,16 @@ def search_photo(digest: str, data: bytes, name: str, detector: str = "mtcnn"):
 
 def detector_setting(key: str = "face_detector") -> str:
     """The face detector, one setting shared by every page that finds faces (kept across page switches)."""
-    _keep(key, "mtcnn")
+    keep(key, "mtcnn")
     return st.radio(
-        "Face detector", list(DETECTORS), format_func=DETECTORS.get, key=key, on_change=_store, args=(key,),
+        "Face detector", list(DETECTORS), format_func=DETECTORS.get, key=key, on_change=store, args=(key,),
         horizontal=True,
         help="MTCNN finds tilted and partly covered faces and levels the eyes from its landmarks; the Haar "
              "cascades are OpenCV's classic detector, kept to compare. If MTCNN finds no face, the Haar search "
              "runs before falling back to a centre crop.")
 
 
-def _keep(key: str, default):
+def keep(key: str, default):
     """A widget value that survives page switches: copy the kept value into the widget's key before the widget
     is drawn, on every run. Copied only when the key was missing, the widget on the next page (the same key,
     another page's widget) came up empty while the last page's value was still in session state."""
@@ -78,7 +78,7 @@ def _keep(key: str, default):
     st.session_state[key] = st.session_state[f"_{key}"]
 
 
-def _store(key: str):
+def store(key: str):
     st.session_state[f"_{key}"] = st.session_state[key]
 
 
@@ -109,8 +109,8 @@ def _faces_for(run, split: str):
 
 def pick_face(run=None) -> PickedFace | None:
     _from_link()
-    _keep("face_source", "Dataset")
-    source = st.radio("Face from", SOURCES, key="face_source", horizontal=True, on_change=_store,
+    keep("face_source", "Dataset")
+    source = st.radio("Face from", SOURCES, key="face_source", horizontal=True, on_change=store,
                       args=("face_source",))
     if source == "Dataset":
         return _dataset_face(*_faces_for(run, st.session_state.get("_face_split", "PublicTest")))
@@ -132,9 +132,9 @@ def _dataset_face(path: Path, split: str) -> PickedFace | None:
     except DataError as err:
         st.error(f"Could not read the faces: {md(err)}")
         return None
-    _keep("face_class", ANY)
-    _keep("face_id", str(ids[0]))
-    chosen = st.selectbox("Class", [ANY, *EMOTIONS], key="face_class", on_change=_store, args=("face_class",))
+    keep("face_class", ANY)
+    keep("face_id", str(ids[0]))
+    chosen = st.selectbox("Class", [ANY, *EMOTIONS], key="face_class", on_change=store, args=("face_class",))
     pool = np.arange(len(ids)) if chosen == ANY else np.flatnonzero(labels == EMOTIONS.index(chosen))
     current = index.get(st.session_state["face_id"].strip())
     if current is not None and current not in set(pool.tolist()):  # the class filter changed: move into it
@@ -142,7 +142,7 @@ def _dataset_face(path: Path, split: str) -> PickedFace | None:
     if st.button("Random face", icon=":material/casino:"):
         rng = np.random.default_rng()
         st.session_state["face_id"] = st.session_state["_face_id"] = str(ids[rng.choice(pool)])
-    wanted = st.text_input(f"Face id ({split}: {ids[0]}–{ids[-1]})", key="face_id", on_change=_store,
+    wanted = st.text_input(f"Face id ({split}: {ids[0]}–{ids[-1]})", key="face_id", on_change=store,
                            args=("face_id",)).strip()
     if wanted not in index:
         st.error(f"No {md(split)} face has id '{md(wanted)}': ids run from {md(ids[0])} to {md(ids[-1])}.")

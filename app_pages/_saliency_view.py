@@ -48,3 +48,26 @@ def show_maps(run, loaded, face, method, targets, opacity, probs):
         st.caption(f"Integrated Gradients convergence delta (|sum of the map − score change|): "
                    f"{max(deltas):.2e}{' (largest of the classes)' if len(deltas) > 1 else ''}. "
                    "Small against the score means 50 steps were enough.")
+
+
+def all_methods(run, loaded, face, target: int, opacity: float, probs, side: int = 200) -> None:
+    """The seven methods for one class, computed one after the other under a progress bar, in a 4×2 grid of maps
+    `side` px wide. Methods measure different things in different units, so each map is scaled to its own
+    99.5th percentile and one colour scale per kind (signed, unsigned) serves all."""
+    model, meta = loaded
+    bar = st.progress(0.0, text="Computing the seven methods…")
+    maps = {}
+    for i, (key, info) in enumerate(METHODS.items()):
+        bar.progress(i / len(METHODS), text=f"{info.title} ({i + 1} of {len(METHODS)})…")
+        maps[key] = cached_maps(checkpoint_key(run), model, meta, face.pixels.tobytes(), key, (target,))[0]
+    bar.empty()
+    cells = st.columns(4) + st.columns(4)
+    for cell, (key, a) in zip(cells, maps.items()):
+        cell.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, robust_top(a.map)), side), width=side,
+                   caption=f"{METHODS[key].title}{' (signed)' if a.signed else ''}")
+    with cells[-1]:
+        st.image(scale_bar(True, 1.0, height=side // 2 + 20), caption="signed: of each map's own maximum")
+        st.image(scale_bar(False, 1.0, height=side // 2 + 20), caption="unsigned: of each map's own maximum")
+    st.caption(f"All seven for {EMOTIONS[target]} (model {probs[target]:.0%}). Each map is scaled to its own 99.5th "
+               "percentile: the methods measure different things in different units, so compare where they put "
+               "the evidence, not how much.")

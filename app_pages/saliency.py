@@ -1,12 +1,14 @@
 """Saliency: which pixels of a face drove the selected run's prediction, computed live with Captum."""
 import streamlit as st
 
-from app_pages._face_picker import pick_face, show_model_input
-from app_pages._saliency_view import show_maps
+from app_pages._face_picker import keep, pick_face, show_model_input, store
+from app_pages._saliency_view import all_methods, show_maps
 from app_pages._shared import describe, md, model_of, selected_model
 from fer_models.core.constants import EMOTIONS
 from fer_models.explain.attributions import METHODS, face_input, gradcam_map_size, probabilities
 from fer_models.teaching.figures import probability_figure
+
+ONE, EVERY, SEVEN = "One map", "Every class", "All seven methods"
 
 st.title("Saliency")
 st.caption("Pick a face; see the class probabilities, then where each attribution method says the evidence is.")
@@ -32,17 +34,24 @@ with results:
     st.plotly_chart(probability_figure(probs, face.label), width="stretch", config={"displayModeBar": False})
 
     a, b, c = st.columns(3)
-    method = a.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].title, key="saliency_method")
-    # drawn after the select box it disables, but read first (widgets keep their value in session state)
-    every_class = st.session_state.get("saliency_every_class", False)
+    # kept across page switches, as the face is: the lesson and Filters come back to the same view
+    for key, default in (("saliency_method", next(iter(METHODS))), ("saliency_view", ONE)):
+        keep(key, default)
+    view = st.session_state["saliency_view"]
+    method = a.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].title, key="saliency_method",
+                         on_change=store, args=("saliency_method",), disabled=view == SEVEN)
     options = [("predicted", predicted)] + ([("true", face.label)] if face.label is not None else []) + \
         [(e, i) for i, e in enumerate(EMOTIONS)]
-    target_name, target = b.selectbox("Class to explain", options, key="saliency_target", disabled=every_class,
+    names = [o[0] for o in options]
+    kept = st.session_state.get("_saliency_target", "predicted")
+    target_name, target = b.selectbox("Class to explain", options, index=names.index(kept) if kept in names else 0,
+                                      disabled=view == EVERY, key=f"saliency_target_{face.origin}",
                                       format_func=lambda o: o[0] if o[0] in EMOTIONS else f"{o[0]}: {EMOTIONS[o[1]]}",
-                                      help="Off while every class is shown" if every_class else None)
+                                      help="Off while every class is shown" if view == EVERY else None)
+    st.session_state["_saliency_target"] = target_name
     opacity = c.slider("Overlay opacity", 0.0, 1.0, 0.7, 0.05)
-    every_class = st.toggle("Every class at once", key="saliency_every_class",
-                            help="The same method for all seven classes, side by side")
+    view = st.segmented_control("Show", [ONE, EVERY, SEVEN], key="saliency_view", on_change=store,
+                                args=("saliency_view",)) or ONE
     others = [r for r in st.session_state.get("runs", []) if r.name != run.name and r.arch]
     compare = st.selectbox("Compare with another run on the same face", [None, *others],
                            format_func=lambda r: "—" if r is None else describe(r))
@@ -51,15 +60,17 @@ with results:
         h, w = gradcam_map_size(model)
         st.caption(f"{md(run.name)}'s Grad-CAM layer: `{model.gradcam_layer_name}`, {h}×{w} cells.")
 
-targets = list(range(len(EMOTIONS))) if every_class else [target]
+targets = list(range(len(EMOTIONS))) if view == EVERY else [target]
 other = model_of(compare) if compare is not None else None
-# one class: the two runs side by side; seven classes: one row of seven per run
-here, there = st.columns(2, gap="large") if other is not None and not every_class else (st.container(),) * 2
-with here:
-    st.subheader(f"{md(run.name)}: reads {EMOTIONS[predicted]} ({probs[predicted]:.0%})")
-    show_maps(run, (model, meta), face, method, targets, opacity, probs)
-if other is not None:
-    other_probs = probabilities(other[0], face_input(face.pixels, other[1]))[0]
-    with there:
-        st.subheader(f"{md(compare.name)}: reads {EMOTIONS[int(other_probs.argmax())]} ({other_probs.max():.0%})")
-        show_maps(compare, other, face, method, targets, opacity, other_probs)
+# one class: the two runs side by side; seven classes or seven methods: one grid per run, one above the other
+here, there = st.columns(2, gap="large") if other is not None and view == ONE else (st.container(),) * 2
+for where, shown, loaded, p in ((here, run, (model, meta), probs), (there, compare, other, None)):
+    if shown is None:
+        continue
+    p = p if p is not None else probabilities(loaded[0], face_input(face.pixels, loaded[1]))[0]
+    with where:
+        st.subheader(f"{md(shown.name)}: reads {EMOTIONS[int(p.argmax())]} ({p.max():.0%})")
+        if view == SEVEN:
+            all_methods(shown, loaded, face, target, opacity, p)
+        else:
+            show_maps(shown, loaded, face, method, targets, opacity, p)

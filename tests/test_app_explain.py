@@ -62,13 +62,29 @@ def test_saliency_on_a_bundled_publictest_face(runs):
 def test_saliency_every_class_grid(runs, method):
     at = open_page("app_pages/saliency.py")
     at.selectbox(key="saliency_method").set_value(method)
-    at.toggle[0].set_value(True)
+    at.button_group(key="saliency_view").set_value("Every class")
     at.run()
     assert not at.exception, at.exception
     captions = [c.value for c in at.caption]
     assert (method == "integrated_gradients") == any("convergence delta" in c for c in captions)
     assert any("Red: evidence for the class" in c for c in captions)
-    assert at.selectbox(key="saliency_target").disabled  # every class is shown: picking one does nothing
+    target = next(s for s in at.selectbox if s.label == "Class to explain")
+    assert target.disabled  # every class is shown: picking one does nothing
+
+
+def test_saliency_all_seven_methods_in_one_grid_and_the_view_kept_across_pages(runs):
+    from fer_models.explain.attributions import METHODS
+
+    at = open_page("app_pages/saliency.py")
+    at.button_group(key="saliency_view").set_value("All seven methods").run()
+    assert not at.exception
+    titles = [img.caption for element in at.get("image") for img in element.proto.imgs]
+    assert all(any(t.startswith(m.title) for t in titles) for m in METHODS.values()), titles
+    assert sum("of each map's own maximum" in t for t in titles) == 2  # one scale per kind
+    assert at.selectbox(key="saliency_method").disabled
+    at.switch_page("app_pages/filters.py").run()
+    at.switch_page("app_pages/saliency.py").run()
+    assert at.button_group(key="saliency_view").value == "All seven methods"
 
 
 def test_saliency_names_the_runs_gradcam_layer(runs):
@@ -76,7 +92,10 @@ def test_saliency_names_the_runs_gradcam_layer(runs):
     at.selectbox(key="saliency_method").set_value("gradcam")
     at.run()
     assert any("Grad-CAM layer: `block3.relu`, 12×12 cells" in c.value for c in at.caption)
-    assert not at.selectbox(key="saliency_target").disabled
+    assert not next(s for s in at.selectbox if s.label == "Class to explain").disabled
+    at.switch_page("app_pages/filters.py").run()
+    at.switch_page("app_pages/saliency.py").run()
+    assert at.selectbox(key="saliency_method").value == "gradcam"  # kept across pages, as the face is
 
 
 def test_saliency_on_an_uploaded_photo(runs):
