@@ -72,6 +72,38 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
     assert len(load_faces(path)) == 7
 
 
+def test_a_cache_whose_arrays_do_not_fit_together_is_rebuilt_not_trusted(tmp_path):
+    """A cache with the right stamp but images of another shape and labels out of range: once an IndexError
+    traceback in evaluate and train."""
+    from fer_models.datasets.cache import source_stamp
+
+    path = write_fer_csv(tmp_path / "f.csv", {"Training": 7, "PublicTest": 7})
+    good = load_faces(path)
+    np.savez(tmp_path / "f.csv.cache.npz", stamp=np.array(source_stamp(path)), images=np.zeros((14, 3, 10, 10)),
+             labels=np.full(5, 99), splits=good.splits, ids=good.ids, format=np.array("kaggle"),
+             notes=np.array([], dtype=str))
+    again = load_faces(path)
+    np.testing.assert_array_equal(again.images, good.images)
+    np.testing.assert_array_equal(again.labels, good.labels)
+
+
+def test_a_gzip_that_unpacks_past_the_cap_is_refused_while_inflating(tmp_path, monkeypatch):
+    import fer_models.datasets.kaggle as kaggle
+
+    monkeypatch.setattr(kaggle, "MAX_CSV_BYTES", 1 << 20)
+    row = ("0," + " ".join(["0"] * 2304) + ",Training\n").encode()
+    with gzip.open(tmp_path / "bomb.csv.gz", "wb") as f:
+        f.write(b"emotion,pixels,Usage\n" + row * 300)  # 1.4 MB unpacked, a few kB packed
+    assert (tmp_path / "bomb.csv.gz").stat().st_size < 20_000
+    with pytest.raises(DataError, match="unpacks to more than 1 MB.*as a .npz"):
+        load_faces(tmp_path / "bomb.csv.gz")
+    assert not (tmp_path / "bomb.csv.gz.cache.npz").exists()
+    plain = tmp_path / "big.csv"
+    plain.write_bytes(b"emotion,pixels,Usage\n" + row * 300)
+    with pytest.raises(DataError, match="over the 1 MB a CSV may hold"):
+        load_faces(plain)
+
+
 def test_course_variant_labelled_and_unlabelled(tmp_path):
     images, labels = synthetic_faces(5)
     train = tmp_path / "train.csv"

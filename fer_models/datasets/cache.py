@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_models.datasets.facedata import FaceData
+from fer_models.core.guards import UntrustedFileError, npz_members
+from fer_models.datasets.facedata import MAX_NPZ_BYTES, DataError, FaceData, checked
 
 CACHE_VERSION = 2
 
@@ -60,13 +61,17 @@ def cache_path(path: Path) -> Path:
 
 
 def read_cache(cache_path: Path, stamp: str) -> FaceData | None:
+    """The cached data, or None to parse again: missing, stale, damaged, or arrays that do not fit together
+    (a cache is a file beside the dataset that anyone who can write there can replace)."""
     if not cache_path.exists():
         return None
     try:
+        npz_members(cache_path, MAX_NPZ_BYTES)  # sizes from the headers, before any array is read
         with np.load(cache_path, allow_pickle=False) as z:
             if str(z["stamp"]) != stamp:
                 return None
-            return FaceData(z["images"], z["labels"], z["splits"], z["ids"], "",
-                            z["soft"] if "soft" in z.files else None, z["notes"].tolist(), str(z["format"]))
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # a damaged cache is rebuilt, never trusted
+            return checked(FaceData(z["images"], z["labels"], z["splits"].astype(str), z["ids"].astype(str), "",
+                                    z["soft"] if "soft" in z.files else None, z["notes"].tolist(),
+                                    str(z["format"])), cache_path)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UntrustedFileError, DataError):
         return None

@@ -84,6 +84,12 @@ def read_npz(path) -> FaceData:
         raise
     except Exception as err:  # noqa: BLE001 - numpy and zipfile raise many kinds on a damaged file
         raise DataError(f"{path}: not a readable .npz file ({type(err).__name__})") from err
+    return checked(data, path)
+
+
+def checked(data: FaceData, path) -> FaceData:
+    """The data if its arrays agree with each other and with FaceData's types; DataError naming the file
+    otherwise (a .npz and the parse cache are both read back from disk: neither is trusted)."""
     if data.images.dtype != np.uint8 or data.images.shape[1:] != (1, IMAGE_SIZE, IMAGE_SIZE):
         raise DataError(f"{path}: images must be uint8 N x 1 x 48 x 48, found {data.images.dtype} "
                         f"{tuple(data.images.shape)}")
@@ -93,6 +99,6 @@ def read_npz(path) -> FaceData:
             raise DataError(f"{path}: {n:,} images but {name} of shape {array.shape}; each image needs one")
     if data.soft is not None and data.soft.shape != (n, 7):
         raise DataError(f"{path}: soft labels of shape {data.soft.shape}, not {n} x 7")
-    if ((data.labels < -1) | (data.labels > 6)).any():
+    if data.labels.dtype.kind not in "iu" or ((data.labels < -1) | (data.labels > 6)).any():
         raise DataError(f"{path}: labels must be 0..6 (or -1 for none)")
     return data
