@@ -122,3 +122,19 @@ def test_precision_policy(tmp_path, run_dir, run_env):
     assert json.loads((run_dir / "eval" / "PublicTest" / "metrics.json").read_text())["precision"] == "fp32"
     refused = evaluate_cli(["--run", str(run_dir), "--data", str(data), "--precision", "fp16"], run_env)
     assert refused.returncode == 2 and "fp16" in refused.stderr
+
+
+def test_top_k_breaks_ties_as_argmax_does_so_top_1_is_the_accuracy():
+    from fer_models.evaluation.scoring import classification_metrics, top_k_accuracy
+
+    probs = np.array([[0.5, 0.25, 0.25, 0, 0, 0, 0],    # label 2 tied with 1 for second: argmax order puts 1 first
+                      [0.5, 0.25, 0.25, 0, 0, 0, 0],    # label 1 tied with 2: 1 is second
+                      [0.4, 0.4, 0.2, 0, 0, 0, 0]])     # label 1 tied with 0 for first: argmax says 0
+    true = np.array([2, 1, 1])
+    assert top_k_accuracy(true, probs, 2) == 2 / 3
+    assert top_k_accuracy(true, probs, 1) == classification_metrics(true, probs)["accuracy"] == 0.0
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(7), 200)
+    true = rng.integers(0, 7, 200)
+    assert top_k_accuracy(true, probs, 1) == (probs.argmax(1) == true).mean()
+    assert top_k_accuracy(true, probs, 7) == 1.0
