@@ -11,6 +11,17 @@ st.caption("Click a cell of a feature map: its value is the kernel times the inp
            "the bias, through the batch norm and the ReLU. Every number comes from the trained network, and the "
            "last one is checked against its own forward pass.")
 
+@st.fragment
+def explore(trace, channel: int, layer: str, run_name: str) -> None:
+    """The map and the picked cell's arithmetic: a click reruns only this, not the face picker above it."""
+    where, beside = st.columns(2)
+    with where:
+        row, col = pick_cell(trace, channel, f"conv_map_{run_name}_{layer}_{channel}", side=260)
+        h, w = trace.outputs.shape[1:]
+        st.caption(f"Filter {channel}'s {h}×{w} map on this face; click a cell (now row {row}, column {col}).")
+    step_view(trace, convolution_step(trace, channel, row, col), f"conv_{layer}", beside=beside)
+
+
 run, model, meta = selected_model()
 layers = model.conv_layers()
 names = list(layers)
@@ -31,10 +42,5 @@ with main:
     st.query_params["layer"] = layer
     trace = trace_of(run, model, meta, face.pixels, layer)
     channel = b.number_input("Filter", 0, trace.outputs.shape[0] - 1, 0, key="conv_channel")
-    where, beside = st.columns(2)
-    with where:
-        row, col = pick_cell(trace, int(channel), f"conv_map_{run.name}_{layer}_{channel}", side=260)
-        h, w = trace.outputs.shape[1:]
-        st.caption(f"Filter {channel}'s {h}×{w} map on this face; click a cell (now row {row}, column {col}).")
-    step_view(trace, convolution_step(trace, int(channel), row, col), f"conv_{layer}", beside=beside)
+    explore(trace, int(channel), layer, run.name)
     st.caption(f"Run {md(run.name)}, layer {md(layer)}.")

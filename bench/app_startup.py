@@ -2,6 +2,7 @@
 
     python bench/app_startup.py [--runs artifacts/runs] [--run NAME]
     python bench/app_startup.py --every-page [--runs artifacts/runs] [--run NAME] [--settle 5]
+    python bench/app_startup.py --lesson [--runs artifacts/runs] [--run NAME] [--settle 5]
 
 Starts `streamlit run app.py` on a free port, opens it in Debian's Chromium (Playwright) and times
 (1) from launching the server to the first page drawn with no script running, and (2) each click
@@ -10,7 +11,11 @@ on a page in the sidebar until that page is drawn, three rounds over every page.
 then (after --settle seconds on the landing page) every page of the sidebar visited once (its first
 visit: caches cold) and again (second visit), each timed from the click until the script is idle and
 no skeleton is left (targets: first visit <= 2 s, second <= 1 s), and the server's resident memory after
-each round. Prints one JSON object.
+each round. With --lesson: for each run, a fresh server, the six lesson steps walked with Next (first views)
+and back with Back (second views), a click on a cell of One convolution's feature map, and the Saliency page's
+seven-method grid on a face not seen before (targets, issue 34: first view <= 3 s, Next/Back <= 1 s, cell
+click <= 300 ms, seven methods <= 5 s for cnn3 and resnet10_fer, <= 10 s for densenet201_fer). Prints one JSON
+object.
 """
 import argparse
 import json
@@ -96,14 +101,92 @@ def every_page(runs: str, only: str | None = None, settle: float = 0.0) -> dict:
     return out
 
 
+def idle(page) -> None:
+    page.wait_for_selector(IDLE, timeout=600_000)
+    page.wait_for_selector("[data-testid='stSkeleton']", state="detached", timeout=600_000)
+
+
+def timed(page, act, done) -> float:
+    """Seconds from act() until done() has returned and the script is idle."""
+    t = time.perf_counter()
+    act()
+    try:
+        page.wait_for_function(STARTED, timeout=1_000)
+    except Exception:  # noqa: BLE001 - the run ended before the poll saw it start
+        pass
+    done()
+    idle(page)
+    return round(time.perf_counter() - t, 2)
+
+
+STARTED = ("() => document.querySelector(\"[data-testid='stApp']\")?.getAttribute('data-test-script-state') "
+           "!== 'notRunning'")
+
+
+def lesson_walk(page, base: str, run: str) -> dict:
+    from fer_models.teaching.lesson import STEPS
+
+    def heading(i: int):
+        return page.get_by_role("heading", name=f"{i + 1}/6 · {STEPS[i].question}")
+
+    first = {STEPS[0].slug: timed(page, lambda: page.goto(f"{base}/lesson?run={run}&lesson=layers"),
+                                  lambda: heading(0).wait_for(timeout=600_000))}
+    for i in range(1, len(STEPS)):
+        first[STEPS[i].slug] = timed(page, lambda: page.get_by_role("button", name="Next").click(),
+                                     lambda i=i: heading(i).wait_for(timeout=600_000))
+    back = {}
+    for i in range(len(STEPS) - 2, -1, -1):
+        back[STEPS[i].slug] = timed(page, lambda: page.get_by_role("button", name="Back").click(),
+                                    lambda i=i: heading(i).wait_for(timeout=600_000))
+    page.goto(f"{base}/convolution?run={run}")
+    idle(page)
+    box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    clicks = [timed(page, lambda dx=dx: page.mouse.click(box["x"] + box["width"] * dx, box["y"] + box["height"] * 0.3),
+                    lambda: None) for dx in (0.3, 0.6, 0.45)]
+    page.goto(f"{base}/saliency?run={run}&face=28800")  # a face no step above explained: its maps are not cached
+    idle(page)
+    seven = timed(page, lambda: page.get_by_role("radio", name="All seven methods").click(),
+                  lambda: page.get_by_text("of each map's own maximum").first.wait_for(timeout=600_000))
+    return {"lesson_first_view_seconds": first, "lesson_back_seconds": back, "convolution_cell_click_seconds": clicks,
+            "saliency_seven_methods_seconds": seven, "errors": page.locator("[data-testid='stException']").count()}
+
+
+def lesson(runs: str, only: str | None = None, settle: float = 0.0) -> dict:
+    from fer_models.runs.registry import list_runs
+
+    out = {}
+    for run in [r.name for r in list_runs(runs) if only in (None, r.name)]:
+        server, port = start_server(runs)
+        try:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox",
+                                                                                        "--disable-gpu"])
+                page = browser.new_page(viewport={"width": 1280, "height": 720})
+                page.goto(f"http://127.0.0.1:{port}/?run={run}")
+                idle(page)
+                time.sleep(settle)  # a reader's pause on the landing page, while torch is imported behind it
+                out[run] = {"settle_seconds": settle, **lesson_walk(page, f"http://127.0.0.1:{port}", run)}
+                browser.close()
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    return out
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--runs", default=str(ROOT / "artifacts" / "runs"))
     p.add_argument("--run", help="run to open (default: the picker's first)")
     p.add_argument("--every-page", action="store_true", help="first and second visit of every page, per run")
+    p.add_argument("--lesson", action="store_true", help="the lesson's steps, a convolution click, seven methods")
     p.add_argument("--settle", type=float, default=0.0,
                    help="with --every-page: seconds on the landing page before the first click (default: none)")
     args = p.parse_args()
+    if args.lesson:
+        sys.path.insert(0, str(ROOT))
+        print(json.dumps({"runs": args.runs, "viewport": "1280x720", **lesson(args.runs, args.run, args.settle)},
+                         indent=1))
+        return
     if args.every_page:
         sys.path.insert(0, str(ROOT))
         print(json.dumps({"runs": args.runs, "viewport": "1280x720", **every_page(args.runs, args.run, args.settle)},
