@@ -3,10 +3,26 @@ import streamlit as st
 
 from app_pages._shared import history_of, md, selected_run
 from fer_models.runs.folder import RunFolder, RunProblem
-from fer_models.runs.registry import reproduce_command
+from fer_models.runs.registry import reproduce_command, training_cost
 from fer_models.teaching.figures import history_figure
 
 st.title("Training history")
+
+
+def cost_in_words(run, config: dict) -> None:
+    """What the training took, as the README's table says it: sittings, hours, core-hours, images per second."""
+    try:
+        meta = RunFolder(run.path).meta()
+    except RunProblem:
+        return
+    cost = training_cost(meta, config)
+    if not cost["hours"]:
+        return
+    said = (f"Training took {cost['hours']:.1f} h in {cost['sittings']} sitting{'s' if cost['sittings'] > 1 else ''}"
+            + (f", {cost['core_hours']:.1f} core-hours" if cost["core_hours"] else "")
+            + (f", {cost['images_per_second']:.0f} training images a second" if cost["images_per_second"] else "")
+            + " (training steps only; validation not counted).")
+    st.caption(said)
 
 run = selected_run()
 if run is not None:
@@ -36,6 +52,7 @@ if run is not None:
     except RunProblem as err:
         st.caption(f"No reproduce command: {md(err)}")
     else:
+        cost_in_words(run, config)
         if not config:
             st.caption(f"No reproduce command: {md(run.name)} has no config.json.")
             st.stop()

@@ -12,7 +12,7 @@ RUNS = [r.name for r in list_runs(SHIPPED)]
 PAGES = ["app_pages/history.py", "app_pages/architecture.py", "app_pages/confusion.py", "app_pages/mistakes.py",
          "app_pages/saliency.py",
          "app_pages/filters.py", "app_pages/webcam.py", "app_pages/train.py", "app_pages/learn.py",
-         "app_pages/report.py"]
+         "app_pages/report.py", "app_pages/lesson.py", "app_pages/quiz.py", "app_pages/convolution.py"]
 
 
 @pytest.fixture(autouse=True)
@@ -87,3 +87,17 @@ def test_a_shipped_runs_scores_say_that_publictest_picked_its_epoch():
     for run in ("cnn3", "densenet201_fer", "resnet10_fer"):
         metrics = json.loads((SHIPPED / run / "eval" / "PublicTest" / "metrics.json").read_text())
         assert metrics["precision"] in ("fp32", "bf16")  # every evaluation says what it was scored in
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_history_says_what_training_cost_as_the_readme_does(name):
+    from fer_models.runs.folder import RunFolder
+    from fer_models.runs.registry import training_cost
+
+    cost = training_cost(RunFolder(SHIPPED / name).meta(), RunFolder(SHIPPED / name).config())
+    at = open_app(None, run=name)
+    said = next(c.value for c in at.caption if c.value.startswith("Training took"))
+    assert f"{cost['hours']:.1f} h in {cost['sittings']} sitting" in said
+    assert f"{cost['core_hours']:.1f} core-hours" in said and f"{cost['images_per_second']:.0f} training images" in said
+    readme = (ROOT / "README.md").read_text()
+    assert f"| {cost['images_per_second']:.0f} |" in readme.split(f"| {name} |")[1].split("\n")[0] + " |"
