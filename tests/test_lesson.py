@@ -176,3 +176,15 @@ def test_quiz_on_a_run_without_votes_refuses_disagreeing_faces_in_one_line(runs)
     assert "quiz" not in at.session_state
     assert len(at.error) == 1 and "choose random or hard ones" in at.error[0].value
 
+
+
+def test_the_layers_step_names_densenets_block_that_never_trains_and_not_for_a_resnet():
+    from fer_models.nets.structure import structure_of
+
+    dense = structure_of("densenet201_fer")
+    said = " ".join(lesson.layers_story(dense.totals, dense.layers, dense.findings))
+    assert "denseblock4" in said and "1×1 map" in said and "1,048,576 weights never get a gradient" in said
+    assert "**200 convolutions**" in said and "20.72 M weights" in said
+    res = structure_of("resnet10_fer")
+    said = " ".join(lesson.layers_story(res.totals, res.layers, res.findings))
+    assert "never" not in said and "from 48×48 after the first conv to 6×6 after the last" in said
