@@ -109,8 +109,9 @@ def show_summary(metrics, counts):
 
 def load_evaluation(run, split: str):
     """(metrics, predictions, confusion) of the run's evaluation, or None after saying why it cannot be read."""
-    folder = RunFolder(run.path).eval_dir(split)
     try:
+        # inside the try: a link at eval/<split> is refused with a RunProblem, to be said like any other
+        folder = RunFolder(run.path).eval_dir(split)
         return cached_evaluation(str(run.path), split, (folder / METRICS_FILE).stat().st_mtime)
     except (RunProblem, OSError) as err:
         st.error(f"This evaluation cannot be read: {md(err)}. Evaluate the run again to rewrite it.")

@@ -32,7 +32,7 @@ ANY = "any class"
 class PickedFace:
     pixels: np.ndarray        # uint8 48 x 48: exactly what the model reads
     label: int | None         # the dataset's label, when known
-    origin: str               # in words, for captions
+    origin: str               # in words, for captions; as given (an upload's file name): escape it to show it
 
 
 # decoded photos kept for reruns and page switches, newest last, within a byte budget: a 25-megapixel photo is
@@ -142,7 +142,7 @@ def _dataset_face(path: Path, split: str) -> PickedFace | None:
     if st.button("Random face", icon=":material/casino:"):
         rng = np.random.default_rng()
         st.session_state["face_id"] = st.session_state["_face_id"] = str(ids[rng.choice(pool)])
-    wanted = st.text_input(f"Face id ({split}: {ids[0]}–{ids[-1]})", key="face_id", on_change=store,
+    wanted = st.text_input(f"Face id ({md(split)}: {md(ids[0])}–{md(ids[-1])})", key="face_id", on_change=store,
                            args=("face_id",)).strip()
     if wanted not in index:
         st.error(f"No {md(split)} face has id '{md(wanted)}': ids run from {md(ids[0])} to {md(ids[-1])}.")
@@ -184,10 +184,10 @@ def _photo_face(upload, kept: str) -> PickedFace | None:
     (st.warning if search.fallback else st.info)(search.message)
     shown = draw_faces(search.rgb, search.faces, choice)
     # never wider than the column: a fixed 320 px spilled over the captions of a 1280-wide screen
-    st.image(shown, caption=f"{name}: {search.rgb.shape[1]}×{search.rgb.shape[0]}", width="stretch")
+    st.image(shown, caption=f"{md(name)}: {search.rgb.shape[1]}×{search.rgb.shape[0]}", width="stretch")
     return PickedFace(search.crop(choice), None, f"{name}, face {choice + 1} of {n}" if not search.fallback
                       else f"{name}, centre crop (no face found)")
 
 
 def show_model_input(face: PickedFace) -> None:
-    st.image(enlarge(face.pixels, 192), caption=f"What the model sees: 48×48 gray · {face.origin}", width=192)
+    st.image(enlarge(face.pixels, 192), caption=f"What the model sees: 48×48 gray · {md(face.origin)}", width=192)

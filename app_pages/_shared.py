@@ -92,7 +92,7 @@ def history_of(run: RunSummary):
     try:
         return cached_history(str(run.path), path.stat().st_mtime if path.exists() else 0.0)
     except RunProblem as err:
-        st.warning(str(err))
+        st.warning(md(err))
         return read_history(Path(run.path) / "no such folder")
 
 

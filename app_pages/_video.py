@@ -184,7 +184,7 @@ def video_ui(run, model, meta, smoothing: float, every: int, gradcam: bool, dete
     def watch():
         if job.running:
             share = job.done / job.total if job.total else 0.0
-            st.progress(min(share, 1.0), text=f"{job.name}: {job.done:.1f} of {job.total or '?'} s of video")
+            st.progress(min(share, 1.0), text=f"{md(job.name)}: {job.done:.1f} of {job.total or '?'} s of video")
             if st.button("Stop", key="video_stop"):
                 job.cancel = True
             return

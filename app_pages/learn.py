@@ -72,7 +72,7 @@ def convolution(run) -> None:
                        if any(v != int(v) for v in result.naive_hw) else "it ignores the dilation") + ".")
     if run is not None and run.arch in list_models():
         st.page_link("app_pages/convolution.py", icon=":material/calculate:",
-                     label=f"One output cell of {run.name}'s first conv, computed by hand on a real face",
+                     label=f"One output cell of {md(run.name)}'s first conv, computed by hand on a real face",
                      query_params={"run": run.name})
 
     st.subheader("Walk a model")
@@ -157,7 +157,9 @@ def softmax_and_cross_entropy(run) -> None:
             # slider barely moves the bars
             unsure = int((predictions[[f"p_{e}" for e in EMOTIONS]].max(axis=1) - 0.6).abs().to_numpy().argmin())
             ids = predictions["id"].astype(str)
-            wanted = st.text_input(f"Face id ({run.name}'s PublicTest predictions: {ids.iloc[0]}–{ids.iloc[-1]})",
+            # the ids come from the run's predictions.csv, as untrusted as its name
+            wanted = st.text_input(f"Face id ({md(run.name)}'s PublicTest predictions: {md(ids.iloc[0])}–"
+                                   f"{md(ids.iloc[-1])})",
                                    ids.iloc[unsure], key=f"temperature_face_{run.name}")
             found = np.flatnonzero(ids.to_numpy() == wanted.strip())
             if not len(found):
@@ -166,7 +168,7 @@ def softmax_and_cross_entropy(run) -> None:
             probs = np.array([p[f"p_{e}"] for e in EMOTIONS], dtype=np.float64)
             # softmax ignores a constant shift, so log-probabilities are the logits up to one
             logits, true = np.log(np.clip(probs, 1e-12, None)), int(p["true"])
-            source = f"{run.name} on PublicTest face {p['id']} (log of its stored probabilities)"
+            source = f"{md(run.name)} on PublicTest face {md(p['id'])} (log of its stored probabilities)"
     t = st.slider("T", 0.1, 10.0, 1.0, 0.1, key="temperature_demo")
     p_t = softmax(logits, t)
     loss = cross_entropy(logits[None], np.eye(len(EMOTIONS))[[true]], t)

@@ -66,7 +66,7 @@ def evaluation_ui(run):
         st.info(f"Split {md(split)} has no labels, so no face can be called a mistake.")
         st.stop()
     peers = [r.name for r in st.session_state.get("runs", []) if r.name != run.name and split in r.evaluations]
-    second = other.selectbox(f"Compare with another run's {split} mistakes", [None, *peers],
+    second = other.selectbox(f"Compare with another run's {md(split)} mistakes", [None, *peers],
                              index=from_url("with", [None, *peers], None),
                              format_func=lambda n: "—" if n is None else n)
     return split, metrics, predictions, second
@@ -111,8 +111,9 @@ def compare_ui(run, split, predictions, second, shown, wanted, votes):
     _, second_predictions, _ = evaluation_of(next(r for r in st.session_state["runs"] if r.name == second), split)
     groups = compare(predictions, second_predictions)
     names = {"both": f"wrong for both ({len(groups['both']):,})",
-             "only first": f"only {run.name} gets wrong ({len(groups['only first']):,})",
-             "only second": f"only {second} gets wrong ({len(groups['only second']):,})"}
+             "only first": f"only {md(run.name)} gets wrong ({len(groups['only first']):,})",
+             "only second": f"only {md(second)} gets wrong ({len(groups['only second']):,})"}
+    # a radio's options are Markdown, and these carry run names
     which = st.radio("Faces", list(names), format_func=names.get, horizontal=True,
                      index=from_url("set", list(names), "both"))
     if which == "only second":  # mistakes of the second run: its own table, its own confidences

@@ -30,5 +30,5 @@ if st.button("Export report", type="primary"):
 made = st.session_state.get("report")
 if made and made[0] == key:
     html = made[1]
-    st.download_button(f"Download {run.name}_report.html ({len(html.encode()) / 2**20:.1f} MiB)", html,
+    st.download_button(f"Download {md(run.name)}_report.html ({len(html.encode()) / 2**20:.1f} MiB)", html,
                        f"{run.name}_report.html", "text/html", type="primary")

@@ -27,7 +27,7 @@ if face is None:
 probs = probabilities(model, face_input(face.pixels, meta))[0]
 predicted = int(probs.argmax())
 with results:
-    verdict = f"**{run.name}** reads **{EMOTIONS[predicted]}** ({probs[predicted]:.0%})"
+    verdict = f"**{md(run.name)}** reads **{EMOTIONS[predicted]}** ({probs[predicted]:.0%})"
     if face.label is not None:
         verdict += f"; the dataset says **{EMOTIONS[face.label]}**" + (" ✓" if face.label == predicted else " ✗")
     st.markdown(verdict)

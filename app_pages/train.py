@@ -87,7 +87,7 @@ def running_card(run: RunSummary, status: dict, buttons) -> None:
             stop(run.path)
             st.toast(f"Stopping {md(run.name)}: it saves its state first.")
         except JobError as err:
-            st.error(str(err))
+            st.error(md(err))
 
 
 def interrupted_card(run: RunSummary, status: dict, buttons, root: Path) -> None:
@@ -99,7 +99,7 @@ def interrupted_card(run: RunSummary, status: dict, buttons, root: Path) -> None
             resume(run.path, root)
             st.rerun()
         except JobError as err:
-            st.error(str(err))
+            st.error(md(err))
 
 
 def finished_card(run: RunSummary, buttons) -> None:
@@ -121,7 +121,7 @@ def finished_card(run: RunSummary, buttons) -> None:
     splits = buttons.multiselect("Splits", choices, default=choices[:1], key=f"splits_{run.name}",
                                  format_func=lambda s: f"{s} ({roles[s]})", label_visibility="collapsed")
     if buttons.button("Evaluate", key=f"eval_{run.name}", disabled=not splits):
-        with st.spinner(f"Evaluating {run.name} on {', '.join(splits)}…"):
+        with st.spinner(f"Evaluating {md(run.name)} on {md(', '.join(splits))}…"):
             for result in evaluate(run.path, data, splits):
                 if "error" in result:
                     st.error(f"{md(result['split'])}: {md(result['error'])}")
@@ -134,13 +134,13 @@ def finished_card(run: RunSummary, buttons) -> None:
 def delete_control(run: RunSummary, buttons, root: Path) -> None:
     with buttons.popover("Delete…"):
         st.warning(f"Delete the folder {md(run.path)} with its weights, history and evaluations?")
-        if st.button(f"Delete {run.name} for good", key=f"delete_{run.name}", type="primary"):
+        if st.button(f"Delete {md(run.name)} for good", key=f"delete_{run.name}", type="primary"):
             try:
                 delete(run.path, root)
                 cached_runs.clear()
                 st.rerun()
             except JobError as err:
-                st.error(str(err))
+                st.error(md(err))
 
 
 def job_card(run: RunSummary, root: Path, manage: bool) -> None:
@@ -233,7 +233,9 @@ def take_recipe(root: Path, demo: bool) -> None:
     for key, value in values.items():
         st.session_state[f"job_{key}"] = value
     if notes:
-        st.session_state["train_recipe_note"] = f"From {picked}, out of range and clamped: " + "; ".join(notes)
+        # the notes quote the picked run's own values, as untrusted as its name
+        st.session_state["train_recipe_note"] = (f"From {md(picked)}, out of range and clamped: "
+                                                 + "; ".join(md(note) for note in notes))
 
 
 def recipe_ui(root: Path, demo: bool) -> None:

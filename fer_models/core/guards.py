@@ -3,6 +3,7 @@ machines and other people, so a FIFO, a device, a zip bomb or a header that prom
 here, from its metadata, with a one-line reason, before a byte of payload is read or allocated.
 
     regular_file(path, "model.safetensors")     # a FIFO would block a page, a device never end
+    capped_bytes(path, limit=50 << 20)          # a regular file's bytes, its size checked before reading
     npz_members(path_or_bytes, limit=256 << 20) # every member's declared and real size, within the limit
     safetensors_header(path)                    # names, dtypes, shapes and byte ranges, checked
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import stat
 import struct
 import zipfile
@@ -23,19 +25,54 @@ class UntrustedFileError(ValueError):
     """A file refused from what it declares about itself; the message names the file and why."""
 
 
+def file_kind(mode: int) -> str:
+    """What a file of this st_mode is, in words, for messages: a FIFO called "no such file" sends its owner
+    looking for a file that is right there."""
+    for test, words in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"),
+                        (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return words
+    return "a special file"
+
+
 def regular_file(path, what: str | None = None) -> Path:
     """`path` if it is a regular file (symlinks followed); else UntrustedFileError naming what it is."""
     path = Path(path)
     name = what or str(path)
     try:
         mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise UntrustedFileError(f"{name}: " + ("is a link to nothing" if path.is_symlink() else "no such file")) \
+            from None
     except OSError as err:
         raise UntrustedFileError(f"{name}: cannot be read ({err.strerror or err})") from None
     if stat.S_ISDIR(mode):
         raise UntrustedFileError(f"{name}: is a folder, not a file")
     if not stat.S_ISREG(mode):
-        raise UntrustedFileError(f"{name}: is not a regular file (a pipe, a device or a socket): nothing was read")
+        raise UntrustedFileError(f"{name}: is {file_kind(mode)}, not a regular file: nothing was read")
     return path
+
+
+def capped_bytes(path, limit: int, what: str | None = None) -> bytes:
+    """The bytes of `path`, a regular file (symlinks followed) of at most `limit` bytes; else UntrustedFileError.
+    Its kind and size come from the open file before a byte is read: a sparse 3 GB "photo" costs nothing, and a
+    FIFO, opened without waiting for a writer, is refused instead of blocking."""
+    name = what or str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as err:
+        raise UntrustedFileError(f"{name}: cannot be read ({err.strerror or err})") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise UntrustedFileError(f"{name}: is a folder, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise UntrustedFileError(f"{name}: is {file_kind(info.st_mode)}, not a regular file: nothing was read")
+        data = f.read(limit + 1) if info.st_size <= limit else b""
+    if info.st_size > limit or len(data) > limit:  # or it grew while read
+        size = max(info.st_size, len(data))
+        raise UntrustedFileError(f"{name}: is {size / 2**20:,.0f} MB, over the {limit / 2**20:,.0f} MB allowed")
+    return data
 
 
 def npz_members(source, limit: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:

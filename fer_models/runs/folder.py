@@ -20,6 +20,7 @@ import pandas as pd
 
 from fer_models.core.constants import EMOTIONS
 from fer_models.core.files import atomic_write_json, atomic_write_text
+from fer_models.core.guards import file_kind
 from fer_models.runs.settings import SPLIT_PATTERN, TrainConfig, config_from
 
 CONFIG_FILE, HISTORY_FILE, STATUS_FILE = "config.json", "history.csv", "status.json"
@@ -88,7 +89,11 @@ class RunFolder:
         if not path.exists() and not path.is_symlink():
             return None
         if not path.is_file():
-            raise self.problem(name, "not a regular file")
+            try:
+                kind = file_kind(path.stat().st_mode)
+            except OSError:
+                kind = "a link to nothing"
+            raise self.problem(name, f"{kind}, not a regular file")
         try:
             with open(path, "rb") as f:
                 data = f.read(limit + 1)
@@ -179,8 +184,9 @@ class RunFolder:
         bad = ~numeric.apply(lambda column: column.map(lambda v: _number(v)))
         if bad.any().any():
             row, column = bad.stack()[lambda s: s].index[0]
-            raise self.problem(HISTORY_FILE, f"has {table.at[row, column]!r} in column {column} (line {row + 2}), "
-                                             "not a finite number")
+            # where, not what: the cell's text is the folder's, and the message goes on screen
+            raise self.problem(HISTORY_FILE, f"has a value that is not a finite number in column {column} "
+                                             f"(line {row + 2})")
         if not ((numeric["epoch"] >= 1) & (numeric["epoch"] % 1 == 0)).all():
             raise self.problem(HISTORY_FILE, "has an epoch that is not a whole number ≥ 1")
         return numeric
@@ -257,8 +263,9 @@ class RunFolder:
 
     def evaluation_metrics(self, split: str) -> dict:
         """eval/<split>/metrics.json with its figures checked (numbers, or absent for an unlabelled split)."""
-        folder = RunFolder(self.eval_dir(split))
-        metrics = folder.read_json(METRICS_FILE)
+        self.eval_dir(split)
+        # read as the run's own file, so that a problem names the run (not the split's folder) and the whole path
+        metrics = self.read_json(f"{EVAL_DIR}/{split}/{METRICS_FILE}")
         for key in ("accuracy", "macro_f1", "top2_accuracy", "ece", "nll", "n", "seconds"):
             if metrics.get(key) is not None and not _number(metrics[key]):
                 raise self.problem(f"{EVAL_DIR}/{split}/{METRICS_FILE}", f"has {key} {metrics[key]!r}, not a number")
@@ -281,17 +288,17 @@ class RunFolder:
         atomic_write_text(self.path / HISTORY_FILE, "\n".join(lines) + "\n")
 
     def clear_training_state(self) -> list[str]:
-        """Remove the files of a start that never got going (and of --restart): the contract's files only,
-        never anything else a user put in the folder. Returns the names removed."""
-        import shutil
-
+        """Remove the files of a start that never got going (and of --restart): the contract's training files
+        only, never anything else a user put in the folder. An eval/ folder is not training state (evaluations,
+        perhaps the user's own): RunProblem, before anything is removed, asks for it to be moved. Returns the
+        names removed."""
+        if (self.path / EVAL_DIR).exists() or (self.path / EVAL_DIR).is_symlink():
+            raise self.problem(f"{EVAL_DIR}/", "holds evaluations that a new training would delete; move eval/ out "
+                                               "of the folder, or train into an empty folder")
         removed = []
         for name in (*TRAINING_STATE, STATUS_FILE):
             path = self.path / name
             if path.is_file() or path.is_symlink():
                 path.unlink()
                 removed.append(name)
-        if (self.path / EVAL_DIR).is_dir() and not (self.path / EVAL_DIR).is_symlink():
-            shutil.rmtree(self.path / EVAL_DIR)
-            removed.append(EVAL_DIR)
         return removed

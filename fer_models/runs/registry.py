@@ -14,6 +14,9 @@ other run is listed as usual.
 """
 from __future__ import annotations
 
+import math
+import re
+import shlex
 import socket
 import sys
 import time
@@ -24,6 +27,7 @@ import pandas as pd
 
 from fer_models.core.arguments import OneLineParser
 from fer_models.core.constants import EMOTIONS
+from fer_models.core.guards import UntrustedFileError, file_kind, regular_file
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.datasets.facedata import DataError
 from fer_models.datasets.folders import looks_like_class_folders
@@ -36,6 +40,8 @@ from fer_models.runs.settings import OPTIMIZERS, RECIPE_FIELDS, SETTINGS, TrainC
 # A live trainer rewrites status.json every few seconds while it steps; validation and data
 # loading can pause that for a while on a CPU, so only a long silence means it is gone.
 STALE_SECONDS = 180
+# two machines' clocks disagree by a little; a heartbeat further ahead than this was never written by a live trainer
+FUTURE_SECONDS = 60
 
 MAX_PREDICTIONS_BYTES = 256 * 2**20  # a prediction row is ~100 bytes: room for 2 million faces
 
@@ -63,11 +69,16 @@ def read_status(run) -> dict:
     status["state"] = state
     if state == "running":
         on_this_host = status.get("host") == socket.gethostname()
-        fresh = time.time() - float(status.get("heartbeat") or 0) < STALE_SECONDS
+        age = time.time() - float(status.get("heartbeat") or 0)
+        # a heartbeat from the future would keep a run "running" for ever, and Resume and Delete refused with it
+        future = not math.isfinite(age) or age < -FUTURE_SECONDS
+        fresh = not future and age < STALE_SECONDS
         alive = trainer_alive(status.get("pid"), RunFolder(run).path) if on_this_host else fresh
         if not alive:
             status["state"] = "interrupted"
             status["error"] = status.get("error") or (
+                "its heartbeat lies in the future, so no trainer can be confirmed alive; resume it from its last "
+                "checkpoint" if future and not on_this_host else
                 "the training process is gone without finishing (killed or the machine restarted); "
                 "resume it from its last checkpoint")
     return status
@@ -93,8 +104,11 @@ def read_evaluation(run, split: str) -> tuple[dict, pd.DataFrame, pd.DataFrame |
     where = f"run {run_folder.name}: eval/{split}"
     for name in (PREDICTIONS_FILE, CONFUSION_FILE):
         path = folder / name
-        if path.exists() and (not path.is_file() or path.stat().st_size > MAX_PREDICTIONS_BYTES):
-            raise RunProblem(f"{where}/{name}: not a regular file of at most {MAX_PREDICTIONS_BYTES // 2**20} MB")
+        if path.exists() and not path.is_file():
+            raise RunProblem(f"{where}/{name}: is {file_kind(path.stat().st_mode)}, not a regular file")
+        if path.exists() and path.stat().st_size > MAX_PREDICTIONS_BYTES:
+            raise RunProblem(f"{where}/{name}: larger than {MAX_PREDICTIONS_BYTES // 2**20} MB, too large for "
+                             "an evaluation")
     try:
         predictions = pd.read_csv(folder / PREDICTIONS_FILE, dtype={"id": str})
         confusion = None
@@ -209,7 +223,8 @@ def reproduce_command(config: dict, run_name: str) -> str:
     args = config.get("args", {}) if isinstance(config.get("args"), dict) else {}
     recipe = matching_recipe(args)
     parts = ["fer-studio train"] + ([f"--recipe {recipe}"] if recipe else [f"--model {args.get('model')}"])
-    parts.append(f"--data path/to/{Path(args.get('data') or 'fer2013.csv.gz').name}")
+    # the data's and the run's names come from the folder: quoted, a pasted command runs nothing they hold
+    parts.append(f"--data {shlex.quote('path/to/' + Path(args.get('data') or 'fer2013.csv.gz').name)}")
     optimizer = args.get("optimizer") if args.get("optimizer") in OPTIMIZERS else "sgd"
     defaults = TrainConfig(optimizer=optimizer).resolved()  # lr and weight decay: the optimizer's own
     for key, value in args.items():
@@ -221,7 +236,7 @@ def reproduce_command(config: dict, run_name: str) -> str:
         else:
             parts.append(f"{flag(key)} {value}")
     # a folder of its own: the run's own folder exists (a shipped one is never to be overwritten or restarted)
-    parts.append(f"--out runs/{run_name}_again")
+    parts.append(f"--out {shlex.quote(f'runs/{run_name}_again')}")
     return " ".join(parts)
 
 
@@ -254,7 +269,44 @@ def training_cost(meta: dict, config: dict) -> dict:
     world = config.get("world_size") if isinstance(config.get("world_size"), int) else 1
     return {"sittings": 1 + len(resumed), "hours": seconds / 3600 if seconds else None,
             "core_hours": seconds * threads * world / 3600 if seconds and threads else None,
-            "images_per_second": training.get("images_per_second")}
+            "images_per_second": _images_per_second(training, config)}
+
+
+def _images_per_second(training: dict, config: dict) -> float | None:
+    """Training faces × epochs / seconds, as the trainer computes it: meta.json's own figure is rounded to 0.1,
+    and rounding that again to a whole number can land on the wrong one (305.49 stored as 305.5 reads 306)."""
+    args = config.get("args") if isinstance(config.get("args"), dict) else {}
+    sizes = training.get("split_sizes") if isinstance(training.get("split_sizes"), dict) else {}
+    split = args.get("train_split", "Training")
+    faces = sizes.get(split) if isinstance(split, str) else None
+    epochs, seconds = training.get("epochs_done"), training.get("seconds")
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+           for v in (faces, epochs, seconds)):
+        return faces * epochs / seconds
+    return training.get("images_per_second")
+
+
+# in a cell of the README's table: what Markdown or HTML would act on (an underscore only at a word's edge: inside
+# one, as in resnet10_fer, GitHub leaves it alone, and the table stays readable)
+_CELL_MARKDOWN = re.compile(r"([\\`*\[\]~$|!]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+_CELL_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def _cell(value) -> str:
+    """Text from a run folder made inert in a Markdown table cell: on one line, its Markdown escaped, its HTML
+    shown as text, and no | that would end the cell."""
+    text = " ".join(str(value).splitlines())
+    text = _CELL_MARKDOWN.sub(r"\\\1", text)
+    return re.sub(r"[&<>]", lambda m: _CELL_HTML[m.group()], text)
+
+
+def _code_cell(value) -> str:
+    """Text shown as code in a table cell: a code span shows it as it is, but a | still ends the cell and a
+    backtick the span, so the fence is longer than any run of backticks inside."""
+    text = " ".join(str(value).splitlines()).replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def models_table(root) -> str:
@@ -265,7 +317,7 @@ def models_table(root) -> str:
     for run in list_runs(root):
         folder = RunFolder(run.path)
         if run.state == "unreadable":
-            lines.append(f"| {run.name} | unreadable: {run.error} |" + " |" * 13)
+            lines.append(f"| {_cell(run.name)} | unreadable: {_cell(run.error)} |" + " |" * 13)
             continue
         meta, config = folder.meta(), folder.config()
         training = meta.get("training", {})
@@ -273,15 +325,16 @@ def models_table(root) -> str:
         plain, tta = (_metrics(folder, split) for split in ("PublicTest", "PublicTest-tta"))
         pct = lambda m: f"{m['accuracy']:.2%}" if "accuracy" in m else "not evaluated"  # noqa: E731
         lines.append(" | ".join([
-            f"| {run.name}", run.arch or "?", f"{meta['params'] / 1e6:.2f}M" if meta.get("params") is not None else "?",
+            f"| {_cell(run.name)}", _cell(run.arch or "?"),
+            f"{meta['params'] / 1e6:.2f}M" if meta.get("params") is not None else "?",
             str(run.epochs_done), str(cost["sittings"]),
             f"{cost['hours']:.1f} h" if cost["hours"] else "?",
             f"{cost['core_hours']:.1f}" if cost["core_hours"] else "?",
             f"{cost['images_per_second']:.0f}" if cost["images_per_second"] else "?",
-            ", ".join(filter(None, [training.get("device_name", "?"), training.get("precision")])),
+            _cell(", ".join(filter(None, [training.get("device_name", "?"), training.get("precision")]))),
             ROLE_WORDS[split_role(config, "PublicTest")], pct(plain), pct(tta),
-            f"{plain['macro_f1']:.3f}" if "macro_f1" in plain else "-", plain.get("precision") or "?",
-            f"`{reproduce_command(config, run.name)}` |"]))
+            f"{plain['macro_f1']:.3f}" if "macro_f1" in plain else "-", _cell(plain.get("precision") or "?"),
+            f"{_code_cell(reproduce_command(config, run.name))} |"]))
     return "\n".join(lines)
 
 
@@ -294,8 +347,10 @@ def _metrics(folder: RunFolder, split: str) -> dict:
 
 def write_table(readme, root) -> None:
     readme = Path(readme)
-    if not readme.is_file():
-        raise ValueError(f"{readme}: no such file; give the README to rewrite")
+    try:
+        regular_file(readme)
+    except UntrustedFileError as err:  # says what is there instead: a folder, a named pipe, nothing
+        raise ValueError(f"{err}; give the README to rewrite") from None
     text = readme.read_text()
     if TABLE_START not in text or TABLE_END not in text:
         raise ValueError(f"{readme}: add the lines {TABLE_START} and {TABLE_END} where the table goes")
