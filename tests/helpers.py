@@ -216,3 +216,15 @@ def tilting_head(i: int) -> np.ndarray:
     m = cv2.getRotationMatrix2D((360, 300), 25 * np.sin(i / 12), 1.0)
     m[:, 2] -= (40, 0)
     return cv2.warpAffine(photo, m, (640, 480), borderMode=cv2.BORDER_REPLICATE)
+
+
+def run_cli(main, argv, capsys) -> tuple[int, str]:
+    """A command's exit code and its one line on stderr (asserted: one line, no traceback)."""
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # argparse exits on a bad argument
+        code = stop.code
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return code, lines[0]

@@ -12,18 +12,7 @@ from fer_models.runs import registry as runs
 from fer_models.teaching import report
 from fer_models.training import command as train
 from fer_models.training import ship
-from helpers import make_evaluated_run, write_fer_csv
-
-
-def run_cli(main, argv, capsys) -> tuple[int, str]:
-    try:
-        code = main(argv)
-    except SystemExit as stop:  # argparse exits on a bad argument
-        code = stop.code
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return code, lines[0]
+from helpers import make_evaluated_run, run_cli, write_fer_csv
 
 
 @pytest.mark.parametrize("argv, says", [

@@ -1,6 +1,7 @@
 """Atomic file writes: a reader (the app, while a run trains) sees the old file or the new one, never half of one."""
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -82,3 +83,41 @@ def unwritable(folder) -> str | None:
     except OSError as err:
         return err.strerror or str(err)
     return None
+
+
+class OutputError(ValueError):
+    """An output path refused before any work is done; the message names it, says why and what to do."""
+
+
+def checked_output(path, flag: str | None = None, keep=()) -> Path:
+    """`path` if a command may write its file there, else OutputError: never over a folder, a pipe, a device or
+    a socket (an atomic write renames over whatever is there, so /dev/null itself would go), never in a folder
+    that is missing or cannot be written, and never over one of `keep`, the (path, what) pairs of what the
+    command reads (the input, a run's own files): a path equal to one, inside one, or the same file by a link."""
+    path = Path(path)
+    said = f"{flag} {path}" if flag else str(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as err:
+        raise OutputError(f"{said}: cannot be looked at ({err.strerror or err}); choose another path") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise OutputError(f"{said}: is a folder, not a regular file; give the path of a file to write")
+    if mode is not None and not stat.S_ISREG(mode):
+        raise OutputError(f"{said}: exists and is not a regular file (a pipe, a device or a socket), which is never "
+                          "replaced; choose another path")
+    target = path.resolve()
+    for kept, what in keep:
+        kept = Path(kept)
+        same = target == kept.resolve() or (mode is not None and kept.exists() and os.path.samefile(path, kept))
+        if same:
+            raise OutputError(f"{said}: that is {what}, which writing would destroy; choose another path")
+        if kept.resolve() in target.parents:
+            raise OutputError(f"{said}: that lies inside {what}, whose files are not to be replaced; choose another "
+                              "path")
+    if not path.parent.is_dir():
+        raise OutputError(f"{said}: its folder {path.parent} does not exist; create it or choose another path")
+    if why := unwritable(path.parent):
+        raise OutputError(f"{said}: cannot be written there ({why}); choose another folder")
+    return path

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_models.core.arguments import OneLineParser
+from fer_models.core.files import OutputError, checked_output
 from fer_models.datasets.facedata import DataError
 from fer_models.datasets.ferplus import FERPLUS_COLUMNS, ferplus_votes
 from fer_models.datasets.loading import load_faces
@@ -27,8 +28,11 @@ def bundle_publictest(data_path, ferplus_path, out) -> dict:
     votes, named = ferplus_votes(ferplus_path, data)
     if votes.max(initial=0) > 255:
         raise DataError(f"{ferplus_path}: a vote count above 255 does not fit the bundle's uint8")
-    data.save_npz(Path(out), extra={"ferplus_votes": votes.astype(np.uint8),
-                                    "ferplus_columns": np.array(FERPLUS_COLUMNS), "ferplus_named": named})
+    try:
+        data.save_npz(Path(out), extra={"ferplus_votes": votes.astype(np.uint8),
+                                        "ferplus_columns": np.array(FERPLUS_COLUMNS), "ferplus_named": named})
+    except OSError as err:  # a full disk: the temporary file is removed and what was at `out` stays as it was
+        raise OutputError(f"{out}: cannot be written ({err.strerror or err}); nothing was saved") from None
     return {"faces": len(data), "with_votes": int((votes.sum(1) > 0).sum()), "not_named": int((~named).sum())}
 
 
@@ -43,9 +47,10 @@ def parser() -> OneLineParser:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     ferplus = args.ferplus or Path(args.data).with_name("fer2013new.csv")
-    try:
+    try:  # before reading the dataset: the inputs may not be overwritten, nor a device or a folder replaced
+        checked_output(args.out, "--out", keep=[(args.data, "the --data dataset"), (ferplus, "the FER+ votes file")])
         held = bundle_publictest(args.data, ferplus, args.out)
-    except DataError as err:
+    except (DataError, OutputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}: {held['faces']} faces, {held['with_votes']} with FER+ votes, "

@@ -1,5 +1,6 @@
-"""Uploads and photo files decoded safely: any size up to MAX_PIXELS (checked from the header, before
-decoding), gray, 16-bit, palette, alpha or CMYK, to an upright RGB array; a clear ImageError otherwise.
+"""Uploads and photo files decoded safely: files of up to MAX_PHOTO_MB (checked before reading), any size up to
+MAX_PIXELS (checked from the header, before decoding), gray, 16-bit, palette, alpha or CMYK, to an upright RGB
+array; a clear ImageError otherwise.
 """
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_models.core.constants import MAX_PIXELS
+from fer_models.core.constants import MAX_PHOTO_MB, MAX_PIXELS
+from fer_models.core.guards import UntrustedFileError, capped_bytes
 
 # 16-bit and float photos are worked on at most this long a side (a face a tenth of it wide is still 400
 # pixels, far more than the 48 the model sees), shrunk before a float copy is made; JPEGs decode at it.
@@ -34,10 +36,10 @@ def read_image(source, name: str | None = None) -> np.ndarray:
 
     if isinstance(source, (str, Path)):
         name = name or str(source)
-        try:
-            source = Path(source).read_bytes()
-        except OSError as err:
-            raise ImageError(f"{name}: cannot read the file ({err.strerror or err})") from None
+        try:  # a photo's size is checked before it is read: a sparse 3 GB file took 4 GB of memory and 15 s
+            source = capped_bytes(source, MAX_PHOTO_MB << 20, name)
+        except UntrustedFileError as err:
+            raise ImageError(f"{err}; use another photo (png, jpg, webp or bmp, at most {MAX_PHOTO_MB} MB).") from None
     name = name or "the image"
     if not source:
         raise ImageError(f"{name} is an empty file: choose a photo (png, jpg, webp or bmp).")

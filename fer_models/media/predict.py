@@ -122,17 +122,24 @@ def main(argv=None) -> int:
 
     from tqdm import tqdm
 
+    from fer_models.core.files import OutputError, checked_output
     from fer_models.runs.checkpoints import CheckpointError, load_model
 
     args = parser().parse_args(argv)
-    target = Path(args.csv) if args.csv else None
-    if target is not None and target.exists() and not target.is_file():
-        print(f"error: {target}: exists and is not a regular file; choose another --csv", file=sys.stderr)
-        return 2
     try:
+        target = checked_output(args.csv, "--csv", keep=[(f, "an input photo") for f in photo_paths(args.paths)[0]]
+                                ) if args.csv else None
         model, meta = load_model(args.run)
-    except (CheckpointError, FileNotFoundError, ValueError) as err:
+    except (OutputError, CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    # rows are written as they are made, beside the target, and renamed into place at the end: a crash or
+    # Ctrl-C half-way leaves every row done so far, with a last row that says where and why it stopped
+    partial = target.with_name(f".{target.name}.part") if target is not None else None
+    try:
+        out = open(partial, "w", newline="") if partial is not None else sys.stdout
+    except OSError as err:
+        print(f"error: --csv {target}: cannot be written ({err.strerror or err})", file=sys.stderr)
         return 2
     bar = tqdm(unit="photo", desc="photos", dynamic_ncols=True, disable=None)
 
@@ -141,25 +148,36 @@ def main(argv=None) -> int:
         bar.n = i
         bar.refresh()
 
-    # rows are written as they are made, beside the target, and renamed into place at the end: a crash or
-    # Ctrl-C half-way leaves every row done so far, with a last row that says where and why it stopped
-    partial = target.with_name(f".{target.name}.part") if target is not None else None
-    out = open(partial, "w", newline="") if partial is not None else sys.stdout
     writer = csv_module.writer(out)
-    writer.writerow(COLUMNS)
-    stopped = None
+
+    def write(row):
+        try:
+            writer.writerow(row)
+            out.flush()
+        except OSError as err:  # a full disk: told apart from a photo's failure, which is that photo's row
+            raise _CannotWrite(err) from err
+
+    stopped = failed = None
     try:
-        table, skipped = predict_photos(model, meta, args.paths, on_file, args.detector,
-                                        on_row=lambda row: (writer.writerow(row), out.flush()))
+        write(COLUMNS)
+        table, skipped = predict_photos(model, meta, args.paths, on_file, args.detector, on_row=write)
+    except _CannotWrite as err:
+        failed = err.args[0]
     except (KeyboardInterrupt, Exception) as err:  # noqa: BLE001 - said in the file and on stderr
         stopped = f"stopped before the end ({type(err).__name__}: {str(err)[:160]})"
-        writer.writerow(["(stopped)", 0, *[""] * (len(COLUMNS) - 3), stopped])
         table, skipped = None, []
+        try:
+            write(["(stopped)", 0, *[""] * (len(COLUMNS) - 3), stopped])
+        except _CannotWrite as cannot:
+            failed = cannot.args[0]
     finally:
         bar.close()
         if partial is not None:
-            out.close()
-            partial.replace(target)
+            failed = _close(out, partial, target, failed)
+    if failed is not None:
+        where = f"--csv {target}: cannot be written" if target else "the standard output cannot be written"
+        print(f"error: {where} ({failed.strerror or failed}); nothing was saved there", file=sys.stderr)
+        return 2
     for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     if stopped:
@@ -170,6 +188,24 @@ def main(argv=None) -> int:
         print(f"wrote {target}: {len(faces)} faces in {faces['file'].nunique()} photos; {len(skipped)} skipped",
               file=sys.stderr)
     return 0 if len(faces) or not skipped else 1
+
+
+class _CannotWrite(Exception):
+    """The CSV could not be written (a full disk): no photo's fault, so it ends the command, not one row."""
+
+
+def _close(out, partial: Path, target: Path, failed: OSError | None) -> OSError | None:
+    """Close the rows written beside the target and rename them into place; on a failure to write them, remove
+    them instead, so what was at the target stays as it was. The failure, if any."""
+    try:
+        out.close()
+        if failed is None:
+            partial.replace(target)
+    except OSError as err:
+        failed = failed or err
+    if failed is not None:
+        partial.unlink(missing_ok=True)
+    return failed
 
 
 if __name__ == "__main__":

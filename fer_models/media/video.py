@@ -83,17 +83,20 @@ def _open(source):
 
 
 def check_outputs(source, output: Path | None, csv: Path | None) -> None:
-    """VideoError unless each output may be written: not the input itself (it would be destroyed), not the
-    other output, and nothing but a regular file where it already exists (never a device or a pipe)."""
+    """VideoError unless each output may be written (fer_models.core.files.checked_output): not the input itself (it
+    would be destroyed), not the other output, nothing but a regular file where it already exists (never a device
+    or a pipe), in a folder that exists and takes files."""
+    from fer_models.core.files import OutputError, checked_output
+
     given = [Path(p) for p in (output, csv) if p is not None]
     if len(given) == 2 and given[0].resolve() == given[1].resolve():
         raise VideoError(f"{given[0]}: --output and --csv name the same file; give each its own")
+    keep = [(source, "the input video")] if isinstance(source, (str, Path)) else []
     for path in given:
-        if isinstance(source, (str, Path)) and path.resolve() == Path(source).resolve():
-            raise VideoError(f"{path}: that is the input video, which writing would destroy; choose another name")
-        if path.exists() and not path.is_file():
-            raise VideoError(f"{path}: exists and is not a regular file (a folder, a device or a pipe); choose "
-                             "another name")
+        try:
+            checked_output(path, keep=keep)
+        except OutputError as err:
+            raise VideoError(str(err)) from None
 
 
 def annotate_video(model, meta: dict, source, output: Path | None = None, csv: Path | None = None,
@@ -141,6 +144,15 @@ def _checked_stream(container, name: str, output: Path | None):
     total = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else \
         float(container.duration / av.time_base) if container.duration else 0.0
     return stream, total
+
+
+def _probe(source, output: Path | None) -> None:
+    """VideoError now, before the model loads and a progress bar starts, if the clip cannot be opened or used."""
+    container = _open(source)
+    try:
+        _checked_stream(container, _name(source), output)
+    finally:
+        container.close()
 
 
 def _annotate_frames(container, stream, annotator, writer, result: VideoResult, total: float, progress,
@@ -300,26 +312,31 @@ def main(argv=None) -> int:
     try:
         check_outputs(Path(args.input), Path(args.output) if args.output else None,
                       Path(args.csv) if args.csv else None)
+        _probe(Path(args.input), Path(args.output) if args.output else None)
         model, meta = load_model(args.run)
     except (VideoError, CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    bar = tqdm(total=None, unit="s", unit_scale=True, desc="video", dynamic_ncols=True)
+    bars = []  # the bar starts with the first frame done: a file that is no video is then one line, and no bar
 
     def progress(done, total):
-        bar.total = round(total, 1)
-        bar.n = round(done, 1)
-        bar.refresh()
+        if not bars:
+            bars.append(tqdm(unit="s", unit_scale=True, desc="video", dynamic_ncols=True))
+        bars[0].total = round(total, 1)
+        bars[0].n = round(done, 1)
+        bars[0].refresh()
 
     try:
         result = annotate_video(model, meta, Path(args.input), Path(args.output) if args.output else None,
                                 Path(args.csv) if args.csv else None, args.every, args.smoothing, args.gradcam,
                                 progress, detector=args.detector)
     except VideoError as err:
+        result, problem = None, err
+    for bar in bars:
         bar.close()
-        print(f"error: {err}", file=sys.stderr)
+    if result is None:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
-    bar.close()
     print(result.message + f" ({result.frames / max(result.wall_seconds, 1e-9):.1f} frames/s)")
     return 130 if result.stopped else 0
 

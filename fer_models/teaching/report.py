@@ -28,8 +28,13 @@ from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.facedata import DataError
 from fer_models.datasets.loading import load_faces
 from fer_models.nets.reach import GRADCAM_RULE
+from fer_models.runs import folder as run_files
 
 SPLIT = "PublicTest"
+# what --out may never be: the run's own files (its weights, records and evaluations), which the report reads
+RUN_OWN = (run_files.MODEL_FILE, run_files.LAST_FILE, run_files.META_FILE, run_files.CONFIG_FILE,
+           run_files.STATUS_FILE, run_files.HISTORY_FILE, run_files.JOB_FILE, run_files.LOG_FILE, run_files.ATLAS_FILE,
+           f"{run_files.EVAL_DIR}/")
 
 
 def _e(value) -> str:
@@ -108,7 +113,14 @@ def architecture_section(model, meta) -> str:
             + unused_paragraphs(model))
 
 
-def history_section(run_dir: Path) -> str:
+def training_time(meta: dict) -> str:
+    """The run's one training time, meta.json's (the trainer's clock over its steps), said the same way wherever the
+    report gives it: history.csv's seconds also count each validation and start again at a resume."""
+    seconds = meta.get("training", {}).get("seconds")
+    return "training time not recorded" if seconds is None else f"{seconds / 3600:.2f} h of training"
+
+
+def history_section(run_dir: Path, meta: dict) -> str:
     from fer_models.runs.registry import read_history
     from fer_models.teaching.figures import history_figure
 
@@ -117,8 +129,10 @@ def history_section(run_dir: Path) -> str:
         return "<h2>2. Training history</h2><p>The run has no finished epoch (history.csv is empty).</p>"
     best = history.loc[history["val_acc"].idxmax()]
     return ("<h2>2. Training history</h2>"
-            f"<p>{len(history)} epochs; best validation accuracy {best['val_acc']:.2%} at epoch {int(best['epoch'])} "
-            f"(the checkpoint this report explains); {history['seconds'].sum() / 3600:.2f} h of training.</p>"
+            f"<p>{len(history)} epochs, {training_time(meta)}; best validation accuracy {best['val_acc']:.2%} at "
+            f"epoch {int(best['epoch'])}, from training's own validation pass (history.csv). That epoch's weights "
+            "are the checkpoint this report explains; the accuracy in the header is fer-studio evaluate scoring "
+            "them again.</p>"
             + plotly_div(history_figure([(run_dir.name, history)]), "training_history"))
 
 
@@ -158,8 +172,8 @@ def sample_faces(predictions, per_class: int, seed: int = 0) -> list[int]:
 
 def mistakes_section(run_dir: Path, split: str, metrics: dict | None, predictions, faces, per_class: int = 2
                      ) -> str:
-    """Per class: the mistakes and what the FER+ annotators' majority says, then the model's most confident
-    mistakes of each class with their votes."""
+    """Per class: the mistakes and what the FER+ annotators' most common answer is, then the model's most
+    confident mistakes of each class with their votes."""
     import pandas as pd
 
     from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
@@ -181,8 +195,8 @@ def mistakes_section(run_dir: Path, split: str, metrics: dict | None, prediction
     votes, source = covering(*votes_of_evaluation(metrics, split, BUNDLED_PUBLICTEST), predictions["id"])
     mistakes = mistake_table(predictions, votes)
     table = summary(mistakes, predictions)
-    shown = table.assign(**{"share with the model": table["share with the model"].map(
-        lambda v: "–" if pd.isna(v) else f"{v:.0%}")})
+    shown = table.assign(**{share: table[share].map(lambda v: "–" if pd.isna(v) else f"{v:.0%}")
+                            for share in ("share with the model", "share with a majority")})
     tiles = []
     if faces is not None:
         images, index = faces
@@ -190,7 +204,9 @@ def mistakes_section(run_dir: Path, split: str, metrics: dict | None, prediction
             for row in select(mistakes, true=c).head(per_class).itertuples():
                 if row.id not in index:
                     continue
-                said = "" if row.verdict == NONE else f"; FER+ majority {VERDICTS[row.verdict]}"
+                # the most common answer may be 4 votes of 10: "majority" is kept for at least 6
+                said = "" if row.verdict == NONE else \
+                    f"; FER+ most common answer: {VERDICTS[row.verdict].removeprefix('is ')}"
                 tiles.append(picture(enlarge(images[index[row.id], 0], 96), f"mistake_{row.id}",
                                      f"#{_e(row.id)}: {EMOTIONS[row.true]} → {EMOTIONS[row.pred]} "
                                      f"{row.confidence:.0%}{_e(said)}"))
@@ -336,7 +352,7 @@ def build_report(run_dir, data=None, split: str = SPLIT, faces_per_class: int = 
     progress("Architecture", 0.05)
     sections.append(architecture_section(model, meta))
     progress("Training history", 0.15)
-    sections.append(history_section(run_dir))
+    sections.append(history_section(run_dir, meta))
     progress("Confusion matrix", 0.2)
     section, metrics, predictions = confusion_section(run_dir, split)
     sections.append(section)
@@ -364,11 +380,15 @@ def build_report(run_dir, data=None, split: str = SPLIT, faces_per_class: int = 
     sections.append(math_section(model))
 
     training = meta.get("training", {})
-    accuracy = f"{metrics['accuracy']:.2%} on {split}" if metrics and "accuracy" in metrics else "not evaluated"
+    accuracy = "not evaluated"
+    if metrics and "accuracy" in metrics:  # not history.csv's validation figure: say which scoring this is
+        precision = metrics.get("precision")
+        scored = f"in {_e(precision)} " if isinstance(precision, str) else ""
+        accuracy = f"{metrics['accuracy']:.2%} on {_e(split)} (scored {scored}by fer-studio evaluate)"
     header = (f"<h1>FER Studio report: {_e(run_dir.name)}</h1>"
               f"<p><b>{_e(meta['arch'])}</b> · {meta.get('params', 0):,} parameters · accuracy {accuracy} · "
               f"trained on {_e(training.get('device_name', training.get('device', '?')))} · "
-              f"{(training.get('seconds') or 0) / 3600:.2f} h</p>"
+              f"{training_time(meta)}</p>"
               f"<p>Reproduce: <code>{_e(reproduce_command(config, run_dir.name)) if config else '?'}</code></p>"
               f"<p><small>Made {time.strftime('%Y-%m-%d %H:%M')} by fer-studio report in "
               f"{time.perf_counter() - began:.0f} s. Every figure is computed from the run folder.</small></p>")
@@ -393,32 +413,27 @@ def parser() -> OneLineParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    from fer_models.core.files import atomic_write_text, unwritable
+    from fer_models.core.files import OutputError, atomic_write_text, checked_output
     from fer_models.runs.checkpoints import CheckpointError
     from fer_models.runs.folder import RunProblem
 
-    out = Path(args.out)
-    problem = None
-    if out.is_dir():
-        problem = "is a folder"
-    elif not out.parent.is_dir():
-        problem = "its folder does not exist"
-    elif why := unwritable(out.parent):
-        problem = f"cannot be written there ({why})"
-    if problem:  # said now, not after minutes of building the report
-        print(f"error: --out {out}: {problem}; give the path of the HTML file to write", file=sys.stderr)
+    run = Path(args.run)
+    try:  # said now, not after minutes of building the report
+        out = checked_output(args.out, "--out", keep=[(run / name, f"run {run.name}'s {name}") for name in RUN_OWN])
+    except OutputError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     try:
-        report = build_report(args.run, args.data, args.split, args.faces_per_class, args.filters,
+        report = build_report(run, args.data, args.split, args.faces_per_class, args.filters,
                               progress=lambda text, fraction: print(f"{fraction:4.0%} {text}", file=sys.stderr))
-        atomic_write_text(args.out, report)
+        atomic_write_text(out, report)
     except (CheckpointError, FileNotFoundError, DataError, RunProblem) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
         print(f"error: --out {out}: cannot be written ({err.strerror or err}); nothing was saved", file=sys.stderr)
         return 2
-    print(f"wrote {args.out} ({len(report.encode()) / 2**20:.1f} MiB)")
+    print(f"wrote {out} ({len(report.encode()) / 2**20:.1f} MiB)")
     return 0
 
 

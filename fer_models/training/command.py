@@ -67,13 +67,13 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         raise DataError(f"{run.path} is a shipped reference run: train into a folder of your own (--out runs/NAME); "
                         "it is never restarted or overwritten")
     if run.path.is_dir():
-        if args.restart:
-            run.clear_training_state()
-        elif run.has_training_state():
+        if run.has_training_state() and not args.restart:
             raise DataError(f"{run.path}: run folder already exists and holds a run; use --resume to continue it, "
                             "--restart to discard it and start anew, or another --out")
-        else:
-            run.clear_training_state()  # a start that died before writing its config: nothing to keep
+        try:  # --restart, or a start that died before writing its config: its training files go, nothing else
+            run.clear_training_state()
+        except RunProblem as err:  # an eval/ there, kept: the user moves it
+            raise DataError(str(err)) from err
     name = given.get("recipe")
     if name is not None and name not in RECIPES:
         raise DataError(f"--recipe {name!r} is unknown; known: {', '.join(sorted(RECIPES))}")

@@ -20,11 +20,20 @@ import time
 from pathlib import Path
 
 from fer_models.core.arguments import OneLineParser, bounded_int
-from fer_models.core.files import UMASK, atomic_write_json
+from fer_models.core.files import UMASK
 from fer_models.datasets.facedata import DataError
 from fer_models.evaluation.evaluate import evaluate_run
 from fer_models.runs.checkpoints import CheckpointError, load_model, save_model
-from fer_models.runs.folder import CONFIG_FILE, HISTORY_FILE, STATUS_FILE, RunFolder, RunProblem
+from fer_models.runs.folder import (
+    CONFIG_FILE,
+    EVAL_DIR,
+    HISTORY_FILE,
+    META_FILE,
+    METRICS_FILE,
+    STATUS_FILE,
+    RunFolder,
+    RunProblem,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,8 +78,13 @@ def ship(run, to, data, half: bool = False, split: str = "PublicTest", atlas_pat
 
 def _build(run: Path, to: Path, final: Path, model, meta: dict, data, half: bool, split: str,
            atlas_patterns: int) -> dict:
+    source = RunFolder(run)
     for name in RECORD:
-        shutil.copy2(run / name, to / name)
+        _own_record(source, name)
+        record = source.read_bytes(name)  # a regular file, of a record's size: never a pipe, a device, /dev/zero
+        if record is None:
+            raise source.problem(name, "missing; a reference run ships the whole record of a finished run")
+        (to / name).write_bytes(record)
     save_model(to, model, {k: v for k, v in meta.items() if k not in ("weights_dtype",)}, half=False)
     full = evaluate_run(to, data, split)
     report = {"arch": meta["arch"], "accuracy_fp32": full["accuracy"], "weights": "float32"}
@@ -106,8 +120,32 @@ def make_portable(folder: Path, final: Path, data) -> None:
             renamed[path] = Path(path).name
     if isinstance(args.get("teacher"), str) and args["teacher"]:
         renamed[args["teacher"]] = _portable_teacher(args["teacher"])
-    for record in folder.rglob("*.json"):
-        _rename_paths(record, renamed)
+    run = RunFolder(folder)
+    for name in json_records(folder):
+        run.write_json(name, _renamed(run.read_json(name), renamed))
+
+
+def json_records(folder: Path) -> list[str]:
+    """The run's own JSON records that may name paths (config, meta, status, each evaluation's metrics), relative
+    to it: never whatever else *.json lies in the folder (a user's notes, a pipe), and RunProblem for a link."""
+    run = RunFolder(folder)
+    names = [name for name in (CONFIG_FILE, META_FILE, STATUS_FILE) if os.path.lexists(folder / name)]
+    for split in run.evaluations():
+        run.eval_dir(split)  # a link at eval/ or at eval/<split> is refused there
+        names.append(f"{EVAL_DIR}/{split}/{METRICS_FILE}")
+    for name in names:
+        _own_record(run, name)
+    return names
+
+
+def _own_record(run: RunFolder, name: str) -> None:
+    """RunProblem unless the record `name` is a regular file of the run's own, or absent: a link would copy, or
+    rewrite, a file from anywhere (/etc/passwd) as the run's, and a pipe would block."""
+    path = run.path / name
+    if path.is_symlink():
+        raise run.problem(name, "is a link, not a file of the run's own; put the file itself there")
+    if path.exists() and not path.is_file():
+        raise run.problem(name, "not a regular file (a folder, a pipe or a device); put the file itself there")
 
 
 def _in_repository(path: Path) -> str:
@@ -121,6 +159,7 @@ def reevaluate(ref, data, split: str = "PublicTest", precision: str = "auto") ->
     """A reference run evaluated again where it lies (the split and its flip TTA), its records made portable:
     for evaluations from before metrics.json recorded the number format they were scored in."""
     ref = Path(ref)
+    json_records(ref)  # refused now, before minutes of evaluating, if one is a link
     plain = evaluate_run(ref, data, split, precision=precision)
     tta = evaluate_run(ref, data, split, tta=True, precision=precision)
     make_portable(ref, ref, data)
@@ -136,7 +175,7 @@ def _portable_teacher(teacher: str) -> str:
         return Path(teacher).name
 
 
-def _rename_paths(record: Path, renamed: dict[str, str]) -> None:
+def _renamed(record: dict, renamed: dict[str, str]) -> dict:
     """Every string in a JSON record that is one of `renamed`'s paths, or lies under one, rewritten; parsed and
     written as JSON (a text replacement turned a data path of "." into invalid JSON)."""
     def rename(value):
@@ -151,7 +190,7 @@ def _rename_paths(record: Path, renamed: dict[str, str]) -> None:
                 if old.startswith("/") and value.startswith(old.rstrip("/") + "/"):  # a file in that folder
                     return renamed[old] + value[len(old):]
         return value
-    atomic_write_json(record, rename(json.loads(record.read_text())))
+    return rename(record)
 
 
 def parser() -> OneLineParser:
