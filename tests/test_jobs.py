@@ -201,3 +201,16 @@ def test_a_launch_never_writes_through_a_link_nor_over_a_file(data, tmp_path):
         with pytest.raises(JobError, match="is not a run folder: choose another name"):
             launch(TrainRequest(model="cnn3", data=str(data), name=name, epochs=1, device="cpu"), root)
     assert not any(outside.iterdir()) and (root / "afile").read_text() == "mine\n"
+
+
+def test_a_trainer_seen_mid_exec_is_still_its_runs_trainer(data, tmp_path, monkeypatch):
+    """Launched through vfork, a child's command line reads empty for a moment after the launch returns; the
+    launcher once called such a starting job "failed"."""
+    from fer_models.runs import processes
+
+    job = launch(request(data, "starting", epochs=1), tmp_path / "runs")
+    real, calls = processes.command_line, []
+    monkeypatch.setattr(processes, "command_line", lambda pid: real(pid) if calls.append(pid) or len(calls) > 1 else [])
+    assert processes.trainer_alive(job["pid"], tmp_path / "runs" / "starting") and len(calls) == 2
+    monkeypatch.undo()
+    stop(tmp_path / "runs" / "starting")

@@ -3,6 +3,7 @@ untrusted: nothing is signalled unless /proc shows it is this run's own trainer.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 
@@ -64,6 +65,13 @@ def is_trainer_of(pid, run) -> bool:
     if not alive(pid):
         return False
     args = command_line(pid)
+    # a child just launched through vfork can be seen mid-exec, before its new arguments are mapped: its command
+    # line reads empty for a moment (the launcher then called a starting job "failed"); a kernel thread's stays so
+    for _ in range(20):
+        if args or not alive(pid):
+            break
+        time.sleep(0.01)
+        args = command_line(pid)
     if not _runs_trainer(args) or "--out" not in args[:-1]:
         return False
     out = args[args.index("--out") + 1]
