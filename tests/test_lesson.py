@@ -188,3 +188,21 @@ def test_the_layers_step_names_densenets_block_that_never_trains_and_not_for_a_r
     res = structure_of("resnet10_fer")
     said = " ".join(lesson.layers_story(res.totals, res.layers, res.findings))
     assert "never" not in said and "from 48×48 after the first conv to 6×6 after the last" in said
+
+
+def test_the_annotators_sentence_counts_a_real_majority_on_a_shipped_run():
+    """Recounted from the raw files: mistakes where at least 6 of the 10 FER+ votes name the model's class (the
+    most common answer alone, which may be 4 votes, gave 572 here, not 455)."""
+    from helpers import ROOT
+
+    run = ROOT / "artifacts" / "runs" / "densenet201_fer"
+    predictions = pd.read_csv(run / "eval" / "PublicTest" / "predictions.csv", dtype={"id": str})
+    bundle = np.load(ROOT / "artifacts/data/fer2013_publictest.npz")
+    columns = list(bundle["ferplus_columns"])  # FER+'s own order, by name to FER2013's classes
+    ours = [columns.index(c) for c in ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")]
+    votes = dict(zip(bundle["ids"].astype(str), bundle["ferplus_votes"][:, ours]))
+    wrong = predictions[predictions["true"] != predictions["pred"]]
+    majority = sum(int(votes[i][p] >= 6) for i, p in zip(wrong["id"], wrong["pred"]))
+    at = open_app("app_pages/lesson.py", run="densenet201_fer", query={"lesson": "confusion"})
+    assert any(f"On **{majority:,} of its {len(wrong):,} mistakes** at least 6 of the ten" in m.value
+               for m in at.markdown), [m.value for m in at.markdown]

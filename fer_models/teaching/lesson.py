@@ -105,8 +105,9 @@ def annotators_story(mistakes: int, with_votes: int, majority_model: int) -> str
     """What the FER+ annotators say about the mistakes; None without votes."""
     if not with_votes:
         return None
-    return (f"On **{majority_model:,} of its {mistakes:,} mistakes** a majority of the ten FER+ annotators chose "
-            "the model's answer, not the dataset's label: there the label is the likely error.")
+    return (f"On **{majority_model:,} of its {mistakes:,} mistakes** at least 6 of the ten FER+ annotators (a "
+            "majority, not just their most common answer) chose the model's answer, not the dataset's label: there "
+            "the label is the likely error.")
 
 
 def evidence_split(attribution: np.ndarray, signed: bool) -> tuple[float, float]:
