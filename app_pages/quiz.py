@@ -51,8 +51,8 @@ def scoreboard(quiz) -> None:
     a, b, c = st.columns(3)
     a.metric("Class", f"{points['class']} / {n}")
     b.metric("Model", f"{points['model']} / {n}")
-    c.metric("Dataset label", f"{points['label']} / {n}",
-             help="The label scores against the annotators too: FER2013's single label is sometimes the error.")
+    c.metric("Label", f"{points['label']} / {n}",
+             help="FER2013's own label, scored against the annotators too: it is sometimes the error.")
     if n and points["judged by annotators"] < n:
         st.caption(f"{n - points['judged by annotators']} of these faces have no single most common FER+ answer "
                    "and were scored against the label.")

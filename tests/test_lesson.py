@@ -165,7 +165,7 @@ def test_a_quiz_played_through_in_apptest():
     points = score(faces, {f.id: (f.model if i else (f.model + 1) % 7) for i, f in enumerate(faces)})
     metrics = {m.label: m.value for m in at.metric}
     assert metrics == {"Class": f"{points['class']} / 3", "Model": f"{points['model']} / 3",
-                       "Dataset label": f"{points['label']} / 3"}
+                       "Label": f"{points['label']} / 3"}
     assert any(b.label == "New quiz" for b in at.button)
 
 
