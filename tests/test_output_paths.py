@@ -52,7 +52,10 @@ def test_capped_bytes_sizes_before_reading_and_never_waits_on_a_pipe(tmp_path):
     reader.start()
     reader.join(10)
     assert done and "named pipe" in str(done[0].value)
-    assert capped_bytes(tmp_path / "huge.png", 4 << 30)[:4] == b"\0\0\0\0"
+    (tmp_path / "small.png").write_bytes(b"\x89PNG")
+    assert capped_bytes(tmp_path / "small.png", 4) == b"\x89PNG"
+    with pytest.raises(UntrustedFileError, match="over the 0 MB allowed"):
+        capped_bytes(tmp_path / "small.png", 3)
 
 
 @pytest.mark.parametrize("name, says", [("model.safetensors", "that is run r's model.safetensors"),
