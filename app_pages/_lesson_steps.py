@@ -18,6 +18,8 @@ from fer_models.evaluation.mistakes import MAJORITY_MODEL, mistake_table, summar
 from fer_models.explain.attributions import METHODS, face_input, probabilities
 from fer_models.explain.features import top_faces
 from fer_models.explain.pictures import enlarge, mosaic
+from fer_models.runs.folder import RunFolder, RunProblem
+from fer_models.runs.registry import training_cost
 from fer_models.teaching import lesson
 from fer_models.teaching.convolution import convolution_step
 from fer_models.teaching.figures import history_figure
@@ -54,6 +56,15 @@ def layers(run, left, right, presenter: bool) -> None:
                     icon=":material/calculate:", query_params={"run": run.name, "layer": layer})
 
 
+def training_hours(run) -> float | None:
+    """The run's one training time, as the History page and the README say it (meta.json's)."""
+    try:
+        folder = RunFolder(run.path)
+        return training_cost(folder.meta(), folder.config())["hours"]
+    except RunProblem:
+        return None
+
+
 def training(run, left, right, presenter: bool) -> None:
     history = history_of(run)
     if history.empty or history["val_acc"].isna().all():
@@ -65,7 +76,7 @@ def training(run, left, right, presenter: bool) -> None:
     figure = presenter_figure(history_figure(shown), presenter)
     figure.update_layout(height=500 + 30 * len(shown))
     left.plotly_chart(figure, width="stretch", config={"displayModeBar": False})
-    say(right, lesson.training_story(history, run.epochs))
+    say(right, lesson.training_story(history, run.epochs, training_hours(run)))
 
 
 def _evaluation(run, right):

@@ -46,7 +46,7 @@ def describe(run: RunSummary) -> str:
 def run_details(run: RunSummary) -> str:
     """The picked run in one line under the picker: its state, epochs and where its best one was."""
     epochs = f"{run.epochs_done}/{run.epochs} epochs" if run.epochs else f"{run.epochs_done} epochs"
-    best = f" · best {run.val_acc:.2%} (epoch {run.best_epoch})" if run.val_acc is not None else ""
+    best = f" · best validation {run.val_acc:.2%} (epoch {run.best_epoch})" if run.val_acc is not None else ""
     return f"{run.state.capitalize()} · {epochs}{best}"
 
 

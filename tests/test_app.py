@@ -116,7 +116,7 @@ def test_run_labels_name_the_model_once():
     from fer_models.runs.registry import RunSummary
     run = RunSummary("resnet10_fer", Path("r"), "resnet10_fer", "finished", 0.6428, 20, 20, 20)
     assert describe(run) == "resnet10_fer · 64.3%"  # finished, the settled state, goes under the picker
-    assert run_details(run) == "Finished · 20/20 epochs · best 64.28% (epoch 20)"
+    assert run_details(run) == "Finished · 20/20 epochs · best validation 64.28% (epoch 20)"
     other = RunSummary("mine", Path("m"), "cnn3", "running", None, None, 0, 5)
     assert describe(other) == "mine · cnn3 · no epoch yet · running"
     assert run_details(other) == "Running · 0/5 epochs"

@@ -282,7 +282,8 @@ def covering(votes: pd.DataFrame | None, source: str, ids) -> tuple[pd.DataFrame
 
 def parser() -> OneLineParser:
     p = OneLineParser(prog="fer-studio mistakes",
-                      description="A run's mistakes beside the FER+ annotators' majority, per class.")
+                      description="A run's mistakes beside the FER+ annotators' most common answer (and a majority of "
+                                  "at least 6 of 10), per class.")
     p.add_argument("--run", required=True)
     p.add_argument("--split", default="PublicTest")
     return p

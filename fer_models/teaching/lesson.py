@@ -55,7 +55,9 @@ def layers_story(totals: dict, layers: pd.DataFrame, findings: list[str]) -> lis
     return said
 
 
-def training_story(history: pd.DataFrame, planned: int | None = None) -> list[str]:
+def training_story(history: pd.DataFrame, planned: int | None = None, hours: float | None = None) -> list[str]:
+    """`hours`: the run's one training time (meta.json's, as the History page, the README and the report give it);
+    history.csv's seconds also count validation and restart at a resume, so they are not added up here."""
     h = history.dropna(subset=["val_acc"])
     best = h.loc[h["val_acc"].idxmax()]
     end = h.iloc[-1]
@@ -76,8 +78,8 @@ def training_story(history: pd.DataFrame, planned: int | None = None) -> list[st
     if int(low["epoch"]) < done and end["val_loss"] > low["val_loss"] * 1.02:
         said.append(f"Validation loss was lowest in epoch {int(low['epoch'])} ({low['val_loss']:.3f}) and rose to "
                     f"{end['val_loss']:.3f}: the model grew surer of its wrong answers even where accuracy held.")
-    elif "seconds" in h and h["seconds"].notna().any():
-        said.append(f"Training took {h['seconds'].sum() / 60:.0f} minutes of compute over {done} epochs.")
+    elif hours:
+        said.append(f"Training took {hours * 60:.0f} minutes of compute over {done} epochs.")
     return said
 
 
