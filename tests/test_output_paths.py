@@ -31,7 +31,7 @@ def test_checked_output_refuses_what_it_must_and_takes_a_new_file(tmp_path):
     keep = [(tmp_path / "input.csv", "the input"), (tmp_path / "run", "the run")]
     for path, says in ((tmp_path, "is a folder"), (tmp_path / "pipe", "not a regular file"),
                        ("/dev/null", "not a regular file"), (tmp_path / "no" / "x.csv", "does not exist"),
-                       (tmp_path / "input.csv", "that is the input"), (tmp_path / "alias.csv", "that is the input"),
+                       (tmp_path / "input.csv", "that is the input"), (tmp_path / "alias.csv", "is a link"),
                        (tmp_path / "run" / "eval" / "x.html", "lies inside the run")):
         with pytest.raises(OutputError, match=says):
             checked_output(path, "--out", keep)
@@ -166,3 +166,112 @@ def test_reevaluate_rewrites_only_the_runs_own_records(linked_run, tmp_path):
                                               "status.json"]
     assert (run / "notes.json").read_text() == "{not json: the user's own"
     assert np.isfinite(json.loads((run / "eval" / "PublicTest" / "metrics.json").read_text())["accuracy"])
+
+
+def test_a_planted_link_or_an_input_at_the_old_temporary_name_is_left_alone(evaluated, tmp_path, capsys):
+    """The rows go to a temporary file of predict's own (random name, created exclusively): a link planted at
+    .t.csv.part once received them, and an input named so was emptied before it was read."""
+    import cv2
+
+    from helpers import face_photo
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not yours\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".t.csv.part").symlink_to(victim)
+    cv2.imwrite(str(out / "face.png"), face_photo(2))
+    (out / ".u.csv.part").write_bytes((out / "face.png").read_bytes())  # an input photo with that name
+    assert predict.main(["--run", str(evaluated), str(out / "face.png"), "--detector", "haar",
+                         "--csv", str(out / "t.csv")]) == 0
+    assert predict.main(["--run", str(evaluated), str(out / ".u.csv.part"), "--detector", "haar",
+                         "--csv", str(out / "u.csv")]) == 0
+    capsys.readouterr()
+    assert victim.read_text() == "not yours\n" and not (out / "t.csv").is_symlink()
+    assert (out / ".u.csv.part").read_bytes() == (out / "face.png").read_bytes()
+    assert (out / "u.csv").read_text().count("\n") == 2  # the header and the face
+
+
+def test_an_output_that_is_a_link_is_refused(tmp_path):
+    (tmp_path / "file.csv").write_text("kept")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "file.csv")
+    for path in (tmp_path / "link.csv", "/dev/stdout"):
+        with pytest.raises(OutputError, match="is a link"):
+            checked_output(path, "--csv")
+
+
+def test_a_link_inside_an_evaluation_is_not_followed(evaluated, tmp_path, capsys):
+    import shutil
+
+    from fer_models.evaluation import mistakes
+
+    run = tmp_path / "linked"
+    shutil.copytree(evaluated, run)
+    secret = tmp_path / "secret.csv"
+    secret.write_text("id,true,pred\nAPI_KEY,1,2\n")
+    (run / "eval" / "PublicTest" / "predictions.csv").unlink()
+    (run / "eval" / "PublicTest" / "predictions.csv").symlink_to(secret)
+    code, line = run_cli(mistakes.main, ["--run", str(run)], capsys)
+    assert code == 2 and "predictions.csv: is a link" in line and "API_KEY" not in line
+
+
+@pytest.mark.parametrize("command", ["mistakes", "evaluate", "atlas"])
+def test_a_run_that_is_a_device_is_called_so(command, capsys):
+    from fer_models.evaluation import evaluate, mistakes
+    from fer_models.explain import atlas
+
+    main = {"mistakes": mistakes.main, "evaluate": evaluate.main, "atlas": atlas.main}[command]
+    extra = ["--data", "/nonexistent.csv"] if command == "evaluate" else []
+    code, line = run_cli(main, ["--run", "/dev/null", *extra], capsys)
+    assert code == 2 and "/dev/null: is a device, not a run folder" in line and "evaluate --run" not in line
+
+
+def test_the_readme_is_sized_and_decoded_before_it_is_rewritten(tmp_path):
+    from fer_models.runs.registry import write_table
+
+    binary = tmp_path / "binary.md"
+    binary.write_bytes(b"x \xff\n<!-- models-table -->\n<!-- /models-table -->\n")
+    with pytest.raises(ValueError, match="is not UTF-8 text"):
+        write_table(binary, tmp_path)
+    huge = tmp_path / "huge.md"
+    with open(huge, "wb") as f:
+        f.truncate(600 << 20)
+    with pytest.raises(ValueError, match="600 MB, over the 16 MB allowed"):
+        write_table(huge, tmp_path)
+
+
+def test_a_photo_one_byte_over_the_cap_says_its_bytes(tmp_path):
+    photo = tmp_path / "p.png"
+    with open(photo, "wb") as f:
+        f.truncate((50 << 20) + 1)
+    with pytest.raises(UntrustedFileError, match="52,428,801 bytes, over the 50 MB allowed"):
+        capped_bytes(photo, 50 << 20)
+
+
+def test_a_bad_split_is_refused_before_the_report_starts(evaluated, capsys):
+    code, line = run_cli(report.main, ["--run", str(evaluated), "--out", "r.html", "--split", "../.."], capsys)
+    assert code == 2 and "not a plain name" in line
+
+
+def test_ship_on_a_full_disk_names_the_place_and_what_was_kept(evaluated, tmp_path, capsys, monkeypatch):
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ship, "ship", full)
+    code, line = run_cli(ship.main, ["--run", str(evaluated), "--to", str(tmp_path / "to"), "--data", "x.csv"],
+                         capsys)
+    assert code == 2 and f"{tmp_path / 'to'}: cannot be written (No space left on device)" in line
+    assert "nothing was shipped" in line
+
+
+def test_a_pipe_or_a_device_given_as_a_photo_or_a_video_is_called_what_it_is(evaluated, tmp_path, capsys):
+    from fer_models.media import video
+
+    os.mkfifo(tmp_path / "face.jpg")
+    assert predict.photo_paths([tmp_path / "face.jpg", "/dev/zero"])[1] == [
+        (str(tmp_path / "face.jpg"), "is a named pipe, not a photo or a folder"),
+        ("/dev/zero", "is a device, not a photo or a folder")]
+    code, line = run_cli(video.main, ["--run", str(evaluated), "--input", "/dev/zero", "--csv", "t.csv"], capsys)
+    assert code == 2 and "--input /dev/zero: is a device, not a regular file" in line

@@ -46,6 +46,16 @@ def atomic_replace(path, write) -> None:
         raise
 
 
+def partial_beside(path) -> Path:
+    """A new, empty file of our own beside `path` (created exclusively, under a random name), to be renamed over
+    it when complete: a fixed name such as .out.csv.part could be a link someone planted, or an input file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~UMASK)
+    return Path(tmp)
+
+
 def replace_folder(path, build) -> None:
     """Call build(tmp_folder) to fill a new folder, then swap it in for `path` in two renames: a reader sees the
     old folder whole or the new one whole (at worst, for an instant, none), never new files beside stale ones.
@@ -96,6 +106,8 @@ def checked_output(path, flag: str | None = None, keep=()) -> Path:
     command reads (the input, a run's own files): a path equal to one, inside one, or the same file by a link."""
     path = Path(path)
     said = f"{flag} {path}" if flag else str(path)
+    if path.is_symlink():  # the finished file is renamed over the link, not written where it points (/dev/stdout)
+        raise OutputError(f"{said}: is a link; give the path of the file itself")
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:

@@ -60,6 +60,9 @@ def capped_bytes(path, limit: int, what: str | None = None) -> bytes:
     name = what or str(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        missing = "is a link to nothing" if Path(path).is_symlink() else "no such file"
+        raise UntrustedFileError(f"{name}: {missing}") from None
     except OSError as err:
         raise UntrustedFileError(f"{name}: cannot be read ({err.strerror or err})") from None
     with os.fdopen(fd, "rb") as f:
@@ -71,7 +74,8 @@ def capped_bytes(path, limit: int, what: str | None = None) -> bytes:
         data = f.read(limit + 1) if info.st_size <= limit else b""
     if info.st_size > limit or len(data) > limit:  # or it grew while read
         size = max(info.st_size, len(data))
-        raise UntrustedFileError(f"{name}: is {size / 2**20:,.0f} MB, over the {limit / 2**20:,.0f} MB allowed")
+        said = f"{size / 2**20:,.0f} MB" if round(size / 2**20) > round(limit / 2**20) else f"{size:,} bytes"
+        raise UntrustedFileError(f"{name}: is {said}, over the {limit / 2**20:,.0f} MB allowed")
     return data
 
 

@@ -26,7 +26,15 @@ from fer_models.datasets.loading import load_faces
 from fer_models.evaluation.scoring import classification_metrics, predict_proba
 from fer_models.nets.precision import PRECISIONS, inference_precision
 from fer_models.runs.checkpoints import CheckpointError, load_model
-from fer_models.runs.folder import CONFUSION_FILE, METRICS_FILE, PREDICTIONS_FILE, RunFolder, RunProblem, valid_split
+from fer_models.runs.folder import (
+    CONFUSION_FILE,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    RunFolder,
+    RunProblem,
+    split_argument,
+    valid_split,
+)
 
 
 def evaluate_run(run_dir, data_path, split: str, tta: bool = False, device: str = "cpu",
@@ -69,13 +77,6 @@ def evaluate_run(run_dir, data_path, split: str, tta: bool = False, device: str 
     return summary
 
 
-def _split_name(text: str) -> str:
-    try:
-        return valid_split(text)
-    except RunProblem as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
 def _batch_size(text: str) -> int:
     try:
         value = int(text)
@@ -106,7 +107,7 @@ def parser() -> OneLineParser:
     p = OneLineParser(prog="fer-studio evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--run", required=True, help="run folder with model.safetensors and meta.json")
     p.add_argument("--data", required=True, help="FER2013 CSV (.csv/.csv.gz), class-folder tree or .npz")
-    p.add_argument("--split", default="PublicTest", type=_split_name)
+    p.add_argument("--split", default="PublicTest", type=split_argument)
     p.add_argument("--tta", action="store_true", help="average with the mirrored face")
     p.add_argument("--label-source", default="fer2013", choices=["fer2013", "ferplus-majority"])
     p.add_argument("--ferplus", help="fer2013new.csv (default: beside --data)")

@@ -20,6 +20,7 @@ from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.facedata import DataError
 from fer_models.datasets.ferplus import FERPLUS_COLUMNS, ferplus_votes, seven_class_votes
 from fer_models.datasets.loading import load_faces
+from fer_models.runs.folder import split_argument
 
 # what the ten annotators' most common answer (the class with the most votes, a plurality: it may be 4 of 10)
 # says about one mistake; a strict majority, at least 6 of the 10, is counted beside it (MAJORITY)
@@ -285,7 +286,7 @@ def parser() -> OneLineParser:
                       description="A run's mistakes beside the FER+ annotators' most common answer (and a majority of "
                                   "at least 6 of 10), per class.")
     p.add_argument("--run", required=True)
-    p.add_argument("--split", default="PublicTest")
+    p.add_argument("--split", default="PublicTest", type=split_argument)
     return p
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from fer_models.core.arguments import OneLineParser
 from fer_models.core.constants import EMOTIONS
+from fer_models.core.guards import file_kind
 from fer_models.faces.detect import DETECTORS
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
@@ -32,8 +33,10 @@ def photo_paths(paths) -> tuple[list[Path], list[tuple[str, str]]]:
             found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
         elif p.is_file():
             found.append(p)
+        elif p.exists():  # a pipe would block the read, a device never end it
+            skipped.append((str(p), f"is {file_kind(p.stat().st_mode)}, not a photo or a folder"))
         else:
-            skipped.append((str(p), "no such file or folder"))
+            skipped.append((str(p), "is a link to nothing" if p.is_symlink() else "no such file or folder"))
     return found, skipped
 
 
@@ -122,7 +125,7 @@ def main(argv=None) -> int:
 
     from tqdm import tqdm
 
-    from fer_models.core.files import OutputError, checked_output
+    from fer_models.core.files import OutputError, checked_output, partial_beside
     from fer_models.runs.checkpoints import CheckpointError, load_model
 
     args = parser().parse_args(argv)
@@ -135,8 +138,8 @@ def main(argv=None) -> int:
         return 2
     # rows are written as they are made, beside the target, and renamed into place at the end: a crash or
     # Ctrl-C half-way leaves every row done so far, with a last row that says where and why it stopped
-    partial = target.with_name(f".{target.name}.part") if target is not None else None
     try:
+        partial = partial_beside(target) if target is not None else None
         out = open(partial, "w", newline="") if partial is not None else sys.stdout
     except OSError as err:
         print(f"error: --csv {target}: cannot be written ({err.strerror or err})", file=sys.stderr)

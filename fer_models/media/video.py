@@ -21,6 +21,8 @@ import pandas as pd
 
 from fer_models.core.arguments import OneLineParser
 from fer_models.core.constants import EMOTIONS
+from fer_models.core.files import partial_beside
+from fer_models.core.guards import UntrustedFileError, regular_file
 from fer_models.faces.detect import DETECTORS
 
 COLUMNS = ["frame", "seconds", "track", "x", "y", "width", "height", *EMOTIONS, "label"]
@@ -244,7 +246,7 @@ class _Writer:
         import av
 
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.part")
+        self.tmp = partial_beside(self.path)
         self.width, self.height = width + width % 2, height + height % 2
         self.container = av.open(str(self.tmp), "w", format="mp4")
         self.stream = self.container.add_stream("libx264", rate=round(fps) or 30)
@@ -306,8 +308,10 @@ def main(argv=None) -> int:
         p.error("nothing to write: give --output and/or --csv")
     if args.every < 1 or not 0 <= args.smoothing < 1:
         p.error("--every must be ≥ 1 and --smoothing in [0, 1)")
-    if not Path(args.input).is_file():
-        print(f"error: {args.input}: no such file", file=sys.stderr)
+    try:  # a pipe would block the decoder, a device never end it
+        regular_file(args.input, f"--input {args.input}")
+    except UntrustedFileError as err:
+        print(f"error: {err}; give a video file", file=sys.stderr)
         return 2
     try:
         check_outputs(Path(args.input), Path(args.output) if args.output else None,

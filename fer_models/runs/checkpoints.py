@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from fer_models.core.files import atomic_replace, atomic_write_json
-from fer_models.core.guards import UntrustedFileError, regular_file, safetensors_header
+from fer_models.core.guards import UntrustedFileError, file_kind, regular_file, safetensors_header
 from fer_models.nets.models import FERModel, create_model, list_models
 from fer_models.runs.folder import LAST_FILE, META_FILE, MODEL_FILE, RunFolder, RunProblem
 
@@ -147,6 +147,9 @@ def load_model(path, device="cpu", arch: str | None = None) -> tuple[FERModel, d
     """
     path = Path(path)
     weights = path / MODEL_FILE if path.is_dir() else path
+    if path.exists() and not path.is_dir() and not path.is_file():  # /dev/null once read as /dev/meta.json's
+        raise CheckpointError(f"{path}: is {file_kind(path.stat().st_mode)}, not a run folder or a .safetensors "
+                              "file; give a run's folder")
     if not weights.exists() and not weights.is_symlink():
         raise CheckpointError(f"{weights}: no such file; a run folder holds {MODEL_FILE} and {META_FILE}")
     from_meta = arch is None

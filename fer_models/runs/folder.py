@@ -60,6 +60,16 @@ def valid_split(split) -> str:
     return split
 
 
+def split_argument(text: str) -> str:
+    """valid_split as an argparse type: a bad --split is refused while the arguments are read, before any work."""
+    import argparse
+
+    try:
+        return valid_split(text)
+    except RunProblem as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 class RunFolder:
     def __init__(self, path):
         self.path = Path(path)
@@ -94,6 +104,8 @@ class RunFolder:
             except OSError:
                 kind = "a link to nothing"
             raise self.problem(name, f"{kind}, not a regular file")
+        if path.is_symlink():  # a link could make /etc/passwd, or another run's record, read as this run's
+            raise self.problem(name, "is a link, not a file of the run's own; put the file itself there")
         try:
             with open(path, "rb") as f:
                 data = f.read(limit + 1)

@@ -27,7 +27,7 @@ import pandas as pd
 
 from fer_models.core.arguments import OneLineParser
 from fer_models.core.constants import EMOTIONS
-from fer_models.core.guards import UntrustedFileError, file_kind, regular_file
+from fer_models.core.guards import UntrustedFileError, capped_bytes, file_kind
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.datasets.facedata import DataError
 from fer_models.datasets.folders import looks_like_class_folders
@@ -43,7 +43,8 @@ STALE_SECONDS = 180
 # two machines' clocks disagree by a little; a heartbeat further ahead than this was never written by a live trainer
 FUTURE_SECONDS = 60
 
-MAX_PREDICTIONS_BYTES = 256 * 2**20  # a prediction row is ~100 bytes: room for 2 million faces
+MAX_PREDICTIONS_BYTES = 256 * 2**20
+MAX_README_BYTES = 16 * 2**20  # this project's is 30 kB  # a prediction row is ~100 bytes: room for 2 million faces
 
 
 @dataclass
@@ -96,6 +97,8 @@ def list_evaluations(run) -> list[str]:
 def read_evaluation(run, split: str) -> tuple[dict, pd.DataFrame, pd.DataFrame | None]:
     """metrics.json, predictions.csv (ids as strings) and confusion.csv (None for an unlabelled split)."""
     run_folder = RunFolder(run)
+    if Path(run).exists() and not Path(run).is_dir():  # the advice below (evaluate --run) would not apply
+        raise RunProblem(f"{run}: is {file_kind(Path(run).stat().st_mode)}, not a run folder; give a run's folder")
     folder = run_folder.eval_dir(split)
     if not (folder / METRICS_FILE).exists():
         raise FileNotFoundError(f"{folder}: no evaluation; run fer-studio evaluate --run {run} "
@@ -106,6 +109,8 @@ def read_evaluation(run, split: str) -> tuple[dict, pd.DataFrame, pd.DataFrame |
         path = folder / name
         if path.exists() and not path.is_file():
             raise RunProblem(f"{where}/{name}: is {file_kind(path.stat().st_mode)}, not a regular file")
+        if path.is_symlink():  # pandas would parse whatever it points at (/etc/passwd) as this run's predictions
+            raise RunProblem(f"{where}/{name}: is a link, not a file of the run's own; evaluate the run again")
         if path.exists() and path.stat().st_size > MAX_PREDICTIONS_BYTES:
             raise RunProblem(f"{where}/{name}: larger than {MAX_PREDICTIONS_BYTES // 2**20} MB, too large for "
                              "an evaluation")
@@ -347,11 +352,12 @@ def _metrics(folder: RunFolder, split: str) -> dict:
 
 def write_table(readme, root) -> None:
     readme = Path(readme)
-    try:
-        regular_file(readme)
-    except UntrustedFileError as err:  # says what is there instead: a folder, a named pipe, nothing
+    try:  # says what is there instead (a folder, a named pipe, nothing), and a README's size before reading it
+        text = capped_bytes(readme, MAX_README_BYTES).decode("utf-8")
+    except UntrustedFileError as err:
         raise ValueError(f"{err}; give the README to rewrite") from None
-    text = readme.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"{readme}: is not UTF-8 text; give the README (Markdown) to rewrite") from None
     if TABLE_START not in text or TABLE_END not in text:
         raise ValueError(f"{readme}: add the lines {TABLE_START} and {TABLE_END} where the table goes")
     head, rest = text.split(TABLE_START, 1)

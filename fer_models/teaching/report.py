@@ -405,7 +405,8 @@ def parser() -> OneLineParser:
     parser.add_argument("--out", required=True, help="the HTML file to write")
     parser.add_argument("--data", help="FER2013 CSV, class folders or .npz holding the split's faces "
                                        "(default: the data the evaluation scored, else the bundled PublicTest)")
-    parser.add_argument("--split", default=SPLIT, help="the evaluation to report (eval/<split>/)")
+    parser.add_argument("--split", default=SPLIT, type=run_files.split_argument,
+                        help="the evaluation to report (eval/<split>/)")
     parser.add_argument("--faces-per-class", type=int, default=2, choices=range(0, 21), metavar="0..20")
     parser.add_argument("--filters", type=int, default=6, choices=range(0, 65), metavar="0..64")
     return parser

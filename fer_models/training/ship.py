@@ -216,8 +216,14 @@ def main(argv=None) -> int:
             report = reevaluate(args.reevaluate, args.data)
         else:
             report = ship(args.run, args.to, args.data, args.half, atlas_patterns=args.atlas_patterns)
-    except (CheckpointError, DataError, RunProblem, OSError) as err:
+    except (CheckpointError, DataError, RunProblem) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk: the half-built folder is gone, the run and any earlier ship untouched
+        done = ("each evaluation was written whole or left as it was" if args.reevaluate
+                else f"nothing was shipped to {args.to}")
+        print(f"error: {err.filename or args.reevaluate or args.to}: cannot be written ({err.strerror or err}); "
+              f"{done}: free some space or choose another place", file=sys.stderr)
         return 2
     print(json.dumps(report))
     return 0
