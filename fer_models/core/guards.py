@@ -65,12 +65,13 @@ def capped_bytes(path, limit: int, what: str | None = None) -> bytes:
         raise UntrustedFileError(f"{name}: {missing}") from None
     except OSError as err:
         raise UntrustedFileError(f"{name}: cannot be read ({err.strerror or err})") from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(fd)
+    info = os.fstat(fd)  # before fdopen, which refuses a folder with an error of its own
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
         if stat.S_ISDIR(info.st_mode):
             raise UntrustedFileError(f"{name}: is a folder, not a file")
-        if not stat.S_ISREG(info.st_mode):
-            raise UntrustedFileError(f"{name}: is {file_kind(info.st_mode)}, not a regular file: nothing was read")
+        raise UntrustedFileError(f"{name}: is {file_kind(info.st_mode)}, not a regular file: nothing was read")
+    with os.fdopen(fd, "rb") as f:
         data = f.read(limit + 1) if info.st_size <= limit else b""
     if info.st_size > limit or len(data) > limit:  # or it grew while read
         size = max(info.st_size, len(data))
