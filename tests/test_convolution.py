@@ -8,7 +8,7 @@ from fer_models.runs.checkpoints import load_model
 from fer_models.teaching.convolution import convolution_step, layer_trace
 from helpers import ROOT, bundled_faces
 
-RUNS = ("cnn3", "densenet201_fer", "resnet10_fer")
+RUNS = sorted(p.name for p in (ROOT / "artifacts" / "runs").iterdir() if (p / "model.safetensors").is_file())
 
 
 @pytest.fixture(scope="module")
