@@ -158,3 +158,23 @@ def test_resnet10_fer_block_adds_its_input():
         block.bn2.bias.zero_()
         x = torch.relu(torch.randn(2, 32, 48, 48))
         assert torch.equal(block(x), x)
+
+
+@pytest.mark.parametrize("arch", ["cnn3", "resnet10_fer"])
+def test_sizes_and_layers_never_hook_or_switch_a_shared_model(arch, monkeypatch):
+    """A model sessions share may be mid forward pass in another thread: a hook on it, or an eval()/train() switch,
+    would reach that pass. Its sizes come from an instance of the architecture's own."""
+
+    from fer_models.explain.attributions import gradcam_map_size
+
+    shared = create_model(arch).train()
+
+    def refuse(module, hook, *a, **k):
+        if any(module is m for m in shared.modules()):
+            raise AssertionError(f"a hook on the shared model's {type(module).__name__}")
+        return real(module, hook, *a, **k)
+
+    real = nn.Module.register_forward_hook
+    monkeypatch.setattr(nn.Module, "register_forward_hook", refuse)
+    assert gradcam_map_size(shared) and shared.deepest_filter_layer() in shared.conv_output_sizes()
+    assert shared.training and not shared.__dict__.keys() & {"_gradcam_size", "_deepest_filter_layer"}

@@ -14,7 +14,7 @@ import torch
 
 from fer_models.datasets.augment import to_input
 from fer_models.explain.shared import private_view, ready
-from fer_models.nets.models import FERModel
+from fer_models.nets.models import FERModel, layer_output_sizes
 from fer_models.nets.precision import autocast_for, inference_precision
 from fer_models.nets.reach import GRADCAM_RULE
 
@@ -75,21 +75,9 @@ def face_input(face_uint8: np.ndarray, meta: dict) -> torch.Tensor:
     return to_input(x, norm["mean"], norm["std"]).contiguous(memory_format=torch.channels_last)
 
 
-@torch.no_grad()
 def gradcam_map_size(model: FERModel) -> tuple[int, int]:
-    """Height and width of the Grad-CAM layer's output for one face (one forward pass per model object)."""
-    if "_gradcam_size" in model.__dict__:
-        return model.__dict__["_gradcam_size"]
-    kept = {}
-    spec = model.input_spec
-    with private_view(model) as view:
-        handle = view.gradcam_layer().register_forward_hook(lambda m, a, out: kept.update(shape=out.shape))
-        try:
-            view(torch.zeros(1, spec.channels, spec.size, spec.size))
-        finally:
-            handle.remove()
-    model.__dict__["_gradcam_size"] = tuple(kept["shape"][2:])
-    return model.__dict__["_gradcam_size"]
+    """Height and width of the Grad-CAM layer's output for one face."""
+    return layer_output_sizes(model.arch)[model.gradcam_layer_name]
 
 
 @torch.no_grad()

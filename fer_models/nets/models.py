@@ -16,6 +16,7 @@ why densenet201_fer has its own forward instead of torchvision's (which calls
 """
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
@@ -46,6 +47,30 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+_SIZES: dict[str, dict[str, tuple[int, int]]] = {}
+_SIZES_LOCK = threading.Lock()
+
+
+def layer_output_sizes(arch: str) -> dict[str, tuple[int, int]]:
+    """Height and width of every module's output for one face, by name. Measured once per architecture on an
+    untrained instance of its own (shapes depend on the architecture alone): never on a model sessions share,
+    whose forward passes a hook, or a train/eval switch, would reach."""
+    with _SIZES_LOCK:
+        if arch not in _SIZES:
+            probe, sizes = create_model(arch).eval(), {}
+            def keep(name):
+                return lambda module, args, out: sizes.__setitem__(name, tuple(getattr(out, "shape", ())[2:]))
+
+            hooks = [m.register_forward_hook(keep(n)) for n, m in probe.named_modules() if n]
+            spec = probe.input_spec
+            with torch.no_grad():
+                probe(torch.zeros(1, spec.channels, spec.size, spec.size))
+            for h in hooks:
+                h.remove()
+            _SIZES[arch] = {n: size for n, size in sizes.items() if len(size) == 2}
+        return _SIZES[arch]
+
+
 def create_model(name: str, num_classes: int = len(EMOTIONS)) -> "FERModel":
     if name not in _REGISTRY:
         raise KeyError(f"unknown model '{name}'; registered: {', '.join(list_models())}")
@@ -66,30 +91,18 @@ class FERModel(nn.Module):
         return OrderedDict((n, m) for n, m in self.named_modules() if isinstance(m, nn.Conv2d))
 
     def conv_output_sizes(self) -> dict[str, tuple[int, int]]:
-        """Each conv layer's output height and width for one face (a forward pass on zeros)."""
-        sizes, layers = {}, self.conv_layers()
-        hooks = [m.register_forward_hook(lambda mod, a, out, n=n: sizes.__setitem__(n, tuple(out.shape[2:])))
-                 for n, m in layers.items()]
-        was_training = self.training
-        try:
-            with torch.no_grad():
-                self.eval()(torch.zeros(1, self.input_spec.channels, self.input_spec.size, self.input_spec.size))
-        finally:
-            self.train(was_training)
-            for h in hooks:
-                h.remove()
-        return sizes
+        """Each conv layer's output height and width for one face."""
+        sizes = layer_output_sizes(self.arch)
+        return {n: sizes[n] for n in self.conv_layers() if n in sizes}
 
     def deepest_filter_layer(self) -> str:
         """The conv layer whose filters to show first: the last one with a spatial kernel whose maps are at
         least 3x3. A 1x1 kernel mixes channels it was given (resnet10_fer's last conv by order is the
         shortcut that projects its last block's input), and a 1x1 map is a flat square with no where in it
         (densenet201_fer's block 4), so both say less about the features the network built."""
-        if "_deepest_filter_layer" not in self.__dict__:  # shapes only: one forward pass per model object
-            layers, sizes = self.conv_layers(), self.conv_output_sizes()
-            spatial = [n for n, m in layers.items() if max(m.kernel_size) > 1 and min(sizes.get(n, (0, 0))) >= 3]
-            self.__dict__["_deepest_filter_layer"] = (spatial or list(layers))[-1]
-        return self.__dict__["_deepest_filter_layer"]
+        layers, sizes = self.conv_layers(), self.conv_output_sizes()
+        spatial = [n for n, m in layers.items() if max(m.kernel_size) > 1 and min(sizes.get(n, (0, 0))) >= 3]
+        return (spatial or list(layers))[-1]
 
     def sees_the_image(self, layer: str) -> bool:
         """Whether a conv layer reads the input face itself: its kernels are then pictures of what it detects."""
