@@ -191,3 +191,16 @@ def _photo_face(upload, kept: str) -> PickedFace | None:
 
 def show_model_input(face: PickedFace) -> None:
     st.image(enlarge(face.pixels, 192), caption=f"What the model sees: 48×48 gray · {md(face.origin)}", width=192)
+
+
+def face_beside(run, widths: list[int]):
+    """The face picker and what the model sees of it in a left column; the right column, for what the page shows of
+    that face, is returned with it. The page stops there while no face is picked."""
+    pick, result = st.columns(widths, gap="large")
+    with pick:
+        face = pick_face(run)
+        if face is not None:
+            show_model_input(face)
+    if face is None:
+        st.stop()
+    return face, result

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from app_pages._convolution_view import pick_cell, step_view, trace_of
-from app_pages._face_picker import pick_face, show_model_input
+from app_pages._face_picker import face_beside
 from app_pages._shared import md, selected_model
 from fer_models.teaching.convolution import convolution_step
 
@@ -26,13 +26,7 @@ run, model, meta = selected_model()
 layers = model.conv_layers()
 names = list(layers)
 asked = st.query_params.get("layer")
-pick, main = st.columns([1, 3], gap="large")
-with pick:
-    face = pick_face(run)
-    if face is not None:
-        show_model_input(face)
-if face is None:
-    st.stop()
+face, main = face_beside(run, [1, 3])
 with main:
     a, b = st.columns([3, 1])
     layer = a.selectbox("Conv layer", names, index=names.index(asked) if asked in names else 0, key="conv_layer",

@@ -1,7 +1,7 @@
 """Saliency: which pixels of a face drove the selected run's prediction, computed live with Captum."""
 import streamlit as st
 
-from app_pages._face_picker import keep, pick_face, show_model_input, store
+from app_pages._face_picker import face_beside, keep, store
 from app_pages._saliency_view import all_methods, show_maps
 from app_pages._shared import describe, md, model_of, selected_model
 from fer_models.core.constants import EMOTIONS
@@ -16,13 +16,7 @@ st.caption("Pick a face; see the class probabilities, then where each attributio
 
 run, model, meta = selected_model()
 
-pick, results = st.columns([1, 2], gap="large")
-with pick:
-    face = pick_face(run)
-    if face is not None:
-        show_model_input(face)
-if face is None:
-    st.stop()
+face, results = face_beside(run, [1, 2])
 
 probs = probabilities(model, face_input(face.pixels, meta))[0]
 predicted = int(probs.argmax())

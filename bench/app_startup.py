@@ -73,7 +73,9 @@ def resident_mib(pid: int) -> int:
     return -1
 
 
-def every_page(runs: str, only: str | None = None, settle: float = 0.0) -> dict:
+def per_run(runs: str, only: str | None, settle: float, walk) -> dict:
+    """For each run (or `only`): a fresh server, Chromium at 1280×720 on its landing page, `settle` seconds there
+    (a reader's pause while torch is imported behind it), then walk(page, base, run, server)'s figures."""
     from fer_models.runs.registry import list_runs
 
     out = {}
@@ -85,20 +87,23 @@ def every_page(runs: str, only: str | None = None, settle: float = 0.0) -> dict:
                                                                                         "--disable-gpu"])
                 page = browser.new_page(viewport={"width": 1280, "height": 720})
                 page.goto(f"http://127.0.0.1:{port}/?run={run}")
-                page.wait_for_selector(IDLE, timeout=120_000)
-                time.sleep(settle)  # a reader's pause on the landing page, while torch is imported behind it
-                first = {link: visit(page, link) for link in NAV}
-                after_first = resident_mib(server.pid)
-                second = {link: visit(page, link) for link in NAV}
-                out[run] = {"settle_seconds": settle, "first_visit_seconds": first, "second_visit_seconds": second,
-                            "server_rss_mib": {"after_first_visits": after_first,
-                                               "after_second_visits": resident_mib(server.pid)},
-                            "errors": page.locator("[data-testid='stException']").count()}
+                idle(page)
+                time.sleep(settle)
+                out[run] = {"settle_seconds": settle, **walk(page, f"http://127.0.0.1:{port}", run, server)}
                 browser.close()
         finally:
             server.terminate()
             server.wait(timeout=10)
     return out
+
+
+def every_page_walk(page, base: str, run: str, server) -> dict:
+    first = {link: visit(page, link) for link in NAV}
+    after_first = resident_mib(server.pid)
+    second = {link: visit(page, link) for link in NAV}
+    return {"first_visit_seconds": first, "second_visit_seconds": second,
+            "server_rss_mib": {"after_first_visits": after_first, "after_second_visits": resident_mib(server.pid)},
+            "errors": page.locator("[data-testid='stException']").count()}
 
 
 def idle(page) -> None:
@@ -123,7 +128,7 @@ STARTED = ("() => document.querySelector(\"[data-testid='stApp']\")?.getAttribut
            "!== 'notRunning'")
 
 
-def lesson_walk(page, base: str, run: str) -> dict:
+def lesson_walk(page, base: str, run: str, server=None) -> dict:
     from fer_models.teaching.lesson import STEPS
 
     def heading(i: int):
@@ -151,28 +156,6 @@ def lesson_walk(page, base: str, run: str) -> dict:
             "saliency_seven_methods_seconds": seven, "errors": page.locator("[data-testid='stException']").count()}
 
 
-def lesson(runs: str, only: str | None = None, settle: float = 0.0) -> dict:
-    from fer_models.runs.registry import list_runs
-
-    out = {}
-    for run in [r.name for r in list_runs(runs) if only in (None, r.name)]:
-        server, port = start_server(runs)
-        try:
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox",
-                                                                                        "--disable-gpu"])
-                page = browser.new_page(viewport={"width": 1280, "height": 720})
-                page.goto(f"http://127.0.0.1:{port}/?run={run}")
-                idle(page)
-                time.sleep(settle)  # a reader's pause on the landing page, while torch is imported behind it
-                out[run] = {"settle_seconds": settle, **lesson_walk(page, f"http://127.0.0.1:{port}", run)}
-                browser.close()
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
-    return out
-
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--runs", default=str(ROOT / "artifacts" / "runs"))
@@ -182,14 +165,10 @@ def main():
     p.add_argument("--settle", type=float, default=0.0,
                    help="with --every-page: seconds on the landing page before the first click (default: none)")
     args = p.parse_args()
-    if args.lesson:
+    if args.lesson or args.every_page:
         sys.path.insert(0, str(ROOT))
-        print(json.dumps({"runs": args.runs, "viewport": "1280x720", **lesson(args.runs, args.run, args.settle)},
-                         indent=1))
-        return
-    if args.every_page:
-        sys.path.insert(0, str(ROOT))
-        print(json.dumps({"runs": args.runs, "viewport": "1280x720", **every_page(args.runs, args.run, args.settle)},
+        walk = lesson_walk if args.lesson else every_page_walk
+        print(json.dumps({"runs": args.runs, "viewport": "1280x720", **per_run(args.runs, args.run, args.settle, walk)},
                          indent=1))
         return
     with socket.socket() as s:
