@@ -125,7 +125,7 @@ def test_stop_then_resume_and_one_job_per_device(data, tmp_path):
         assert job["resumed"] and job["command"][-1] == "--resume"
         wait_for_job(run, {"running"})
         # went on from where it stopped
-        wait_for(lambda: (job_state(run)["epoch"], job_state(run)["step"]) > step_at_stop, 120, "a step past the stop")
+        wait_for(lambda: (job_state(run)["epoch"], job_state(run)["step"]) > step_at_stop, 300, "a step past the stop")
         assert "resuming" in log_tail(run, 200)
         with pytest.raises(JobError, match="running: stop it first"):
             delete(run, root)
