@@ -1,6 +1,8 @@
 """What the browser tests do on any Streamlit page: wait for a script run to end, take a camera picture."""
 import time
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"  # the script finished its run
 STARTED = ("() => document.querySelector(\"[data-testid='stApp']\")?.getAttribute('data-test-script-state') "
            "!== 'notRunning'")
@@ -40,5 +42,12 @@ def take_camera_photo(page, source: str, result: str):
                                      "v.currentTime > 0.5; if (ok()) done(); else v.addEventListener('timeupdate', "
                                      "() => ok() && done()); })")
     button.click()
-    page.wait_for_selector(f"text={result}", timeout=60_000)
+    # the shot is taken once the widget offers to clear it; a click the busy browser dropped is repeated
+    cleared = camera.get_by_role("button", name="Clear photo")
+    try:
+        cleared.wait_for(timeout=15_000)
+    except PlaywrightTimeout:
+        button.click()
+        cleared.wait_for(timeout=30_000)
+    page.wait_for_selector(f"text={result}", timeout=120_000)
     settle(page)
