@@ -4,7 +4,7 @@ import streamlit as st
 
 from app_pages._dataset import cached_votes, load_split
 from app_pages._face_card import face_card
-from app_pages._shared import md
+from app_pages._shared import chart, md
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.facedata import DataError
 from fer_models.evaluation.confusion import cell_faces, cell_from_selection, most_confused
@@ -125,6 +125,6 @@ def matrix(counts, normalise: bool, key: str, font_size: int | None = None) -> t
     figure = confusion_figure(counts, normalise, cell)
     if font_size:
         figure.update_layout(font=dict(size=font_size))
-    st.plotly_chart(figure, on_select="rerun", selection_mode="points", key=key, width="content",
-                    config={"displayModeBar": False})
+    chart(figure, on_select="rerun", selection_mode="points", key=key, width="content",
+          config={"displayModeBar": False})
     return cell

@@ -4,7 +4,7 @@ and bias, the batch norm and the ReLU, down to the value the network's own forwa
 import numpy as np
 import streamlit as st
 
-from app_pages._shared import checkpoint_key, md
+from app_pages._shared import chart, checkpoint_key, md
 from fer_models.evaluation.confusion import cell_from_selection
 from fer_models.explain.attributions import face_input
 from fer_models.explain.pictures import enlarge
@@ -40,8 +40,8 @@ def pick_cell(trace: LayerTrace, channel: int, key: str, side: int = 300) -> tup
         st.session_state[kept] = st.session_state[f"{kept}_last"] = clicked
     row, col = st.session_state.get(kept, (h // 2, w // 2))
     row, col = min(int(row), h - 1), min(int(col), w - 1)
-    st.plotly_chart(clickable_map(final_map(trace, channel), (row, col), side), on_select="rerun",
-                    selection_mode="points", key=key, config={"displayModeBar": False})
+    chart(clickable_map(final_map(trace, channel), (row, col), side), on_select="rerun",
+          selection_mode="points", key=key, config={"displayModeBar": False})
     return row, col
 
 

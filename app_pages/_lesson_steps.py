@@ -11,7 +11,7 @@ from app_pages._dataset import load_split
 from app_pages._face_picker import PickedFace
 from app_pages._filters_view import atlas_stamp, cached_atlas, ranked_responses
 from app_pages._saliency_view import cached_maps, show_maps
-from app_pages._shared import checkpoint_key, history_of, md, model_of
+from app_pages._shared import chart, checkpoint_key, history_of, md, model_of
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.evaluation.mistakes import MAJORITY_MODEL, mistake_table, summary
@@ -75,7 +75,7 @@ def training(run, left, right, presenter: bool) -> None:
     shown = [(run.name, history)] + [(r.name, history_of(r)) for r in others if r.name in compare]
     figure = presenter_figure(history_figure(shown), presenter)
     figure.update_layout(height=500 + 30 * len(shown))
-    left.plotly_chart(figure, width="stretch", config={"displayModeBar": False})
+    chart(figure, left, width="stretch", config={"displayModeBar": False})
     say(right, lesson.training_story(history, run.epochs, training_hours(run)))
 
 

@@ -25,6 +25,12 @@ def md(value) -> str:
     return _MARKDOWN.sub(r"\\\1", " ".join(str(value).splitlines()))
 
 
+def chart(fig, where=None, **kwargs):
+    """st.plotly_chart (or `where`'s, a column) with every label legible from the back of a classroom."""
+    from fer_models.teaching.figures import legible
+    return (where or st).plotly_chart(legible(fig), **kwargs)
+
+
 def runs_root() -> Path:
     return Path(os.environ.get("FER_STUDIO_RUNS", ROOT / "artifacts" / "runs"))
 

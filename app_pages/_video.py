@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages._shared import md
+from app_pages._shared import chart, md
 from fer_models.core.constants import EMOTIONS, MAX_VIDEO_MB
 from fer_models.media.video import VideoError, VideoResult, annotate_video
 from fer_models.teaching.figures import CLASS_COLOURS
@@ -156,8 +156,8 @@ def show_result(job: VideoJob, run_name: str) -> None:
     for t in tracks[:8]:
         if len(tracks) > 1:
             st.markdown(f"**Face {t}**")
-        st.plotly_chart(timeline_figure(result.timeline[result.timeline["track"] == t]), width="stretch",
-                        config={"displayModeBar": False}, key=f"video_timeline_{t}")
+        chart(timeline_figure(result.timeline[result.timeline["track"] == t]), width="stretch",
+              config={"displayModeBar": False}, key=f"video_timeline_{t}")
     if len(tracks) > 8:
         st.caption(f"{len(tracks) - 8} more face tracks are in the CSV.")
 

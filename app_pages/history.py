@@ -1,7 +1,7 @@
 """Training history: how loss and accuracy moved epoch by epoch, from the run's history.csv."""
 import streamlit as st
 
-from app_pages._shared import history_of, md, selected_run
+from app_pages._shared import chart, history_of, md, selected_run
 from fer_models.runs.folder import RunFolder, RunProblem
 from fer_models.runs.registry import reproduce_command, training_cost
 from fer_models.teaching.figures import history_figure
@@ -42,7 +42,7 @@ if run is not None:
             return
         if run.state == "running":
             st.caption(f"Live: {len(history)} of {run.epochs} epochs done; refreshing every 5 s.")
-        st.plotly_chart(history_figure([(r.name, history_of(r)) for r in shown]), width="stretch")
+        chart(history_figure([(r.name, history_of(r)) for r in shown]), width="stretch")
         st.download_button("Download history.csv", history.to_csv(index=False), f"{run.name}_history.csv",
                            "text/csv")
 

@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages._shared import md
+from app_pages._shared import chart, md
 from fer_models.core.constants import EMOTIONS
 from fer_models.nets.models import list_models
 from fer_models.nets.structure import structure_of
@@ -179,7 +179,7 @@ def softmax_and_cross_entropy(run) -> None:
     fig.update_layout(barmode="group", height=340, yaxis=dict(range=[0, 1], tickformat=".0%"),
                       margin=dict(t=40, b=10), font=dict(size=14),
                       legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
-    st.plotly_chart(fig, width="stretch", config={"displayModeBar": False})
+    chart(fig, width="stretch", config={"displayModeBar": False})
     a, b, c = st.columns(3)
     a.metric(f"loss for the true class ({EMOTIONS[true]})", f"{loss:.3f}")
     b.metric("entropy", f"{entropy:.3f}", help=f"log 7 = {np.log(7):.3f} is the flat distribution")

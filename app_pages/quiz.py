@@ -6,7 +6,7 @@ import streamlit as st
 from app_pages._confusion_view import cached_votes, load_evaluation
 from app_pages._dataset import load_split
 from app_pages._face_card import votes_bar
-from app_pages._shared import md, require_evaluation, selected_run
+from app_pages._shared import chart, md, require_evaluation, selected_run
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.datasets.facedata import DataError
@@ -69,7 +69,7 @@ def reveal(face, answer) -> None:
                                                    else "the label (no single most common FER+ answer)."))
     figure = probability_figure(face.probs, face.label)
     figure.update_layout(height=220)
-    st.plotly_chart(figure, width="stretch", config={"displayModeBar": False}, key=f"quiz_probs_{face.id}")
+    chart(figure, width="stretch", config={"displayModeBar": False}, key=f"quiz_probs_{face.id}")
 
 
 def question(quiz, images, index) -> None:

@@ -3,7 +3,7 @@ import streamlit as st
 
 from app_pages._face_picker import face_beside, keep, store
 from app_pages._saliency_view import all_methods, show_maps
-from app_pages._shared import describe, md, model_of, selected_model
+from app_pages._shared import chart, describe, md, model_of, selected_model
 from fer_models.core.constants import EMOTIONS
 from fer_models.explain.attributions import METHODS, face_input, gradcam_map_size, probabilities
 from fer_models.teaching.figures import probability_figure
@@ -25,7 +25,7 @@ with results:
     if face.label is not None:
         verdict += f"; the dataset says **{EMOTIONS[face.label]}**" + (" ✓" if face.label == predicted else " ✗")
     st.markdown(verdict)
-    st.plotly_chart(probability_figure(probs, face.label), width="stretch", config={"displayModeBar": False})
+    chart(probability_figure(probs, face.label), width="stretch", config={"displayModeBar": False})
 
     a, b, c = st.columns(3)
     # kept across page switches, as the face is: the lesson and Filters come back to the same view

@@ -5,7 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages._access import teacher_gate
-from app_pages._shared import cached_runs, md, runs_root
+from app_pages._shared import cached_runs, chart, md, runs_root
 from fer_models.core.constants import LABEL_SOURCES
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.datasets.facedata import DataError
@@ -170,7 +170,7 @@ def job_card(run: RunSummary, root: Path, manage: bool) -> None:
         history = None
     if history is not None and not history.empty:
         with st.expander("Curves", expanded=state == "running"):
-            st.plotly_chart(history_figure([(run.name, history)]), width="stretch", key=f"curves_{run.name}")
+            chart(history_figure([(run.name, history)]), width="stretch", key=f"curves_{run.name}")
     tail = log_tail(run.path)
     if tail:
         with st.expander("Log", expanded=state in ("failed", "interrupted")):

@@ -4,7 +4,7 @@ import streamlit as st
 
 from app_pages._access import shared
 from app_pages._face_picker import detector_setting
-from app_pages._shared import checkpoint_key, md, selected_model
+from app_pages._shared import chart, checkpoint_key, md, selected_model
 from app_pages._video import video_ui
 from fer_models.core.constants import EMOTIONS
 from fer_models.faces.decode import ImageError, read_image
@@ -89,7 +89,7 @@ if mode == "Live video":
                         f"{state.fps:.1f} fps")
         recording = annotator.recording()
         if len(recording):
-            st.plotly_chart(timeline(recording), width="stretch", key="webcam_timeline")
+            chart(timeline(recording), width="stretch", key="webcam_timeline")
             st.download_button("Download the recording (CSV)", recording.to_csv(index=False),
                                f"{run.name}_webcam.csv", "text/csv")
         elif record:

@@ -16,6 +16,28 @@ COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 CLASS_COLOURS = dict(zip(EMOTIONS, COLOURS + ["#7f7f7f"]))  # one per class, wherever classes are drawn
 
 
+INK = "#262730"  # the dashboard's text colour: 15:1 on white, where the theme's grey tick labels were 3.6:1
+LEGIBLE_PX = 14   # the smallest text a class reads off a projector
+
+
+def legible(fig: go.Figure, size: int = LEGIBLE_PX) -> go.Figure:
+    """Every tick label, axis and colour-bar title and legend entry at least `size` px in INK (WCAG AA asks
+    4.5:1), whatever the figure or the dashboard's theme set; larger sizes are kept. Returns the figure."""
+    def grow(font) -> dict:
+        return dict(size=max(font.size or 0, size), color=INK)
+
+    def axis(ax):
+        ax.update(tickfont=grow(ax.tickfont), title_font=grow(ax.title.font))
+    fig.for_each_xaxis(axis)
+    fig.for_each_yaxis(axis)
+    fig.update_layout(font=grow(fig.layout.font), legend_font=grow(fig.layout.legend.font))
+    for trace in fig.data:
+        bar = getattr(getattr(trace, "marker", None), "colorbar", None)
+        if bar is not None and trace.marker.showscale:
+            bar.update(tickfont=grow(bar.tickfont), title_font=grow(bar.title.font))
+    return fig
+
+
 def history_figure(histories: list[tuple[str, pd.DataFrame]]) -> go.Figure:
     """Loss, accuracy (best epoch starred), learning rate and seconds per epoch of one or more runs' history.csv.
 
@@ -54,7 +76,10 @@ def history_figure(histories: list[tuple[str, pd.DataFrame]]) -> go.Figure:
     fig.update_xaxes(title_text="epoch", row=2)
     fig.update_yaxes(tickfont=dict(size=13))
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
-    fig.update_yaxes(type="log", exponentformat="power", row=2, col=1)
+    # 1, 2 and 5 in each decade, written out: Plotly's own log ticks put nine small digits per decade on top of
+    # each other at 14 px
+    rates = pd.concat([h["lr"] for _, h in histories] or [pd.Series(dtype=float)])
+    fig.update_yaxes(type="log", tickvals=_one_two_five(rates), tickformat="~g", row=2, col=1)
     fig.update_annotations(font=dict(size=15))  # the subplot titles
     # the legend above the panels, two lines a run at most, clear of the subplot titles
     # room on the left for the tick labels: the report's figures were cut there (tests/e2e/test_projector.py)
@@ -62,6 +87,18 @@ def history_figure(histories: list[tuple[str, pd.DataFrame]]) -> go.Figure:
                       barmode="group", font=dict(size=13),
                       legend=dict(orientation="h", x=0, y=1.06, yanchor="bottom", font=dict(size=13)))
     return fig
+
+
+def _one_two_five(values: pd.Series) -> list[float]:
+    """1, 2 and 5 times each power of ten from below the smallest positive value to above the largest; only
+    the powers of ten when that spans more than three decades (a one-cycle schedule ends near 1e-7), and every
+    other one beyond eight, so that the labels never crowd a panel."""
+    positive = values[values > 0]
+    if positive.empty:
+        return []
+    low, high = int(np.floor(np.log10(positive.min()))), int(np.ceil(np.log10(positive.max())))
+    steps = (1, 2, 5) if high - low <= 3 else (1,)
+    return [m * 10.0 ** k for k in range(high, low - 1, -1 if high - low <= 8 else -2) for m in steps]
 
 
 CONFUSION_CELL = 56  # px: the matrix is drawn at a fixed size, so its cells stay square at any width
@@ -106,7 +143,6 @@ def confusion_figure(counts: np.ndarray, normalise: bool, selected: tuple[int, i
                 fixedrange=True)
     fig.update_xaxes(title=dict(text="predicted", font=dict(size=14)), categoryarray=list(EMOTIONS), side="top",
                      tickangle=0, **axis)
-    fig.update_xaxes(tickfont=dict(size=13))  # "surprise" beside "neutral", each within its 56 px column
     fig.update_yaxes(title=dict(text="true", font=dict(size=14)), categoryarray=list(EMOTIONS)[::-1], **axis)
     side = CONFUSION_CELL * n
     margin = dict(l=84, r=6, t=56, b=74)

@@ -58,7 +58,8 @@ def picture(image: np.ndarray, name: str, caption: str = "", width: int | None =
 
 
 def plotly_div(fig, name: str) -> str:
-    return fig.to_html(full_html=False, include_plotlyjs=False,
+    from fer_models.teaching.figures import legible
+    return legible(fig).to_html(full_html=False, include_plotlyjs=False,
                        config={"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": name}})
 
 

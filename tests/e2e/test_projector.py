@@ -49,6 +49,36 @@ def plotly_labels_outside(page) -> list[str]:
     }""")
 
 
+def illegible_labels(page) -> list[str]:
+    """Plotly's tick labels, axis titles and legend entries under 14 px or under 4.5:1 against white (WCAG AA),
+    and tick labels that overlap a neighbour on their axis."""
+    return page.evaluate("""() => {
+        const lum = c => { const [r, g, b] = c.match(/[0-9.]+/g).slice(0, 3).map(v => {
+            v = v / 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+            return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+        const out = [];
+        for (const plot of document.querySelectorAll('.js-plotly-plot')) {
+            const texts = plot.querySelectorAll('.xtick text, .ytick text, .g-xtitle text, .g-ytitle text, '
+                                                + '.legendtext, .cbaxis text, .cbtitle text');
+            for (const t of texts) {
+                if (!t.getBoundingClientRect().width) continue;
+                const style = getComputedStyle(t);
+                const size = parseFloat(style.fontSize), contrast = 1.05 / (lum(style.fill) + 0.05);
+                if (size < 14 || contrast < 4.5) out.push(`${t.textContent}: ${size}px ${contrast.toFixed(1)}:1`);
+            }
+            for (const axis of plot.querySelectorAll('.xaxislayer-above, .yaxislayer-above')) {
+                const labels = [...axis.querySelectorAll('text')].filter(t => t.getBoundingClientRect().width);
+                for (let i = 1; i < labels.length; i++) {
+                    const a = labels[i - 1].getBoundingClientRect(), b = labels[i].getBoundingClientRect();
+                    if (a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1)
+                        out.push(`"${labels[i - 1].textContent}" overlaps "${labels[i].textContent}"`);
+                }
+            }
+        }
+        return out;
+    }""")
+
+
 def test_every_page_fits_a_projector(projector, start_app, runs):
     base = start_app(runs)
     projector.goto(f"{base}/?run=evaluated")
@@ -69,6 +99,7 @@ def test_every_page_fits_a_projector(projector, start_app, runs):
         sidebar = projector.locator("[data-testid='stSidebarContent']")
         assert sidebar.evaluate("e => e.scrollHeight - e.clientHeight") <= 1, f"/{path}: the sidebar scrolls"
         assert plotly_labels_outside(projector) == [], f"/{path}: labels cut off"
+        assert illegible_labels(projector) == [], f"/{path}: labels too small, too faint or overlapping"
 
 
 def test_a_clicked_cell_shows_its_first_face_on_screen_and_stays_legible(projector, start_app, runs):
