@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from warm_cli import run as warm
 
 from fer_models.datasets.facedata import DataError
 from fer_models.datasets.loading import load_faces
@@ -45,15 +46,13 @@ def test_train_refuses_a_number_no_float_holds(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def stopped_run(tmp_path_factory):
     """A finished one-epoch run, trained once for every crafted checkpoint below."""
-    import subprocess
-    import sys
 
     from helpers import ROOT
     root = tmp_path_factory.mktemp("crafted")
     data = write_fer_csv(root / "fer.csv")
-    done = subprocess.run([sys.executable, "-m", "fer_models", "train", "--data", str(data), "--epochs", "1",
-                           "--batch-size", "64", "--threads", "1", "--out", str(root / "r")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = warm(["train", "--data", str(data), "--epochs", "1",
+                 "--batch-size", "64", "--threads", "1", "--out", str(root / "r")],
+                cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     return root / "r"
 

@@ -1,11 +1,10 @@
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from warm_cli import run as warm
 
 from fer_models.core.constants import EMOTIONS
 from fer_models.evaluation.scoring import classification_metrics, confusion_counts
@@ -23,8 +22,7 @@ def run_dir(tmp_path):
 
 
 def evaluate_cli(args, env):
-    return subprocess.run([sys.executable, "-m", "fer_models", "evaluate", *args], env=env, capture_output=True,
-                          text=True, timeout=120)
+    return warm(["evaluate", *args], env=env, timeout=120)
 
 
 @pytest.mark.parametrize("tta", [False, True])

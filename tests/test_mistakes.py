@@ -1,10 +1,9 @@
 """Mistakes beside the FER+ votes: the bundled votes, the verdicts, the summary, filters, sorting, two runs."""
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+from warm_cli import run as warm
 
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.bundle import bundle_publictest
@@ -204,8 +203,8 @@ def test_every_face_card_says_how_many_of_the_ten_chose_the_leading_class():
 
 def test_the_command_line_gives_both_counts_on_a_shipped_run():
     from helpers import ROOT
-    done = subprocess.run([sys.executable, "-m", "fer_models", "mistakes", "--run",
-                           str(ROOT / "artifacts" / "runs" / "resnet10_fer")], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    done = warm(["mistakes", "--run",
+                 str(ROOT / "artifacts" / "runs" / "resnet10_fer")],
+                cwd=ROOT, timeout=120)
     assert done.returncode == 0 and "most common answer is the model's class" in done.stdout
     assert "a majority, at least 6 of the 10, chose it" in done.stdout

@@ -1,11 +1,10 @@
 """Nothing lost: a full disk, a late failure or a careless output path leave what was there, and what was done,
 with one line that says what happened."""
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+from warm_cli import run as warm
 
 from fer_models.media.video import VideoError, annotate_video
 from fer_models.runs.checkpoints import load_model
@@ -18,8 +17,7 @@ def run(tmp_path_factory):
 
 
 def cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "fer_models", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    return warm([*map(str, args)], cwd=ROOT, timeout=timeout)
 
 
 def test_video_output_may_not_be_its_input_a_device_or_the_csv(run, tmp_path):

@@ -1,9 +1,8 @@
 """Shipping a finished run as a reference run: no optimizer state, fp16 only if accuracy holds."""
 import json
-import subprocess
-import sys
 
 import pytest
+from warm_cli import run as warm
 
 from fer_models.runs.checkpoints import CheckpointError, load_model
 from fer_models.training.ship import ship
@@ -18,9 +17,9 @@ def finished(tmp_path_factory):
     root = tmp_path_factory.mktemp("ship")
     data = write_fer_csv(root / "fer2013.csv")
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-m", "fer_models", "train", "--model", "cnn3", "--epochs", "2",
-                           "--batch-size", "32", "--threads", "1", "--data", str(data), "--out", str(root / "run")],
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = warm(["train", "--model", "cnn3", "--epochs", "2",
+                 "--batch-size", "32", "--threads", "1", "--data", str(data), "--out", str(root / "run")],
+                env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     return root / "run", data
 

@@ -1,6 +1,4 @@
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -11,12 +9,12 @@ from fer_models.runs.folder import HISTORY_COLUMNS
 from fer_models.runs.settings import TrainConfig
 from fer_models.training.schedule import learning_rate
 
-TRAIN = [sys.executable, "-m", "fer_models", "train"]
 TINY = ["--model", "cnn3", "--epochs", "3", "--batch-size", "32", "--lr", "0.01", "--seed", "1", "--threads", "1"]
 
 
-def train_cli(args, env, **kw):
-    return subprocess.run(TRAIN + args, env=env, capture_output=True, text=True, timeout=300, **kw)
+def train_cli(args, env, cwd=None):
+    from warm_cli import run
+    return run(["train", *args], env=env, cwd=cwd, timeout=300)
 
 
 @pytest.fixture(scope="module")

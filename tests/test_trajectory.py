@@ -18,7 +18,8 @@ PRECISIONS = ["fp32", "bf16"]
 
 
 def train_cli(args, env):
-    return subprocess.run(TRAIN + args, env=env, capture_output=True, text=True, timeout=600)
+    from warm_cli import run
+    return run(["train", *args], env=env)
 
 
 def torchrun(args, env):

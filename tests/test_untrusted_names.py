@@ -10,6 +10,7 @@ import time
 
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
+from warm_cli import run as warm
 
 from helpers import make_evaluated_run, make_run, open_app, shown
 
@@ -266,13 +267,10 @@ def test_a_heartbeat_a_few_seconds_ahead_is_a_clock_difference(tmp_path):
 
 
 def test_deep_metrics_name_the_run_not_the_split(tmp_path, run_env):
-    import subprocess
-    import sys
 
     run = make_run(tmp_path, "myrun", {"state": "finished"}, [0.3], evaluation="PublicTest")
     (run / "eval" / "PublicTest" / "metrics.json").write_text("[" * 100_000 + "]" * 100_000)
-    done = subprocess.run([sys.executable, "-m", "fer_models", "mistakes", "--run", str(run)], env=run_env,
-                          capture_output=True, text=True, timeout=120)
+    done = warm(["mistakes", "--run", str(run)], env=run_env, timeout=120)
     assert done.returncode == 2 and "run myrun: eval/PublicTest/metrics.json: not usable JSON" in done.stderr, \
         done.stderr
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from warm_cli import run as warm
 
 from fer_models.runs.jobs import JobError, delete, evaluate, resume, stop
 from fer_models.runs.registry import list_runs, models_table
@@ -79,8 +80,8 @@ def test_delete_acts_only_on_direct_children_of_the_runs_root(tmp_path):
 def test_split_names_never_escape_the_run_folder(tmp_path, run_env):
     run = make_evaluated_run(tmp_path / "runs", "r")
     data = write_fer_csv(tmp_path / "fer.csv", {"Training": 7, "../../escaped_eval": 7})
-    done = subprocess.run([sys.executable, "-m", "fer_models", "evaluate", "--run", str(run), "--data", str(data),
-                           "--split", "../../escaped_eval"], env=run_env, capture_output=True, text=True, timeout=120)
+    done = warm(["evaluate", "--run", str(run), "--data", str(data),
+                 "--split", "../../escaped_eval"], env=run_env, timeout=120)
     assert done.returncode == 2 and "not a plain name" in done.stderr and len(done.stderr.splitlines()) == 1
     [result] = evaluate(run, data, ["../../escaped_eval"])
     assert "not a plain name" in result["error"]
@@ -143,8 +144,7 @@ def test_each_bad_run_is_listed_as_unreadable_with_its_reason(tmp_path):
 
 def test_runs_cli_lists_good_runs_and_names_bad_ones(tmp_path, run_env):
     bad_runs_beside_a_good_one(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "fer_models", "runs", "--root", str(tmp_path)], env=run_env,
-                          capture_output=True, text=True, timeout=120)
+    done = warm(["runs", "--root", str(tmp_path)], env=run_env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "| good | cnn3 |" in done.stdout and "Traceback" not in done.stderr
     assert all(f"run {name}:" in done.stderr for name in BAD_RUNS)
@@ -202,8 +202,8 @@ def test_nothing_is_written_through_links_in_a_run(tmp_path, run_env):
     shutil.rmtree(run / "eval" / "PublicTest")
     (run / "eval" / "PublicTest").symlink_to(outside, target_is_directory=True)
     data = write_fer_csv(tmp_path / "fer.csv", {"PublicTest": 7})
-    done = subprocess.run([sys.executable, "-m", "fer_models", "evaluate", "--run", str(run), "--data", str(data)],
-                          env=run_env, capture_output=True, text=True, timeout=120)
+    done = warm(["evaluate", "--run", str(run), "--data", str(data)],
+                env=run_env, timeout=120)
     assert done.returncode == 2 and "eval/PublicTest: is a link" in done.stderr
     root = tmp_path / "runs2"
     stopped = stopped_run(root)
@@ -254,9 +254,9 @@ def test_a_start_that_died_before_its_config_is_started_again(tmp_path, run_env,
     out.mkdir()
     (out / "status.json").write_text(json.dumps({"state": "failed", "error": "empty CSV"}))
     (out / "train.log").write_text("error\n")
-    done = subprocess.run([sys.executable, "-m", "fer_models", "train", "--data", str(fer_csv), "--epochs", "1",
-                           "--batch-size", "32", "--threads", "1", "--out", str(out)],
-                          env=run_env, capture_output=True, text=True, timeout=300)
+    done = warm(["train", "--data", str(fer_csv), "--epochs", "1",
+                 "--batch-size", "32", "--threads", "1", "--out", str(out)],
+                env=run_env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "status.json").read_text())["state"] == "finished"
 
@@ -264,18 +264,16 @@ def test_a_start_that_died_before_its_config_is_started_again(tmp_path, run_env,
 def test_a_truncated_checkpoint_names_the_way_out_and_restart_takes_it(tmp_path, run_env, fer_csv):
     out = tmp_path / "run"
     args = ["--data", str(fer_csv), "--epochs", "1", "--batch-size", "32", "--threads", "1", "--out", str(out)]
-    train = [sys.executable, "-m", "fer_models", "train"]
-    assert subprocess.run(train + args, env=run_env, capture_output=True, timeout=300).returncode == 0
+    assert warm(["train", *args], env=run_env).returncode == 0
     last = out / "last.safetensors"
     last.write_bytes(last.read_bytes()[:100])
     status = json.loads((out / "status.json").read_text())
     (out / "status.json").write_text(json.dumps({**status, "state": "stopped"}))
-    resumed = subprocess.run(train + ["--out", str(out), "--resume", "--epochs", "2"], env=run_env,
-                             capture_output=True, text=True, timeout=300)
+    resumed = warm(["train", "--out", str(out), "--resume", "--epochs", "2"], env=run_env)
     assert resumed.returncode == 2 and "--restart" in resumed.stderr.splitlines()[-1]
-    again = subprocess.run(train + args, env=run_env, capture_output=True, text=True, timeout=300)
+    again = warm(["train", *args], env=run_env)
     assert again.returncode == 2 and "--restart" in again.stderr
-    restarted = subprocess.run(train + args + ["--restart"], env=run_env, capture_output=True, text=True, timeout=300)
+    restarted = warm(["train", *args, "--restart"], env=run_env)
     assert restarted.returncode == 0, restarted.stderr
     assert json.loads((out / "status.json").read_text())["state"] == "finished"
 

@@ -1,11 +1,10 @@
 """Video files and folders of photos through the live pipeline: the CLIs, their outputs and bad input."""
-import subprocess
-import sys
 
 import av
 import pandas as pd
 import pytest
 from PIL import Image
+from warm_cli import run as warm
 
 from fer_models.media.video import COLUMNS, VideoError, annotate_video
 from fer_models.runs.checkpoints import load_model
@@ -71,13 +70,12 @@ def test_a_truncated_clip_keeps_what_decodes_or_says_why(tmp_path, model):
 
 def test_the_video_command_line(tmp_path):
     clip = write_clip(tmp_path / "clip.mp4", frames=8)
-    done = subprocess.run([sys.executable, "-m", "fer_models", "video", "--run", str(RUN), "--input", str(clip),
-                           "--csv", str(tmp_path / "t.csv")], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    done = warm(["video", "--run", str(RUN), "--input", str(clip),
+                 "--csv", str(tmp_path / "t.csv")], cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "8 frames" in done.stdout and len(pd.read_csv(tmp_path / "t.csv")) == 8
-    bad = subprocess.run([sys.executable, "-m", "fer_models", "video", "--run", str(RUN), "--input",
-                          str(tmp_path / "t.csv"), "--csv", str(tmp_path / "x.csv")],
-                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    bad = warm(["video", "--run", str(RUN), "--input",
+                str(tmp_path / "t.csv"), "--csv", str(tmp_path / "x.csv")], cwd=ROOT, timeout=300)
     assert bad.returncode == 2 and "not a video file" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -90,9 +88,8 @@ def test_predict_reads_every_face_of_a_folder_and_lists_what_it_skips(tmp_path):
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     Image.new("RGB", (300, 200), (120, 130, 140)).save(photos / "wall.png")
     (photos / "notes.txt").write_text("not an image, not looked at")
-    done = subprocess.run([sys.executable, "-m", "fer_models", "predict", "--run", str(RUN), str(photos),
-                           str(tmp_path / "missing.jpg"), "--csv", str(tmp_path / "faces.csv")],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    done = warm(["predict", "--run", str(RUN), str(photos),
+                 str(tmp_path / "missing.jpg"), "--csv", str(tmp_path / "faces.csv")], cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(tmp_path / "faces.csv")
     faces = table[table["face"] > 0]
