@@ -1,6 +1,8 @@
 """One source of training settings: the trainer's command line, the launcher, the form's bounds and the recipes
 all agree with fer_models.runs.settings; knowledge distillation pulls a student towards its teacher."""
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -99,14 +101,13 @@ def test_a_student_with_a_teacher_follows_the_teacher(tmp_path, run_env):
     noisy = [lines[0]] + [(f"{(int(line.split(',')[0]) + 1) % 7}{line[line.index(','):]}"
                            if line.endswith("Training") else line) for line in lines[1:]]
     (tmp_path / "noisy.csv").write_text("\n".join(noisy) + "\n")
-    from warm_cli import Started
-
-    train = ["train", "--epochs", "3", "--batch-size", "16", "--lr", "0.01", "--threads", "1", "--erase", "0",
-             "--precision", "fp32"]
+    train = [sys.executable, "-m", "fer_models", "train", "--epochs", "3", "--batch-size", "16", "--lr", "0.01",
+             "--threads", "1", "--erase", "0", "--precision", "fp32"]
 
     def start(name, data, *extra):
-        return Started(train + ["--data", data, "--out", tmp_path / name, *extra], tmp_path / f"{name}.log",
-                       env=run_env)
+        with open(tmp_path / f"{name}.log", "w") as log:  # a file, not a pipe: two jobs' output never blocks
+            return subprocess.Popen(train + ["--data", str(data), "--out", str(tmp_path / name), *extra],
+                                    env=run_env, stdout=log, stderr=subprocess.STDOUT)
 
     def finished(job):
         assert job.wait(timeout=300) == 0, Path(job.args[job.args.index("--out") + 1] + ".log").read_text()

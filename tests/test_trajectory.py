@@ -18,8 +18,7 @@ PRECISIONS = ["fp32", "bf16"]
 
 
 def train_cli(args, env):
-    from warm_cli import run
-    return run(["train", *args], env=env)
+    return subprocess.run(TRAIN + args, env=env, capture_output=True, text=True, timeout=600)
 
 
 def torchrun(args, env):

@@ -6,6 +6,10 @@ forkserver per test process imports them once and forks each command from it. Ea
 of its own: its exit code (or the signal that killed it), its own globals, threads and signal handlers, its
 environment and working directory as given, stdout and stderr in files; only the imports are shared. The
 forkserver itself never runs a torch operation, so no thread pool is forked.
+
+The tests that compare training trajectories across processes (tests/test_trajectory.py, the distillation test)
+start cold: in the full suite, warm children of one forkserver gave two identical commands different losses
+(not reproduced alone, under load or after the other command-line tests), and cold is how the product trains.
 """
 import multiprocessing
 import os
