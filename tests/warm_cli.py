@@ -37,9 +37,6 @@ def _command(argv, env, cwd, out, err):
     if cwd:
         os.chdir(cwd)
     for fd, path in ((1, out), (2, err)):
-        if fd == 2 and err == out:  # one log for both, as stderr=subprocess.STDOUT
-            os.dup2(1, 2)
-            continue
         target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         os.dup2(target, fd)
         os.close(target)
@@ -80,21 +77,3 @@ def run(argv, env=None, cwd=None, timeout=600) -> subprocess.CompletedProcess:
         with open(out) as o, open(err) as e:
             return subprocess.CompletedProcess(["fer_models", *argv], child.exitcode, o.read(), e.read())
 
-
-class Started:
-    """A command running in the background, its stdout and stderr both in `log` (as subprocess.Popen with
-    stdout=log, stderr=subprocess.STDOUT); wait() gives its exit code."""
-
-    def __init__(self, argv, log, env=None, cwd=None):
-        self.args = ["fer_models", *map(str, argv)]
-        self._process = _forkserver().Process(target=_command, args=(self.args[1:], dict(env or os.environ), cwd,
-                                                                      str(log), str(log)))
-        self._process.start()
-
-    def wait(self, timeout=None) -> int:
-        self._process.join(timeout)
-        if self._process.exitcode is None:
-            self._process.kill()
-            self._process.join()
-            raise subprocess.TimeoutExpired(self.args, timeout)
-        return self._process.exitcode
