@@ -3,6 +3,7 @@ blocks with the tensor shape on every arrow, and what the 48×48 input leaves un
 import streamlit as st
 
 from fer_models.nets.structure import Structure
+from fer_models.teaching.glossary import GLOSSARY
 
 
 def totals(structure: Structure) -> None:
@@ -11,7 +12,7 @@ def totals(structure: Structure) -> None:
     left.metric("Parameters", f"{totals['parameters'] / 1e6:.2f} M",
                 help="Weights and biases the training adjusts (BatchNorm's scale and shift included).")
     mid.metric("Mult-adds per face", f"{totals['mult_adds'] / 1e6:.1f} M",
-               help="Multiply-accumulate operations to score one 48×48 face: the compute cost of a prediction.")
+               help=GLOSSARY["mult-adds"])
     right.metric("Layers", totals["layers"], help="Leaf modules: each conv, norm, activation, pool and linear layer.")
     last.metric("Activations per face", f"{totals['activations_mib']} MiB",
                 help="Memory of every layer's output for one face: what a forward pass keeps for the backward "

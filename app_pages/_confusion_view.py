@@ -11,16 +11,15 @@ from fer_models.evaluation.confusion import cell_faces, cell_from_selection, mos
 from fer_models.runs.folder import METRICS_FILE, RunFolder, RunProblem
 from fer_models.runs.registry import faces_source, read_evaluation
 from fer_models.teaching.figures import confusion_figure
+from fer_models.teaching.glossary import GLOSSARY
 
 FACES_PER_PAGE = 12
 METRIC_HELP = {
     "Accuracy": "Share of faces whose most probable class is the dataset's label.",
     "Macro F1": "F1 (the harmonic mean of precision and recall) of each class, averaged with equal weight: "
                 "a rare class such as disgust counts as much as happy.",
-    "Top-2 accuracy": "Share of faces whose label is among the model's two most probable classes (a tie goes to "
-                      "the lower class, as the predicted class does).",
-    "Calibration error (ECE)": "Expected calibration error: how far the model's confidence is from its accuracy, "
-                               "averaged over 15 confidence bins. 0 = a 70%-sure answer is right 70% of the time.",
+    "Top-2 accuracy": GLOSSARY["top-2 accuracy"],
+    "Calibration error (ECE)": GLOSSARY["ECE"],
 }
 
 def evaluation_label(split: str) -> str:

@@ -4,6 +4,7 @@ import atexit
 import shutil
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,8 @@ class VideoJob:
     error: str | None = None
     cancel: bool = False
     announced: bool = False  # the page has been redrawn once with the result
+    gradcam: bool = False    # the overlay this analysis draws: said beside it, never assumed from the toggle now
+    started: float = 0.0     # time.monotonic() at the start, for the speed and the time left
     thread: threading.Thread | None = field(default=None, repr=False)
 
     @property
@@ -88,7 +91,7 @@ def start(name: str, data: bytes, run: str, model, meta: dict, every: int, smoot
     suffix = Path(name).suffix.lower()
     source = folder / ("input" + (suffix if suffix.lstrip(".") in TYPES else ".video"))
     source.write_bytes(data)
-    job = VideoJob(name, folder, run)
+    job = VideoJob(name, folder, run, gradcam=gradcam, started=time.monotonic())
 
     def work():
         def progress(done, total):
@@ -134,9 +137,29 @@ def summary_table(timeline: pd.DataFrame) -> pd.DataFrame:
     return table[["face", "seconds", *EMOTIONS]]
 
 
-def show_result(job: VideoJob, run_name: str) -> None:
+def overlay_words(gradcam: bool) -> str:
+    return "with the Grad-CAM overlay" if gradcam else "without the Grad-CAM overlay"
+
+
+def progress_text(job: VideoJob, now: float) -> str:
+    """Seconds of the clip done of its real duration, the pace against real time and the time left; before the
+    first frame, what it is doing (opening the clip, loading the detector), never "0.0 of ? s"."""
+    mode = overlay_words(job.gradcam)
+    if not job.done:
+        return f"{md(job.name)}: preparing, {mode}: opening the clip and loading the face detector…"
+    pace = job.done / max(now - job.started, 1e-6)  # seconds of video per second of work
+    known = job.total > job.done  # a stream that does not say its duration is as long as what is done so far
+    said = (f"{md(job.name)}: {job.done:.1f}{f' of {job.total:.1f}' if known else ''} s of video, {mode} · "
+            f"{pace:.1f}× real time")
+    return said + f" · about {(job.total - job.done) / pace:.0f} s left" if known else said
+
+
+def show_result(job: VideoJob, run_name: str, gradcam_now: bool) -> None:
     result = job.result
-    st.success(f"{md(job.name)}: {md(result.message)}.")
+    st.success(f"{md(job.name)}: {md(result.message)}, {overlay_words(job.gradcam)}.")
+    if gradcam_now != job.gradcam:
+        st.caption(f"The Grad-CAM toggle is {'on' if gradcam_now else 'off'} now; this video was made "
+                   f"{overlay_words(job.gradcam)}. The button above analyses it again {overlay_words(gradcam_now)}.")
     st.video(str(job.video))
     stem = Path(job.name).stem
     a, b = st.columns(2)
@@ -173,8 +196,9 @@ def video_ui(run, model, meta, smoothing: float, every: int, gradcam: bool, dete
         st.session_state["_video_upload"] = (upload.name, upload.getvalue())
     job: VideoJob | None = st.session_state.get("video_job")
     chosen = st.session_state.get("_video_upload")
-    if chosen is not None and (job is None or job.name != chosen[0] or job.run != run.name):
-        if st.button(f"Analyse {md(chosen[0])} with {md(run.name)}", type="primary"):
+    if chosen is not None and (job is None or job.name != chosen[0] or job.run != run.name or
+                               job.gradcam != gradcam):
+        if st.button(f"Analyse {md(chosen[0])} with {md(run.name)}, {overlay_words(gradcam)}", type="primary"):
             job = start(*chosen, run.name, model, meta, every, smoothing, gradcam, detector, previous=job)
             st.session_state["video_job"] = job
     if job is None:
@@ -184,14 +208,14 @@ def video_ui(run, model, meta, smoothing: float, every: int, gradcam: bool, dete
     def watch():
         if job.running:
             share = job.done / job.total if job.total else 0.0
-            st.progress(min(share, 1.0), text=f"{md(job.name)}: {job.done:.1f} of {job.total or '?'} s of video")
+            st.progress(min(share, 1.0), text=progress_text(job, time.monotonic()))
             if st.button("Stop", key="video_stop"):
                 job.cancel = True
             return
         if job.error:
             st.error(md(job.error))
         elif job.result is not None:
-            show_result(job, run.name)
+            show_result(job, run.name, gradcam)
         if not job.announced:
             job.announced = True
             st.rerun()  # the whole page once, so the result is drawn outside the polling fragment's rhythm

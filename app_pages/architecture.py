@@ -8,6 +8,7 @@ from app_pages._shared import md, selected_run
 from fer_models.nets.architecture import dense_block_dot
 from fer_models.nets.models import list_models
 from fer_models.nets.structure import structure_of
+from fer_models.teaching.glossary import GLOSSARY
 
 st.title("Architecture")
 st.caption("Read off the model object with torchinfo for a 1×48×48 gray face: nothing here is typed in.")
@@ -49,7 +50,8 @@ if run is not None:
                        for name, kind in zip(view["layer"], view["type"])]
     st.dataframe(view, hide_index=True, width="stretch", height=520,
                  column_config={"parameters": st.column_config.NumberColumn(format="localized"),
-                                "mult-adds": st.column_config.NumberColumn(format="localized"),
+                                "mult-adds": st.column_config.NumberColumn(format="localized",
+                                                                           help=GLOSSARY["mult-adds"]),
                                 "by hand": st.column_config.LinkColumn(
                                     "by hand", display_text="step through",
                                     help="One output cell of this conv computed by hand on a real face")})

@@ -69,6 +69,10 @@ with maps_col:
                  caption=[f"#{c}\u00a0·\u00a0{means[c]:.2f}" for c in order[:shown]])
         st.caption(f"{layer} output ({maps.shape[1]}×{maps.shape[2]} per filter) for this face, on one shared "
                    "scale: white is the strongest response of the layer, black zero or below.")
+        if maps.shape[1:] == (1, 1):
+            st.caption(f"Each map is one cell: by {layer} the network has pooled and strided the 48×48 face down "
+                       "to a single position, so a filter here says only how strongly its feature is present "
+                       "somewhere in the face, no longer where.")
 
 st.subheader("What excites a filter")
 left, mid, right = st.columns(3)

@@ -19,6 +19,7 @@ from fer_models.teaching.derivations import (
     cross_entropy,
     softmax,
 )
+from fer_models.teaching.glossary import GLOSSARY
 
 TOLERANCE = 1e-8
 
@@ -137,7 +138,8 @@ def softmax_and_cross_entropy(run) -> None:
     st.subheader("Check it")
     a, b, c = st.columns(3)
     batch = a.number_input("batch", 1, 64, 4, key="sm_batch")
-    temperature = b.number_input("temperature T", 0.05, 20.0, 1.0, 0.05, key="sm_t")
+    temperature = b.number_input("temperature T", 0.05, 20.0, 1.0, 0.05, key="sm_t",
+                                 help=f"Every logit is divided by T before softmax. A logit: {GLOSSARY['logit']}")
     soft_targets = c.toggle("soft targets (like FER+ votes)")
     differences(check_softmax_cross_entropy(int(batch), len(EMOTIONS), temperature, soft=soft_targets))
 
@@ -184,8 +186,8 @@ def softmax_and_cross_entropy(run) -> None:
     a.metric(f"loss for the true class ({EMOTIONS[true]})", f"{loss:.3f}")
     b.metric("entropy", f"{entropy:.3f}", help=f"log 7 = {np.log(7):.3f} is the flat distribution")
     c.metric("largest probability", f"{p_t.max():.1%}")
-    st.caption(f"Logits from {source}. T > 1 flattens the distribution towards uniform, T < 1 sharpens it towards "
-               "the arg-max; the arg-max itself never changes.")
+    st.caption(f"Logits (raw class scores, before softmax) from {source}. T > 1 flattens the distribution towards "
+               "uniform, T < 1 sharpens it towards the arg-max; the arg-max itself never changes.")
 
 
 run = st.session_state.get("run")  # optional here: it only lends real logits to the temperature demo

@@ -7,6 +7,7 @@ from app_pages._shared import chart, describe, md, model_of, selected_model
 from fer_models.core.constants import EMOTIONS
 from fer_models.explain.attributions import METHODS, face_input, gradcam_map_size, probabilities
 from fer_models.teaching.figures import probability_figure
+from fer_models.teaching.glossary import GLOSSARY
 
 ONE, EVERY, SEVEN = "One map", "Every class", "All seven methods"
 
@@ -33,7 +34,9 @@ with results:
         keep(key, default)
     view = st.session_state["saliency_view"]
     method = a.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].title, key="saliency_method",
-                         on_change=store, args=("saliency_method",), disabled=view == SEVEN)
+                         on_change=store, args=("saliency_method",), disabled=view == SEVEN,
+                         help="How the map is computed; the line under these controls says what the chosen one "
+                              f"measures. Grad-CAM: {GLOSSARY['Grad-CAM']}")
     options = [("predicted", predicted)] + ([("true", face.label)] if face.label is not None else []) + \
         [(e, i) for i, e in enumerate(EMOTIONS)]
     names = [o[0] for o in options]

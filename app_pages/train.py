@@ -1,6 +1,7 @@
 """Train: start a training job, watch it live, stop, resume, evaluate or delete it."""
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import streamlit as st
 
@@ -38,6 +39,7 @@ from fer_models.runs.settings import (
     form_range,
 )
 from fer_models.teaching.figures import history_figure
+from fer_models.teaching.glossary import GLOSSARY
 
 HOLDOUT = "holdout"  # the "Validate on" choice that is not a split: a 10% stratified part of the training split
 HOLDOUT_FRACTION = 0.1
@@ -72,6 +74,8 @@ def fmt_seconds(seconds) -> str:
 # ---------------------------------------------------------------- one card per job, by state
 
 def running_card(run: RunSummary, status: dict, buttons) -> None:
+    if status.get("starting"):
+        st.caption("Starting: loading the model and the data; it resumes from its last saved state.")
     epochs = status.get("epochs") or "?"
     st.progress(min(status["epoch_fraction"], 1.0),
                 text=f"epoch {status.get('epoch', 0)} of {epochs}: step {status.get('step', 0)} of "
@@ -120,15 +124,23 @@ def finished_card(run: RunSummary, buttons) -> None:
     choices = sorted((s for s in roles if roles[s] != "training"), key=lambda s: (roles[s] != "test", s))
     splits = buttons.multiselect("Splits", choices, default=choices[:1], key=f"splits_{run.name}",
                                  format_func=lambda s: f"{s} ({roles[s]})", label_visibility="collapsed")
+    kept = f"evaluated_{run.name}"
     if buttons.button("Evaluate", key=f"eval_{run.name}", disabled=not splits):
-        with st.spinner(f"Evaluating {md(run.name)} on {md(', '.join(splits))}…"):
-            for result in evaluate(run.path, data, splits):
-                if "error" in result:
-                    st.error(f"{md(result['split'])}: {md(result['error'])}")
-                else:
-                    st.success(f"{md(result['split'])}: accuracy {result['accuracy']:.2%}; the confusion matrix "
-                               "page now shows it")
+        bar, results = st.progress(0.0), []
+        for i, split in enumerate(splits):  # one split at a time, so the bar moves as each is scored
+            bar.progress(i / len(splits), text=f"Evaluating {md(run.name)} on {md(split)} ({i + 1} of {len(splits)}): "
+                                               "scoring every face…")
+            results += evaluate(run.path, data, [split])
+        bar.empty()
+        # kept in the session: the panel redraws every 2 s while a job runs, which wiped a result said once
+        st.session_state[kept] = results
         cached_runs.clear()
+    for result in st.session_state.get(kept, []):
+        if "error" in result:
+            st.error(f"{md(result['split'])}: {md(result['error'])}")
+        else:
+            st.success(f"{md(result['split'])}: accuracy {result['accuracy']:.2%}. [Open its confusion matrix]"
+                       f"(confusion?run={quote(run.name, safe='')})")
 
 
 def delete_control(run: RunSummary, buttons, root: Path) -> None:
@@ -148,7 +160,9 @@ def job_card(run: RunSummary, root: Path, manage: bool) -> None:
     status = job_state(run.path)
     state = status["state"]
     head, buttons = st.columns([3, 2])
-    head.markdown(f"**{md(run.name)}** · {md(run.arch or '?')} · {md(state)}")
+    best = "" if run.val_acc is None else f" · best validation {run.val_acc:.1%}" + \
+        (f" (epoch {run.best_epoch})" if run.best_epoch is not None else "")
+    head.markdown(f"**{md(run.name)}** · {md(run.arch or '?')} · {md(state)}{best}")
     if not manage:
         if status.get("error"):
             st.error(f"{md(run.name)} {md(state)}: {md(status['error'])}")
@@ -178,8 +192,15 @@ def job_card(run: RunSummary, root: Path, manage: bool) -> None:
 
 
 def jobs_panel(root: Path, manage: bool) -> None:
-    def jobs():
-        return [r for r in list_runs(root) if (r.path / JOB_FILE).exists() or r.state == "running"]
+    def launched(run: RunSummary) -> float:
+        try:
+            return (run.path / JOB_FILE).stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def jobs():  # newest launch first: the job just started or resumed is the one a teacher looks for
+        return sorted((r for r in list_runs(root) if (r.path / JOB_FILE).exists() or r.state == "running"),
+                      key=launched, reverse=True)
 
     running = any(job_state(r.path)["state"] == "running" for r in jobs())
 
@@ -298,7 +319,7 @@ def job_form(data: str, label_source: str, demo: bool, sizes: dict | None) -> Tr
                                       help="Empty: " + ", ".join(f"{o} {v:g}" for o, v in DEFAULT_WEIGHT_DECAY.items())
                                       + " (AdamW's decay is decoupled from the gradient, the others' is not)")
         ema = c.number_input("Weight EMA (0 = off)", *form_range("ema"), format="%.4f", key="job_ema",
-                             help="Validate and keep an exponential moving average of the weights, e.g. 0.999")
+                             help=f"{GLOSSARY['EMA']} Its decay per step, e.g. 0.999.")
         if not st.form_submit_button("Start training", type="primary"):
             return None
     holdout = val_split == HOLDOUT

@@ -11,6 +11,7 @@ from fer_models.faces.decode import ImageError, read_image
 from fer_models.media.live import LiveAnnotator, annotate_photo, process_frame
 from fer_models.nets.reach import GRADCAM_RULE
 from fer_models.teaching.figures import CLASS_COLOURS
+from fer_models.teaching.glossary import GLOSSARY
 
 st.title("Webcam and video")
 st.caption("Faces are found every few frames and followed between; each one's class probabilities are smoothed over "
@@ -25,8 +26,8 @@ smoothing = a.slider("Smoothing", 0.0, 0.95, 0.6, 0.05,
                           "own reading, 0.9 reacts over about ten frames.")
 detect_every = b.slider("Detect faces every … frames", 1, 10, 3,
                         help="Between detections each face keeps its box; fewer detections, higher frame rate.")
-gradcam = c.toggle("Grad-CAM overlay", help="Where the evidence for each face's label is, on the model's "
-                   f"Grad-CAM layer ({GRADCAM_RULE})")
+gradcam = c.toggle("Grad-CAM overlay", help=f"{GLOSSARY['Grad-CAM']} Drawn for each face's label, on the "
+                   f"model's Grad-CAM layer ({GRADCAM_RULE}).")
 
 # one annotator per browser session and checkpoint: its tracks and recording belong to this viewer
 key = checkpoint_key(run)

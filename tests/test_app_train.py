@@ -45,9 +45,12 @@ def test_launch_from_the_form_finish_and_select_the_run(setup):
     assert job_state(root / "from_the_page")["state"] == "finished"
     later = open_train(run="from_the_page")  # a new session: the run is in the picker and the panel
     assert "from_the_page" in later.sidebar.selectbox[0].options[0]
-    assert any("**from_the_page** · cnn3 · finished" in shown(m.value) for m in later.markdown)
+    assert any("**from_the_page** · cnn3 · finished · best validation" in shown(m.value) for m in later.markdown)
     by_label(later.button, "Evaluate").click().run()
-    assert any("PublicTest: accuracy" in s.value for s in later.success)
+    said = [s.value for s in later.success if "PublicTest: accuracy" in s.value]
+    assert said and "[Open its confusion matrix](confusion?run=from_the_page)" in said[0]
+    later.run()  # the panel redraws (every 2 s while a job runs): the result stays
+    assert [s.value for s in later.success if "PublicTest: accuracy" in s.value] == said
     assert (root / "from_the_page" / "eval" / "PublicTest" / "metrics.json").exists()
 
 
@@ -135,3 +138,22 @@ def test_a_crashed_job_shows_failed_with_its_log(setup, tmp_path):
     assert any("error" in c.value for c in at.code)
     if job_state(root / "crash")["state"] == "running":  # never, but do not leave a process behind
         stop(root / "crash")
+
+
+def test_job_cards_newest_launch_first_with_their_outcome(setup):
+    import json
+    import os
+    import socket
+
+    from helpers import make_run
+
+    _, root = setup
+    for when, name in ((1000, "first_launched"), (2000, "last_launched")):  # by name, the first comes first
+        make_run(root, name, {"state": "finished", "host": socket.gethostname()}, [0.4, 0.5], {"arch": "cnn3"})
+        job = root / name / "job.json"
+        job.write_text(json.dumps({"pid": 1, "command": ["python"], "devices": ["cpu"], "started": float(when)}))
+        os.utime(job, (when, when))
+    at = open_train()
+    heads = [shown(m.value) for m in at.markdown if " · cnn3 · " in shown(m.value)]
+    assert [h.split("**")[1] for h in heads] == ["last_launched", "first_launched"]
+    assert "finished · best validation 50.0% (epoch 2)" in heads[0]

@@ -123,6 +123,9 @@ def test_stop_then_resume_and_one_job_per_device(data, tmp_path):
         step_at_stop = (state["epoch"], state["step"])
         job = resume(run, root)
         assert job["resumed"] and job["command"][-1] == "--resume"
+        # at once, before the new trainer has written a word: its launch, not the stale "stopped" (issue 35, 7)
+        now = job_state(run)
+        assert now["state"] == "running" and now["starting"] and not now.get("error"), now
         wait_for_job(run, {"running"})
         # went on from where it stopped
         wait_for(lambda: (job_state(run)["epoch"], job_state(run)["step"]) > step_at_stop, 300, "a step past the stop")

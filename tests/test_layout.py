@@ -102,7 +102,7 @@ def test_the_quick_start_installs_what_the_tests_and_the_app_need():
     text = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     assert "pip install -r requirements.txt -e . && .venv/bin/streamlit run app.py" in text
-    install = "uv pip install{} --python .venv/bin/python -r requirements-dev.txt -e ."
+    install = "uv pip install{} --compile-bytecode --python .venv/bin/python -r requirements-dev.txt -e ."
     assert install.format("") in text and install.format(" -q") in ci
     for step in (".venv/bin/ruff check .", ".venv/bin/lint-imports", ".venv/bin/python -m pytest"):
         assert step in text and step in ci

@@ -127,3 +127,21 @@ def test_a_variable_frame_rate_keeps_each_frames_time(tmp_path, model):
     with av.open(str(tmp_path / "out.mp4")) as c:
         out_times = [round(float(f.time), 3) for f in c.decode(c.streams.video[0])]
     assert [round(t - out_times[0], 3) for t in out_times] == [ms / 1000 for ms in times_ms]
+
+
+def test_the_pages_progress_says_real_seconds_pace_time_left_and_the_overlay():
+    from app_pages._video import VideoJob
+    from app_pages._video import progress_text as said
+    from helpers import shown
+
+    def progress_text(job, now):  # the page escapes the clip's name for Markdown
+        return shown(said(job, now))
+
+    job = VideoJob("clip.mp4", ROOT, gradcam=True, started=100.0)
+    assert progress_text(job, 101.0) == ("clip.mp4: preparing, with the Grad-CAM overlay: opening the clip and "
+                                         "loading the face detector…")
+    job.done, job.total = 3.0, 9.0  # 3 s of video in 2 s of work: 1.5× real time, 6 s of video left = 4 s
+    assert progress_text(job, 102.0) == ("clip.mp4: 3.0 of 9.0 s of video, with the Grad-CAM overlay · 1.5× real "
+                                         "time · about 4 s left")
+    job.gradcam, job.total = False, 3.0  # a stream that does not say its duration: as long as what is done
+    assert progress_text(job, 102.0) == "clip.mp4: 3.0 s of video, without the Grad-CAM overlay · 1.5× real time"

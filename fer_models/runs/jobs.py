@@ -27,7 +27,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fer_models.core.constants import LABEL_SOURCES
-from fer_models.runs.folder import CONFIG_FILE, JOB_FILE, LAST_FILE, LOG_FILE, META_FILE, RunFolder, RunProblem
+from fer_models.runs.folder import (
+    CONFIG_FILE,
+    JOB_FILE,
+    LAST_FILE,
+    LOG_FILE,
+    META_FILE,
+    STATUS_FILE,
+    RunFolder,
+    RunProblem,
+)
 from fer_models.runs.processes import alive_or_zombie, is_trainer_of, trainer_alive
 from fer_models.runs.registry import read_history, read_status
 from fer_models.runs.settings import DEFAULT_WEIGHT_DECAY, RECIPE_FIELDS, SETTINGS, TrainConfig, argv_of, check
@@ -313,6 +322,10 @@ def job_state(run) -> dict:
                 last = [line for line in log_tail(run, 5).splitlines() if line.strip()]
                 status["error"] = status.get("error") or (f"the job exited before it started training: {last[-1]}"
                                                           if last else "the job exited before it started training")
+        elif alive and status["recorded_state"] != "running" and _launched_after(job, run / STATUS_FILE):
+            # resumed: until the new trainer writes its first status (imports, data: tens of seconds) the old
+            # "stopped" is stale; the launch is what happened last
+            status.update(state="running", starting=True, error=None)
     epochs, spe = status.get("epochs") or 0, status.get("steps_per_epoch") or 0
     epoch, step = status.get("epoch") or 0, status.get("step") or 0
     total = epochs * spe
@@ -322,6 +335,13 @@ def job_state(run) -> dict:
     status["run_fraction"] = done_steps / total if total else 0.0
     status["eta_seconds"] = _eta_seconds(run, status, total - done_steps, spe)
     return status
+
+
+def _launched_after(job: dict, status_file: Path) -> bool:
+    try:
+        return float(job.get("started") or 0) > status_file.stat().st_mtime
+    except (OSError, TypeError, ValueError):
+        return False
 
 
 def _eta_seconds(run: Path, status: dict, steps_left: int, steps_per_epoch: int) -> float | None:

@@ -1,0 +1,46 @@
+"""Each piece of jargon the pages show is explained, in one plain sentence from fer_models.teaching.glossary, in
+the tooltip of the first widget or metric that names it (issue 35, item 16)."""
+import pytest
+
+from fer_models.teaching.glossary import GLOSSARY
+from helpers import make_evaluated_run, open_app
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    make_evaluated_run(tmp_path / "runs", "evaluated")
+    monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+def help_of(elements, label):
+    [element] = [e for e in elements if e.label.startswith(label)]
+    return element.help or ""
+
+
+# page, the kind of element, its label, the terms its tooltip explains
+WHERE = [("architecture", "metric", "Mult-adds per face", ["mult-adds"]),
+         ("confusion", "metric", "Top-2 accuracy", ["top-2 accuracy"]),
+         ("confusion", "metric", "Calibration error (ECE)", ["ECE"]),
+         ("saliency", "selectbox", "Method", ["Grad-CAM"]),
+         ("webcam", "toggle", "Grad-CAM overlay", ["Grad-CAM"]),  # opened in snapshot mode (no WebRTC here)
+         ("learn", "number_input", "temperature T", ["logit"]),
+         ("train", "number_input", "Weight EMA", ["EMA"])]
+
+
+def test_every_term_is_explained_where_a_page_first_names_it(runs):
+    assert {term for *_, terms in WHERE for term in terms} == set(GLOSSARY)  # no term unexplained, none unused
+    for page in dict.fromkeys(page for page, *_ in WHERE):
+        at = open_app(f"app_pages/{page}.py", run="evaluated",
+                      state={"webcam_mode": "Snapshot", "math_tab": "Softmax and cross-entropy"})
+        for _, kind, label, terms in (w for w in WHERE if w[0] == page):
+            tip = help_of(getattr(at, kind), label)
+            assert all(GLOSSARY[term] in tip for term in terms), f"{page}: {label!r} has the tooltip {tip!r}"
+
+
+def test_the_architecture_tables_mult_adds_column_is_explained(runs):
+    import json
+
+    at = open_app("app_pages/architecture.py", run="evaluated")
+    [table] = [d for d in at.dataframe if "mult-adds" in d.value.columns]
+    assert json.loads(table.proto.columns)["mult-adds"]["help"] == GLOSSARY["mult-adds"]
