@@ -19,7 +19,7 @@ METRIC_HELP = {
     "Macro F1": "F1 (the harmonic mean of precision and recall) of each class, averaged with equal weight: "
                 "a rare class such as disgust counts as much as happy.",
     "Top-2 accuracy": GLOSSARY["top-2 accuracy"],
-    "Calibration error (ECE)": GLOSSARY["ECE"],
+    "Calibration (ECE)": GLOSSARY["ECE"],
 }
 
 def evaluation_label(split: str) -> str:
@@ -98,7 +98,7 @@ def show_faces(metrics, predictions, split, true, pred):
 def show_summary(metrics, counts):
     a, b = st.columns(2)
     shown = [("Accuracy", "accuracy", "{:.1%}", a), ("Macro F1", "macro_f1", "{:.3f}", b),
-             ("Top-2 accuracy", "top2_accuracy", "{:.1%}", a), ("Calibration error (ECE)", "ece", "{:.3f}", b)]
+             ("Top-2 accuracy", "top2_accuracy", "{:.1%}", a), ("Calibration (ECE)", "ece", "{:.3f}", b)]
     missing = [label for label, key, _, _ in shown if metrics.get(key) is None]
     for label, key, form, column in shown:
         column.metric(label, "—" if metrics.get(key) is None else form.format(metrics[key]), help=METRIC_HELP[label])

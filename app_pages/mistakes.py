@@ -98,8 +98,9 @@ def filters_ui() -> dict:
                                "face' votes). A most common answer may be 4 votes of 10: the switch below keeps "
                                "only faces where a majority agrees.")
     order = d.selectbox("Order", list(ORDERS), index=from_url("order", list(ORDERS), ORDERS[0]))
-    majority = c.toggle(f"Only a majority ({MAJORITY})", value=st.query_params.get("majority") == "1",
-                        help="Faces where more than half of the ten annotators chose the same class")
+    # the rule goes in the tooltip: in a quarter of a projector's width the label was cut to "Only a majo…"
+    majority = c.toggle("Majority only", value=st.query_params.get("majority") == "1",
+                        help=f"Only faces where a majority of the ten annotators ({MAJORITY}) chose the same class")
     to_url(true=true, pred=pred, votes=verdict, order=order, majority=int(majority))
     return dict(true=None if true == ALL else EMOTIONS.index(true),
                 pred=None if pred == ALL else EMOTIONS.index(pred),

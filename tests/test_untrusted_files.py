@@ -190,7 +190,7 @@ def test_odd_url_parameters_and_a_metrics_file_without_scores_are_said_not_raise
     bare = {k: v for k, v in json.loads(metrics.read_text()).items() if k not in ("accuracy", "macro_f1", "ece")}
     metrics.write_text(json.dumps(bare))
     at = open_app("app_pages/confusion.py", run="small")
-    assert any("lacks Accuracy, Macro F1, Calibration error (ECE)" in shown(w.value) for w in at.warning)
+    assert any("lacks Accuracy, Macro F1, Calibration (ECE)" in shown(w.value) for w in at.warning)
 
 
 url_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)

@@ -79,6 +79,19 @@ def illegible_labels(page) -> list[str]:
     }""")
 
 
+def cut_labels(page) -> list[str]:
+    """Metric and widget labels the browser cuts with an ellipsis ("Calibration error (E…"): the text's width in
+    its own font against the box that clips it (the clipping box reports no overflow of its own)."""
+    return page.evaluate("""() => {
+        const ctx = document.createElement('canvas').getContext('2d');
+        return [...document.querySelectorAll('.stMarkdownEllipsis')].filter(box => {
+            const text = box.innerText.trim();
+            ctx.font = getComputedStyle(box.querySelector('p') || box).font;
+            return text && ctx.measureText(text).width > box.clientWidth + 1;
+        }).map(box => box.innerText.trim());
+    }""")
+
+
 def test_every_page_fits_a_projector(projector, start_app, runs):
     base = start_app(runs)
     projector.goto(f"{base}/?run=evaluated")
@@ -100,6 +113,7 @@ def test_every_page_fits_a_projector(projector, start_app, runs):
         assert sidebar.evaluate("e => e.scrollHeight - e.clientHeight") <= 1, f"/{path}: the sidebar scrolls"
         assert plotly_labels_outside(projector) == [], f"/{path}: labels cut off"
         assert illegible_labels(projector) == [], f"/{path}: labels too small, too faint or overlapping"
+        assert cut_labels(projector) == [], f"/{path}: labels cut short"
 
 
 def test_a_clicked_cell_shows_its_first_face_on_screen_and_stays_legible(projector, start_app, runs):
