@@ -217,3 +217,15 @@ def test_the_runs_table_of_a_run_without_a_parameter_count(tmp_path, capsys):
     make_run(tmp_path, "r", {"state": "finished"}, [0.3], {"arch": "cnn3", "params": None})
     assert runs.main(["--root", str(tmp_path)]) == 0
     assert "| r | cnn3 | ? |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("teacher", ["/dev/zero", "empty_folder"])
+def test_a_teacher_that_is_no_run_is_refused_naming_the_option(tmp_path, fer_csv, teacher):
+    if teacher == "empty_folder":
+        teacher = tmp_path / "empty_folder"
+        teacher.mkdir()
+    done = warm(["train", "--data", fer_csv, "--teacher", teacher, "--epochs", "1", "--batch-size", "64",
+                 "--threads", "1", "--out", tmp_path / "student"], timeout=300)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    assert lines[-1].startswith(f"error: --teacher {teacher}"), lines[-1]

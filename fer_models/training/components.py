@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from fer_models.nets.models import create_model
-from fer_models.runs.checkpoints import load_model
+from fer_models.runs.checkpoints import CheckpointError, load_model
+from fer_models.runs.folder import RunProblem
 from fer_models.runs.settings import TrainConfig
 
 
@@ -53,7 +54,10 @@ class Teacher:
     (Hinton et al. 2015): the KL term is scaled by T² so its gradients keep their size as T changes."""
 
     def __init__(self, run_dir: str, device, student_mean: float, student_std: float, temperature: float):
-        self.model, meta = load_model(run_dir, device)
+        try:
+            self.model, meta = load_model(run_dir, device)
+        except (CheckpointError, RunProblem) as err:  # said as the option the user gave, not a bare path
+            raise type(err)(f"--teacher {err}") from err
         self.model.requires_grad_(False)
         self.model.to(memory_format=torch.channels_last)
         norm = meta["normalisation"]
