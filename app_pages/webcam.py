@@ -4,11 +4,12 @@ import streamlit as st
 
 from app_pages._access import shared
 from app_pages._face_picker import detector_setting
-from app_pages._shared import chart, checkpoint_key, md, selected_model
+from app_pages._shared import chart, checkpoint_key, md, model_of, selected_model
 from app_pages._video import video_ui
 from fer_models.core.constants import EMOTIONS
 from fer_models.faces.decode import ImageError, read_image
 from fer_models.media.live import LiveAnnotator, annotate_photo, process_frame
+from fer_models.media.speed import LIVE_FPS_TARGET, faces_per_second, faster_run
 from fer_models.nets.reach import GRADCAM_RULE
 from fer_models.teaching.figures import CLASS_COLOURS
 from fer_models.teaching.glossary import GLOSSARY
@@ -54,6 +55,39 @@ if mode != "Video file" and shared() and not st.get_option("server.sslCertFile")
             "with a class\" shows how, with a self-signed certificate). Video files work either way.")
 
 
+@st.cache_resource(show_spinner="Timing the network on this machine…", max_entries=16)
+def network_speed(run_key: str, _model, _meta) -> float:
+    """Faces per second the run's network scores here, measured once per checkpoint and server."""
+    return faces_per_second(_model, _meta)
+
+
+def speeds_of_runs() -> dict[str, float]:
+    speeds = {}
+    for other in st.session_state.get("runs", []):
+        loaded = model_of(other) if other.arch and other.state != "unreadable" else None
+        if loaded is not None:
+            speeds[other.name] = network_speed(checkpoint_key(other), *loaded)
+    return speeds
+
+
+def switch_run(name: str) -> None:
+    st.session_state["run_name"] = name  # a callback: it runs before the sidebar's picker is drawn again
+
+
+def offer_faster_run(live_fps: float) -> None:
+    """Under LIVE_FPS_TARGET fps, the run whose network is fastest here, in one click."""
+    if not 0 < live_fps < LIVE_FPS_TARGET:
+        return
+    speeds = speeds_of_runs()
+    other = faster_run(run.name, speeds, live_fps)
+    if other is None:
+        return
+    st.warning(f"{live_fps:.1f} fps is under {LIVE_FPS_TARGET:.0f}: labels lag the faces. {md(other)}'s network "
+               f"reads a face {speeds[other] / speeds[run.name]:.1f}× faster on this machine.")
+    if st.button(f"Switch to {md(other)}", key="faster_run", on_click=switch_run, args=(other,)):
+        st.rerun(scope="app")  # from inside the status fragment: the sidebar and the annotator follow the new run
+
+
 def timeline(recording) -> go.Figure:
     fig = go.Figure([go.Scatter(x=recording["seconds"], y=recording[e], name=e, mode="lines",
                                 line=dict(color=CLASS_COLOURS[e])) for e in EMOTIONS])
@@ -77,9 +111,14 @@ if mode == "Live video":
                                             "autoPlay": True, "controls": False, "muted": True},
                           async_processing=True)
 
+    st.caption(f"{md(run.name)}'s network reads {network_speed(key, model, meta):.0f} faces a second on this "
+               "machine; the live video also finds and follows the faces, so its frame rate is lower.")
+
     @st.fragment(run_every=1.0 if ctx.state.playing else None)
     def live_status():
         state = annotator.state()
+        if ctx.state.playing:
+            offer_faster_run(state.fps)
         if not ctx.state.playing:
             st.caption("Press START to stream your camera (the browser asks for permission).")
         elif not state.faces:

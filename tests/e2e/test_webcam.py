@@ -1,5 +1,6 @@
 """The webcam page in Chromium with a fake camera playing a face: live WebRTC video and the snapshot mode."""
 import io
+import re
 
 import numpy as np
 from PIL import Image
@@ -14,6 +15,8 @@ def green_box_pixels(png: bytes) -> int:
 
 def test_live_video_boxes_and_labels_the_face(face_camera_app, tmp_path):
     page = face_camera_app("webcam")
+    # the run's network timed on this machine, said before the stream starts
+    assert page.get_by_text(re.compile(r"network reads \d+ faces a second on this machine")).is_visible()
     page.frame_locator("iframe").first.get_by_role("button", name="START").click()
     # the page's status line reads the annotator the video frames go through
     page.wait_for_selector("text=/Now: .* 1 face/", timeout=90_000)
