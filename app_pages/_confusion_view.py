@@ -57,7 +57,7 @@ def show_faces(metrics, predictions, split, true, pred):
     cell = cell_faces(predictions, true, pred)
     what = "recognised" if true == pred else f"taken for {EMOTIONS[pred]}"
     head, close = st.columns([5, 1], vertical_alignment="center")
-    head.markdown(f"**{len(cell)} {EMOTIONS[true]} faces {what}**")
+    head.markdown(f"**{len(cell)} {EMOTIONS[true]} {'face' if len(cell) == 1 else 'faces'} {what}**")
     close.button("✕", key="clear_cell", help="Close the faces of this cell", on_click=clear_cell)
     if cell.empty:
         st.info("No face in this cell.")

@@ -59,9 +59,10 @@ left, right = st.columns([1, 1] if presenter else [3, 2], gap="large")
 DRAW[STEPS[index].slug](run, left, right, presenter)
 # fixed at the bottom right, like a slide deck's: never below the fold, whatever the step holds
 back, ahead = st.container(key="lesson_nav").columns(2)
-back.button("← Back", key="lesson_back", on_click=go, args=(index - 1,), disabled=index == 0, width="stretch",
+# no arrow in the labels: the keyboard shortcut's own hint draws one (it read "← Back ←")
+back.button("Back", key="lesson_back", on_click=go, args=(index - 1,), disabled=index == 0, width="stretch",
             shortcut="Left")
-ahead.button("Next →", key="lesson_next", on_click=go, args=(index + 1,), disabled=index == len(STEPS) - 1,
+ahead.button("Next", key="lesson_next", on_click=go, args=(index + 1,), disabled=index == len(STEPS) - 1,
              type="primary", width="stretch", shortcut="Right")
 with st.container(key="lesson_clicker"):  # a presentation clicker sends Page Up and Page Down
     st.button("back", key="lesson_page_up", on_click=go, args=(max(index - 1, 0),), shortcut="PageUp")
