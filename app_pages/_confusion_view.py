@@ -118,12 +118,24 @@ def load_evaluation(run, split: str):
         return None
 
 
+# The matrix's box follows the window's height (the page's head above it takes about 280 px), never below the
+# 480 px that fit a projector's 720 rows (flex: none, or the column's flex basis overrides the height); its
+# cells stay square, so the width follows where the column allows.
+MATRIX_CSS = ("<style>div.st-key-confusion_box { flex: none !important; "
+              "height: max(480px, calc(100vh - 280px)) !important; }</style>")
+
+
 def matrix(counts, normalise: bool, key: str, font_size: int | None = None) -> tuple[int, int] | None:
-    """The clickable matrix; the cell selected (kept in the URL), or None."""
-    cell = follow_clicks(key)
-    figure = confusion_figure(counts, normalise, cell)
+    """The clickable matrix, as large as the window allows; the cell selected (kept in the URL), or None."""
+    selected = follow_clicks(key)
+    figure = confusion_figure(counts, normalise, selected, cell=None)
     if font_size:
         figure.update_layout(font=dict(size=font_size))
-    chart(figure, on_select="rerun", selection_mode="points", key=key, width="content",
-          config={"displayModeBar": False})
-    return cell
+    st.html(MATRIX_CSS)
+    with st.container(key="confusion_box"):
+        chart(figure, on_select="rerun", selection_mode="points", key=key, width="stretch", height="stretch",
+              config={"displayModeBar": False})
+    st.caption("Rows: the true class; columns: what the model said. "
+               + ("Each row's cells share its faces (they add up to 100%); darker is more."
+                  if normalise else "Each cell counts faces; darker is more."))
+    return selected

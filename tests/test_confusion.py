@@ -16,7 +16,9 @@ def counts():
 
 def test_every_cell_is_a_marker_carrying_its_classes():
     fig = confusion_figure(counts(), normalise=False)
-    trace = fig.data[0]
+    heat, trace = fig.data
+    assert heat.type == "heatmap" and heat.hoverinfo == "skip" and heat.z[2][4] == 6  # colour only
+    assert trace.marker.opacity == 0 and fig.layout.hoverdistance == -1  # the clicks: any point of a cell
     assert len(trace.x) == 49
     cells = {(EMOTIONS.index(y), EMOTIONS.index(x)): tuple(cd[:3])
              for x, y, cd in zip(trace.x, trace.y, trace.customdata)}
@@ -36,7 +38,7 @@ def test_selection_maps_to_the_cell():
 
 
 def test_selection_maps_back_for_every_cell():
-    trace = confusion_figure(counts(), normalise=True).data[0]
+    trace = confusion_figure(counts(), normalise=True).data[1]
     for i, cd in enumerate(trace.customdata):
         event = {"selection": {"points": [{"point_index": i, "customdata": {str(k): v for k, v in enumerate(cd)}}]}}
         assert cell_from_selection(event) == divmod(i, 7)
@@ -68,10 +70,16 @@ def test_text_follows_the_fill_in_both_modes_and_a_click_outlines_without_fading
         # happy/happy (the darkest cell) in white; fear -> sad, a light cell in counts mode, in black
         assert text[("happy", "happy")][1] == "white" and text[("sad", "neutral")][1] != "white"
         assert text[("fear", "sad")] == ("43%" if normalise else "6", "#111111")
-        trace = fig.data[0]
-        assert trace.unselected.marker.opacity == 1 and trace.selected.marker.opacity == 1
+        trace = fig.data[1]
+        assert trace.unselected.marker.opacity == trace.selected.marker.opacity == 0  # nothing fades
         (outline,) = fig.layout.shapes  # around fear (row 2 from the top, y = 4) -> sad (x = 4)
         assert (outline.x0, outline.x1, outline.y0, outline.y1) == (3.5, 4.5, 3.5, 4.5)
-        assert trace.marker.colorbar.title.text == ("share of the true class's faces" if normalise else "faces")
         assert fig.layout.width - sum((fig.layout.margin.l, fig.layout.margin.r)) == \
             fig.layout.height - sum((fig.layout.margin.t, fig.layout.margin.b))  # square plot area
+
+
+def test_the_apps_matrix_fills_its_box_with_square_cells():
+    fig = confusion_figure(counts(), normalise=True, cell=None)
+    assert fig.layout.width is None and fig.layout.height is None  # the container's size
+    assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.yaxis.scaleratio == 1
+    assert list(fig.layout.xaxis.range) == list(fig.layout.yaxis.range) == [-0.5, 6.5]  # no padding around

@@ -101,7 +101,7 @@ def _one_two_five(values: pd.Series) -> list[float]:
     return [m * 10.0 ** k for k in range(high, low - 1, -1 if high - low <= 8 else -2) for m in steps]
 
 
-CONFUSION_CELL = 56  # px: the matrix is drawn at a fixed size, so its cells stay square at any width
+CONFUSION_CELL = 56  # px: a cell of the fixed-size matrix (the report's); the app's grows with the window
 
 
 def _text_on(fill: float) -> str:
@@ -109,28 +109,29 @@ def _text_on(fill: float) -> str:
     return "white" if fill > 0.55 else "#111111"
 
 
-def confusion_figure(counts: np.ndarray, normalise: bool, selected: tuple[int, int] | None = None) -> go.Figure:
-    """The matrix as square markers (a scatter, so that a click selects one cell), the values as annotations
-    (Plotly fades the text of unselected points, never annotations), the selected cell outlined in red."""
+def confusion_figure(counts: np.ndarray, normalise: bool, selected: tuple[int, int] | None = None,
+                     cell: int | None = CONFUSION_CELL) -> go.Figure:
+    """The matrix as a heatmap (its cells scale with the figure, kept square), the values as annotations, the
+    selected cell outlined in red. Clicks land on an invisible marker at each cell's centre (a heatmap sends
+    Streamlit no selection), and every point of the plot is nearer one centre than the others, so a click
+    anywhere in a cell selects it. `cell`: px per cell of a fixed-size figure; None: the figure fills the
+    height of its container, which the app sizes to the window."""
     shares = row_normalised(counts)
     values = shares if normalise else counts.astype(float)
     top = max(float(values.max()), 1e-9)
     n = len(EMOTIONS)
     true_idx, pred_idx = np.divmod(np.arange(n * n), n)
-    fig = go.Figure(go.Scatter(
+    fig = go.Figure(go.Heatmap(x=list(EMOTIONS), y=list(EMOTIONS), z=values, zmin=0, zmax=top,
+                               colorscale="Blues", showscale=False, xgap=3, ygap=3, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(
         x=[EMOTIONS[p] for p in pred_idx], y=[EMOTIONS[t] for t in true_idx], mode="markers",
-        marker=dict(symbol="square", size=CONFUSION_CELL - 3, color=values.ravel(), colorscale="Blues", cmin=0,
-                    cmax=top, showscale=True, line=dict(width=0),
-                    colorbar=dict(orientation="h", y=-0.03, yanchor="top", thickness=12, len=1,
-                                  tickformat=".0%" if normalise else ",d", tickfont=dict(size=13),
-                                  title=dict(text="share of the true class's faces" if normalise else "faces",
-                                             side="top", font=dict(size=13)))),
-        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
+        marker=dict(symbol="square", size=(cell or CONFUSION_CELL) - 3, opacity=0),
+        selected=dict(marker=dict(opacity=0)), unselected=dict(marker=dict(opacity=0)),
         customdata=np.stack([true_idx, pred_idx, counts.ravel(), shares.ravel()], axis=1),
         hovertemplate="true %{y}, predicted %{x}<br>%{customdata[2]} faces (%{customdata[3]:.1%} of %{y})"
                       "<extra>click to see them</extra>",
     ))
-    if selected is not None:  # a shape, drawn above every marker (an outline on a marker hides under its neighbours)
+    if selected is not None:
         t, p = selected
         fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=n - 1 - t - 0.5, y1=n - 1 - t + 0.5,
                       line=dict(color="#d62728", width=4), layer="above")
@@ -140,14 +141,18 @@ def confusion_figure(counts: np.ndarray, normalise: bool, selected: tuple[int, i
                                         font=dict(size=14, color=_text_on(values[t, p] / top)))
                                    for t, p in zip(true_idx, pred_idx)])
     axis = dict(categoryorder="array", tickfont=dict(size=14, color="#111111"), showgrid=False, zeroline=False,
-                fixedrange=True)
+                fixedrange=True, constrain="domain", range=[-0.5, n - 0.5])  # no padding for the markers' size
     fig.update_xaxes(title=dict(text="predicted", font=dict(size=14)), categoryarray=list(EMOTIONS), side="top",
-                     tickangle=0, **axis)
-    fig.update_yaxes(title=dict(text="true", font=dict(size=14)), categoryarray=list(EMOTIONS)[::-1], **axis)
-    side = CONFUSION_CELL * n
-    margin = dict(l=84, r=6, t=56, b=74)
-    fig.update_layout(width=side + margin["l"] + margin["r"], height=side + margin["t"] + margin["b"],
-                      margin=margin, plot_bgcolor="white", dragmode=False, clickmode="event+select")
+                     tickangle=0, constraintoward="left", **axis)
+    fig.update_yaxes(title=dict(text="true", font=dict(size=14)), categoryarray=list(EMOTIONS)[::-1],
+                     scaleanchor="x", scaleratio=1, constraintoward="top", **axis)
+    margin = dict(l=84, r=6, t=56, b=6)
+    # hoverdistance -1: the nearest centre answers wherever the pointer is, not only within 20 px of a marker
+    fig.update_layout(margin=margin, plot_bgcolor="white", dragmode=False, clickmode="event+select",
+                      hoverdistance=-1)
+    if cell:
+        side = cell * n
+        fig.update_layout(width=side + margin["l"] + margin["r"], height=side + margin["t"] + margin["b"])
     return fig
 
 

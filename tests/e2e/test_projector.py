@@ -1,5 +1,6 @@
 """Every page at a projector's 1280×720: nothing cut off on the right, the sidebar whole, Plotly's labels inside
-their figures, and a confusion cell's faces on screen beside the matrix without scrolling."""
+their figures, a confusion cell's faces on screen beside the matrix without scrolling, and the matrix grown to
+a 1920x1080 window."""
 import pytest
 from streamlit_page import settle
 
@@ -116,6 +117,11 @@ def test_every_page_fits_a_projector(projector, start_app, runs):
         assert cut_labels(projector) == [], f"/{path}: labels cut short"
 
 
+def cell_box(page) -> dict:
+    page.locator(".js-plotly-plot .hm image").wait_for(timeout=30_000)
+    return page.locator(".js-plotly-plot .hm image").bounding_box()
+
+
 def test_a_clicked_cell_shows_its_first_face_on_screen_and_stays_legible(projector, start_app, runs):
     import pandas as pd
 
@@ -124,22 +130,35 @@ def test_a_clicked_cell_shows_its_first_face_on_screen_and_stays_legible(project
     base = start_app(runs)
     projector.goto(f"{base}/confusion?run=evaluated")
     settle(projector)
-    points = projector.locator(".js-plotly-plot .scatterlayer .point")
-    points.first.wait_for(timeout=30_000)
-    cell = points.nth(true * 7 + pred).bounding_box()
-    assert cell["y"] + cell["height"] <= 720 and abs(cell["width"] - cell["height"]) < 1  # whole and square
-    points.nth(true * 7 + pred).click(force=True)
+    box = cell_box(projector)
+    side = box["width"] / 7
+    assert abs(box["width"] - box["height"]) < 1 and box["y"] + box["height"] <= 720  # whole and square
+    # near the cell's corner, not its centre: a click anywhere in a cell selects it
+    projector.mouse.click(box["x"] + (pred + 0.9) * side, box["y"] + (true + 0.1) * side)
     projector.wait_for_selector("[data-testid='stImage']", timeout=30_000)
     settle(projector)
     first = projector.locator("[data-testid='stImage']").first.bounding_box()
     assert 0 <= first["y"] and first["y"] + first["height"] <= 720  # seen without scrolling
-    opacities = points.evaluate_all("ps => ps.map(p => Number(getComputedStyle(p).opacity))")
-    assert len(opacities) == 49 and min(opacities) == 1  # no cell fades
+    assert projector.locator(".js-plotly-plot .hm image").count() == 1  # the colours: an image, nothing fades
     assert projector.locator(".js-plotly-plot .shapelayer path").count() == 1  # the outline
     assert "cell=" in projector.url  # a refresh or Back keeps it
     projector.reload()
     settle(projector)
     projector.wait_for_selector("[data-testid='stImage']", timeout=30_000)
+
+
+def test_the_matrix_grows_with_the_window(browser, start_app, runs):
+    context = browser.new_context(viewport={"width": 1920, "height": 1080})
+    page = context.new_page()
+    try:
+        page.goto(f"{start_app(runs)}/confusion?run=evaluated")
+        settle(page)
+        box = cell_box(page)
+        assert box["width"] >= 600 and abs(box["width"] - box["height"]) < 1, box
+        assert box["y"] + box["height"] <= 1080  # the whole matrix on the first screen
+        assert illegible_labels(page) == [] and plotly_labels_outside(page) == []
+    finally:
+        context.close()
 
 
 def test_the_exported_reports_confusion_labels_are_whole(projector, runs, tmp_path):
