@@ -17,17 +17,22 @@ def cached_maps(run_key: str, _model, _meta, face_bytes: bytes, method: str, tar
     return attribute_classes(_model, face_input(face, _meta), method, list(targets))
 
 
-def show_maps(run, loaded, face, method, targets, opacity, probs):
+def show_maps(run, loaded, face, method, targets, opacity, probs, beside=None):
+    """The maps of `targets`; one class's map over the face goes into `beside` where given (the page's first
+    screen, next to the probabilities), the map alone and its scale below."""
     model, meta = loaded
     maps = cached_maps(checkpoint_key(run), model, meta, face.pixels.tobytes(), method, tuple(targets))
     info = METHODS[method]
     if len(targets) == 1:
         a = maps[0]
         top = robust_top(a.map)
-        left, right, legend = st.columns([5, 5, 3])
-        left.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, top), 240), width="stretch",
+        if beside is None:
+            over, alone, legend = st.columns([5, 5, 3])
+        else:
+            over, (alone, legend, _) = beside, st.columns([5, 3, 5])
+        over.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, top), 240), width="stretch",
                    caption=f"{info.title} for {EMOTIONS[a.target]}, over the face")
-        right.image(enlarge(colourise(a.map, a.signed, top), 240), width="stretch", caption="the map alone")
+        alone.image(enlarge(colourise(a.map, a.signed, top), 240), width="stretch", caption="the map alone")
         legend.image(scale_bar(a.signed, top), caption="scale of both")
     else:
         top = max(robust_top(a.map) for a in maps)  # one scale: a class with weak evidence looks weak

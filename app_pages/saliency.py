@@ -26,7 +26,8 @@ with results:
     if face.label is not None:
         verdict += f"; the dataset says **{EMOTIONS[face.label]}**" + (" ✓" if face.label == predicted else " ✗")
     st.markdown(verdict)
-    chart(probability_figure(probs, face.label), width="stretch", config={"displayModeBar": False})
+    # filled once the controls below are read: one map goes beside the probabilities, on the first screen
+    first_screen = st.container()
 
     a, b, c = st.columns(3)
     # kept across page switches, as the face is: the lesson and Filters come back to the same view
@@ -52,6 +53,13 @@ with results:
     others = [r for r in st.session_state.get("runs", []) if r.name != run.name and r.arch]
     compare = st.selectbox("Compare with another run on the same face", [None, *others],
                            format_func=lambda r: "—" if r is None else describe(r))
+    bars = probability_figure(probs, face.label)
+    beside = None
+    if view == ONE and compare is None:
+        beside, where_bars = first_screen.columns([2, 3], vertical_alignment="center")
+        chart(bars, where_bars, width="stretch", config={"displayModeBar": False})
+    else:
+        chart(bars, first_screen, width="stretch", config={"displayModeBar": False})
     st.caption(METHODS[method].caption)
     if "gradcam" in method:
         h, w = gradcam_map_size(model)
@@ -66,8 +74,9 @@ for where, shown, loaded, p in ((here, run, (model, meta), probs), (there, compa
         continue
     p = p if p is not None else probabilities(loaded[0], face_input(face.pixels, loaded[1]))[0]
     with where:
-        st.subheader(f"{md(shown.name)}: reads {EMOTIONS[int(p.argmax())]} ({p.max():.0%})")
+        if other is not None:  # alone, the verdict above the controls already says it
+            st.subheader(f"{md(shown.name)}: reads {EMOTIONS[int(p.argmax())]} ({p.max():.0%})")
         if view == SEVEN:
             all_methods(shown, loaded, face, target, opacity, p)
         else:
-            show_maps(shown, loaded, face, method, targets, opacity, p)
+            show_maps(shown, loaded, face, method, targets, opacity, p, beside if shown is run else None)
