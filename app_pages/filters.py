@@ -46,19 +46,25 @@ run, model, meta = selected_model()
 layers = model.conv_layers()
 names = list(layers)
 
-pick, maps_col = st.columns([1, 2], gap="large")
+pick, right = st.columns([1, 2], gap="large")
 with pick:
     face = pick_face(run)
     if face is not None:
         show_model_input(face)
-with maps_col:
+with right:
     layer = st.selectbox("Layer", names, index=names.index(model.deepest_filter_layer()),
                          key=f"filters_layer_{run.arch}",
                          format_func=lambda n: f"{n} ({layers[n].out_channels} filters, "
                                                f"{layers[n].kernel_size[0]}×{layers[n].kernel_size[1]})")
-    channels = layers[layer].out_channels
-    maps = None
-    if face is not None:
+    # the patterns first: they are what the page is for, on the first screen beside the face; the face's own
+    # feature maps one click away
+    patterns_tab, maps_tab = st.tabs(["What excites a filter", "Feature maps on this face"])
+channels = layers[layer].out_channels
+maps = None
+with maps_tab:
+    if face is None:
+        st.info("Pick a face to see this layer's feature maps on it.")
+    else:
         maps = feature_maps(model, layer, face_input(face.pixels, meta))
         means = maps.mean((1, 2))
         order = np.argsort(-means)
@@ -73,74 +79,75 @@ with maps_col:
             st.caption(f"Each map is one cell: by {layer} the network has pooled and strided the 48×48 face down "
                        "to a single position, so a filter here says only how strongly its feature is present "
                        "somewhere in the face, no longer where.")
-
-st.subheader("What excites a filter")
-left, mid, right = st.columns(3)
-count = left.slider("Filters", 1, min(16, channels), min(8, channels))
-ranked = BUNDLED_PUBLICTEST.exists()
-ways = (["most active on PublicTest"] if ranked else []) + (["most active on this face"] if maps is not None else []) \
-    + ["by number"]
-# by default the filters most active over PublicTest: the ones the run's atlas holds patterns for (and the report
-# shows), so that a first visit reads them instead of synthesising them
-how = mid.radio("Which", ways, horizontal=True, index=0)
-kernels = model.sees_the_image(layer)  # a first layer's pattern is its kernel: nothing to synthesize
-fft = right.toggle("FFT parametrisation", value=True, disabled=kernels,
-                   help="Optimise the image's Fourier coefficients scaled by 1/frequency: smoother, more "
-                        "natural patterns than plain pixel ascent, which finds high-frequency noise."
-                        + (" Off here: this layer reads the face itself, so its kernels are shown." if kernels
-                           else ""))
-atlas = cached_atlas(checkpoint_key(run), str(run.path), layer, atlas_stamp(run.path)) if ranked else None
-if ranked:
-    # the atlas's rankings are kept apart from live ones: the two differ by float16 rounding
-    responses, faces, labels, ids = ranked_responses(checkpoint_key(run), model, meta, layer, atlas)
-    if atlas is None and layer == model.deepest_filter_layer() and not model.sees_the_image(layer):
-        offer_atlas(run, layer, responses)  # the ranking just made is the atlas's
-    if atlas is not None:
-        st.caption(f"Rankings and the patterns of {len(atlas.filters)} filters come from the run's atlas "
-                   "(precomputed by fer-studio atlas); other filters are synthesised now.")
-else:
-    responses = None
-    st.info("The bundled PublicTest faces are missing, so the faces that excite each filter cannot be shown.")
-if how == "by number":
-    chosen = st.multiselect("Filter numbers", range(channels), default=list(range(count)), max_selections=16)
-elif how == "most active on this face":
-    chosen = [int(c) for c in np.argsort(-maps.mean((1, 2)))[:count]]
-else:
-    chosen = [int(c) for c in np.argsort(-responses.mean(0), kind="stable")[:count]]
-
-store = pattern_store(checkpoint_key(run), layer, fft)
-if fft and atlas is not None:  # the atlas's patterns are the page's own: fft, seed 0
-    store.update({c: atlas.pattern(c) for c in chosen if c not in store and atlas.pattern(c) is not None})
-missing = [] if kernels else [c for c in chosen if c not in store]
-if kernels:
-    size = "×".join(map(str, layers[layer].kernel_size))
-    st.caption(f"{layer} reads the face itself, so each filter is a {size} picture: its weights, red where a "
-               "bright pixel raises the response, blue where it lowers it. Synthesizing a pattern for it only "
-               f"tiles that {size} kernel.")
-if missing:
-    progress = st.progress(0.0, text=f"Synthesizing {len(missing)} pattern(s)…")
-    def step_text(i, n):
-        return f"Synthesizing {len(missing)} pattern(s) together: ascent step {i} of {n}"
-    patterns = maximise_filters(model, layer, missing, meta, fft=fft,
-                                on_step=lambda i, n: progress.progress(i / n, text=step_text(i, n)))
-    store.update(zip(missing, patterns))
-    progress.empty()
-for channel in chosen:
-    a, b, c = st.columns([1, 1, 2])
-    if kernels:
-        weights = layers[layer].weight.detach()[channel, 0].float().numpy()
-        a.image(enlarge(colourise(weights, signed=True), 144), width=144, caption=f"filter #{channel}: its weights")
-        line = f"**#{channel}**: weights from {weights.min():+.2f} to {weights.max():+.2f}"
+with patterns_tab:
+    left, mid, switch = st.columns([2, 3, 3], vertical_alignment="bottom")
+    count = left.slider("Filters", 1, min(16, channels), min(8, channels))
+    ranked = BUNDLED_PUBLICTEST.exists()
+    ways = (["most active on PublicTest"] if ranked else []) \
+        + (["most active on this face"] if maps is not None else []) + ["by number"]
+    # by default the filters most active over PublicTest: the ones the run's atlas holds patterns for (and the
+    # report shows), so that a first visit reads them instead of synthesising them
+    how = mid.selectbox("Which filters", ways, index=0)
+    kernels = model.sees_the_image(layer)  # a first layer's pattern is its kernel: nothing to synthesize
+    fft = switch.toggle("Smooth (FFT)", value=True, disabled=kernels,
+                        help="On: the pattern is optimised through its Fourier coefficients scaled by 1/frequency "
+                             "(the FFT parametrisation), which gives smoother, more natural patterns. Off: plain "
+                             "pixel ascent, which finds high-frequency noise."
+                             + (" Off here: this layer reads the face itself, so its kernels are shown." if kernels
+                                else ""))
+    atlas = cached_atlas(checkpoint_key(run), str(run.path), layer, atlas_stamp(run.path)) if ranked else None
+    if ranked:
+        # the atlas's rankings are kept apart from live ones: the two differ by float16 rounding
+        responses, faces, labels, ids = ranked_responses(checkpoint_key(run), model, meta, layer, atlas)
+        if atlas is None and layer == model.deepest_filter_layer() and not model.sees_the_image(layer):
+            offer_atlas(run, layer, responses)  # the ranking just made is the atlas's
+        if atlas is not None:
+            st.caption(f"Rankings and the patterns of {len(atlas.filters)} filters come from the run's atlas "
+                       "(precomputed by fer-studio atlas); other filters are synthesised now.")
     else:
-        pattern = store[channel]
-        a.image(enlarge(pattern.image, 144), width=144, caption=f"filter #{channel}")
-        line = (f"**#{channel}**: mean activation {pattern.activation:.2f} on this pattern, "
-                f"{pattern.start_activation:.2f} on the starting noise")
-    if responses is not None:
-        top = top_faces(responses, channel, 9)
-        b.image(mosaic(faces[top, 0], 3), width=144,
-                caption="the 9 PublicTest faces where it peaks highest")
-        kinds = Counter(EMOTIONS[labels[t]] for t in top).most_common()
-        line += (f". Its 9 top faces (highest peak activation; {responses[top[0], channel]:.2f} on the first): "
-                 + ", ".join(f"{n} {e}" for e, n in kinds) + f" (ids {', '.join(ids[top[:3]])}, …)")
-    c.markdown(line)
+        responses = None
+        st.info("The bundled PublicTest faces are missing, so the faces that excite each filter cannot be shown.")
+    if how == "by number":
+        chosen = st.multiselect("Filter numbers", range(channels), default=list(range(count)), max_selections=16)
+    elif how == "most active on this face":
+        chosen = [int(c) for c in np.argsort(-maps.mean((1, 2)))[:count]]
+    else:
+        chosen = [int(c) for c in np.argsort(-responses.mean(0), kind="stable")[:count]]
+
+    store = pattern_store(checkpoint_key(run), layer, fft)
+    if fft and atlas is not None:  # the atlas's patterns are the page's own: fft, seed 0
+        store.update({c: atlas.pattern(c) for c in chosen if c not in store and atlas.pattern(c) is not None})
+    missing = [] if kernels else [c for c in chosen if c not in store]
+    if kernels:
+        size = "×".join(map(str, layers[layer].kernel_size))
+        st.caption(f"{layer} reads the face itself, so each filter is a {size} picture: its weights, red where a "
+                   "bright pixel raises the response, blue where it lowers it. Synthesizing a pattern for it only "
+                   f"tiles that {size} kernel.")
+    if missing:
+        progress = st.progress(0.0, text=f"Synthesizing {len(missing)} pattern(s)…")
+        def step_text(i, n):
+            return f"Synthesizing {len(missing)} pattern(s) together: ascent step {i} of {n}"
+        patterns = maximise_filters(model, layer, missing, meta, fft=fft,
+                                    on_step=lambda i, n: progress.progress(i / n, text=step_text(i, n)))
+        store.update(zip(missing, patterns))
+        progress.empty()
+    for channel in chosen:
+        a, b, c = st.columns([1, 1, 1.6])
+        if kernels:
+            weights = layers[layer].weight.detach()[channel, 0].float().numpy()
+            a.image(enlarge(colourise(weights, signed=True), 144), width=144,
+                    caption=f"filter #{channel}: its weights")
+            line = f"**#{channel}**: weights from {weights.min():+.2f} to {weights.max():+.2f}"
+        else:
+            pattern = store[channel]
+            a.image(enlarge(pattern.image, 144), width=144, caption=f"filter #{channel}")
+            line = (f"**#{channel}**: mean activation {pattern.activation:.2f} on this pattern, "
+                    f"{pattern.start_activation:.2f} on the starting noise")
+        if responses is not None:
+            top = top_faces(responses, channel, 9)
+            b.image(mosaic(faces[top, 0], 3), width=144,
+                    caption="the 9 PublicTest faces where it peaks highest")
+            kinds = Counter(EMOTIONS[labels[t]] for t in top).most_common()
+            line += (f". Its 9 top faces (highest peak activation; {responses[top[0], channel]:.2f} on the "
+                     "first): " + ", ".join(f"{n} {e}" for e, n in kinds) + f" (ids {', '.join(ids[top[:3]])}, …)")
+        c.markdown(line)

@@ -138,7 +138,8 @@ def test_filters_page_for_a_dataset_face(runs, monkeypatch):
     monkeypatch.setattr(fer_models.explain.atlas, "PATTERNS", 8)  # the atlas made below: no more than the page shows
     at = open_page("app_pages/filters.py", run="unevaluated", query={"face": "28711"})
     assert at.selectbox(key="filters_layer_cnn3").value == "block3.conv"
-    assert next(r for r in at.radio if r.label == "Which").value == "most active on PublicTest"
+    assert next(s for s in at.selectbox if s.label == "Which filters").value == "most active on PublicTest"
+    assert [t.label for t in at.tabs] == ["What excites a filter", "Feature maps on this face"]  # patterns first
     lines = [m.value for m in at.markdown if m.value.startswith("**#")]
     assert len(lines) == 8 and all("on the starting noise" in line and "Its 9 top faces" in line for line in lines)
     # the patterns beat the noise they started from
@@ -159,7 +160,7 @@ def test_filters_page_by_number_on_an_upload(runs):
     at = open_page("app_pages/filters.py", state={"_face_source": "Upload", "_upload": ("me.png", photo_bytes()),
                                                   "filters_layer_cnn3": "block1.conv"})
     assert at.selectbox(key="filters_layer_cnn3").value == "block1.conv"
-    next(r for r in at.radio if r.label == "Which").set_value("by number")
+    next(s for s in at.selectbox if s.label == "Which filters").set_value("by number")
     at.run()
     assert not at.exception, at.exception
     at.multiselect[0].set_value([3, 5])

@@ -106,11 +106,13 @@ def test_every_page_fits_a_projector(projector, start_app, runs):
         assert errors == [], f"/{path}: {errors}"
         if path in ("", "confusion"):
             projector.wait_for_selector(".js-plotly-plot .xtick text", timeout=30_000)
-        if path == "saliency":  # the map, what the page is for, on the first screen
-            shown = projector.locator("[data-testid='stImage']").filter(has_text="over the face").first
+        # the result, what the page is for, on the first screen: Saliency's map, Filters' first pattern
+        result = {"saliency": "over the face", "filters": "filter #"}.get(path)
+        if result:
+            shown = projector.locator("[data-testid='stImage']").filter(has_text=result).first
             shown.wait_for(timeout=60_000)
-            box = shown.bounding_box()
-            assert box["y"] >= 0 and box["y"] + box["height"] <= 720, f"the saliency map ends at {box}"
+            box = shown.locator("img").bounding_box()
+            assert box["y"] >= 0 and box["y"] + box["height"] <= 720, f"/{path}: the result ends at {box}"
         assert overflow_of_main(projector) <= 0, f"/{path}: the main area scrolls sideways"
         caption = projector.locator("[data-testid='stSidebar'] [data-testid='stCaptionContainer']").first
         box = caption.bounding_box()
