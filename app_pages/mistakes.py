@@ -128,7 +128,7 @@ def page_ui(shown) -> int:
     asked = st.query_params.get("page", "1")  # untrusted: "²" is a digit to str.isdigit() and not to int()
     page = min(int(asked) if asked.isascii() and asked.isdigit() and len(asked) < 7 else 1, pages)
     count, paging = st.columns([3, 1], vertical_alignment="center")
-    count.markdown(f"**{len(shown):,} faces**" + (f" · {pages} pages of {PER_PAGE}" if pages > 1 else ""))
+    count.markdown(f"**{len(shown):,} faces**" + (f" · {pages} pages, {PER_PAGE} faces a page" if pages > 1 else ""))
     page = paging.number_input(f"Page (of {pages})", 1, pages, max(page, 1), label_visibility="collapsed",
                                help=f"Page, of {pages}") if pages > 1 else 1
     to_url(page=page)

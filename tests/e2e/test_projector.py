@@ -80,6 +80,25 @@ def illegible_labels(page) -> list[str]:
     }""")
 
 
+def faint_captions(page) -> list[str]:
+    """Captions (Streamlit's and images') under 4.5:1 against white, the contrast WCAG AA asks of text: their
+    colour blended with white by its alpha and the opacity of the element and its ancestors."""
+    return page.evaluate("""() => {
+        const contrast = e => {
+            let alpha = 1;
+            for (let x = e; x; x = x.parentElement) alpha *= Number(getComputedStyle(x).opacity);
+            const [r, g, b, a = 1] = getComputedStyle(e).color.match(/[0-9.]+/g).map(Number);
+            const lum = [r, g, b].map(v => (255 - (255 - v) * a * alpha) / 255)
+                .map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
+                .reduce((s, v, i) => s + [0.2126, 0.7152, 0.0722][i] * v, 0);
+            return 1.05 / (lum + 0.05);
+        };
+        const texts = document.querySelectorAll("[data-testid='stCaptionContainer'] p, [data-testid='stImageCaption']");
+        return [...texts].filter(e => e.innerText.trim() && contrast(e) < 4.5)
+            .map(e => `${e.innerText.trim().slice(0, 40)}: ${contrast(e).toFixed(1)}:1`);
+    }""")
+
+
 def cut_labels(page) -> list[str]:
     """Metric and widget labels the browser cuts with an ellipsis ("Calibration error (E…"): the text's width in
     its own font against the box that clips it (the clipping box reports no overflow of its own)."""
@@ -122,6 +141,7 @@ def test_every_page_fits_a_projector(projector, start_app, runs):
         assert plotly_labels_outside(projector) == [], f"/{path}: labels cut off"
         assert illegible_labels(projector) == [], f"/{path}: labels too small, too faint or overlapping"
         assert cut_labels(projector) == [], f"/{path}: labels cut short"
+        assert faint_captions(projector) == [], f"/{path}: captions too faint"
 
 
 def cell_box(page) -> dict:
