@@ -15,8 +15,8 @@ def totals(structure: Structure) -> None:
                help=GLOSSARY["mult-adds"])
     right.metric("Layers", totals["layers"], help="Leaf modules: each conv, norm, activation, pool and linear layer.")
     last.metric("Activations per face", f"{totals['activations_mib']} MiB",
-                help="Memory of every layer's output for one face: what a forward pass keeps for the backward "
-                     "pass in training, times the batch size.")
+                help="Memory of every layer's output for one face (1 MiB = 1,048,576 bytes): what a forward pass "
+                     "keeps for the backward pass in training, times the batch size.")
 
 
 def chain(structure: Structure) -> None:

@@ -11,7 +11,8 @@ from fer_models.nets.structure import structure_of
 from fer_models.teaching.glossary import GLOSSARY
 
 st.title("Architecture")
-st.caption("Read off the model object with torchinfo for a 1×48×48 gray face: nothing here is typed in.")
+st.caption("Measured on the model itself by passing one 48×48 gray face through it (with the torchinfo library): "
+           "nothing here is typed in.")
 
 
 run = selected_run()

@@ -1,9 +1,12 @@
 """Training history: how loss and accuracy moved epoch by epoch, from the run's history.csv."""
+from dataclasses import asdict
+
 import streamlit as st
 
 from app_pages._shared import chart, history_of, md, selected_run
 from fer_models.runs.folder import RunFolder, RunProblem
 from fer_models.runs.registry import reproduce_command, training_cost
+from fer_models.teaching.curves import curve_notes
 from fer_models.teaching.figures import history_figure
 
 st.title("Training history")
@@ -52,6 +55,9 @@ if run is not None:
     except RunProblem as err:
         st.caption(f"No reproduce command: {md(err)}")
     else:
+        # the settings as validated (config.json is the run folder's, untrusted): numbers are numbers
+        for note in curve_notes(history_of(run), asdict(RunFolder(run.path).settings(config)) if config else {}):
+            st.caption(note)
         cost_in_words(run, config)
         if not config:
             st.caption(f"No reproduce command: {md(run.name)} has no config.json.")

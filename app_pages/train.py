@@ -301,8 +301,10 @@ def job_form(data: str, label_source: str, demo: bool, sizes: dict | None) -> Tr
                                      "optimistic. The hold-out keeps PublicTest a test: never seen in training "
                                      "or in choosing the epoch.")
         device = c.selectbox("Device", devices())
-        processes = d.number_input("Processes (DDP over torchrun)", 1, 8, 1,
-                                   help="More than one: torchrun starts one process per GPU (gloo on CPU)")
+        processes = d.number_input("Processes", 1, 8, 1,
+                                   help="More than one trains on several GPUs at once, one process each, every "
+                                        "process on its own share of each batch (PyTorch's DistributedDataParallel, "
+                                        "started by torchrun; gloo on CPU)")
         st.markdown("Augmentation and regularisation")
         a, b, c, d, e, f = st.columns(6)
         flip = a.checkbox("Flip", key="job_flip")
