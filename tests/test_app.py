@@ -110,6 +110,7 @@ def test_architecture_diagrams(runs):
 
 
 def test_run_labels_name_the_model_once():
+    from dataclasses import replace
     from pathlib import Path
 
     from app_pages._shared import describe, run_details
@@ -119,6 +120,7 @@ def test_run_labels_name_the_model_once():
     assert run_details(run) == "Finished · 20/20 epochs · best validation 64.28% (epoch 20)"
     other = RunSummary("mine", Path("m"), "cnn3", "running", None, None, 0, 5)
     assert describe(other) == "mine · cnn3 · no epoch yet · running"
+    assert describe(replace(run, name="resnet10_fer_long")) == "resnet10_fer_long · 64.3%"  # named for its model
     assert run_details(other) == "Running · 0/5 epochs"
 
 
