@@ -49,7 +49,9 @@ def differences(check) -> None:
 
 def convolution(run) -> None:
     steps(CONV_STEPS)
-    cols = st.columns(9)
+    # two rows, the input's shape and the layer's settings: nine in one row left each box too narrow for its
+    # − and + buttons at a projector's 1280 px
+    cols = [*st.columns(4), *st.columns(5)]
     names = ["B", "C", "H", "W", "out channels", "kernel k", "stride s", "padding p", "dilation d"]
     defaults = [1, 1, 48, 48, 64, 7, 2, 3, 1]
     lows = [1, 1, 1, 1, 1, 1, 1, 0, 1]
