@@ -33,6 +33,11 @@ def from_list() -> None:
     go(st.session_state["lesson_list"])
 
 
+def from_strip() -> None:
+    if st.session_state["lesson_strip"] is not None:  # a click on the step shown deselects it: stay there
+        go(st.session_state["lesson_strip"])
+
+
 def presenter_from_toggle() -> None:
     if st.session_state["lesson_presenter"]:
         st.query_params["presenter"] = "1"
@@ -57,8 +62,13 @@ if run is None:
     st.stop()
 left, right = st.columns([1, 1] if presenter else [3, 2], gap="large")
 DRAW[STEPS[index].slug](run, left, right, presenter)
-# fixed at the bottom right, like a slide deck's: never below the fold, whatever the step holds
-back, ahead = st.container(key="lesson_nav").columns(2)
+# fixed at the bottom right, like a slide deck's: never below the fold, whatever the step holds; the steps'
+# numbers too, since the sidebar's list of them starts below a 720-row screen under the page list
+nav = st.container(key="lesson_nav")
+st.session_state["lesson_strip"] = index
+nav.segmented_control("Step", range(len(STEPS)), key="lesson_strip", on_change=from_strip, width="stretch",
+                      format_func=lambda i: str(i + 1), label_visibility="collapsed")
+back, ahead = nav.columns(2)
 # no arrow in the labels: the keyboard shortcut's own hint draws one (it read "← Back ←")
 back.button("Back", key="lesson_back", on_click=go, args=(index - 1,), disabled=index == 0, width="stretch",
             shortcut="Left")

@@ -98,6 +98,12 @@ def test_every_step_draws_and_next_back_and_the_list_move_through_them(runs):
     assert at.query_params["lesson"] == "filters"
     at.sidebar.radio(key="lesson_list").set_value(1).run()
     assert at.title[0].value.startswith("2/6") and not at.exception
+    strip = at.button_group(key="lesson_strip")
+    assert strip.value == 1 and strip.options[0] == "1"  # the step shown, numbered from 1
+    strip.set_value(4).run()
+    assert at.title[0].value.startswith("5/6") and at.query_params["lesson"] == lesson.STEPS[4].slug
+    at.button_group(key="lesson_strip").set_value(None).run()  # the step shown clicked again: it stays
+    assert at.title[0].value.startswith("5/6") and at.button_group(key="lesson_strip").value == 4
     at.sidebar.toggle(key="lesson_presenter").set_value(True).run()
     assert at.query_params["presenter"] == "1" and any("font-size: 20px" in h.proto.body for h in at.get("html"))
 
