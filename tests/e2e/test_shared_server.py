@@ -38,6 +38,9 @@ def test_shared_with_a_password_is_read_only_until_the_teacher_unlocks(page, sta
     settle(page)
     page.get_by_label("Teacher password").fill("class-of-26")
     page.get_by_role("button", name="Unlock training").click()
+    # waited for, not settled: on a loaded machine the rerun can start after settle's one-second look for it
+    # (CI once counted 0 buttons there)
+    page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
     settle(page)
     assert page.get_by_role("button", name="Start training").count() == 1
     assert "class-of-26" not in page.url and "class-of-26" not in page.content()
