@@ -24,7 +24,11 @@ def finished(tmp_path_factory):
     return root / "run", data
 
 
-def test_ships_record_weights_and_evaluations_without_optimizer_state(finished, tmp_path):
+def test_ships_record_weights_and_evaluations_without_optimizer_state(finished, tmp_path, monkeypatch):
+    import fer_models.training.ship as ship_module
+    # fp16 accepted whatever it moves: whether it moves a tiny two-epoch model's 70 faces by one (1.4 points)
+    # depends on that model's margins, not on shipping (the refusal has its own test below)
+    monkeypatch.setattr(ship_module, "HALF_TOLERANCE", 1.0)
     run, data = finished
     report = ship(run, tmp_path / "ref", data, half=True, atlas_patterns=2)
     ref = tmp_path / "ref"
@@ -33,7 +37,7 @@ def test_ships_record_weights_and_evaluations_without_optimizer_state(finished, 
                      "eval/PublicTest-tta/metrics.json", "eval/PublicTest-tta/predictions.csv",
                      "eval/PublicTest/confusion.csv", "eval/PublicTest/metrics.json",
                      "eval/PublicTest/predictions.csv", "history.csv", "meta.json", "model.safetensors", "status.json"]
-    assert abs(report["accuracy_fp16"] - report["accuracy_fp32"]) < 0.001 and report["weights"] == "float16"
+    assert abs(report["accuracy_fp16"] - report["accuracy_fp32"]) < 0.05 and report["weights"] == "float16"
     meta = json.loads((ref / "meta.json").read_text())
     assert meta["weights_dtype"] == "float16"
     assert ref.stat().st_mode & 0o055 == 0o055  # others can read it, as any folder (mkdtemp made it 0700)
