@@ -94,6 +94,21 @@ def test_graceful_stop_mid_epoch_then_resume(tmp_path, uninterrupted, data_csv, 
     assert pd.read_csv(out / "history.csv")["seconds"].iloc[0] >= 0.9 * status["train_seconds"] > 0
 
 
+def test_a_stop_on_an_epochs_last_step_resumes_to_that_epochs_end(tmp_path, uninterrupted, data_csv, env):
+    """Seen in CI: a job stopped just as its epoch's last step ended was saved at step N of N, unvalidated, and
+    its resume ran no step and crashed on an unset learning rate."""
+    per_epoch = json.loads((uninterrupted("fp32") / "status.json").read_text())["steps_per_epoch"]
+    out = tmp_path / "stopped"
+    stopped = train_cli(SMALL + ["--precision", "fp32", "--data", str(data_csv), "--out", str(out),
+                                 "--stop-at-step", str(per_epoch - 1)], env)
+    assert stopped.returncode == 0, stopped.stderr
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "stopped" and (status["epoch"], status["step"]) == (1, per_epoch)
+    resumed = train_cli(["--out", str(out), "--resume"], env)
+    assert resumed.returncode == 0, resumed.stderr
+    pd.testing.assert_frame_equal(history(out), history(uninterrupted("fp32")), atol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory, data_csv, env):
     out = tmp_path_factory.mktemp("ddp") / "ddp"

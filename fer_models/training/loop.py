@@ -119,6 +119,9 @@ def train_one_epoch(t: Trainer, state: TrainState, x_train, y_train, soft_train,
     images_seen = 0
     bar = Progress(steps_per_epoch, state.step, f"epoch {state.epoch + 1}/{cfg.epochs}", t.is_main)
     stopped = False
+    # a stop on an epoch's last step saved the epoch whole but not yet validated: its resume runs no step and goes
+    # straight to the epoch's end, with the learning rate that last step used (it was unset there: a crash)
+    lr = learning_rate(cfg, state.epoch * steps_per_epoch + max(state.step - 1, 0), total_steps, steps_per_epoch)
     while state.step < steps_per_epoch:
         global_step = state.epoch * steps_per_epoch + state.step
         if t.kill_at_step is not None and global_step == t.kill_at_step:
