@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import write_fer_csv  # tests/ is on the path by pyproject.toml's pythonpath
+from helpers import make_evaluated_run, write_fer_csv  # tests/ is on the path by pyproject.toml's pythonpath
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -11,6 +11,14 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def fer_csv(tmp_path):
     return write_fer_csv(tmp_path / "fer2013.csv")
+
+
+@pytest.fixture
+def small_runs(tmp_path, monkeypatch):
+    """A runs folder the app reads (FER_STUDIO_RUNS) holding one evaluated run, "small"."""
+    make_evaluated_run(tmp_path / "runs", "small")
+    monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "runs"
 
 
 @pytest.fixture

@@ -1,14 +1,12 @@
 """The Learn pages rendered headless (AppTest): the math checks hold as inputs change; the report exports."""
 import pytest
 
-from helpers import make_evaluated_run, open_app, shown
+from helpers import open_app, shown
 
 
 @pytest.fixture
-def runs(tmp_path, monkeypatch):
-    make_evaluated_run(tmp_path / "runs", "small")
-    monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "runs"))
-    return tmp_path / "runs"
+def runs(small_runs):
+    return small_runs
 
 
 def by_label(widgets, label):

@@ -3,14 +3,12 @@ the tooltip of the first widget or metric that names it (issue 35, item 16)."""
 import pytest
 
 from fer_models.teaching.glossary import GLOSSARY
-from helpers import make_evaluated_run, open_app
+from helpers import open_app
 
 
 @pytest.fixture
-def runs(tmp_path, monkeypatch):
-    make_evaluated_run(tmp_path / "runs", "evaluated")
-    monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "runs"))
-    return tmp_path / "runs"
+def runs(small_runs):
+    return small_runs
 
 
 def help_of(elements, label):
@@ -31,7 +29,7 @@ WHERE = [("architecture", "metric", "Mult-adds per face", ["mult-adds"]),
 def test_every_term_is_explained_where_a_page_first_names_it(runs):
     assert {term for *_, terms in WHERE for term in terms} == set(GLOSSARY)  # no term unexplained, none unused
     for page in dict.fromkeys(page for page, *_ in WHERE):
-        at = open_app(f"app_pages/{page}.py", run="evaluated",
+        at = open_app(f"app_pages/{page}.py", run="small",
                       state={"webcam_mode": "Snapshot", "math_tab": "Softmax and cross-entropy"})
         for _, kind, label, terms in (w for w in WHERE if w[0] == page):
             tip = help_of(getattr(at, kind), label)
@@ -41,6 +39,6 @@ def test_every_term_is_explained_where_a_page_first_names_it(runs):
 def test_the_architecture_tables_mult_adds_column_is_explained(runs):
     import json
 
-    at = open_app("app_pages/architecture.py", run="evaluated")
+    at = open_app("app_pages/architecture.py", run="small")
     [table] = [d for d in at.dataframe if "mult-adds" in d.value.columns]
     assert json.loads(table.proto.columns)["mult-adds"]["help"] == GLOSSARY["mult-adds"]
