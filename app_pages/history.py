@@ -50,13 +50,15 @@ if run is not None:
                            "text/csv")
 
     live()
+    folder = RunFolder(run.path)
     try:
-        config = RunFolder(run.path).config()
+        config = folder.config()
+        # the settings as validated (config.json is the run folder's, untrusted): numbers are numbers
+        settings = asdict(folder.settings(config)) if config else {}
     except RunProblem as err:
         st.caption(f"No reproduce command: {md(err)}")
     else:
-        # the settings as validated (config.json is the run folder's, untrusted): numbers are numbers
-        for note in curve_notes(history_of(run), asdict(RunFolder(run.path).settings(config)) if config else {}):
+        for note in curve_notes(history_of(run), settings):
             st.caption(note)
         cost_in_words(run, config)
         if not config:
