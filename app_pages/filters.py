@@ -80,7 +80,7 @@ with maps_tab:
                        "to a single position, so a filter here says only how strongly its feature is present "
                        "somewhere in the face, no longer where.")
 with patterns_tab:
-    left, mid, switch = st.columns([2, 3, 3], vertical_alignment="bottom")
+    left, mid, switch = st.columns([2, 4, 3], vertical_alignment="bottom")
     count = left.slider("Filters", 1, min(16, channels), min(8, channels))
     ranked = BUNDLED_PUBLICTEST.exists()
     ways = (["most active on PublicTest"] if ranked else []) \
