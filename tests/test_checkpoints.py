@@ -88,6 +88,20 @@ def test_pickle_is_refused_and_never_unpickled(tmp_path, maker):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("length", [128, 0x4B50])  # first byte 0x80, first two bytes "PK": a pickle's marks
+def test_a_safetensors_header_whose_length_looks_like_a_pickle_is_read(tmp_path, length):
+    """Seen in CI: a run's last.safetensors whose header happened to be 128 bytes long (its length's first
+    byte 0x80) was refused as a pickle, and the run could not be resumed."""
+    import struct
+
+    from fer_models.runs.checkpoints import checked_header
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    path = tmp_path / "last.safetensors"
+    path.write_bytes(struct.pack("<Q", length) + header.ljust(length) + b"\0" * 4)
+    assert path.read_bytes()[:1] == b"\x80" or path.read_bytes()[:2] == b"PK"
+    assert list(checked_header(path)) == ["w"]
+
+
 def test_architecture_mismatch_names_the_matching_arch(saved):
     run, _ = saved
     meta = json.loads((run / "meta.json").read_text())

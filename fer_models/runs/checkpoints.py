@@ -69,7 +69,12 @@ def read_meta(run_dir, for_model: bool = False) -> dict:
 
 def _refuse_pickle(path: Path) -> None:
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(9)
+    # a safetensors file opens with its header's length (8 bytes, little-endian), then the header's "{": that
+    # length's first byte may be 0x80 or "P" too (a header of 128 bytes), so the pickle's marks count only without
+    # the "{" (never at that place in a zip's or a pickle's opening bytes)
+    if head[8:9] == b"{":
+        return
     if head[:2] == b"PK" or head[:1] == b"\x80":
         raise CheckpointError(
             f"{path}: is a pickled PyTorch file (torch.save). FER Studio loads only .safetensors, because "
