@@ -38,15 +38,15 @@ def test_a_failure_late_in_a_clip_keeps_the_frames_done(run, tmp_path, monkeypat
     from fer_models.media.live import LiveAnnotator
 
     clip = write_clip(tmp_path / "clip.mp4", frames=12)
-    process = LiveAnnotator.process
+    prepare = LiveAnnotator.prepare
     seen = []
 
-    def breaks_at_seven(self, bgr):
+    def breaks_at_seven(self, bgr):  # within the first batch: the six frames prepared before it are kept
         seen.append(1)
         if len(seen) == 7:
             raise RuntimeError("the detector fell over")
-        return process(self, bgr)
-    monkeypatch.setattr(LiveAnnotator, "process", breaks_at_seven)
+        return prepare(self, bgr)
+    monkeypatch.setattr(LiveAnnotator, "prepare", breaks_at_seven)
     model, meta = load_model(run)
     result = annotate_video(model, meta, clip, tmp_path / "out.mp4", tmp_path / "out.csv")
     assert result.frames == 6 and "at frame 6: RuntimeError: the detector fell over" in result.truncated

@@ -37,6 +37,18 @@ def test_a_clip_gives_a_row_per_frame_a_steady_track_and_a_video_of_the_same_fra
     assert not list(tmp_path.glob(".*"))  # no temporary file left
 
 
+def test_frames_classified_in_batches_read_as_one_at_a_time(tmp_path, model, monkeypatch):
+    import fer_models.media.video as video
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=19)  # two full batches and three frames over
+    batched = annotate_video(*model, clip, None, None, every=3).timeline
+    monkeypatch.setattr(video, "BATCH", 1)
+    single = annotate_video(*model, clip, None, None, every=3).timeline
+    assert len(batched) == 19 and batched[COLUMNS[:7]].equals(single[COLUMNS[:7]])
+    assert (batched[COLUMNS[7:14]] - single[COLUMNS[7:14]]).abs().max().max() < 1e-3  # smoothing in frame order
+    assert batched["label"].tolist() == single["label"].tolist()
+
+
 def test_odd_sizes_no_faces_and_the_message(tmp_path, model):
     clip = write_clip(tmp_path / "blank.webm", frames=6, shape=(121, 161), codec="libvpx", face=False)
     result = annotate_video(*model, clip, tmp_path / "out.mp4", tmp_path / "out.csv")

@@ -31,6 +31,7 @@ COLUMNS = ["frame", "seconds", "track", "x", "y", "width", "height", *EMOTIONS, 
 MIN_FREE_BYTES = 64 << 20
 DISK_CHECK_EVERY = 30  # frames
 MAX_SIDE = 4096  # frames larger than this are refused: 4K is the largest a phone records
+BATCH = 8  # frames classified in one forward pass: a file need not answer each frame at once, as a webcam must
 
 
 class VideoError(ValueError):
@@ -159,25 +160,21 @@ def _probe(source, output: Path | None) -> None:
 
 def _annotate_frames(container, stream, annotator, writer, result: VideoResult, total: float, progress,
                      should_stop, name: str) -> list[tuple]:
-    """Every frame through the annotator (and into the writer): the timeline's rows. Whatever breaks after the
-    first frame ends the clip there, said in result.truncated; before it, VideoError."""
+    """Every frame through the annotator (and into the writer), BATCH frames to a forward pass: the timeline's
+    rows. Whatever breaks after the first frame ends the clip there, said in result.truncated, the frames prepared
+    before it finished and kept; before it, VideoError."""
     import av
 
     width, height = result.size
-    rows, first_time = [], None
-    try:
-        for frame in container.decode(stream):
-            if should_stop():
-                result.stopped = True
-                break
-            t = float(frame.time) if frame.time is not None else result.frames / result.fps
-            first_time = t if first_time is None else first_time
-            bgr = frame.to_ndarray(format="bgr24")
-            if bgr.shape[:2] != (height, width):  # a stream may change size mid-way: the writer's stays
-                bgr = _resized(bgr, width, height)
-                result.resized += 1
-            out = annotator.process(bgr)
-            for track, (x, y, w, h), probs in annotator.faces_now():
+    rows, pending, first_time = [], [], None
+
+    def flush():
+        if not pending:
+            return
+        batch = pending[:]
+        pending.clear()
+        for (_, frame, t), (out, faces) in zip(batch, annotator.finish([p for p, _, _ in batch])):
+            for track, (x, y, w, h), probs in faces:
                 rows.append((result.frames, round(t - first_time, 4), track, x, y, w, h,
                              *np.round(probs, 5).tolist(), EMOTIONS[int(probs.argmax())]))
             if writer is not None:
@@ -188,6 +185,26 @@ def _annotate_frames(container, stream, annotator, writer, result: VideoResult, 
             result.seconds = t - first_time + 1 / result.fps
             if progress is not None:
                 progress(result.seconds, max(total, result.seconds))
+
+    try:
+        try:
+            for frame in container.decode(stream):
+                if should_stop():
+                    result.stopped = True
+                    break
+                t = float(frame.time) if frame.time is not None else (result.frames + len(pending)) / result.fps
+                first_time = t if first_time is None else first_time
+                bgr = frame.to_ndarray(format="bgr24")
+                if bgr.shape[:2] != (height, width):  # a stream may change size mid-way: the writer's stays
+                    bgr = _resized(bgr, width, height)
+                    result.resized += 1
+                pending.append((annotator.prepare(bgr), frame, t))
+                if len(pending) == BATCH:
+                    flush()
+        except KeyboardInterrupt:
+            result.stopped = True
+        finally:  # the frames prepared before a stop or a failure are finished too
+            flush()
     except KeyboardInterrupt:
         result.stopped = True
     except Exception as err:  # noqa: BLE001 - whatever breaks late in a clip, the frames done are kept
