@@ -142,8 +142,10 @@ def _dataset_face(path: Path, split: str) -> PickedFace | None:
     if st.button("Random face", icon=":material/casino:"):
         rng = np.random.default_rng()
         st.session_state["face_id"] = st.session_state["_face_id"] = str(ids[rng.choice(pool)])
-    wanted = st.text_input(f"Face id ({md(split)}: {md(ids[0])}–{md(ids[-1])})", key="face_id", on_change=store,
-                           args=("face_id",)).strip()
+    # the range alone in the label: with the split's name it wrapped in One convolution's narrow column
+    wanted = st.text_input(f"Face id ({md(ids[0])}–{md(ids[-1])})", key="face_id", on_change=store,
+                           args=("face_id",), help=f"The id of a {md(split)} face: its row in FER2013's file, "
+                           f"from {md(ids[0])} to {md(ids[-1])}").strip()
     if wanted not in index:
         st.error(f"No {md(split)} face has id '{md(wanted)}': ids run from {md(ids[0])} to {md(ids[-1])}.")
         return None

@@ -37,7 +37,8 @@ def test_saliency_on_a_linked_face_of_the_evaluated_data(runs):
     at = open_page("app_pages/saliency.py", query={"face": "102", "split": "PublicTest"})
     assert at.radio(key="face_source").value == "Dataset"
     assert at.text_input(key="face_id").value == "102"
-    assert "Face id (PublicTest: 100–134)" == at.text_input(key="face_id").label
+    assert "Face id (100–134)" == at.text_input(key="face_id").label
+    assert "PublicTest face" in at.text_input(key="face_id").help  # the split, where the label has no room
     from fer_models.core.constants import EMOTIONS
     assert f"the dataset says **{EMOTIONS[2]}**" in at.markdown[0].value  # synthetic labels cycle 0..6
     assert len(at.get("plotly_chart")) == 1
