@@ -2,13 +2,17 @@
 by each filter (from the run's atlas, else computed once per layer) and the synthesized patterns, shared by all
 sessions."""
 import threading
+import time
+from collections import Counter
 
 import streamlit as st
 
 from app_pages._dataset import load_split
+from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.explain.atlas import load_atlas
-from fer_models.explain.features import filter_responses
+from fer_models.explain.features import filter_responses, top_faces
+from fer_models.explain.pictures import colourise, enlarge, mosaic
 from fer_models.runs.folder import ATLAS_FILE
 
 
@@ -56,9 +60,10 @@ def ranked_responses(key: str, model, meta, layer: str, atlas=None):
     else:
         text = f"Ranking the {len(images):,} PublicTest faces for every filter of {layer} (once per layer)"
         bar = st.progress(0.0, text=text + "…")
-        norm = meta["normalisation"]
+        norm, started = meta["normalisation"], time.monotonic()
         responses = filter_responses(model, layer, images, norm["mean"], norm["std"],
-                                     on_batch=lambda done, n: bar.progress(done / n, text=f"{text}: {done:,}"))
+                                     on_batch=lambda done, n: bar.progress(done / n, text=f"{text}: {done:,} of {n:,}"
+                                                                           f"{time_left(started, done / n)}"))
         bar.empty()
     found = (responses, images, labels, ids)
     with lock:
@@ -66,3 +71,58 @@ def ranked_responses(key: str, model, meta, layer: str, atlas=None):
             store.pop(next(iter(store)))
         store[entry] = found
     return found
+
+
+def time_left(started: float, share: float) -> str:
+    """' · about N s left' from the pace so far (started: time.monotonic()), once there is a pace to go by."""
+    if not 0.02 < share < 1:
+        return ""
+    return f" · about {max(1, round((time.monotonic() - started) * (1 - share) / share))} s left"
+
+
+def synthesis_progress(bar, total: int):
+    """on_step callbacks for patterns synthesised part after part: each part's steps move one bar over all of
+    them, with the part's filters, its step and the time left."""
+    started, done = time.monotonic(), [0]
+
+    def for_part(size: int):
+        first = done[0]
+        done[0] += size
+
+        def on_step(i: int, n: int) -> None:
+            share = (first + size * i / n) / total
+            bar.progress(share, text=f"Synthesizing patterns {first + 1}–{first + size} of {total}: ascent step "
+                                     f"{i} of {n}{time_left(started, share)}")
+        return on_step
+    return for_part
+
+
+def filter_row(channel: int, conv, kernels: bool, pattern, responses, faces, labels, ids, slots=None):
+    """One filter's row: its pattern (or, on a layer that reads the face, its kernel), its top PublicTest faces
+    and what they are. Drawn first without a pattern still being made, then again into the same slots."""
+    if slots is None:
+        a, b, c = st.columns([1, 1, 1.6])
+        slots = (a.empty(), c.empty())
+        if responses is not None:
+            b.image(mosaic(faces[top_faces(responses, channel, 9), 0], 3), width=144,
+                    caption="the 9 PublicTest faces where it peaks highest")
+    picture, words = slots
+    if kernels:
+        weights = conv.weight.detach()[channel, 0].float().numpy()
+        picture.image(enlarge(colourise(weights, signed=True), 144), width=144,
+                      caption=f"filter #{channel}: its weights")
+        line = f"**#{channel}**: weights from {weights.min():+.2f} to {weights.max():+.2f}"
+    elif pattern is None:
+        picture.caption(f"filter #{channel}: its pattern is being synthesised…")
+        line = f"**#{channel}**"
+    else:
+        picture.image(enlarge(pattern.image, 144), width=144, caption=f"filter #{channel}")
+        line = (f"**#{channel}**: mean activation {pattern.activation:.2f} on this pattern, "
+                f"{pattern.start_activation:.2f} on the starting noise")
+    if responses is not None:
+        top = top_faces(responses, channel, 9)
+        kinds = Counter(EMOTIONS[labels[t]] for t in top).most_common()
+        line += (f". Its 9 top faces (highest peak activation; {responses[top[0], channel]:.2f} on the "
+                 "first): " + ", ".join(f"{n} {e}" for e, n in kinds) + f" (ids {', '.join(ids[top[:3]])}, …)")
+    words.markdown(line)
+    return slots

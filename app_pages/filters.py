@@ -1,18 +1,24 @@
 """Filters: what each conv filter of the selected run responds to, on a face and in general."""
-from collections import Counter
-
 import numpy as np
 import streamlit as st
 
 from app_pages._access import may_change_server
 from app_pages._face_picker import pick_face, show_model_input
-from app_pages._filters_view import atlas_stamp, cached_atlas, pattern_store, ranked_responses
+from app_pages._filters_view import (
+    atlas_stamp,
+    cached_atlas,
+    filter_row,
+    pattern_store,
+    ranked_responses,
+    synthesis_progress,
+)
 from app_pages._shared import checkpoint_key, md, selected_model
-from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.explain.attributions import face_input
-from fer_models.explain.features import feature_maps, maximise_filters, top_faces
-from fer_models.explain.pictures import colourise, enlarge, mosaic, to_uint8
+from fer_models.explain.features import feature_maps, maximise_filters
+from fer_models.explain.pictures import enlarge, to_uint8
+
+FIRST = 2  # patterns synthesised first, alone: on a deep layer they appear in about 2 s instead of all 8 in 7
 
 st.title("Filters")
 st.caption("Feature maps show where a layer's filters fire on one face; the synthesized patterns show what "
@@ -105,7 +111,7 @@ with patterns_tab:
             st.caption(f"Rankings and the patterns of {len(atlas.filters)} filters come from the run's atlas "
                        "(precomputed by fer-studio atlas); other filters are synthesised now.")
     else:
-        responses = None
+        responses = faces = labels = ids = None
         st.info("The bundled PublicTest faces are missing, so the faces that excite each filter cannot be shown.")
     if how == "by number":
         chosen = st.multiselect("Filter numbers", range(channels), default=list(range(count)), max_selections=16)
@@ -123,31 +129,17 @@ with patterns_tab:
         st.caption(f"{layer} reads the face itself, so each filter is a {size} picture: its weights, red where a "
                    "bright pixel raises the response, blue where it lowers it. Synthesizing a pattern for it only "
                    f"tiles that {size} kernel.")
+    # every row is drawn before any pattern is synthesised, so the page never shows the last layer's patterns
+    # (faded, under this layer's name) while it works; the first patterns then appear as soon as they are made
+    progress = st.progress(0.0, text=f"Synthesizing {len(missing)} pattern(s)…") if missing else None
+    slots = {channel: filter_row(channel, layers[layer], kernels, store.get(channel), responses, faces, labels,
+                                 ids) for channel in chosen}
     if missing:
-        progress = st.progress(0.0, text=f"Synthesizing {len(missing)} pattern(s)…")
-        def step_text(i, n):
-            return f"Synthesizing {len(missing)} pattern(s) together: ascent step {i} of {n}"
-        patterns = maximise_filters(model, layer, missing, meta, fft=fft,
-                                    on_step=lambda i, n: progress.progress(i / n, text=step_text(i, n)))
-        store.update(zip(missing, patterns))
+        said = synthesis_progress(progress, len(missing))
+        for part in (missing[:FIRST], missing[FIRST:]):
+            if part:
+                store.update(zip(part, maximise_filters(model, layer, part, meta, fft=fft, on_step=said(len(part)))))
+            for channel in part:
+                filter_row(channel, layers[layer], kernels, store[channel], responses, faces, labels, ids,
+                           slots[channel])
         progress.empty()
-    for channel in chosen:
-        a, b, c = st.columns([1, 1, 1.6])
-        if kernels:
-            weights = layers[layer].weight.detach()[channel, 0].float().numpy()
-            a.image(enlarge(colourise(weights, signed=True), 144), width=144,
-                    caption=f"filter #{channel}: its weights")
-            line = f"**#{channel}**: weights from {weights.min():+.2f} to {weights.max():+.2f}"
-        else:
-            pattern = store[channel]
-            a.image(enlarge(pattern.image, 144), width=144, caption=f"filter #{channel}")
-            line = (f"**#{channel}**: mean activation {pattern.activation:.2f} on this pattern, "
-                    f"{pattern.start_activation:.2f} on the starting noise")
-        if responses is not None:
-            top = top_faces(responses, channel, 9)
-            b.image(mosaic(faces[top, 0], 3), width=144,
-                    caption="the 9 PublicTest faces where it peaks highest")
-            kinds = Counter(EMOTIONS[labels[t]] for t in top).most_common()
-            line += (f". Its 9 top faces (highest peak activation; {responses[top[0], channel]:.2f} on the "
-                     "first): " + ", ".join(f"{n} {e}" for e, n in kinds) + f" (ids {', '.join(ids[top[:3]])}, …)")
-        c.markdown(line)

@@ -78,3 +78,25 @@ def test_a_mistake_opens_in_saliency_with_the_same_face(page, module_app):
     page.wait_for_url("**/saliency?**", timeout=30_000)
     settle(page)
     assert f"face={face_id}" in page.url and page.get_by_label("Face id").input_value() == face_id
+
+
+def test_a_new_filters_layer_says_how_far_it_is_then_shows_its_patterns(page, module_app):
+    """A layer with nothing precomputed: the ranking and the synthesis each move a bar with the time left, every
+    filter's row is there at once (no pattern of the layer before under this one's name), patterns fill in."""
+    page.goto(f"{module_app[0]}/filters?run=small")
+    settle(page)
+    page.evaluate("""() => { window.seen = new Set(); new MutationObserver(() => document.querySelectorAll(
+        "[data-testid='stProgress'], [data-testid='stCaptionContainer']").forEach(e => window.seen.add(e.innerText)))
+        .observe(document.body, {subtree: true, childList: true, characterData: true}); }""")
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Layer").click()
+    page.locator("[role='option']").filter(has_text="block2.conv").click()
+    settle(page)
+    seen = page.evaluate("[...window.seen]")
+    assert any(re.search(r"Ranking the 3,589 PublicTest faces .*block2.conv.*: [\d,]+ of 3,589", s) for s in seen)
+    assert any(s.startswith("Synthesizing patterns 1–2 of 8: ascent step") for s in seen), seen
+    assert any(s.startswith("Synthesizing patterns 3–8 of 8") for s in seen)
+    assert any(re.search(r"about \d+ s left", s) for s in seen)
+    assert any("its pattern is being synthesised" in s for s in seen)
+    captions = page.locator("[data-testid='stImageCaption']").all_inner_texts()
+    assert sum(re.fullmatch(r"filter #\d+", c) is not None for c in captions) == 8
+    assert page.get_by_text("is being synthesised").count() == 0
