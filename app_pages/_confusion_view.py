@@ -3,7 +3,7 @@ their FER+ votes, and the scores beside it."""
 import streamlit as st
 
 from app_pages._dataset import cached_votes, load_split
-from app_pages._face_card import face_card
+from app_pages._face_card import face_card, votes_legend
 from app_pages._shared import chart, md
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.facedata import DataError
@@ -78,6 +78,8 @@ def show_faces(metrics, predictions, split, true, pred):
     page = st.number_input(f"Page (of {pages}), the model's most confident first", 1, pages, 1,
                            key=f"faces_page_{true}_{pred}") if pages > 1 else 1
     shown = cell.iloc[(page - 1) * FACES_PER_PAGE: page * FACES_PER_PAGE]
+    if votes is not None and shown["id"].astype(str).isin(votes.index).any():
+        st.html(votes_legend())
     columns = st.columns(3)
     missing = 0
     for i, row in enumerate(shown.itertuples()):

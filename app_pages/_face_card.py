@@ -15,7 +15,7 @@ def votes_bar(votes: np.ndarray, annotators: float | None = None) -> str:
     votes = np.nan_to_num(np.asarray(votes, float))
     total = votes.sum()
     if total <= 0:
-        return "<div style='font-size:13px;color:#555'>FER+: no vote for any of the seven classes</div>"
+        return "<div style='font-size:14px;color:#555'>FER+: no vote for any of the seven classes</div>"
     everyone = int(annotators) if annotators is not None and np.isfinite(annotators) and annotators > 0 else int(total)
     parts = "".join(f"<span title='{e}: {int(v)} of {everyone}' style='display:inline-block;height:10px;"
                     f"width:{100 * v / total:.1f}%;background:{CLASS_COLOURS[e]}'></span>"
@@ -24,7 +24,16 @@ def votes_bar(votes: np.ndarray, annotators: float | None = None) -> str:
     leading = " · ".join((f"{int(votes[i])} of {everyone} " if k == 0 else f"{int(votes[i])} ") + EMOTIONS[i]
                          for k, i in enumerate(order))
     return (f"<div style='display:flex;width:100%;border-radius:2px;overflow:hidden'>{parts}</div>"
-            f"<div style='font-size:13px;color:#333;line-height:1.3'>FER+: {escape(leading)}</div>")
+            f"<div style='font-size:14px;color:#333;line-height:1.3'>FER+: {escape(leading)}</div>")
+
+
+def votes_legend() -> str:
+    """The key to the vote bars' colours, once above a set of cards."""
+    keys = "".join(f"<span style='white-space:nowrap;margin-right:14px'><span style='display:inline-block;width:14px;"
+                   f"height:14px;vertical-align:-2px;margin-right:4px;background:{CLASS_COLOURS[e]}'></span>{e}</span>"
+                   for e in EMOTIONS)
+    return (f"<div style='font-size:14px;color:#333;line-height:1.8'>The coloured bar under a face: the ten FER+ "
+            f"annotators' votes, one colour per class · {keys}</div>")
 
 
 def face_card(pixels: np.ndarray, lines: list[str], explain: dict | None, votes: np.ndarray | None = None,

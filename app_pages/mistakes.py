@@ -2,7 +2,7 @@
 import streamlit as st
 
 from app_pages._dataset import cached_votes, load_split
-from app_pages._face_card import face_card
+from app_pages._face_card import face_card, votes_legend
 from app_pages._shared import md, require_evaluation, selected_run, split_role_note
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.facedata import DataError
@@ -72,10 +72,12 @@ def evaluation_ui(run):
     return split, metrics, predictions, second
 
 
-def summary_ui(run, split: str, mistakes, predictions, source: str) -> None:
-    table = summary(mistakes, predictions)
-    st.markdown(in_words(md(run.name), split, table))
-    with st.expander("Per class: the mistakes and the annotators' most common answer on them", expanded=False):
+def summary_ui(predictions, shown, filtered: bool, source: str) -> None:
+    """The run's mistakes in words, and per class the faces listed below (those the filters keep)."""
+    table = summary(shown, predictions)
+    title = (f"Per class: the {len(shown):,} faces the choices below keep, and the annotators' most common answer "
+             "on them") if filtered else "Per class: the mistakes and the annotators' most common answer on them"
+    with st.expander(title, expanded=False):
         st.dataframe(table, hide_index=True, width="stretch",
                      column_config={"share with the model": st.column_config.NumberColumn(format="percent"),
                                     "share with a majority": st.column_config.NumberColumn(format="percent")})
@@ -108,19 +110,22 @@ def filters_ui() -> dict:
 
 
 def compare_ui(run, split, predictions, second, shown, wanted, votes):
-    """With a second run: which faces (wrong for both, only one) and the second run's predictions by face id."""
+    """With a second run: which faces (wrong for both, only one), each set counted under the filters, and the
+    second run's predictions by face id."""
     _, second_predictions, _ = evaluation_of(next(r for r in st.session_state["runs"] if r.name == second), split)
     groups = compare(predictions, second_predictions)
-    names = {"both": f"wrong for both ({len(groups['both']):,})",
-             "only first": f"only {md(run.name)} gets wrong ({len(groups['only first']):,})",
-             "only second": f"only {md(second)} gets wrong ({len(groups['only second']):,})"}
+    # mistakes of the second run alone are filtered on its own table: its prediction, its confidences
+    theirs = select(mistake_table(second_predictions, votes), **wanted)
+    kept = {"both": shown, "only first": shown, "only second": theirs}
+    count = {k: int(kept[k]["id"].isin(groups[k]).sum()) for k in groups}
+    names = {"both": f"wrong for both ({count['both']:,})",
+             "only first": f"only {md(run.name)} gets wrong ({count['only first']:,})",
+             "only second": f"only {md(second)} gets wrong ({count['only second']:,})"}
     # a radio's options are Markdown, and these carry run names
     which = st.radio("Faces", list(names), format_func=names.get, horizontal=True,
                      index=from_url("set", list(names), "both"))
-    if which == "only second":  # mistakes of the second run: its own table, its own confidences
-        shown = select(mistake_table(second_predictions, votes), **wanted)
     to_url(**{"with": second, "set": which})
-    return shown[shown["id"].isin(groups[which])], which, second_predictions.set_index("id")
+    return kept[which][kept[which]["id"].isin(groups[which])], which, second_predictions.set_index("id")
 
 
 def page_ui(shown) -> int:
@@ -148,6 +153,8 @@ def cards(run, split, metrics, shown, page, second, which, second_predictions) -
     except DataError as err:
         st.error(f"Could not read the faces: {md(err)}")
         st.stop()
+    if "votes_angry" in shown and shown["verdict"].ne(NONE).any():
+        st.html(votes_legend())
     columns = st.columns(6)
     for i, row in enumerate(shown.iloc[(page - 1) * PER_PAGE: page * PER_PAGE].itertuples()):
         if row.id not in index:
@@ -155,9 +162,9 @@ def cards(run, split, metrics, shown, page, second, which, second_predictions) -
         lines = [f"id {md(row.id)} · label **{EMOTIONS[row.true]}**",
                  f"{md(whose) if second else 'model'}: **{EMOTIONS[row.pred]}** {row.confidence:.0%}",
                  f"then {EMOTIONS[row.second]} {row.second_p:.0%}"]
-        if second is not None and row.id in second_predictions.index:  # what the other run reads there
-            theirs = int(second_predictions.loc[row.id, "pred"])
-            lines.insert(2, f"{md(other if which == 'only second' else second)}: **{EMOTIONS[theirs]}**")
+        if second is not None and row.id in second_predictions.index:  # what the other run reads there, after
+            theirs = int(second_predictions.loc[row.id, "pred"])  # the first run's lines, not between them
+            lines.append(f"{md(other)}: **{EMOTIONS[theirs]}**")
         with columns[i % 6]:
             face_card(images[index[row.id]][0], lines, {"run": whose, "split": split, "face": row.id},
                       None if row.verdict == NONE else [getattr(row, f"votes_{e}") for e in EMOTIONS],
@@ -171,7 +178,8 @@ if run is not None:
     split_role_note(run, split)
     votes, source = covering(*cached_votes(metrics.get("data"), split), predictions["id"])
     mistakes = mistake_table(predictions, votes)
-    summary_ui(run, split, mistakes, predictions, source)
+    st.markdown(in_words(md(run.name), split, summary(mistakes, predictions)))
+    summary_slot = st.container()  # drawn once the filters below say which faces it counts
     wanted = filters_ui()
     shown = select(mistakes, **wanted)
     which, second_predictions = None, None
@@ -180,6 +188,10 @@ if run is not None:
     else:
         for key in ("with", "set"):
             st.query_params.pop(key, None)
+    with summary_slot:
+        filtered = second is not None or any(wanted[k] not in (None, False) for k in ("true", "pred", "verdict",
+                                                                                        "majority"))
+        summary_ui(predictions, shown, filtered, source)
     to_url(split=split)
     page = page_ui(shown)
     if shown.empty:

@@ -3,6 +3,7 @@ import socket
 
 import pytest
 
+from fer_models.core.constants import EMOTIONS
 from helpers import make_run, open_app, shown
 
 
@@ -149,7 +150,20 @@ def test_mistakes_page_without_votes_and_against_a_second_run(evaluated):
     cards = [c.value for c in at.caption if "· label" in c.value]
     assert len(cards) == 3 and all(c.split(" · ")[0].removeprefix("id ") in set(table.loc[wrong[:3], "id"])
                                    for c in cards)
+    assert all(c.splitlines()[-1].startswith("twin: **") for c in cards)  # the other run last, after "then"
     assert not at.exception
+    # with a class chosen, every set's count, the faces listed and the per-class table follow it
+    ours = pd.read_csv(evaluated / "evaluated" / "eval" / "PublicTest" / "predictions.csv", dtype={"id": str})
+    both = set(ours.loc[ours["true"] != ours["pred"], "id"]) & set(table.loc[table["true"] != table["pred"], "id"])
+    true = int(ours.loc[ours["id"].isin(both), "true"].mode()[0])
+    expected = int((ours["id"].isin(both) & (ours["true"] == true)).sum())
+    assert 0 < expected < len(both)
+    at = open_app("app_pages/mistakes.py", run="evaluated", query={"with": "twin", "set": "both",
+                                                                    "true": EMOTIONS[true]})
+    assert f"wrong for both ({expected})" == at.radio[0].format_func("both")
+    assert any(f"**{expected} faces**" in m.value for m in at.markdown)
+    summary = at.dataframe[0].value
+    assert summary.iloc[-1]["mistakes"] == expected and summary["mistakes"].iloc[:-1].sum() == expected
 
 
 def test_mistakes_page_without_evaluation_says_how(evaluated):

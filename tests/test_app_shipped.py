@@ -77,6 +77,8 @@ def test_mistakes_page_on_a_reference_run(run):
     cards = [c.value for c in at.caption if "· label" in c.value]
     assert cards[0].startswith(f"id {first} · label **sad**") and len(cards) == min(len(wanted), 12)
     assert at.query_params["true"] == "sad" and at.query_params["votes"] == MODEL
+    assert at.dataframe[0].value.iloc[-1]["mistakes"] == len(wanted)  # the per-class table counts what is listed
+    assert any("the ten FER+ annotators' votes, one colour per class" in h.proto.body for h in at.get("html"))
 
 
 def test_a_shipped_runs_scores_say_that_publictest_picked_its_epoch():
