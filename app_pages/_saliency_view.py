@@ -5,7 +5,7 @@ import streamlit as st
 from app_pages._shared import checkpoint_key
 from fer_models.core.constants import EMOTIONS
 from fer_models.explain.attributions import METHODS, attribute_classes, face_input
-from fer_models.explain.pictures import colourise, enlarge, overlay, robust_top, scale_bar
+from fer_models.explain.pictures import SCALE_BAR_WIDTH, colourise, enlarge, overlay, robust_top, scale_bar
 
 
 @st.cache_data(show_spinner="Computing the attributions…", max_entries=64)
@@ -27,13 +27,13 @@ def show_maps(run, loaded, face, method, targets, opacity, probs, beside=None):
         a = maps[0]
         top = robust_top(a.map)
         if beside is None:
-            over, alone, legend = st.columns([5, 5, 3])
+            over, alone, legend = st.columns([5, 5, 3], gap="small")
         else:
-            over, (alone, legend, _) = beside, st.columns([5, 3, 5])
+            over, (alone, legend, _) = beside, st.columns([5, 3, 5], gap="small")
         over.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, top), 240), width="stretch",
                    caption=f"{info.title} for {EMOTIONS[a.target]}, over the face")
         alone.image(enlarge(colourise(a.map, a.signed, top), 240), width="stretch", caption="the map alone")
-        legend.image(scale_bar(a.signed, top), caption="scale of both")
+        legend.image(scale_bar(a.signed, top), width=SCALE_BAR_WIDTH, caption="scale of both")
     else:
         top = max(robust_top(a.map) for a in maps)  # one scale: a class with weak evidence looks weak
         grid, legend = st.columns([4, 1])
@@ -42,7 +42,8 @@ def show_maps(run, loaded, face, method, targets, opacity, probs, beside=None):
                 for col, a in zip(st.columns(4), maps[row:row + 4]):
                     col.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, top), 192), width="stretch",
                               caption=f"{EMOTIONS[a.target]} · model {probs[a.target]:.0%}")
-        legend.image(scale_bar(a.signed, top, height=300), caption="one scale for all seven maps")
+        legend.image(scale_bar(a.signed, top, height=300), width=SCALE_BAR_WIDTH,
+                     caption="one scale for all seven maps")
     if info.signed:
         st.caption("Red: evidence for the class; blue: against it; white: none.")
     else:
@@ -67,12 +68,16 @@ def all_methods(run, loaded, face, target: int, opacity: float, probs, side: int
         maps[key] = cached_maps(checkpoint_key(run), model, meta, face.pixels.tobytes(), key, (target,))[0]
     bar.empty()
     cells = st.columns(4) + st.columns(4)
+    # the method's name alone: "Integrated Gradients (signed)" was cut at a 200-px map's width; the two scales
+    # in the last cell say which maps are signed (red-blue) and which are not
     for cell, (key, a) in zip(cells, maps.items()):
-        cell.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, robust_top(a.map)), side), width=side,
-                   caption=f"{METHODS[key].title}{' (signed)' if a.signed else ''}")
+        cell.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, robust_top(a.map)), side), width="stretch",
+                   caption=METHODS[key].title)
     with cells[-1]:
-        st.image(scale_bar(True, 1.0, height=side // 2 + 20), caption="signed: of each map's own maximum")
-        st.image(scale_bar(False, 1.0, height=side // 2 + 20), caption="unsigned: of each map's own maximum")
+        st.image(scale_bar(True, 1.0, height=side - 20), width=SCALE_BAR_WIDTH,
+                 caption="red-blue maps, signed: of each map's own maximum")
+        st.image(scale_bar(False, 1.0, height=side - 20), width=SCALE_BAR_WIDTH,
+                 caption="dark-bright maps, unsigned: of each map's own maximum")
     st.caption(f"All seven for {EMOTIONS[target]} (model {probs[target]:.0%}). Each map is scaled to its own 99.5th "
                "percentile: the methods measure different things in different units, so compare where they put "
                "the evidence, not how much.")

@@ -18,7 +18,7 @@ PRESENTER_CSS = """<style>
 NAV_CSS = """<style>
 .st-key-lesson_nav { position: fixed; bottom: 1rem; right: 2.5rem; width: 19rem; z-index: 99; background: white;
   padding: 0.5rem; border-radius: 0.75rem; box-shadow: 0 0 0.75rem rgba(0, 0, 0, 0.12); }
-[data-testid='stMainBlockContainer'] { padding-bottom: 6rem; }
+[data-testid='stMainBlockContainer'] { padding-bottom: 11rem; }  /* the last line scrolls clear of the box */
 .st-key-lesson_back button, .st-key-lesson_next button { min-height: 3.2rem; }
 .st-key-lesson_back button p, .st-key-lesson_next button p { font-size: 1.35rem; font-weight: 600; }
 .st-key-lesson_clicker { display: none; }

@@ -52,3 +52,7 @@ def test_probability_chart_marks_prediction_and_truth():
     bar = probability_figure(probs, true=4).data[0]
     assert list(bar.y)[3] == "happy" and list(bar.y)[4] == "sad (true)"
     assert bar.marker.color[3] != bar.marker.color[0]
+    from fer_models.teaching.figures import RIGHT, TRUE, WRONG
+    assert bar.marker.color[3] == WRONG and bar.marker.color[4] == TRUE  # a wrong reading is never green
+    assert probability_figure(probs, true=3).data[0].marker.color[3] == RIGHT
+    assert probability_figure(probs).data[0].marker.color[3] not in (RIGHT, WRONG)  # no label: no verdict

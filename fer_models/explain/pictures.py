@@ -58,6 +58,9 @@ def to_unit(map_: np.ndarray, signed: bool, top: float | None = None) -> np.ndar
     return np.clip(m / (top or robust_top(m)), -1 if signed else 0, 1)
 
 
+SCALE_BAR_WIDTH = 105  # px: "against" in 11 pt beside the bar; a page shows it at this width, never scaled down
+
+
 def scale_bar(signed: bool, top: float, height: int = 240) -> np.ndarray:
     """The colour scale of colourise as a picture (H x W x 3 uint8), its ends labelled with the map's values
     and what they mean, so that each map on a page has its legend beside it. Drawn on a Figure of its own
@@ -70,15 +73,16 @@ def scale_bar(signed: bool, top: float, height: int = 240) -> np.ndarray:
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
-    dpi = 100
-    fig = Figure(figsize=(1.35, height / dpi), dpi=dpi)
+    dpi, end = 100, 32  # px above and below the bar: each end's label is two lines centred on the end
+    height = max(height, 3 * end)
+    fig = Figure(figsize=(SCALE_BAR_WIDTH / dpi, height / dpi), dpi=dpi)
     canvas = FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.08, 0.09, 0.16, 0.82))  # room above and below for the end labels
+    ax = fig.add_axes((0.06, end / height, 0.18, 1 - 2 * end / height))
     lo = -top if signed else 0.0
     fig.colorbar(ScalarMappable(Normalize(lo, top), colormaps["RdBu_r" if signed else "inferno"]), cax=ax)
     ticks = [lo, 0.0, top] if signed else [0.0, top]
     words = ["against", "none", "for"] if signed else ["none", "strongest"]
     ax.set_yticks(ticks, [f"{w}\n{t:+.2g}" if signed and t else f"{w}\n{t:.2g}" for w, t in zip(words, ticks)],
-                  fontsize=10)
+                  fontsize=11)  # 15 px, shown at its own size (SCALE_BAR_WIDTH): legible from the back of a room
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()

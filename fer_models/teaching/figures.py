@@ -156,8 +156,15 @@ def confusion_figure(counts: np.ndarray, normalise: bool, selected: tuple[int, i
     return fig
 
 
+RIGHT, WRONG, READ, TRUE, OTHER = "#2e7d32", "#c62828", "#1f5fa8", "#81c784", "#90a4ae"
+
+
 def probability_figure(probs: np.ndarray, true: int | None = None) -> go.Figure:
-    colours = ["#2e7d32" if i == int(np.argmax(probs)) else "#90a4ae" for i in range(len(EMOTIONS))]
+    """The seven probabilities as bars: the model's class green when it is the label, red when it is not (the
+    label's bar then light green), blue when there is no label to judge by."""
+    pred = int(np.argmax(probs))
+    right = READ if true is None else RIGHT if pred == true else WRONG
+    colours = [right if i == pred else TRUE if i == true else OTHER for i in range(len(EMOTIONS))]
     names = [f"{e} (true)" if i == true else e for i, e in enumerate(EMOTIONS)]
     fig = go.Figure(go.Bar(x=probs, y=names, orientation="h", marker_color=colours,
                            text=[f"{p:.1%}" for p in probs], textposition="outside", cliponaxis=False))
