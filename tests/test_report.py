@@ -34,6 +34,10 @@ def test_report_has_every_section_and_loads_nothing(reported):
                   "A batch whose values are all equal", "Softmax with cross-entropy", "Convolution arithmetic"):
         assert f">{title}<" in text, title
     assert text.count('class="plotly-graph-div"') == 2  # training curves and confusion matrix
+    assert len(out.read_bytes()) < 3 * 2**20  # plotly.js travels gzipped: it alone was 4.7 MB
+    from fer_models.teaching.report import PLOT_LATER
+    assert text.count(f'<script type="{PLOT_LATER}">') == 2  # each figure drawn once plotly.js is unpacked
+    assert "$" not in text.split("<body>")[1].split("plotly-gz")[0]  # inline math rendered, none left raw
     assert text.count("<math") >= 15 and "xmlns" not in text.split("<body>")[1]
     parser = Resources()
     parser.feed(text)

@@ -79,7 +79,8 @@ def training_story(history: pd.DataFrame, planned: int | None = None, hours: flo
         said.append(f"Validation loss was lowest in epoch {int(low['epoch'])} ({low['val_loss']:.3f}) and rose to "
                     f"{end['val_loss']:.3f}: the model grew surer of its wrong answers even where accuracy held.")
     elif hours:
-        said.append(f"Training took {hours * 60:.0f} minutes of compute over {done} epochs.")
+        # in hours to two places, as the report says it: one run, one figure, one way of writing it
+        said.append(f"Training took {hours:.2f} h of compute over {done} epochs.")
     return said
 
 
