@@ -39,8 +39,18 @@ def unused(structure: Structure) -> None:
         if only:
             view = table[(table["weights never trained"] > 0) | (table["rows × cols dropped"] != "")
                          | table["cells reaching the output"].map(lambda s: s.split("/")[0] != s.split("/")[1])]
-        st.dataframe(view, hide_index=True, width="stretch", height=360,
-                     column_config={"weights never trained": st.column_config.NumberColumn(format="localized")})
+        # short headers, the full meaning on hover: at 1280 px the long ones ran past the table's right edge
+        column = st.column_config
+        st.dataframe(view, hide_index=True, width="stretch", height=360, column_config={
+            "kernel taps used": column.TextColumn("taps used", help="Kernel taps over a real pixel (not padding) "
+                                                  "at some output position, of all the kernel's taps"),
+            "weights never trained": column.NumberColumn("untrained", format="localized",
+                                                         help="Weights that never get a gradient: they only "
+                                                              "ever see padding or dropped rows"),
+            "rows × cols dropped": column.TextColumn("dropped", help="Rows × columns of the input that a stride "
+                                                     "or pooling never reads"),
+            "cells reaching the output": column.TextColumn("reach scores", help="Cells of the output map where "
+                                                           "some class score has a non-zero gradient, of all")})
         st.caption("A kernel tap is used if some output position places it over a real pixel, not padding. A cell "
                    "reaches the scores if some class score has a non-zero gradient there, on random faces in "
                    "eval mode.")

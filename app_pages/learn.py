@@ -90,8 +90,11 @@ def convolution(run) -> None:
     walk["formula = PyTorch"] = walk["formula"] == walk["output"].map(lambda s: s[-1])
     for col in ("input", "output"):
         walk[col] = walk[col].map(lambda s: "×".join(map(str, s)))
+    # the one-letter columns narrow: at 1280 px the last header ran past the table's edge
+    narrow = {c: st.column_config.NumberColumn(c, width=36, help=h) for c, h in
+              {"k": "kernel size", "s": "stride", "p": "padding", "d": "dilation"}.items() if c in walk}
     st.dataframe(walk, hide_index=True, width="stretch",
-                 column_config={"naive": st.column_config.NumberColumn(format="%g"),
+                 column_config={**narrow, "naive": st.column_config.NumberColumn(format="%g"),
                                 "naive is wrong": st.column_config.CheckboxColumn("naive wrong"),
                                 "formula = PyTorch": st.column_config.CheckboxColumn("= PyTorch")})
     st.caption(f"Every conv and pooling layer of {arch} outside its dense blocks, for one 48×48 face, from a "

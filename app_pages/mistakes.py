@@ -8,6 +8,8 @@ from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.facedata import DataError
 from fer_models.evaluation.mistakes import (
     MAJORITY,
+    MAJORITY_MODEL,
+    MOST_COMMON_MODEL,
     NONE,
     ORDERS,
     VERDICTS,
@@ -78,9 +80,25 @@ def summary_ui(predictions, shown, filtered: bool, source: str) -> None:
     title = (f"Per class: the {len(shown):,} faces the choices below keep, and the annotators' most common answer "
              "on them") if filtered else "Per class: the mistakes and the annotators' most common answer on them"
     with st.expander(title, expanded=False):
-        st.dataframe(table, hide_index=True, width="stretch",
-                     column_config={"share with the model": st.column_config.NumberColumn(format="percent"),
-                                    "share with a majority": st.column_config.NumberColumn(format="percent")})
+        column = st.column_config  # short headers, each one's meaning on hover: the long ones ran off at 1280 px
+        shares = ["share with the model", "share with a majority"]
+        table = table.assign(**{k: table[k] * 100 for k in shares})  # whole percents: two decimals took a column
+        st.dataframe(table, hide_index=True, width="stretch", column_config={
+            "with votes": column.NumberColumn("voted", help="Mistakes with FER+ votes"),
+            MOST_COMMON_MODEL: column.NumberColumn("model", help="The annotators' most common answer is the "
+                                                   "model's class"),
+            "the label": column.NumberColumn("label", help="... is the dataset's label"),
+            "a third class": column.NumberColumn("other", help="... is a third class"),
+            "no single class": column.NumberColumn("none", help="No single most common answer (a tie, or more "
+                                                   "'not a face' votes)"),
+            MAJORITY_MODEL: column.NumberColumn("6+ model", help=f"{MAJORITY} chose the model's class"),
+            "share with the model": column.NumberColumn("% model", format="%.0f%%",
+                                                        help="model, of the voted mistakes"),
+            "share with a majority": column.NumberColumn("% 6+ model", format="%.0f%%",
+                                                         help="6+ model, of the voted mistakes")})
+        st.caption("model, label, other, none: what the annotators' most common answer is on the mistakes, the "
+                   "model's class, the dataset's label, a third class or no single class; 6+ model: a majority "
+                   "chose the model's class.")
         st.caption(f"The most common answer is the class with the most of the ten votes (it may be 4 of 10); "
                    f"a majority is {MAJORITY}. Votes: {md(source)}.")
 

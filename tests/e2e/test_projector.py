@@ -112,6 +112,14 @@ def cut_labels(page) -> list[str]:
     }""")
 
 
+def tables_cut(page) -> list[str]:
+    """Tables on show whose columns run past their right edge: the last headers are then cut, and the grid shows
+    its sideways scrollbar only under the pointer. Their first header names each."""
+    return page.evaluate("""() => [...document.querySelectorAll("[data-testid='stDataFrame'] .dvn-scroller")]
+        .filter(s => s.offsetParent !== null && s.scrollWidth > s.clientWidth + 1)
+        .map(s => s.closest("[data-testid='stDataFrame']").getAttribute('aria-label') || 'a table')""")
+
+
 def test_every_page_fits_a_projector(projector, start_app, runs):
     base = start_app(runs)
     projector.goto(f"{base}/?run=evaluated")
@@ -142,6 +150,7 @@ def test_every_page_fits_a_projector(projector, start_app, runs):
         assert illegible_labels(projector) == [], f"/{path}: labels too small, too faint or overlapping"
         assert cut_labels(projector) == [], f"/{path}: labels cut short"
         assert faint_captions(projector) == [], f"/{path}: captions too faint"
+        assert tables_cut(projector) == [], f"/{path}: a table wider than its box"
 
 
 def cell_box(page) -> dict:
