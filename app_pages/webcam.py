@@ -9,7 +9,7 @@ from app_pages._video import video_ui
 from fer_models.core.constants import EMOTIONS
 from fer_models.faces.decode import ImageError, read_image
 from fer_models.media.live import LiveAnnotator, annotate_photo, process_frame
-from fer_models.media.speed import LIVE_FPS_TARGET, faces_per_second, faster_run
+from fer_models.media.speed import LIVE_FPS_TARGET, faces_per_second, slow_run_offer
 from fer_models.nets.reach import GRADCAM_RULE
 from fer_models.teaching.figures import CLASS_COLOURS
 from fer_models.teaching.glossary import GLOSSARY
@@ -74,16 +74,15 @@ def switch_run(name: str) -> None:
     st.session_state["run_name"] = name  # a callback: it runs before the sidebar's picker is drawn again
 
 
-def offer_faster_run(live_fps: float) -> None:
-    """Under LIVE_FPS_TARGET fps, the run whose network is fastest here, in one click."""
-    if not 0 < live_fps < LIVE_FPS_TARGET:
+def offer_faster_run(rate: float, measured: bool = True) -> None:
+    """Under LIVE_FPS_TARGET fps, the run whose network is fastest here, in one click (speed.slow_run_offer)."""
+    if not 0 < rate < LIVE_FPS_TARGET:
         return
-    speeds = speeds_of_runs()
-    other = faster_run(run.name, speeds, live_fps)
-    if other is None:
+    offer = slow_run_offer(run.name, speeds_of_runs(), rate, measured)
+    if offer is None:
         return
-    st.warning(f"{live_fps:.1f} fps is under {LIVE_FPS_TARGET:.0f}: labels lag the faces. {md(other)}'s network "
-               f"reads a face {speeds[other] / speeds[run.name]:.1f}× faster on this machine.")
+    other, said = offer
+    st.warning(md(said))
     if st.button(f"Switch to {md(other)}", key="faster_run", on_click=switch_run, args=(other,)):
         st.rerun(scope="app")  # from inside the status fragment: the sidebar and the annotator follow the new run
 
@@ -119,6 +118,8 @@ if mode == "Live video":
         state = annotator.state()
         if ctx.state.playing:
             offer_faster_run(state.fps)
+        else:  # before START, the network's own speed already tells a run that cannot keep up
+            offer_faster_run(network_speed(key, model, meta), measured=False)
         if not ctx.state.playing:
             st.caption("Press START to stream your camera (the browser asks for permission).")
         elif not state.faces:

@@ -68,3 +68,4 @@ def test_a_file_that_is_not_a_video_gets_a_message(tmp_path, monkeypatch):
     at, job = analyse(tmp_path, monkeypatch, "notes.mp4", b"these are not frames\n" * 50)
     assert any("notes.mp4: not a video file this machine can read" in shown(e.value) for e in at.error)
     assert not at.get("video")
+

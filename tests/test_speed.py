@@ -1,7 +1,7 @@
 """Which run the live video offers when it lags: each network timed once on this machine (issue 35, item 5)."""
 import pytest
 
-from fer_models.media.speed import LIVE_FPS_TARGET, faces_per_second, faster_run
+from fer_models.media.speed import LIVE_FPS_TARGET, faces_per_second, faster_run, slow_run_offer
 
 
 def test_a_network_is_timed_in_faces_per_second():
@@ -23,3 +23,12 @@ def test_a_network_is_timed_in_faces_per_second():
 ])
 def test_the_faster_run_is_offered_only_when_it_helps(live, speeds, offered):
     assert faster_run("dense", speeds, live) == offered
+
+
+def test_before_the_stream_starts_a_network_too_slow_for_live_video_is_told_with_the_faster_run():
+    speeds = {"dense": 4.0, "cnn": 120.0}
+    other, said = slow_run_offer("dense", speeds, speeds["dense"], measured=False)
+    assert other == "cnn" and "dense's network alone reads 4.0 faces a second here, under the 15 fps" in said
+    assert "cnn's network reads a face 30.0× faster" in said
+    assert slow_run_offer("dense", speeds, 9.5)[1].startswith("9.5 fps is under 15: labels lag the faces.")
+    assert slow_run_offer("cnn", speeds, speeds["cnn"], measured=False) is None  # fast enough: nothing said

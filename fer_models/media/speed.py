@@ -37,3 +37,20 @@ def faster_run(current: str, speeds: dict[str, float], live_fps: float, margin: 
         return None
     best = max(others, key=others.get)
     return best if others[best] >= margin * speeds[current] else None
+
+
+def slow_run_offer(current: str, speeds: dict[str, float], rate: float, measured: bool = True
+                   ) -> tuple[str, str] | None:
+    """(the run to offer, what to say) when `rate` is under LIVE_FPS_TARGET and faster_run has one; `measured`:
+    the stream's own frame rate, else the network's faces per second, an upper bound on it (before the stream
+    starts). Plain text: the page escapes the run names."""
+    if not 0 < rate < LIVE_FPS_TARGET:
+        return None
+    other = faster_run(current, speeds, rate)
+    if other is None:
+        return None
+    said = (f"{rate:.1f} fps is under {LIVE_FPS_TARGET:.0f}: labels lag the faces." if measured else
+            f"{current}'s network alone reads {rate:.1f} faces a second here, under the {LIVE_FPS_TARGET:.0f} fps "
+            "a live video needs: labels would lag the faces.")
+    return other, (f"{said} {other}'s network reads a face {speeds[other] / speeds[current]:.1f}× faster on this "
+                   "machine.")
