@@ -17,6 +17,7 @@ import statistics
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,7 +42,7 @@ async def one_page(ws, base: str, page: str, run: str) -> tuple[float, list[str]
     msg.rerun_script.page_name = page
     started = time.perf_counter()
     await ws.send(msg.SerializeToString())
-    problems = []
+    problems, fetches = [], []
     while True:
         forward = ForwardMsg()
         forward.ParseFromString(await ws.recv())
@@ -50,16 +51,16 @@ async def one_page(ws, base: str, page: str, run: str) -> tuple[float, list[str]
             "new_element" else None
         if element is not None and element.WhichOneof("type") == "exception":
             problems.append(f"{element.exception.type}: {element.exception.message}"[:200])
-        elif element is not None and element.WhichOneof("type") == "imgs":  # a browser fetches each picture
-            for img in element.imgs.imgs:
-                if img.url.startswith("/"):
-                    await asyncio.to_thread(fetch, f"{base}{img.url}", problems)
+        elif element is not None and element.WhichOneof("type") == "imgs":  # fetched as they come, as a browser
+            fetches += [asyncio.create_task(asyncio.to_thread(fetch, f"{base}{img.url}", problems))  # does
+                        for img in element.imgs.imgs if img.url.startswith("/")]
         elif kind == "page_not_found":
             problems.append(f"page not found: {page!r}")
         elif kind == "script_finished":
             if forward.script_finished == ForwardMsg.FINISHED_WITH_COMPILE_ERROR:
                 problems.append("the page did not compile")
             if forward.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                await asyncio.gather(*fetches)
                 return time.perf_counter() - started, problems
 
 
@@ -77,6 +78,9 @@ async def one_user(port: int, run: str, k: int, rounds: int, times: dict, except
 
 
 async def load(users: int, runs: str, run: str, rounds: int, settle: float) -> dict:
+    # six connections a user, as a browser opens to one host: the default pool (six threads in all) would make
+    # the class queue behind each other's pictures on the client side
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(6 * users + 6))
     server, port = start_server(runs)
     times = {p or "history": [] for p in PAGES}
     exceptions = {p or "history": [] for p in PAGES}
