@@ -12,12 +12,6 @@ a picture).
 from __future__ import annotations
 
 import argparse
-import base64
-import functools
-import gzip
-import html
-import io
-import re
 import sys
 import time
 from collections import Counter
@@ -31,97 +25,23 @@ from fer_models.datasets.facedata import DataError
 from fer_models.datasets.loading import load_faces
 from fer_models.nets.reach import GRADCAM_RULE
 from fer_models.runs import folder as run_files
+from fer_models.teaching.report_pieces import (
+    PLOT_LATER,
+    PLOTLY_LOADER,
+    escaped,
+    markdown_bold,
+    picture,
+    plotly_div,
+    plotly_packed,
+    steps_html,
+    table_html,
+)
 
 SPLIT = "PublicTest"
 # what --out may never be: the run's own files (its weights, records and evaluations), which the report reads
 RUN_OWN = (run_files.MODEL_FILE, run_files.LAST_FILE, run_files.META_FILE, run_files.CONFIG_FILE,
            run_files.STATUS_FILE, run_files.HISTORY_FILE, run_files.JOB_FILE, run_files.LOG_FILE, run_files.ATLAS_FILE,
            f"{run_files.EVAL_DIR}/")
-
-
-def _e(value) -> str:
-    return html.escape(str(value))
-
-
-def _png(image: np.ndarray) -> str:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG", optimize=True)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def picture(image: np.ndarray, name: str, caption: str = "", width: int | None = None) -> str:
-    """An inline PNG with its caption and a link that saves it as name.png."""
-    data = f"data:image/png;base64,{_png(image)}"
-    size = f' width="{width}"' if width else ""
-    return (f'<figure><img src="{data}" alt="{_e(caption or name)}"{size}><figcaption>{caption}'
-            f' <a download="{_e(name)}.png" href="{data}">PNG</a></figcaption></figure>')
-
-
-def plotly_div(fig, name: str) -> str:
-    """The figure's div; its drawing script waits (PLOT_LATER) until PLOTLY_LOADER has unpacked plotly.js."""
-    from fer_models.teaching.figures import legible
-    config = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": name}}
-    div = legible(fig).to_html(full_html=False, include_plotlyjs=False, config=config)
-    return re.sub(r'<script( type="text/javascript")?>', f'<script type="{PLOT_LATER}">', div)
-
-
-PLOT_LATER = "text/x-plot-once-plotly-is-unpacked"
-# plotly.js is 4.7 MB, most of the report: it travels gzipped (1.4 MB, 1.9 as base64) and the browser unpacks it
-# (DecompressionStream: Chrome/Edge 80, Firefox 113, Safari 16.4), then draws each figure; the file stays one
-# self-contained page that loads nothing
-PLOTLY_LOADER = """<script>
-(async () => {
-  const later = [...document.querySelectorAll('script[type="%(later)s"]')];
-  const run = code => { const s = document.createElement("script"); s.textContent = code; document.head.append(s); };
-  try {
-    const packed = Uint8Array.from(atob(document.getElementById("plotly-gz").textContent), c => c.charCodeAt(0));
-    run(await new Response(new Blob([packed]).stream().pipeThrough(new DecompressionStream("gzip"))).text());
-    later.forEach(s => run(s.textContent));
-  } catch (err) {
-    later.forEach(s => s.parentElement.insertAdjacentHTML("afterbegin", "<p><b>This browser cannot unpack the "
-      + "report's charts: open the file in a current Chrome, Edge, Firefox or Safari.</b></p>"));
-  }
-})();
-</script>"""
-
-
-@functools.lru_cache(maxsize=1)
-def _plotly_packed() -> str:
-    import plotly.offline
-
-    return base64.b64encode(gzip.compress(plotly.offline.get_plotlyjs().encode(), 9, mtime=0)).decode("ascii")
-
-
-def math(latex: str) -> str:
-    from latex2mathml.converter import convert
-
-    # the namespace attribute is only needed in XML; HTML5 knows <math>, and the file then names no URL
-    return convert(latex, display="block").replace(' xmlns="http://www.w3.org/1998/Math/MathML"', "")
-
-
-def _steps(steps) -> str:
-    return "".join(f"<p>{_inline(text)}</p>{math(latex)}" for text, latex in steps)
-
-
-def _inline(text: str) -> str:
-    """A sentence with $...$ math in it: the words escaped, each $...$ as inline MathML."""
-    from latex2mathml.converter import convert
-
-    parts = re.split(r"\$([^$]+)\$", text)
-    return "".join(_e(part) if i % 2 == 0 else
-                   convert(part, display="inline").replace(' xmlns="http://www.w3.org/1998/Math/MathML"', "")
-                   for i, part in enumerate(parts))
-
-
-def _table(df) -> str:
-    return df.to_html(index=False, border=0, classes="table", float_format=lambda v: f"{v:.3g}", na_rep="–")
-
-
-def _markdown_bold(text: str) -> str:
-    """The **bold** and `code` of the sentences the pages also show, as HTML (everything else escaped)."""
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", _e(text)))
 
 
 # ---------------------------------------------------------------- the sections
@@ -132,7 +52,7 @@ def unused_paragraphs(model) -> str:
     findings = structure_of(model.arch).findings
     if not findings:
         return ""
-    items = "".join(f"<li>{_markdown_bold(s)}</li>" for s in findings)
+    items = "".join(f"<li>{markdown_bold(s)}</li>" for s in findings)
     return (f"<h3>What a {model.input_spec.size}×{model.input_spec.size} input leaves unused</h3>"
             "<p>Found from the model's arithmetic and a gradient probe, not typed in:</p>"
             f"<ul>{items}</ul>")
@@ -144,8 +64,8 @@ def architecture_section(model, meta) -> str:
     structure = structure_of(model.arch)
     table, totals = structure.layers, structure.totals
     long = len(table) > 40
-    rows = _table(table)
-    return (f"<h2>1. Architecture: {_e(meta['arch'])}</h2>"
+    rows = table_html(table)
+    return (f"<h2>1. Architecture: {escaped(meta['arch'])}</h2>"
             f"<p>{totals['parameters']:,} parameters, {totals['mult_adds'] / 1e6:,.1f} M mult-adds per face, "
             f"{totals['layers']} layers, {totals['activations_mib']} MiB of activations for one face "
             "(torchinfo on the model object).</p>"
@@ -187,18 +107,19 @@ def confusion_section(run_dir: Path, split: str):
     try:
         metrics, predictions, confusion = read_evaluation(run_dir, split)
     except FileNotFoundError as err:
-        return f"<h2>3. Confusion matrix</h2><p>{_e(err)}</p>", None, None
+        return f"<h2>3. Confusion matrix</h2><p>{escaped(err)}</p>", None, None
     if confusion is None:
-        return f"<h2>3. Confusion matrix</h2><p>Split {_e(split)} has no labels.</p>", metrics, predictions
+        return f"<h2>3. Confusion matrix</h2><p>Split {escaped(split)} has no labels.</p>", metrics, predictions
     counts = confusion.to_numpy()
     fig = confusion_figure(counts, normalise=True)
     fig.update_traces(hovertemplate="true %{y}, predicted %{x}<br>%{customdata[2]} faces "
                                     "(%{customdata[3]:.1%} of %{y})<extra></extra>")
-    pairs = "".join(f"<li>{_markdown_bold(p)}</li>" for p in most_confused(counts, top=5))
+    pairs = "".join(f"<li>{markdown_bold(p)}</li>" for p in most_confused(counts, top=5))
     summary = (f"accuracy {metrics['accuracy']:.2%}, macro F1 {metrics.get('macro_f1', float('nan')):.3f}, "
                f"top-2 accuracy {metrics.get('top2_accuracy', float('nan')):.2%} on {int(counts.sum()):,} faces")
-    return (f"<h2>3. Confusion matrix on {_e(split)}</h2><p>{summary}; rows are the true class, shares of that row."
-            f"</p>{plotly_div(fig, 'confusion_matrix')}<h3>Per class</h3>{_table(per_class_table(metrics, counts))}"
+    return (f"<h2>3. Confusion matrix on {escaped(split)}</h2><p>{summary}; rows are the true class, shares of that "
+            f"row.</p>{plotly_div(fig, 'confusion_matrix')}<h3>Per class</h3>"
+            f"{table_html(per_class_table(metrics, counts))}"
             f"<h3>Most confused</h3><ul>{pairs}</ul>"), metrics, predictions
 
 
@@ -250,10 +171,10 @@ def mistakes_section(run_dir: Path, split: str, metrics: dict | None, prediction
                 said = "" if row.verdict == NONE else \
                     f"; FER+ most common answer: {VERDICTS[row.verdict].removeprefix('is ')}"
                 tiles.append(picture(enlarge(images[index[row.id], 0], 96), f"mistake_{row.id}",
-                                     f"#{_e(row.id)}: {EMOTIONS[row.true]} → {EMOTIONS[row.pred]} "
-                                     f"{row.confidence:.0%}{_e(said)}"))
-    return (head + f"<p>{_markdown_bold(in_words(run_dir.name, split, table))}</p>"
-            + _table(shown) + f"<p><small>Votes: {_e(source)}.</small></p>"
+                                     f"#{escaped(row.id)}: {EMOTIONS[row.true]} → {EMOTIONS[row.pred]} "
+                                     f"{row.confidence:.0%}{escaped(said)}"))
+    return (head + f"<p>{markdown_bold(in_words(run_dir.name, split, table))}</p>"
+            + table_html(shown) + f"<p><small>Votes: {escaped(source)}.</small></p>"
             + (f"<h3>The most confident mistakes of each class</h3><div class='grid'>{''.join(tiles)}</div>"
                if tiles else ""))
 
@@ -282,10 +203,10 @@ def saliency_section(model, meta, predictions, faces, per_class: int) -> str:
                                 enlarge(overlay(pixels, ig.map, True, 0.7), 96)], axis=1)
         mark = "✓" if pred == true else "✗"
         tiles.append(picture(strip, f"saliency_{p['id']}",
-                             f"#{_e(p['id'])}: {EMOTIONS[true]} → {EMOTIONS[pred]} "
+                             f"#{escaped(p['id'])}: {EMOTIONS[true]} → {EMOTIONS[pred]} "
                              f"{p[f'p_{EMOTIONS[pred]}']:.0%} {mark}"))
     return (head + f"<p>{per_class} faces of each true class, drawn at random (seed 0). Each strip: the face, "
-            f"Grad-CAM on <code>{_e(model.gradcam_layer_name)}</code> ({GRADCAM_RULE}) and Integrated Gradients "
+            f"Grad-CAM on <code>{escaped(model.gradcam_layer_name)}</code> ({GRADCAM_RULE}) and Integrated Gradients "
             "(50 steps, mean-gray baseline), both for the predicted class; red is evidence for it, blue against.</p>"
             f'<div class="grid">{"".join(tiles)}</div>')
 
@@ -297,7 +218,7 @@ def filters_section(model, meta, faces_all, labels, count: int, atlas=None) -> s
     from fer_models.explain.pictures import enlarge, mosaic
 
     layer = model.deepest_filter_layer()
-    head = f"<h2>6. Filters of {_e(layer)}</h2>"
+    head = f"<h2>6. Filters of {escaped(layer)}</h2>"
     if faces_all is None:
         return head + "<p>No faces to rank the filters on (pass --data).</p>"
     norm = meta["normalisation"]
@@ -339,23 +260,23 @@ def math_section(model) -> str:
                           "naive": f"{r['naive']:g}"} for r in shape_walk(model)])
 
     def check_table(check):
-        return _table(pd.DataFrame([{k: (f"{v:.1e}" if k.startswith("vs ") else v) for k, v in r.items()}
+        return table_html(pd.DataFrame([{k: (f"{v:.1e}" if k.startswith("vs ") else v) for k, v in r.items()}
                                     for r in check.rows]))
 
     bn, flat = check_batchnorm(batch=8, features=4), check_batchnorm(batch=8, features=4, constant=3.0)
     sm, soft = check_softmax_cross_entropy(batch=4), check_softmax_cross_entropy(batch=4, temperature=2.0, soft=True)
-    return ("<h2>7. The math</h2><h3>Convolution arithmetic</h3>" + _steps(CONV_STEPS)
+    return ("<h2>7. The math</h2><h3>Convolution arithmetic</h3>" + steps_html(CONV_STEPS)
             + f"<p>Every conv and pooling layer outside the dense blocks of this model, for one 48×48 face: the "
-              f"formula's size next to the real output of a forward pass.</p>{_table(walk)}"
-            + "<h3>Batch normalisation</h3>" + _steps(BATCHNORM_STEPS)
+              f"formula's size next to the real output of a forward pass.</p>{table_html(walk)}"
+            + "<h3>Batch normalisation</h3>" + steps_html(BATCHNORM_STEPS)
             + "<p>Check (float64, 8 values × 4 channels, γ = 1.5, β = 0.2, ε = 1e-5, L = Σ w·y with random w): "
               "largest absolute difference of the analytic gradient to each other way of computing it.</p>"
-            + check_table(bn) + "<h3>A batch whose values are all equal</h3>" + _steps(DEGENERATE_STEPS)
+            + check_table(bn) + "<h3>A batch whose values are all equal</h3>" + steps_html(DEGENERATE_STEPS)
             + f"<p>Check with every value 3.0: μ = {flat.forward['mu'][0]:g}, σ² = {flat.forward['var'][0]:g}, "
               f"y = {flat.forward['y'][0, 0]:g} everywhere, "
               f"∂L/∂γ = {np.abs(flat.forward['analytic']['gamma']).max():g}, "
               f"largest |∂L/∂x| = {np.abs(flat.forward['analytic']['x']).max():.1f}.</p>" + check_table(flat)
-            + "<h3>Softmax with cross-entropy</h3>" + _steps(SOFTMAX_STEPS)
+            + "<h3>Softmax with cross-entropy</h3>" + steps_html(SOFTMAX_STEPS)
             + "<p>Check at T = 1 with one-hot targets, then T = 2 with soft targets (sum over a batch of 4):</p>"
             + check_table(sm) + check_table(soft))
 
@@ -405,7 +326,7 @@ def build_report(run_dir, data=None, split: str = SPLIT, faces_per_class: int = 
             all_images, labels = loaded.images, loaded.labels
             faces = (loaded.images, {face_id: i for i, face_id in enumerate(loaded.ids)})
         except (DataError, OSError) as err:
-            sections.append(f"<p class='warning'>Could not read the faces from {_e(source)}: {_e(err)}</p>")
+            sections.append(f"<p class='warning'>Could not read the faces from {escaped(source)}: {escaped(err)}</p>")
     progress("Mistakes", 0.25)
     sections.append(mistakes_section(run_dir, split, metrics, predictions, faces, faces_per_class))
     progress("Saliency maps", 0.3)
@@ -423,20 +344,20 @@ def build_report(run_dir, data=None, split: str = SPLIT, faces_per_class: int = 
     accuracy = "not evaluated"
     if metrics and "accuracy" in metrics:  # not history.csv's validation figure: say which scoring this is
         precision = metrics.get("precision")
-        scored = f"in {_e(precision)} " if isinstance(precision, str) else ""
-        accuracy = f"{metrics['accuracy']:.2%} on {_e(split)} (scored {scored}by fer-studio evaluate)"
-    header = (f"<h1>FER Studio report: {_e(run_dir.name)}</h1>"
-              f"<p><b>{_e(meta['arch'])}</b> · {meta.get('params', 0):,} parameters · accuracy {accuracy} · "
-              f"trained on {_e(training.get('device_name', training.get('device', '?')))} · "
+        scored = f"in {escaped(precision)} " if isinstance(precision, str) else ""
+        accuracy = f"{metrics['accuracy']:.2%} on {escaped(split)} (scored {scored}by fer-studio evaluate)"
+    header = (f"<h1>FER Studio report: {escaped(run_dir.name)}</h1>"
+              f"<p><b>{escaped(meta['arch'])}</b> · {meta.get('params', 0):,} parameters · accuracy {accuracy} · "
+              f"trained on {escaped(training.get('device_name', training.get('device', '?')))} · "
               f"{training_time(meta)}</p>"
-              f"<p>Reproduce: <code>{_e(reproduce_command(config, run_dir.name)) if config else '?'}</code></p>"
+              f"<p>Reproduce: <code>{escaped(reproduce_command(config, run_dir.name)) if config else '?'}</code></p>"
               f"<p><small>Made {time.strftime('%Y-%m-%d %H:%M')} by fer-studio report in "
               f"{time.perf_counter() - began:.0f} s. Every figure is computed from the run folder.</small></p>")
     progress("Done", 1.0)
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>FER Studio report: "
-            f"{_e(run_dir.name)}</title><style>{STYLE}</style>"
+            f"{escaped(run_dir.name)}</title><style>{STYLE}</style>"
             f"</head><body>{header}{''.join(sections)}<script type='application/gzip+base64' id='plotly-gz'>"
-            f"{_plotly_packed()}</script>{PLOTLY_LOADER % {'later': PLOT_LATER}}</body></html>")
+            f"{plotly_packed()}</script>{PLOTLY_LOADER % {'later': PLOT_LATER}}</body></html>")
 
 
 def parser() -> OneLineParser:

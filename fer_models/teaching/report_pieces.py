@@ -1,0 +1,97 @@
+"""The HTML pieces the report is made of: escaped text, inline PNGs, Plotly figures drawn once the packed plotly.js
+is unpacked, MathML equations (block, and inline in a sentence's $...$) and tables."""
+from __future__ import annotations
+
+import base64
+import functools
+import gzip
+import html
+import io
+import re
+
+import numpy as np
+
+
+def escaped(value) -> str:
+    return html.escape(str(value))
+
+
+def png_base64(image: np.ndarray) -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", optimize=True)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def picture(image: np.ndarray, name: str, caption: str = "", width: int | None = None) -> str:
+    """An inline PNG with its caption and a link that saves it as name.png."""
+    data = f"data:image/png;base64,{png_base64(image)}"
+    size = f' width="{width}"' if width else ""
+    return (f'<figure><img src="{data}" alt="{escaped(caption or name)}"{size}><figcaption>{caption}'
+            f' <a download="{escaped(name)}.png" href="{data}">PNG</a></figcaption></figure>')
+
+
+def plotly_div(fig, name: str) -> str:
+    """The figure's div; its drawing script waits (PLOT_LATER) until PLOTLY_LOADER has unpacked plotly.js."""
+    from fer_models.teaching.figures import legible
+    config = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": name}}
+    div = legible(fig).to_html(full_html=False, include_plotlyjs=False, config=config)
+    return re.sub(r'<script( type="text/javascript")?>', f'<script type="{PLOT_LATER}">', div)
+
+
+PLOT_LATER = "text/x-plot-once-plotly-is-unpacked"
+# plotly.js is 4.7 MB, most of the report: it travels gzipped (1.4 MB, 1.9 as base64) and the browser unpacks it
+# (DecompressionStream: Chrome/Edge 80, Firefox 113, Safari 16.4), then draws each figure; the file stays one
+# self-contained page that loads nothing
+PLOTLY_LOADER = """<script>
+(async () => {
+  const later = [...document.querySelectorAll('script[type="%(later)s"]')];
+  const run = code => { const s = document.createElement("script"); s.textContent = code; document.head.append(s); };
+  try {
+    const packed = Uint8Array.from(atob(document.getElementById("plotly-gz").textContent), c => c.charCodeAt(0));
+    run(await new Response(new Blob([packed]).stream().pipeThrough(new DecompressionStream("gzip"))).text());
+    later.forEach(s => run(s.textContent));
+  } catch (err) {
+    later.forEach(s => s.parentElement.insertAdjacentHTML("afterbegin", "<p><b>This browser cannot unpack the "
+      + "report's charts: open the file in a current Chrome, Edge, Firefox or Safari.</b></p>"));
+  }
+})();
+</script>"""
+
+
+@functools.lru_cache(maxsize=1)
+def plotly_packed() -> str:
+    import plotly.offline
+
+    return base64.b64encode(gzip.compress(plotly.offline.get_plotlyjs().encode(), 9, mtime=0)).decode("ascii")
+
+
+def math(latex: str) -> str:
+    from latex2mathml.converter import convert
+
+    # the namespace attribute is only needed in XML; HTML5 knows <math>, and the file then names no URL
+    return convert(latex, display="block").replace(' xmlns="http://www.w3.org/1998/Math/MathML"', "")
+
+
+def steps_html(steps) -> str:
+    return "".join(f"<p>{inline_math(text)}</p>{math(latex)}" for text, latex in steps)
+
+
+def inline_math(text: str) -> str:
+    """A sentence with $...$ math in it: the words escaped, each $...$ as inline MathML."""
+    from latex2mathml.converter import convert
+
+    parts = re.split(r"\$([^$]+)\$", text)
+    return "".join(escaped(part) if i % 2 == 0 else
+                   convert(part, display="inline").replace(' xmlns="http://www.w3.org/1998/Math/MathML"', "")
+                   for i, part in enumerate(parts))
+
+
+def table_html(df) -> str:
+    return df.to_html(index=False, border=0, classes="table", float_format=lambda v: f"{v:.3g}", na_rep="–")
+
+
+def markdown_bold(text: str) -> str:
+    """The **bold** and `code` of the sentences the pages also show, as HTML (everything else escaped)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escaped(text)))
