@@ -1,5 +1,5 @@
 """What a conv layer's filters respond to, as the Filters page and the lesson draw it: the PublicTest faces ranked
-by each filter (from the run's atlas, else computed once per layer) and the synthesized patterns, shared by all
+by each filter (from the run's atlas, else computed once per layer) and the synthesised patterns, shared by all
 sessions."""
 import threading
 import time
@@ -19,8 +19,8 @@ from fer_models.runs.folder import ATLAS_FILE
 @st.cache_resource(show_spinner=False, max_entries=32)
 def pattern_store(key: str, layer: str, fft: bool) -> dict:
     """Activation-maximisation images by filter for one (checkpoint, layer, parametrisation), shared
-    by all sessions; a filter's image does not depend on the others synthesized with it, so adding
-    a filter to the selection only synthesizes that one."""
+    by all sessions; a filter's image does not depend on the others synthesised with it, so adding
+    a filter to the selection only synthesises that one."""
     return {}
 
 
@@ -80,33 +80,41 @@ def time_left(started: float, share: float) -> str:
     return f" · about {max(1, round((time.monotonic() - started) * (1 - share) / share))} s left"
 
 
-def synthesis_progress(bar, total: int):
-    """on_step callbacks for patterns synthesised part after part: each part's steps move one bar over all of
-    them, with the part's filters, its step and the time left."""
-    started, done = time.monotonic(), [0]
+def synthesis_progress(bar, sizes: list[int]):
+    """on_step callbacks for patterns synthesised in parts of `sizes` filters: each part's steps move one bar over
+    all of them, with the part's filters, its step and the time left. A part's cost is taken as 1 + size / 2 (a
+    batch's fixed cost, then each filter's): by filter count alone, the first part's two patterns (1.3 s of a deep
+    layer's 4.3) made the time left read 2.7 times too long."""
+    total, cost = sum(sizes), [1 + n / 2 for n in sizes if n]
+    started, part = time.monotonic(), [0]
 
-    def for_part(size: int):
-        first = done[0]
-        done[0] += size
+    def next_part():
+        k = part[0]
+        part[0] += 1
+        first, size, before = sum(sizes[:k]), sizes[k], sum(cost[:k])
 
         def on_step(i: int, n: int) -> None:
-            share = (first + size * i / n) / total
-            bar.progress(share, text=f"Synthesizing patterns {first + 1}–{first + size} of {total}: ascent step "
+            share = (before + cost[k] * i / n) / sum(cost)
+            bar.progress(share, text=f"Synthesising patterns {first + 1}–{first + size} of {total}: ascent step "
                                      f"{i} of {n}{time_left(started, share)}")
         return on_step
-    return for_part
+    return next_part
 
 
-def filter_row(channel: int, conv, kernels: bool, pattern, responses, faces, labels, ids, slots=None):
-    """One filter's row: its pattern (or, on a layer that reads the face, its kernel), its top PublicTest faces
-    and what they are. Drawn first without a pattern still being made, then again into the same slots."""
-    if slots is None:
-        a, b, c = st.columns([1, 1, 1.6])
-        slots = (a.empty(), c.empty())
-        if responses is not None:
-            b.image(mosaic(faces[top_faces(responses, channel, 9), 0], 3), width=144,
-                    caption="the 9 PublicTest faces where it peaks highest")
-    picture, words = slots
+def empty_row() -> tuple:
+    """A filter's row laid out before anything is known of it: slots for its pattern, top faces and words."""
+    a, b, c = st.columns([1, 1, 1.6])
+    return a.empty(), b.empty(), c.empty()
+
+
+def filter_row(channel: int, conv, kernels: bool, pattern, responses, faces, labels, ids, slots,
+               faces_drawn: bool = False) -> None:
+    """One filter's row into empty_row()'s slots: its pattern (or, on a layer that reads the face, its kernel), its
+    top PublicTest faces and what they are; drawn again when its pattern is made (faces_drawn: they stay)."""
+    picture, top_slot, words = slots
+    if responses is not None and not faces_drawn:
+        top_slot.image(mosaic(faces[top_faces(responses, channel, 9), 0], 3), width=144,
+                       caption="the 9 PublicTest faces where it peaks highest")
     if kernels:
         weights = conv.weight.detach()[channel, 0].float().numpy()
         picture.image(enlarge(colourise(weights, signed=True), 144), width=144,
@@ -125,4 +133,3 @@ def filter_row(channel: int, conv, kernels: bool, pattern, responses, faces, lab
         line += (f". Its 9 top faces (highest peak activation; {responses[top[0], channel]:.2f} on the "
                  "first): " + ", ".join(f"{n} {e}" for e, n in kinds) + f" (ids {', '.join(ids[top[:3]])}, …)")
     words.markdown(line)
-    return slots

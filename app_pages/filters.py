@@ -7,6 +7,7 @@ from app_pages._face_picker import pick_face, show_model_input
 from app_pages._filters_view import (
     atlas_stamp,
     cached_atlas,
+    empty_row,
     filter_row,
     pattern_store,
     ranked_responses,
@@ -21,7 +22,7 @@ from fer_models.explain.pictures import enlarge, to_uint8
 FIRST = 2  # patterns synthesised first, alone: on a deep layer they appear in about 2 s instead of all 8 in 7
 
 st.title("Filters")
-st.caption("Feature maps show where a layer's filters fire on one face; the synthesized patterns show what "
+st.caption("Feature maps show where a layer's filters fire on one face; the synthesised patterns show what "
            "excites a filter most, beside the PublicTest faces that excite it most.")
 
 
@@ -94,27 +95,35 @@ with patterns_tab:
     # by default the filters most active over PublicTest: the ones the run's atlas holds patterns for (and the
     # report shows), so that a first visit reads them instead of synthesising them
     how = mid.selectbox("Which filters", ways, index=0)
-    kernels = model.sees_the_image(layer)  # a first layer's pattern is its kernel: nothing to synthesize
+    kernels = model.sees_the_image(layer)  # a first layer's pattern is its kernel: nothing to synthesise
     fft = switch.toggle("Smooth (FFT)", value=True, disabled=kernels,
                         help="On: the pattern is optimised through its Fourier coefficients scaled by 1/frequency "
                              "(the FFT parametrisation), which gives smoother, more natural patterns. Off: plain "
                              "pixel ascent, which finds high-frequency noise."
                              + (" Off here: this layer reads the face itself, so its kernels are shown." if kernels
                                 else ""))
-    atlas = cached_atlas(checkpoint_key(run), str(run.path), layer, atlas_stamp(run.path)) if ranked else None
-    if ranked:
-        # the atlas's rankings are kept apart from live ones: the two differ by float16 rounding
-        responses, faces, labels, ids = ranked_responses(checkpoint_key(run), model, meta, layer, atlas)
-        if atlas is None and layer == model.deepest_filter_layer() and not model.sees_the_image(layer):
-            offer_atlas(run, layer, responses)  # the ranking just made is the atlas's
-        if atlas is not None:
-            st.caption(f"Rankings and the patterns of {len(atlas.filters)} filters come from the run's atlas "
-                       "(precomputed by fer-studio atlas); other filters are synthesised now.")
-    else:
-        responses = faces = labels = ids = None
-        st.info("The bundled PublicTest faces are missing, so the faces that excite each filter cannot be shown.")
     if how == "by number":
-        chosen = st.multiselect("Filter numbers", range(channels), default=list(range(count)), max_selections=16)
+        numbers = st.multiselect("Filter numbers", range(channels), default=list(range(count)), max_selections=16)
+    # the rows are laid out (empty) before the ranking and the synthesis, which say how far they are above them:
+    # the last layer's patterns then never stay on screen, faded, under this layer's name while the page works
+    status = st.container()
+    rows = [empty_row() for _ in range(len(numbers) if how == "by number" else count)]
+    with status:
+        atlas = cached_atlas(checkpoint_key(run), str(run.path), layer, atlas_stamp(run.path)) if ranked else None
+        if ranked:
+            # the atlas's rankings are kept apart from live ones: the two differ by float16 rounding
+            responses, faces, labels, ids = ranked_responses(checkpoint_key(run), model, meta, layer, atlas)
+            if atlas is None and layer == model.deepest_filter_layer() and not model.sees_the_image(layer):
+                offer_atlas(run, layer, responses)  # the ranking just made is the atlas's
+            if atlas is not None:
+                st.caption(f"Rankings and the patterns of {len(atlas.filters)} filters come from the run's atlas "
+                           "(precomputed by fer-studio atlas); other filters are synthesised now.")
+        else:
+            responses = faces = labels = ids = None
+            st.info("The bundled PublicTest faces are missing, so the faces that excite each filter cannot be "
+                    "shown.")
+    if how == "by number":
+        chosen = list(numbers)
     elif how == "most active on this face":
         chosen = [int(c) for c in np.argsort(-maps.mean((1, 2)))[:count]]
     else:
@@ -124,22 +133,22 @@ with patterns_tab:
     if fft and atlas is not None:  # the atlas's patterns are the page's own: fft, seed 0
         store.update({c: atlas.pattern(c) for c in chosen if c not in store and atlas.pattern(c) is not None})
     missing = [] if kernels else [c for c in chosen if c not in store]
-    if kernels:
-        size = "×".join(map(str, layers[layer].kernel_size))
-        st.caption(f"{layer} reads the face itself, so each filter is a {size} picture: its weights, red where a "
-                   "bright pixel raises the response, blue where it lowers it. Synthesizing a pattern for it only "
-                   f"tiles that {size} kernel.")
-    # every row is drawn before any pattern is synthesised, so the page never shows the last layer's patterns
-    # (faded, under this layer's name) while it works; the first patterns then appear as soon as they are made
-    progress = st.progress(0.0, text=f"Synthesizing {len(missing)} pattern(s)…") if missing else None
-    slots = {channel: filter_row(channel, layers[layer], kernels, store.get(channel), responses, faces, labels,
-                                 ids) for channel in chosen}
+    with status:
+        if kernels:
+            size = "×".join(map(str, layers[layer].kernel_size))
+            st.caption(f"{layer} reads the face itself, so each filter is a {size} picture: its weights, red where "
+                       "a bright pixel raises the response, blue where it lowers it. Synthesising a pattern for it "
+                       f"only tiles that {size} kernel.")
+        progress = st.progress(0.0, text=f"Synthesising {len(missing)} pattern(s)…") if missing else None
+    slots = dict(zip(chosen, rows))
+    for channel in chosen:
+        filter_row(channel, layers[layer], kernels, store.get(channel), responses, faces, labels, ids, slots[channel])
     if missing:
-        said = synthesis_progress(progress, len(missing))
-        for part in (missing[:FIRST], missing[FIRST:]):
-            if part:
-                store.update(zip(part, maximise_filters(model, layer, part, meta, fft=fft, on_step=said(len(part)))))
+        parts = [p for p in (missing[:FIRST], missing[FIRST:]) if p]
+        said = synthesis_progress(progress, [len(p) for p in parts])
+        for part in parts:
+            store.update(zip(part, maximise_filters(model, layer, part, meta, fft=fft, on_step=said())))
             for channel in part:
                 filter_row(channel, layers[layer], kernels, store[channel], responses, faces, labels, ids,
-                           slots[channel])
+                           slots[channel], faces_drawn=True)
         progress.empty()

@@ -101,8 +101,8 @@ def test_a_new_filters_layer_says_how_far_it_is_then_shows_its_patterns(page, mo
     settle(page)
     seen = page.evaluate("[...window.seen]")
     assert any(re.search(r"Ranking the 3,589 PublicTest faces .*block2.conv.*: [\d,]+ of 3,589", s) for s in seen)
-    assert any(s.startswith("Synthesizing patterns 1–2 of 3: ascent step") for s in seen), seen
-    assert any(s.startswith("Synthesizing patterns 3–3 of 3") for s in seen)
+    assert any(s.startswith("Synthesising patterns 1–2 of 3: ascent step") for s in seen), seen
+    assert any(s.startswith("Synthesising patterns 3–3 of 3") for s in seen)
     assert any(re.search(r"about \d+ s left", s) for s in seen)
     assert any("its pattern is being synthesised" in s for s in seen)
     captions = page.locator("[data-testid='stImageCaption']").all_inner_texts()
