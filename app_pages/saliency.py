@@ -60,8 +60,12 @@ with results:
         chart(bars, where_bars, width="stretch", config={"displayModeBar": False})
     else:
         chart(bars, first_screen, width="stretch", config={"displayModeBar": False})
-    st.caption(METHODS[method].caption)
-    if "gradcam" in method:
+    if view == SEVEN:  # the method picker is off: one method's description would read as the grid's
+        st.caption("Each map below is one method's view of the same class; what each method measures is in "
+                   "Method's help (?).")
+    else:
+        st.caption(METHODS[method].caption)
+    if "gradcam" in method and view != SEVEN:
         h, w = gradcam_map_size(model)
         st.caption(f"{md(run.name)}'s Grad-CAM layer: `{model.gradcam_layer_name}`, {h}×{w} cells.")
 
