@@ -98,20 +98,26 @@ async def load(users: int, runs: str, run: str, rounds: int, settle: float) -> d
         server.terminate()
         server.wait(timeout=60)
     return {"users": users, "run": run, "rounds": rounds, "wall_seconds": round(wall, 1), "server_peak_rss_mib": rss,
-            "exceptions": sum(len(v) for v in exceptions.values()),
+            **figures(times, exceptions)}
+
+
+def figures(times: dict, exceptions: dict) -> dict:
+    """Exceptions, and per page the median and slowest time over the users (this bench's and load_server's)."""
+    return {"exceptions": sum(len(v) for v in exceptions.values()),
             "exception_lines": sorted({line for v in exceptions.values() for line in v})[:10],
             "pages": {name: {"median_s": round(statistics.median(v), 2), "slowest_s": round(max(v), 2)}
                       for name, v in times.items() if v},
+            "slowest_median_s": round(max(statistics.median(v) for v in times.values() if v), 2),
             "slowest_page_s": round(max(max(v) for v in times.values() if v), 2)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(load=load, description: str = __doc__.split("\n")[0]) -> None:
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--users", type=int, nargs="+", default=[10])
     parser.add_argument("--runs", default=str(ROOT / "artifacts" / "runs"))
     parser.add_argument("--run", default="resnet10_fer")
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--settle", type=float, default=5.0, help="seconds on the landing page before the class")
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds after the first visit before the class")
     args = parser.parse_args()
     for users in args.users:
         print(json.dumps(asyncio.run(load(users, args.runs, args.run, args.rounds, args.settle))), flush=True)

@@ -10,10 +10,7 @@ at page k), fetches the pictures the page names (as a browser does) and waits fo
 finished; the time is from the request to that message, and every exception the page would show is counted.
 Prints one JSON object per user count, as bench/load.py.
 """
-import argparse
 import asyncio
-import json
-import statistics
 import sys
 import time
 import urllib.request
@@ -22,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load import PAGES, ROOT, peak_rss_mib, start_server  # noqa: E402
+from load import PAGES, figures, main, peak_rss_mib, start_server  # noqa: E402
 
 
 def fetch(url: str, problems: list) -> None:
@@ -95,26 +92,8 @@ async def load(users: int, runs: str, run: str, rounds: int, settle: float) -> d
         server.terminate()
         server.wait(timeout=60)
     return {"users": users, "clients": "websocket sessions, no browser", "run": run, "rounds": rounds,
-            "wall_seconds": round(wall, 1), "server_peak_rss_mib": rss,
-            "exceptions": sum(len(v) for v in exceptions.values()),
-            "exception_lines": sorted({line for v in exceptions.values() for line in v})[:10],
-            "pages": {name: {"median_s": round(statistics.median(v), 2), "slowest_s": round(max(v), 2)}
-                      for name, v in times.items() if v},
-            "slowest_median_s": round(max(statistics.median(v) for v in times.values() if v), 2),
-            "slowest_page_s": round(max(max(v) for v in times.values() if v), 2)}
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--users", type=int, nargs="+", default=[10])
-    parser.add_argument("--runs", default=str(ROOT / "artifacts" / "runs"))
-    parser.add_argument("--run", default="resnet10_fer")
-    parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--settle", type=float, default=5.0, help="seconds after the first visit before the class")
-    args = parser.parse_args()
-    for users in args.users:
-        print(json.dumps(asyncio.run(load(users, args.runs, args.run, args.rounds, args.settle))), flush=True)
+            "wall_seconds": round(wall, 1), "server_peak_rss_mib": rss, **figures(times, exceptions)}
 
 
 if __name__ == "__main__":
-    main()
+    main(load, __doc__.split("\n")[0])
