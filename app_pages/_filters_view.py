@@ -85,7 +85,7 @@ def synthesis_progress(bar, sizes: list[int]):
     all of them, with the part's filters, its step and the time left. A part's cost is taken as 1 + size / 2 (a
     batch's fixed cost, then each filter's): by filter count alone, the first part's two patterns (1.3 s of a deep
     layer's 4.3) made the time left read 2.7 times too long."""
-    total, cost = sum(sizes), [1 + n / 2 for n in sizes if n]
+    total, cost = sum(sizes), [1 + n / 2 for n in sizes]
     started, part = time.monotonic(), [0]
 
     def next_part():
@@ -112,9 +112,9 @@ def filter_row(channel: int, conv, kernels: bool, pattern, responses, faces, lab
     """One filter's row into empty_row()'s slots: its pattern (or, on a layer that reads the face, its kernel), its
     top PublicTest faces and what they are; drawn again when its pattern is made (faces_drawn: they stay)."""
     picture, top_slot, words = slots
-    if responses is not None and not faces_drawn:
-        top_slot.image(mosaic(faces[top_faces(responses, channel, 9), 0], 3), width=144,
-                       caption="the 9 PublicTest faces where it peaks highest")
+    top = top_faces(responses, channel, 9) if responses is not None else None
+    if top is not None and not faces_drawn:
+        top_slot.image(mosaic(faces[top, 0], 3), width=144, caption="the 9 PublicTest faces where it peaks highest")
     if kernels:
         weights = conv.weight.detach()[channel, 0].float().numpy()
         picture.image(enlarge(colourise(weights, signed=True), 144), width=144,
@@ -127,8 +127,7 @@ def filter_row(channel: int, conv, kernels: bool, pattern, responses, faces, lab
         picture.image(enlarge(pattern.image, 144), width=144, caption=f"filter #{channel}")
         line = (f"**#{channel}**: mean activation {pattern.activation:.2f} on this pattern, "
                 f"{pattern.start_activation:.2f} on the starting noise")
-    if responses is not None:
-        top = top_faces(responses, channel, 9)
+    if top is not None:
         kinds = Counter(EMOTIONS[labels[t]] for t in top).most_common()
         line += (f". Its 9 top faces (highest peak activation; {responses[top[0], channel]:.2f} on the "
                  "first): " + ", ".join(f"{n} {e}" for e, n in kinds) + f" (ids {', '.join(ids[top[:3]])}, …)")

@@ -19,7 +19,7 @@ from fer_models.explain.attributions import face_input
 from fer_models.explain.features import feature_maps, maximise_filters
 from fer_models.explain.pictures import enlarge, to_uint8
 
-FIRST = 2  # patterns synthesised first, alone: on a deep layer they appear in about 2 s instead of all 8 in 7
+FIRST = 2  # patterns synthesised first, alone: on a deep layer 1.3 s, where all eight take 3.8
 
 st.title("Filters")
 st.caption("Feature maps show where a layer's filters fire on one face; the synthesised patterns show what "

@@ -74,9 +74,8 @@ def evaluation_ui(run):
     return split, metrics, predictions, second
 
 
-def summary_ui(predictions, shown, filtered: bool, source: str) -> None:
-    """The run's mistakes in words, and per class the faces listed below (those the filters keep)."""
-    table = summary(shown, predictions)
+def summary_ui(table, shown, filtered: bool, source: str) -> None:
+    """Per class, the faces listed below (those the filters keep): `table` is summary() of them."""
     title = (f"Per class: the {len(shown):,} faces the choices below keep, and the annotators' most common answer "
              "on them") if filtered else "Per class: the mistakes and the annotators' most common answer on them"
     with st.expander(title, expanded=False):
@@ -196,7 +195,8 @@ if run is not None:
     split_role_note(run, split)
     votes, source = covering(*cached_votes(metrics.get("data"), split), predictions["id"])
     mistakes = mistake_table(predictions, votes)
-    st.markdown(in_words(md(run.name), split, summary(mistakes, predictions)))
+    overall = summary(mistakes, predictions)
+    st.markdown(in_words(md(run.name), split, overall))
     summary_slot = st.container()  # drawn once the filters below say which faces it counts
     wanted = filters_ui()
     shown = select(mistakes, **wanted)
@@ -209,7 +209,7 @@ if run is not None:
     with summary_slot:
         filtered = second is not None or any(wanted[k] not in (None, False) for k in ("true", "pred", "verdict",
                                                                                         "majority"))
-        summary_ui(predictions, shown, filtered, source)
+        summary_ui(summary(shown, predictions) if filtered else overall, shown, filtered, source)
     to_url(split=split)
     page = page_ui(shown)
     if shown.empty:

@@ -76,7 +76,7 @@ def switch_run(name: str) -> None:
 
 def offer_faster_run(rate: float, measured: bool = True) -> None:
     """Under LIVE_FPS_TARGET fps, the run whose network is fastest here, in one click (speed.slow_run_offer)."""
-    if not 0 < rate < LIVE_FPS_TARGET:
+    if not 0 < rate < LIVE_FPS_TARGET:  # before speeds_of_runs, which loads and times every run
         return
     offer = slow_run_offer(run.name, speeds_of_runs(), rate, measured)
     if offer is None:
@@ -116,11 +116,10 @@ if mode == "Live video":
     @st.fragment(run_every=1.0 if ctx.state.playing else None)
     def live_status():
         state = annotator.state()
-        if ctx.state.playing:
-            offer_faster_run(state.fps)
-        else:  # before START, the network's own speed already tells a run that cannot keep up
-            offer_faster_run(network_speed(key, model, meta), measured=False)
-        if not ctx.state.playing:
+        playing = ctx.state.playing
+        # before START, the network's own speed already tells a run that cannot keep up
+        offer_faster_run(state.fps if playing else network_speed(key, model, meta), measured=playing)
+        if not playing:
             st.caption("Press START to stream your camera (the browser asks for permission).")
         elif not state.faces:
             st.markdown(f"No face in view · {state.fps:.1f} fps")

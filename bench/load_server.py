@@ -48,8 +48,9 @@ async def one_page(ws, base: str, page: str, run: str) -> tuple[float, list[str]
             "new_element" else None
         if element is not None and element.WhichOneof("type") == "exception":
             problems.append(f"{element.exception.type}: {element.exception.message}"[:200])
-        elif element is not None and element.WhichOneof("type") == "imgs":  # fetched as they come, as a browser
-            fetches += [asyncio.create_task(asyncio.to_thread(fetch, f"{base}{img.url}", problems))  # does
+        elif element is not None and element.WhichOneof("type") == "imgs":
+            # each picture fetched as it is named, while the page goes on, as a browser does
+            fetches += [asyncio.create_task(asyncio.to_thread(fetch, f"{base}{img.url}", problems))
                         for img in element.imgs.imgs if img.url.startswith("/")]
         elif kind == "page_not_found":
             problems.append(f"page not found: {page!r}")
