@@ -11,7 +11,7 @@ from app_pages._dataset import load_split
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.explain.atlas import load_atlas
-from fer_models.explain.features import filter_responses, top_faces
+from fer_models.explain.features import Ranking, filter_responses
 from fer_models.explain.pictures import colourise, enlarge, mosaic
 from fer_models.runs.folder import ATLAS_FILE
 
@@ -41,14 +41,14 @@ def cached_atlas(key: str, run_path: str, layer: str, stamp: float):
 
 @st.cache_resource(show_spinner=False)
 def _rankings() -> tuple[dict, threading.Lock]:
-    """Every filter's response to every PublicTest face, by (checkpoint, layer, from the atlas or live); shared
-    by all sessions (the lock guards the dict, not the computing), the 8 latest kept."""
+    """Each layer's Ranking of the PublicTest faces, by (checkpoint, layer, from the atlas or live); shared by all
+    sessions (the lock guards the dict, not the computing), the 8 latest kept."""
     return {}, threading.Lock()
 
 
-def ranked_responses(key: str, model, meta, layer: str, atlas=None):
-    """From the atlas, or computed now under a progress bar that moves batch by batch (a cached function
-    could not draw one)."""
+def ranked_faces(key: str, model, meta, layer: str, atlas=None):
+    """(Ranking, faces, labels, ids): from the atlas, or computed now under a progress bar that moves batch by
+    batch (a cached function could not draw one)."""
     store, lock = _rankings()
     entry = (key, layer, atlas is not None)
     found = store.get(entry)
@@ -56,16 +56,17 @@ def ranked_responses(key: str, model, meta, layer: str, atlas=None):
         return found
     images, labels, ids, _ = load_split(BUNDLED_PUBLICTEST, "PublicTest")
     if atlas is not None:
-        responses = atlas.responses
+        ranking = atlas.ranking
     else:
         text = f"Ranking the {len(images):,} PublicTest faces for every filter of {layer} (once per layer)"
         bar = st.progress(0.0, text=text + "…")
         norm, started = meta["normalisation"], time.monotonic()
-        responses = filter_responses(model, layer, images, norm["mean"], norm["std"],
-                                     on_batch=lambda done, n: bar.progress(done / n, text=f"{text}: {done:,} of {n:,}"
-                                                                           f"{time_left(started, done / n)}"))
+        ranking = Ranking.of(filter_responses(
+            model, layer, images, norm["mean"], norm["std"],
+            on_batch=lambda done, n: bar.progress(done / n, text=f"{text}: {done:,} of {n:,}"
+                                                  f"{time_left(started, done / n)}")))
         bar.empty()
-    found = (responses, images, labels, ids)
+    found = (ranking, images, labels, ids)
     with lock:
         while len(store) >= 8:
             store.pop(next(iter(store)))
@@ -107,12 +108,12 @@ def empty_row() -> tuple:
     return a.empty(), b.empty(), c.empty()
 
 
-def filter_row(channel: int, conv, kernels: bool, pattern, responses, faces, labels, ids, slots,
+def filter_row(channel: int, conv, kernels: bool, pattern, ranking, faces, labels, ids, slots,
                faces_drawn: bool = False) -> None:
     """One filter's row into empty_row()'s slots: its pattern (or, on a layer that reads the face, its kernel), its
     top PublicTest faces and what they are; drawn again when its pattern is made (faces_drawn: they stay)."""
     picture, top_slot, words = slots
-    top = top_faces(responses, channel, 9) if responses is not None else None
+    top = ranking.top[channel] if ranking is not None else None
     if top is not None and not faces_drawn:
         top_slot.image(mosaic(faces[top, 0], 3), width=144, caption="the 9 PublicTest faces where it peaks highest")
     if kernels:
@@ -129,6 +130,6 @@ def filter_row(channel: int, conv, kernels: bool, pattern, responses, faces, lab
                 f"{pattern.start_activation:.2f} on the starting noise")
     if top is not None:
         kinds = Counter(EMOTIONS[labels[t]] for t in top).most_common()
-        line += (f". Its 9 top faces (highest peak activation; {responses[top[0], channel]:.2f} on the "
+        line += (f". Its 9 top faces (highest peak activation; {ranking.peak[channel, 0]:.2f} on the "
                  "first): " + ", ".join(f"{n} {e}" for e, n in kinds) + f" (ids {', '.join(ids[top[:3]])}, …)")
     words.markdown(line)

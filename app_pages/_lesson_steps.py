@@ -9,14 +9,13 @@ from app_pages._confusion_view import cached_votes, load_evaluation, matrix
 from app_pages._convolution_view import agreement, arithmetic, grids, pick_cell, trace_of
 from app_pages._dataset import load_split
 from app_pages._face_picker import PickedFace
-from app_pages._filters_view import atlas_stamp, cached_atlas, ranked_responses
+from app_pages._filters_view import atlas_stamp, cached_atlas, ranked_faces
 from app_pages._saliency_view import cached_maps, show_maps
 from app_pages._shared import chart, checkpoint_key, history_of, md, model_of
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.evaluation.mistakes import MAJORITY_MODEL, mistake_table, summary
 from fer_models.explain.attributions import METHODS, face_input, probabilities
-from fer_models.explain.features import top_faces
 from fer_models.explain.pictures import enlarge, mosaic
 from fer_models.runs.folder import RunFolder, RunProblem
 from fer_models.runs.registry import training_cost
@@ -156,12 +155,12 @@ def filters(run, left, right, presenter: bool) -> None:
     conv = model.conv_layers()[layer]
     size = model.conv_output_sizes()[layer]
     atlas = cached_atlas(checkpoint_key(run), str(run.path), layer, atlas_stamp(run.path))
-    responses, faces, labels, _ = ranked_responses(checkpoint_key(run), model, meta, layer, atlas)
-    ranked = [int(c) for c in np.argsort(-responses.mean(0), kind="stable")]
+    ranking, faces, labels, _ = ranked_faces(checkpoint_key(run), model, meta, layer, atlas)
+    ranked = ranking.most_active()
     start = right.slider("Try it: filters ranked from", 1, conv.out_channels - 1, 1, key=f"lesson_rank_{run.name}",
                          help="1 shows the two most active filters over PublicTest, 2 the second and third, …")
     chosen = ranked[start - 1:start + 1]
-    tops = {c: top_faces(responses, c, 9) for c in chosen}
+    tops = {c: ranking.top[c] for c in chosen}
     convs, sizes = model.conv_layers(), model.conv_output_sizes()
     last = list(convs)[-1]
     said = lesson.filters_story(layer, size, conv.out_channels, {c: labels[t].tolist() for c, t in tops.items()},

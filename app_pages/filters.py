@@ -1,4 +1,6 @@
 """Filters: what each conv filter of the selected run responds to, on a face and in general."""
+import time
+
 import numpy as np
 import streamlit as st
 
@@ -10,8 +12,9 @@ from app_pages._filters_view import (
     empty_row,
     filter_row,
     pattern_store,
-    ranked_responses,
+    ranked_faces,
     synthesis_progress,
+    time_left,
 )
 from app_pages._shared import checkpoint_key, md, selected_model
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
@@ -26,22 +29,27 @@ st.caption("Feature maps show where a layer's filters fire on one face; the synt
            "excites a filter most, beside the PublicTest faces that excite it most.")
 
 
-def offer_atlas(run, layer: str, responses) -> None:
-    """A run without an atlas for the page's default layer: make one here (the CLI's job, with progress)."""
+def offer_atlas(run) -> None:
+    """A run whose atlas lacks this layer: make one here (the CLI's job, with progress)."""
     from fer_models.explain import atlas as atlases
 
-    st.caption(f"Run {md(run.name)} has no filter atlas: this layer's ranking and patterns are computed on each "
-               "server start.")
+    st.caption(f"Run {md(run.name)} has no filter atlas for this layer: its ranking and patterns are computed on "
+               "each server start.")
     if not may_change_server():  # it writes into the run folder: on a shared dashboard, the teacher's to do
         return
-    if not st.button(f"Precompute the atlas: the ranking and the {atlases.PATTERNS} most active filters' patterns, "
-                     "saved in the run folder", icon=":material/bolt:"):
+    if not st.button(f"Precompute the atlas: every conv layer's ranking, the {atlases.PATTERNS} most active "
+                     f"filters' patterns of {model.deepest_filter_layer()} and the {atlases.LAYER_PATTERNS} first "
+                     "of every other layer, saved in the run folder (patterns already made are kept)",
+                     icon=":material/bolt:"):
         return
-    bar = st.progress(0.0, text="Ranking the PublicTest faces…")
+    bar, started = st.progress(0.0, text="Ranking the PublicTest faces…"), time.monotonic()
+
+    def stepped(i: int, n: int) -> None:
+        share = 0.1 + 0.9 * i / n
+        bar.progress(share, text=f"Patterns: step {i:,} of {n:,}{time_left(started, share)}")
     try:
-        atlases.make_for_run(run.path, atlases.PATTERNS, responses=responses,
-                             on_batch=lambda done, n: bar.progress(0.3 * done / n, text=f"Ranking: {done:,} faces"),
-                             on_step=lambda i, n: bar.progress(0.3 + 0.7 * i / n, text=f"Patterns: step {i} of {n}"))
+        atlases.make_for_run(run.path, on_step=stepped,
+                             on_batch=lambda done, n: bar.progress(0.1 * done / n, text=f"Ranking: {done:,} faces"))
     except OSError as err:
         st.error(f"Could not write the atlas into {md(run.path)}: {md(err.strerror or err)}.")
         return
@@ -112,14 +120,14 @@ with patterns_tab:
         atlas = cached_atlas(checkpoint_key(run), str(run.path), layer, atlas_stamp(run.path)) if ranked else None
         if ranked:
             # the atlas's rankings are kept apart from live ones: the two differ by float16 rounding
-            responses, faces, labels, ids = ranked_responses(checkpoint_key(run), model, meta, layer, atlas)
-            if atlas is None and layer == model.deepest_filter_layer() and not model.sees_the_image(layer):
-                offer_atlas(run, layer, responses)  # the ranking just made is the atlas's
-            if atlas is not None:
+            ranking, faces, labels, ids = ranked_faces(checkpoint_key(run), model, meta, layer, atlas)
+            if atlas is None:
+                offer_atlas(run)
+            else:
                 st.caption(f"Rankings and the patterns of {len(atlas.filters)} filters come from the run's atlas "
                            "(precomputed by fer-studio atlas); other filters are synthesised now.")
         else:
-            responses = faces = labels = ids = None
+            ranking = faces = labels = ids = None
             st.info("The bundled PublicTest faces are missing, so the faces that excite each filter cannot be "
                     "shown.")
     if how == "by number":
@@ -127,7 +135,7 @@ with patterns_tab:
     elif how == "most active on this face":
         chosen = [int(c) for c in np.argsort(-maps.mean((1, 2)))[:count]]
     else:
-        chosen = [int(c) for c in np.argsort(-responses.mean(0), kind="stable")[:count]]
+        chosen = ranking.most_active()[:count]
 
     store = pattern_store(checkpoint_key(run), layer, fft)
     if fft and atlas is not None:  # the atlas's patterns are the page's own: fft, seed 0
@@ -142,13 +150,13 @@ with patterns_tab:
         progress = st.progress(0.0, text=f"Synthesising {len(missing)} pattern(s)…") if missing else None
     slots = dict(zip(chosen, rows))
     for channel in chosen:
-        filter_row(channel, layers[layer], kernels, store.get(channel), responses, faces, labels, ids, slots[channel])
+        filter_row(channel, layers[layer], kernels, store.get(channel), ranking, faces, labels, ids, slots[channel])
     if missing:
         parts = [p for p in (missing[:FIRST], missing[FIRST:]) if p]
         said = synthesis_progress(progress, [len(p) for p in parts])
         for part in parts:
             store.update(zip(part, maximise_filters(model, layer, part, meta, fft=fft, on_step=said())))
             for channel in part:
-                filter_row(channel, layers[layer], kernels, store[channel], responses, faces, labels, ids,
+                filter_row(channel, layers[layer], kernels, store[channel], ranking, faces, labels, ids,
                            slots[channel], faces_drawn=True)
         progress.empty()

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from fer_models.explain.atlas import build_atlas, checkpoint_hash, load_atlas, save_atlas
+from fer_models.explain.atlas import build_atlas, checkpoint_hash, load_atlas, make_for_run, save_atlas
+from fer_models.explain.features import Ranking, filter_responses, maximise_filters
 from fer_models.runs.checkpoints import load_model, save_model
 from helpers import bundled_faces, bundled_ids, make_evaluated_run
 
@@ -16,28 +17,83 @@ def run(tmp_path):
 
 def small_atlas(run, n=40, patterns=3):
     model, meta = load_model(run)
-    atlas = build_atlas(model, meta, bundled_faces()[:n], patterns=patterns)
-    save_atlas(run, atlas, bundled_ids()[:n])
-    return atlas
+    atlases = build_atlas(model, meta, bundled_faces()[:n], patterns=patterns)
+    save_atlas(run, atlases, bundled_ids()[:n])
+    return atlases
 
 
 def test_an_atlas_is_written_and_read_back(run):
     made = small_atlas(run)
+    model, meta = load_model(run)
+    assert list(made) == ["block3.conv", "block1.conv", "block2.conv"]  # the page's first layer first
     back = load_atlas(run, "block3.conv", bundled_ids()[:40])
-    assert back is not None and back.layer == "block3.conv" and back.responses.shape == (40, 512)
-    assert np.allclose(back.responses, made.responses, rtol=1e-3, atol=1e-3)  # stored as float16
-    assert back.filters.tolist() == made.filters.tolist() and len(back.filters) == 3
-    assert np.array_equal(back.patterns, made.patterns)
+    assert back is not None and back.layer == "block3.conv" and back.ranking.top.shape == (512, 9)
+    live = Ranking.of(filter_responses(model, "block3.conv", bundled_faces()[:40], **meta["normalisation"]))
+    assert np.allclose(back.ranking.mean, live.mean, rtol=1e-3, atol=1e-3)
+    assert (back.ranking.top[:, 0] == live.top[:, 0]).mean() > 0.95  # the peaks are kept as float16: ties may swap
+    assert np.allclose(back.ranking.peak, live.peak, rtol=2e-3, atol=2e-3)
+    assert back.filters.tolist() == made["block3.conv"].filters.tolist() and len(back.filters) == 3
+    assert np.array_equal(back.patterns, made["block3.conv"].patterns)
     # the highest mean responses got the patterns, and each is what the page would synthesise
-    assert back.filters.tolist() == np.argsort(-made.responses.mean(0), kind="stable")[:3].tolist()
+    assert back.filters.tolist() == live.most_active()[:3]
     first = back.pattern(int(back.filters[0]))
     assert first.activation > first.start_activation and back.pattern(-5) is None
+
+
+def test_every_other_layer_has_its_ranking_and_first_two_patterns(run):
+    small_atlas(run)
+    model, meta = load_model(run)
+    middle = load_atlas(run, "block2.conv", bundled_ids()[:40])
+    live = Ranking.of(filter_responses(model, "block2.conv", bundled_faces()[:40], **meta["normalisation"]))
+    assert middle.filters.tolist() == live.most_active()[:2]
+    synthesised = maximise_filters(model, "block2.conv", middle.filters.tolist(), meta)
+    for made in synthesised:  # the page's own pattern, up to the batch's float rounding
+        assert np.abs(middle.pattern(made.channel).image.astype(int) - made.image).mean() < 3
+    first = load_atlas(run, "block1.conv", bundled_ids()[:40])  # reads the face: ranked, its kernels its patterns
+    assert first.ranking.top.shape == (64, 9) and len(first.filters) == 0
+
+
+def test_a_rebuilt_atlas_keeps_the_patterns_it_has(run, monkeypatch):
+    import fer_models.explain.features as features
+
+    monkeypatch.setattr("fer_models.datasets.bundle.BUNDLED_PUBLICTEST", _bundle_of(run, 40))
+    make_for_run(run, patterns=3)
+    made = []
+    real = features.maximise_filters
+    monkeypatch.setattr(features, "maximise_filters", lambda *a, **k: made.append(a[2]) or real(*a, **k))
+    make_for_run(run, patterns=4)
+    assert len(made) == 1 and len(made[0]) == 1  # only block3's fourth pattern was new
+    assert len(load_atlas(run, "block3.conv", bundled_ids()[:40]).filters) == 4
+
+
+def _bundle_of(run, n):
+    """The first n bundled faces as a bundle file of their own (the atlas's faces)."""
+    from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
+
+    with np.load(BUNDLED_PUBLICTEST) as z:
+        faces = len(z["images"])
+        arrays = {k: z[k][:n] if z[k].ndim and len(z[k]) == faces else z[k] for k in z.files}
+    path = run.parent / "faces.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def test_an_atlas_of_the_first_format_is_read_for_its_layer(run):
+    model, meta = load_model(run)
+    responses = filter_responses(model, "block3.conv", bundled_faces()[:40], **meta["normalisation"])
+    np.savez(run / "atlas.npz", layer=np.array("block3.conv"), checkpoint=np.array(checkpoint_hash(run)),
+             ids=np.array(__import__("fer_models.explain.atlas", fromlist=["x"]).ids_hash(bundled_ids()[:40])),
+             responses=responses.astype(np.float16), filters=np.array([7]), patterns=np.zeros((1, 48, 48), np.uint8),
+             activation=np.ones(1, np.float32), start_activation=np.zeros(1, np.float32))
+    old = load_atlas(run, "block3.conv", bundled_ids()[:40])
+    assert old is not None and old.pattern(7) is not None and old.ranking.top.shape == (512, 9)
+    assert load_atlas(run, "block2.conv", bundled_ids()[:40]) is None
 
 
 def test_an_atlas_of_other_weights_faces_or_layer_is_ignored(run):
     small_atlas(run)
     ids = bundled_ids()[:40]
-    assert load_atlas(run, "block2.conv", ids) is None
+    assert load_atlas(run, "block9.conv", ids) is None
     assert load_atlas(run, "block3.conv", bundled_ids()[1:41]) is None
     model, meta = load_model(run)
     with torch.no_grad():
@@ -47,7 +103,7 @@ def test_an_atlas_of_other_weights_faces_or_layer_is_ignored(run):
     assert load_atlas(run, "block3.conv", ids, checkpoint=checkpoint_hash(run)) is None
 
 
-@pytest.mark.parametrize("damage", ["garbage", "pickle", "link", "wrong shape"])
+@pytest.mark.parametrize("damage", ["garbage", "pickle", "link", "wrong shape", "face out of range"])
 def test_a_bad_atlas_is_treated_as_absent(run, tmp_path, damage):
     small_atlas(run)
     path = run / "atlas.npz"
@@ -64,7 +120,10 @@ def test_a_bad_atlas_is_treated_as_absent(run, tmp_path, damage):
     else:
         with np.load(path) as z:
             arrays = dict(z)
-        arrays["patterns"] = arrays["patterns"][:, :10]
+        if damage == "wrong shape":
+            arrays["patterns"] = arrays["patterns"][:, :10]
+        else:  # a top face past the end of the faces would index past them on the page
+            arrays["top"][5, 0] = 40
         np.savez(path, **arrays)
     assert load_atlas(run, "block3.conv", bundled_ids()[:40]) is None
 
@@ -75,8 +134,9 @@ def test_the_filters_page_uses_the_atlas_and_works_without_it(run, monkeypatch):
     # without an atlas the page computes live (tests/test_app_explain.py); with one it reads it
     monkeypatch.setenv("FER_STUDIO_RUNS", str(run.parent))
     model, meta = load_model(run)
-    atlas = build_atlas(model, meta, bundled_faces(), patterns=16)
-    save_atlas(run, atlas, bundled_ids())
+    atlases = build_atlas(model, meta, bundled_faces(), patterns=16)
+    save_atlas(run, atlases, bundled_ids())
+    atlas = atlases["block3.conv"]
     at = open_app("app_pages/filters.py", run="small", query={"face": "28711"})
     assert any("come from the run's atlas" in c.value for c in at.caption)
     lines = [m.value for m in at.markdown if m.value.startswith("**#")]
@@ -86,3 +146,16 @@ def test_the_filters_page_uses_the_atlas_and_works_without_it(run, monkeypatch):
         stored = atlas.pattern(channel)
         if stored is not None:
             assert f"mean activation {stored.activation:.2f} on this pattern" in line
+    # another layer: its ranking and first two patterns from the atlas, nothing ranked live, six patterns made
+    import app_pages._filters_view as view
+    import fer_models.explain.features as features
+
+    monkeypatch.setattr(view, "filter_responses", lambda *a, **k: pytest.fail("ranked live despite the atlas"))
+    made, real = [], features.maximise_filters
+    monkeypatch.setattr(features, "maximise_filters", lambda *a, **k: made.extend(a[2]) or real(*a, **k))
+    at.selectbox(key="filters_layer_cnn3").set_value("block2.conv").run()
+    assert not at.exception, at.exception
+    stored = atlases["block2.conv"].filters.tolist()
+    lines = [m.value for m in at.markdown if m.value.startswith("**#")]
+    assert [int(line.split("**#")[1].split("**")[0]) for line in lines[:2]] == stored
+    assert len(made) == 6 and not set(made) & set(stored)

@@ -5,7 +5,13 @@ import torch
 import torch.nn.functional as F
 
 from fer_models.explain.attributions import METHODS, attribute, attribute_classes, face_input, probabilities
-from fer_models.explain.features import feature_maps, filter_responses, maximise_filters, top_faces
+from fer_models.explain.features import (
+    Ranking,
+    feature_maps,
+    filter_responses,
+    layer_rankings,
+    maximise_filters,
+)
 from fer_models.explain.pictures import robust_top, to_unit
 from fer_models.nets.models import create_model
 from helpers import synthetic_faces
@@ -153,8 +159,17 @@ def test_top_faces_are_the_highest_responses(model):
     images, _ = synthetic_faces(40, seed=5)
     responses = filter_responses(model, "block2.conv", images[:, None], **META["normalisation"], batch_size=16)
     assert responses.shape == (40, 128)
-    top = top_faces(responses, 9, k=5)
-    np.testing.assert_array_equal(top, np.argsort(-responses[:, 9])[:5])
+    ranking = Ranking.of(responses)
+    for channel in (0, 9, 127):
+        np.testing.assert_array_equal(ranking.top[channel], np.argsort(-responses[:, channel])[:9])
+        np.testing.assert_allclose(ranking.peak[channel], np.sort(responses[:, channel])[::-1][:9])
+    assert ranking.most_active() == np.argsort(-responses.mean(0), kind="stable").tolist()
+    assert Ranking.of(responses[:4]).top.shape == (128, 4)  # fewer faces than a mosaic: all of them, ranked
+    # every layer's ranking from one pass is each layer's own
+    both = layer_rankings(model, ["block1.conv", "block2.conv"], images[:, None], **META["normalisation"],
+                          batch_size=16)
+    np.testing.assert_array_equal(both["block2.conv"].top, ranking.top)
+    top = ranking.top[9][:5]
     # one face alone gives the same response as within a batch
     one = filter_responses(model, "block2.conv", images[top[:1], None], **META["normalisation"])
     assert one[0, 9] == pytest.approx(responses[top[0], 9], rel=1e-4)

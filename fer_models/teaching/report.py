@@ -214,7 +214,7 @@ def saliency_section(model, meta, predictions, faces, per_class: int) -> str:
 def filters_section(model, meta, faces_all, labels, count: int, atlas=None) -> str:
     """`atlas` (fer_models.explain.atlas, checked by the caller against these faces and weights) saves the ranking
     and the patterns it holds."""
-    from fer_models.explain.features import filter_responses, maximise_filters, top_faces
+    from fer_models.explain.features import Ranking, filter_responses, maximise_filters
     from fer_models.explain.pictures import enlarge, mosaic
 
     layer = model.deepest_filter_layer()
@@ -222,15 +222,15 @@ def filters_section(model, meta, faces_all, labels, count: int, atlas=None) -> s
     if faces_all is None:
         return head + "<p>No faces to rank the filters on (pass --data).</p>"
     norm = meta["normalisation"]
-    responses = atlas.responses if atlas is not None else \
-        filter_responses(model, layer, faces_all, norm["mean"], norm["std"])
-    chosen = [int(c) for c in np.argsort(-responses.mean(0), kind="stable")[:count]]
+    ranking = atlas.ranking if atlas is not None else \
+        Ranking.of(filter_responses(model, layer, faces_all, norm["mean"], norm["std"]))
+    chosen = ranking.most_active()[:count]
     stored = {c: atlas.pattern(c) for c in chosen} if atlas is not None else {}
     missing = [c for c in chosen if stored.get(c) is None]
     stored.update(zip(missing, maximise_filters(model, layer, missing, meta)))
     rows = []
     for channel, pattern in ((c, stored[c]) for c in chosen):
-        top = top_faces(responses, channel, 9)
+        top = ranking.top[channel]
         kinds = ", ".join(f"{n} {e}" for e, n in Counter(EMOTIONS[labels[t]] for t in top).most_common())
         pattern_picture = picture(enlarge(pattern.image, 144), f"filter_{channel}_pattern", f"#{channel}: pattern")
         rows.append(f'<div class="filter">{pattern_picture}'
