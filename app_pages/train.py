@@ -315,15 +315,17 @@ def job_form(data: str, label_source: str, demo: bool, sizes: dict | None) -> Tr
         scale = d.number_input("Scale ±", *form_range("scale"), key="job_scale",
                                help="Random zoom by up to this fraction")
         erase = e.number_input("Random erasing", *form_range("erase"), key="job_erase")
-        mixup = f.number_input("Mixup α (0 = off)", *form_range("mixup"), key="job_mixup")
+        mixup = f.number_input("Mixup α", *form_range("mixup"), key="job_mixup",
+                               help="Each batch is blended with a shuffled copy of itself, images and labels alike, "
+                                    "by a weight drawn from Beta(α, α); 0 is off.")
         a, b, c, _ = st.columns([1, 1, 1, 3])
         smoothing = a.number_input("Label smoothing", *form_range("label_smoothing"), key="job_label_smoothing")
         weight_decay = b.number_input("Weight decay", *form_range("weight_decay"), None, format="%.5f",
                                       key="job_weight_decay", placeholder="default",
                                       help="Empty: " + ", ".join(f"{o} {v:g}" for o, v in DEFAULT_WEIGHT_DECAY.items())
                                       + " (AdamW's decay is decoupled from the gradient, the others' is not)")
-        ema = c.number_input("Weight EMA (0 = off)", *form_range("ema"), format="%.4f", key="job_ema",
-                             help=f"{GLOSSARY['EMA']} Its decay per step, e.g. 0.999.")
+        ema = c.number_input("Weight EMA", *form_range("ema"), format="%.4f", key="job_ema",
+                             help=f"{GLOSSARY['EMA']} Its decay per step, e.g. 0.999; 0 is off.")
         if not st.form_submit_button("Start training", type="primary"):
             return None
     holdout = val_split == HOLDOUT

@@ -70,7 +70,7 @@ def test_a_job_started_from_a_runs_settings_trains_with_them(setup):
     assert by_label(at.selectbox, "Model").value == "resnet10_fer"
     assert by_label(at.selectbox, "Optimizer").value == "sgd"
     form = {w.label: w.value for w in at.number_input}
-    assert form["Learning rate"] == 0.1 and form["Weight decay"] == 5e-4 and form["Weight EMA (0 = off)"] == 0.999
+    assert form["Learning rate"] == 0.1 and form["Weight decay"] == 5e-4 and form["Weight EMA"] == 0.999
     assert form["Random erasing"] == 0.1 and form["Scale ±"] == 0.05 and form["Epochs"] == 20
     fill(at, data, "again")  # the data is still this machine's; a short run of that recipe
     by_label(at.button, "Start training").click().run()
