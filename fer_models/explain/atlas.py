@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -221,8 +222,14 @@ def main(argv=None) -> int:
     from fer_models.runs.checkpoints import CheckpointError
 
     args = parser().parse_args(argv)
+    said = [0.0]
+
+    def progress(i: int, n: int) -> None:  # densenet201_fer's 200 layers take half an hour: say how far it is
+        if time.monotonic() - said[0] > 30 or i == n:
+            said[0] = time.monotonic()
+            print(f"patterns: ascent step {i:,} of {n:,}", file=sys.stderr, flush=True)
     try:
-        path, atlas = make_for_run(args.run, args.patterns, args.layer_patterns)
+        path, atlas = make_for_run(args.run, args.patterns, args.layer_patterns, on_step=progress)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
