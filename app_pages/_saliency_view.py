@@ -17,9 +17,10 @@ def cached_maps(run_key: str, _model, _meta, face_bytes: bytes, method: str, tar
     return attribute_classes(_model, face_input(face, _meta), method, list(targets))
 
 
-def show_maps(run, loaded, face, method, targets, opacity, probs, beside=None):
+def show_maps(run, loaded, face, method, targets, opacity, probs, beside=None, whose: str | None = None):
     """The maps of `targets`; one class's map over the face goes into `beside` where given (the page's first
-    screen, next to the probabilities), the map alone and its scale below."""
+    screen, next to the probabilities or the other run's map; `whose` names the run there), the map alone and
+    its scale below."""
     model, meta = loaded
     maps = cached_maps(checkpoint_key(run), model, meta, face.pixels.tobytes(), method, tuple(targets))
     info = METHODS[method]
@@ -31,7 +32,7 @@ def show_maps(run, loaded, face, method, targets, opacity, probs, beside=None):
         else:
             over, (alone, legend, _) = beside, st.columns([5, 3, 5], gap="small")
         over.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, top), 240), width="stretch",
-                   caption=f"{info.title} for {EMOTIONS[a.target]}, over the face")
+                   caption=(f"{whose}: " if whose else "") + f"{info.title} for {EMOTIONS[a.target]}, over the face")
         alone.image(enlarge(colourise(a.map, a.signed, top), 240), width="stretch", caption="the map alone")
         legend.image(scale_bar(a.signed, top), width=SCALE_BAR_WIDTH, caption="scale of both")
     else:

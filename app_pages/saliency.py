@@ -54,10 +54,13 @@ with results:
     compare = st.selectbox("Compare with another run on the same face", [None, *others],
                            format_func=lambda r: "—" if r is None else describe(r))
     bars = probability_figure(probs, face.label)
-    beside = None
+    beside = {}
     if view == ONE and compare is None:
-        beside, where_bars = first_screen.columns([2, 3], vertical_alignment="center")
+        beside[run.name], where_bars = first_screen.columns([2, 3], vertical_alignment="center")
         chart(bars, where_bars, width="stretch", config={"displayModeBar": False})
+    elif view == ONE:  # two runs: their maps over the face side by side on the first screen, the bars below them
+        beside[run.name], beside[compare.name] = first_screen.columns(2, gap="medium")
+        chart(bars, first_screen, width="stretch", config={"displayModeBar": False})
     else:
         chart(bars, first_screen, width="stretch", config={"displayModeBar": False})
     if view == SEVEN:  # the method picker is off: one method's description would read as the grid's
@@ -83,4 +86,5 @@ for where, shown, loaded, p in ((here, run, (model, meta), probs), (there, compa
         if view == SEVEN:
             all_methods(shown, loaded, face, target, opacity, p)
         else:
-            show_maps(shown, loaded, face, method, targets, opacity, p, beside if shown is run else None)
+            show_maps(shown, loaded, face, method, targets, opacity, p, beside.get(shown.name),
+                      whose=shown.name if other is not None else None)

@@ -183,6 +183,21 @@ def test_a_clicked_cell_shows_its_first_face_on_screen_and_stays_legible(project
     projector.wait_for_selector("[data-testid='stImage']", timeout=30_000)
 
 
+def test_two_runs_compared_show_both_maps_on_the_first_screen(projector, start_app, runs):
+    make_evaluated_run(runs, "other")
+    projector.goto(f"{start_app(runs)}/saliency?run=evaluated")
+    settle(projector)
+    projector.locator("[data-testid='stSelectbox']").filter(has_text="Compare with another run").click()
+    projector.get_by_role("option").filter(has_text="other").first.click()
+    settle(projector)
+    for name in ("evaluated", "other"):
+        shown = projector.locator("[data-testid='stImage']").filter(has_text=f"{name}: ").filter(
+            has_text="over the face").first
+        shown.wait_for(timeout=60_000)
+        box = shown.locator("img").bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 720, f"{name}'s map ends at {box}"
+
+
 def test_the_matrix_grows_with_the_window(browser, start_app, runs):
     context = browser.new_context(viewport={"width": 1920, "height": 1080})
     page = context.new_page()
