@@ -22,6 +22,7 @@ from fer_models.runs.jobs import (
     launch,
     log_tail,
     recipe_of,
+    resumable,
     resume,
     sanitise_name,
     stop,
@@ -98,6 +99,10 @@ def interrupted_card(run: RunSummary, status: dict, buttons, root: Path) -> None
     """A stopped, failed or interrupted job: why, and Resume."""
     if status.get("error"):
         st.error(f"{md(run.name)} {md(status['state'])}: {md(status['error'])}")
+    if not resumable(run.path):
+        st.info(f"{md(run.name)} {md(status.get('note') or 'saved nothing to resume from')}: delete it and start it "
+                "again below.")
+        return
     if buttons.button("Resume", key=f"resume_{run.name}", help="Continue from the last saved state"):
         try:
             resume(run.path, root)
@@ -122,10 +127,16 @@ def finished_card(run: RunSummary, buttons) -> None:
     roles = {s: split_role(config, s) for s in (sizes or {})}
     # splits it never saw first: a test score; then the one that picked its epoch; never the one it trained on
     choices = sorted((s for s in roles if roles[s] != "training"), key=lambda s: (roles[s] != "test", s))
+    if not choices:  # the quick demo's: the bundle holds PublicTest alone, and it trained on it
+        st.caption(f"Every split of its dataset ({', '.join(map(md, roles)) or 'none'}) is one it trained on, so "
+                   "no score here would be a test: its best validation accuracy above, on the faces it held out, is "
+                   "its score. A run trained on a FER2013 file can be evaluated here on PublicTest.")
+        return
     splits = buttons.multiselect("Splits", choices, default=choices[:1], key=f"splits_{run.name}",
                                  format_func=lambda s: f"{s} ({roles[s]})", label_visibility="collapsed")
     kept = f"evaluated_{run.name}"
-    if buttons.button("Evaluate", key=f"eval_{run.name}", disabled=not splits):
+    if buttons.button("Evaluate", key=f"eval_{run.name}", disabled=not splits,
+                      help="Scores it on the chosen splits; the confusion page then shows them"):
         bar, results = st.progress(0.0), []
         for i, split in enumerate(splits):  # one split at a time, so the bar moves as each is scored
             bar.progress(i / len(splits), text=f"Evaluating {md(run.name)} on {md(split)} ({i + 1} of {len(splits)}): "
@@ -193,9 +204,9 @@ def job_card(run: RunSummary, root: Path, manage: bool) -> None:
 
 def jobs_panel(root: Path, manage: bool) -> None:
     def launched(run: RunSummary) -> float:
-        try:
-            return (run.path / JOB_FILE).stat().st_mtime
-        except OSError:
+        try:  # job.json's own time: a stop rewrites the file, and by its date the stopped job jumped to the top
+            return float(RunFolder(run.path).job().get("started") or (run.path / JOB_FILE).stat().st_mtime)
+        except (OSError, RunProblem, TypeError, ValueError):
             return 0.0
 
     def jobs():  # newest launch first: the job just started or resumed is the one a teacher looks for
@@ -207,6 +218,12 @@ def jobs_panel(root: Path, manage: bool) -> None:
     @st.fragment(run_every=2 if running else None)
     def panel():
         current = jobs()
+        flash = st.session_state.get("train_flash")
+        if flash:  # said while its job starts and runs; once it has ended, its card says how
+            if any(r.name == flash[0] and job_state(r.path)["state"] == "running" for r in current):
+                st.success(flash[1])
+            else:
+                del st.session_state["train_flash"]
         if not current:
             st.info("No jobs yet: start one below.")
         for run in current:
@@ -275,7 +292,7 @@ def recipe_ui(root: Path, demo: bool) -> None:
 
 def job_form(data: str, label_source: str, demo: bool, sizes: dict | None) -> TrainRequest | None:
     """The new-job form; the request once "Start training" is pressed, else None."""
-    with st.form("new_job"):
+    with st.form("new_job", enter_to_submit=False):  # Enter in Epochs started a job before it was named
         a, b, c, d = st.columns(4)
         model = a.selectbox("Model", list_models(), key="job_model")
         name = b.text_input("Run name", placeholder="empty: model_date-time",
@@ -351,8 +368,9 @@ def start(request: TrainRequest, root: Path, data_error: str | None) -> None:
         st.error(f"Not started: {md(err)}")
         return
     cached_runs.clear()
-    st.session_state["train_flash"] = (f"Started {md(sanitise_name(request.name))} (process {job['pid']}); it appears "
-                                       "in the run picker at once, with its model after its first epoch.")
+    name = sanitise_name(request.name)
+    st.session_state["train_flash"] = (name, f"Started {md(name)} (process {job['pid']}); it appears in the run "
+                                             "picker at once, with its model after its first epoch.")
     st.rerun()
 
 
@@ -362,8 +380,6 @@ def main() -> None:
                "and every tab shows the same jobs, read from their run folders.")
     root = runs_root()
     manage = teacher_gate()
-    if "train_flash" in st.session_state:  # said before the rerun that shows the new job
-        st.success(st.session_state.pop("train_flash"))
     st.subheader("Jobs")
     jobs_panel(root, manage)
     if not manage:

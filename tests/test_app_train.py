@@ -157,3 +157,45 @@ def test_job_cards_newest_launch_first_with_their_outcome(setup):
     heads = [shown(m.value) for m in at.markdown if " · cnn3 · " in shown(m.value)]
     assert [h.split("**")[1] for h in heads] == ["last_launched", "first_launched"]
     assert "finished · best validation 50.0% (epoch 2)" in heads[0]
+
+
+def test_a_job_stopped_before_it_trained_reads_stopped_and_says_there_is_nothing_to_resume(setup):
+    from fer_models.runs.jobs import resumable
+
+    data, root = setup
+    launch(TrainRequest(model="cnn3", data=str(data), name="early", epochs=100_000, batch_size=16, device="cpu"), root)
+    assert stop(root / "early", wait=60)  # at once: the trainer is still importing torch, no status written
+    assert not (root / "early" / "status.json").exists() and not resumable(root / "early")
+    state = job_state(root / "early")
+    assert state["state"] == "stopped" and not state.get("error") and "nothing to resume" in state["note"]
+    at = open_train()
+    assert any("**early** · cnn3 · stopped" in shown(m.value) for m in at.markdown)
+    assert not at.error and not any(b.label == "Resume" for b in at.button)
+    assert any("nothing to resume" in i.value and "start it again" in i.value for i in at.info)
+
+
+def test_the_started_banner_goes_when_its_job_has_ended(setup):
+    data, root = setup
+    at = fill(open_train(), data, "brief")
+    by_label(at.button, "Start training").click().run()
+    assert any("Started brief" in shown(s.value) for s in at.success)
+    wait_for_job(root / "brief", {"finished", "failed"})
+    at.run()
+    assert not any("Started brief" in shown(s.value) for s in at.success)
+
+
+def test_a_demo_run_says_why_it_has_no_split_to_evaluate(setup):
+    import json
+    import socket
+
+    from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
+    from helpers import make_run
+
+    _, root = setup
+    run = make_run(root, "demo", {"state": "finished", "host": socket.gethostname()}, [0.3], {"arch": "cnn3"})
+    (run / "config.json").write_text(json.dumps({"args": {"model": "cnn3", "epochs": 1, "data": str(BUNDLED_PUBLICTEST),
+                                                          "train_split": "PublicTest", "val_fraction": 0.1}}))
+    (run / "job.json").write_text(json.dumps({"pid": 1, "command": ["python"], "devices": ["cpu"], "started": 1.0}))
+    at = open_train()
+    assert not any(b.label == "Evaluate" for b in at.button)
+    assert any("is one it trained on" in c.value and "best validation accuracy" in c.value for c in at.caption)

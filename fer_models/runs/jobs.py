@@ -242,6 +242,12 @@ def launch(request: TrainRequest, root) -> dict:
         return _start(command, run, request.devices(), root, resume=False)
 
 
+def resumable(run) -> bool:
+    """Whether the trainer saved anything to go on from: its last state, or at least its settings."""
+    folder = RunFolder(run)
+    return folder.file(LAST_FILE).exists() or folder.file(CONFIG_FILE).exists()
+
+
 def resume(run, root=None) -> dict:
     """Continue a stopped, failed or interrupted run from its last checkpoint, on the devices it had.
 
@@ -261,7 +267,7 @@ def resume(run, root=None) -> dict:
                        "learning rate (Start from fills the form with its settings)")
     if status.get("state") == "finished":
         raise JobError(f"{run.name} has finished; to train longer, resume it from a terminal with a larger --epochs")
-    if not folder.file(LAST_FILE).exists() and not folder.file(CONFIG_FILE).exists():
+    if not resumable(run):
         raise JobError(f"{run.name} has no checkpoint to resume from; launch it again")
     try:
         config = folder.config()
@@ -289,6 +295,9 @@ def stop(run, wait: float = 0.0) -> bool:
     if not is_trainer_of(pid, run):
         raise JobError(f"process {pid} named by {run.name} is not this run's trainer; nothing was signalled")
     pid = int(pid)
+    job = _job(run)
+    if job:  # a job stopped before its trainer wrote any status then reads stopped, not failed
+        RunFolder(run).write_json(JOB_FILE, {**job, "stop_requested": time.time()})
     try:
         if os.getpgid(pid) == pid:
             os.killpg(pid, signal.SIGTERM)
@@ -307,7 +316,7 @@ def stop(run, wait: float = 0.0) -> bool:
 def job_state(run) -> dict:
     """The run's status as the launcher shows it: `state` (running | finished | stopped | failed | interrupted |
     unreadable), progress fractions, ETA and the error; a job that exited before writing any status reads
-    failed."""
+    failed, or stopped (with a `note`) when it was asked to stop."""
     run = Path(run)
     try:
         status = read_status(run)
@@ -317,8 +326,10 @@ def job_state(run) -> dict:
     if job:
         alive = trainer_alive(job["pid"], run)
         if not status.get("recorded_state") or status.get("recorded_state") == "unknown":
-            status["state"] = "running" if alive else "failed"
-            if not alive:
+            status["state"] = "running" if alive else "stopped" if job.get("stop_requested") else "failed"
+            if status["state"] == "stopped":
+                status["note"] = "stopped before it started training: nothing was saved, so there is nothing to resume"
+            elif not alive:
                 last = [line for line in log_tail(run, 5).splitlines() if line.strip()]
                 status["error"] = status.get("error") or (f"the job exited before it started training: {last[-1]}"
                                                           if last else "the job exited before it started training")
