@@ -20,7 +20,7 @@ from app_pages._shared import checkpoint_key, md, selected_model
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.explain.attributions import face_input
 from fer_models.explain.features import feature_maps, maximise_filters
-from fer_models.explain.pictures import enlarge, to_uint8
+from fer_models.explain.pictures import enlarge, framed, to_uint8
 
 FIRST = 2  # patterns synthesised first, alone: on a deep layer 1.3 s, where all eight take 3.8
 
@@ -86,7 +86,7 @@ with maps_tab:
         shown = st.slider("Feature maps shown, most active first", 1, channels, min(32, channels))
         tiles = to_uint8(np.maximum(maps[order[:shown]], 0))
         # no-break spaces: a caption that wraps, wraps between filters' values, never inside one
-        st.image([enlarge(t, 72) for t in tiles], width=72,
+        st.image([framed(enlarge(t, 72)) for t in tiles], width=74,
                  caption=[f"#{c}\u00a0·\u00a0{means[c]:.2f}" for c in order[:shown]])
         st.caption(f"{layer} output ({maps.shape[1]}×{maps.shape[2]} per filter) for this face, on one shared "
                    "scale: white is the strongest response of the layer, black zero or below.")

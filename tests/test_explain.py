@@ -12,7 +12,7 @@ from fer_models.explain.features import (
     layer_rankings,
     maximise_filters,
 )
-from fer_models.explain.pictures import robust_top, to_unit
+from fer_models.explain.pictures import enlarge, framed, robust_top, to_unit
 from fer_models.nets.models import create_model
 from helpers import synthetic_faces
 
@@ -186,3 +186,10 @@ def test_display_scaling():
     assert to_unit(m, signed=True).min() >= -1 and to_unit(m, signed=True)[0, 1] == 0
     assert to_unit(np.abs(m), signed=False).min() == 0 and to_unit(np.abs(m), signed=False).max() == 1
     assert np.isfinite(to_unit(np.zeros((3, 3)), signed=False)).all()
+
+
+def test_a_white_map_keeps_a_visible_frame():
+    white = framed(enlarge(np.full((1, 1), 255, np.uint8), 72))  # a 1x1 layer's strongest map
+    assert white.shape == (74, 74) and (white[0] == 128).all() and (white[:, -1] == 128).all()
+    assert (white[1:-1, 1:-1] == 255).all()
+    assert framed(np.zeros((4, 4, 3), np.uint8)).shape == (6, 6, 3)

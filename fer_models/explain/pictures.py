@@ -8,6 +8,11 @@ def enlarge(image: np.ndarray, size: int = 192) -> np.ndarray:
     return np.kron(image, np.ones((k, k) + (1,) * (image.ndim - 2), dtype=image.dtype))
 
 
+def framed(image: np.ndarray, value: int = 128) -> np.ndarray:
+    """A 1-px gray frame: a map at full strength is white, and without one it vanished into a white page."""
+    return np.pad(image, ((1, 1), (1, 1)) + ((0, 0),) * (image.ndim - 2), constant_values=value)
+
+
 def colourise(map_: np.ndarray, signed: bool, top: float | None = None) -> np.ndarray:
     """H x W float -> H x W x 3 uint8: inferno for magnitudes, red (for) / blue (against) around
     white for signed maps, so 0 always looks like 'nothing'."""
