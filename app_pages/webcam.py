@@ -9,7 +9,7 @@ from app_pages._video import video_ui
 from fer_models.core.constants import EMOTIONS
 from fer_models.faces.decode import ImageError, read_image
 from fer_models.media.live import LiveAnnotator, annotate_photo, process_frame
-from fer_models.media.speed import LIVE_FPS_TARGET, faces_per_second, slow_run_offer
+from fer_models.media.speed import faces_per_second, slow_run_offer, too_slow
 from fer_models.nets.reach import GRADCAM_RULE
 from fer_models.teaching.figures import CLASS_COLOURS
 from fer_models.teaching.glossary import GLOSSARY
@@ -76,11 +76,14 @@ def switch_run(name: str) -> None:
 
 def offer_faster_run(rate: float, measured: bool = True) -> None:
     """Under LIVE_FPS_TARGET fps, the run whose network is fastest here, in one click (speed.slow_run_offer)."""
-    if not 0 < rate < LIVE_FPS_TARGET:  # before speeds_of_runs, which loads and times every run
+    offered = st.session_state.get("faster_run_offered") == run.name
+    if not too_slow(rate, offered):  # asked before speeds_of_runs, which loads and times every run
+        st.session_state.pop("faster_run_offered", None)
         return
-    offer = slow_run_offer(run.name, speeds_of_runs(), rate, measured)
+    offer = slow_run_offer(run.name, speeds_of_runs(), rate, measured, offered)
     if offer is None:
         return
+    st.session_state["faster_run_offered"] = run.name
     other, said = offer
     st.warning(md(said))
     if st.button(f"Switch to {md(other)}", key="faster_run", on_click=switch_run, args=(other,)):
@@ -99,14 +102,17 @@ if mode == "Live video":
     record = st.toggle("Record the largest face's probabilities", help="Starting a recording clears the last one.")
     annotator.configure(smoothing=smoothing, detect_every=detect_every, gradcam=gradcam, recording=record,
                         detector=detector)
+    # the reading, the frame rate and a faster run's offer above the video, where a 640×480 picture leaves them on
+    # the first screen at 1280×720
+    status_slot = st.container()
     ctx = webrtc_streamer(key="fer-live", mode=WebRtcMode.SENDRECV,
                           video_frame_callback=lambda frame: process_frame(annotator, frame),
                           # localhost needs no STUN/TURN server, and this machine reaches no network
                           rtc_configuration={"iceServers": []},
                           media_stream_constraints={"video": {"width": 640, "height": 480}, "audio": False},
-                          # no taller than what is left of a 720-row screen, so the status line below stays visible
-                          video_html_attrs={"style": {"width": "100%", "maxWidth": "800px",
-                                                      "maxHeight": "max(240px, calc(100vh - 420px))"},
+                          # at least the camera's 640×480: a height from 100vh, inside the component's own
+                          # iframe, held it to 320×240 with labels of 4-8 px
+                          video_html_attrs={"style": {"width": "100%", "minWidth": "640px", "maxWidth": "800px"},
                                             "autoPlay": True, "controls": False, "muted": True},
                           async_processing=True)
 
@@ -120,13 +126,16 @@ if mode == "Live video":
         # before START, the network's own speed already tells a run that cannot keep up
         offer_faster_run(state.fps if playing else network_speed(key, model, meta), measured=playing)
         if not playing:
-            st.caption("Press START to stream your camera (the browser asks for permission).")
+            st.caption("Press START below to stream your camera (the browser asks for permission).")
         elif not state.faces:
             st.markdown(f"No face in view · {state.fps:.1f} fps")
         else:
             faces = " · ".join(f"**{label}** {share:.0%}" for label, share in state.faces)
             st.markdown(f"Now: {faces} · {len(state.faces)} face{'s' if len(state.faces) > 1 else ''} · "
                         f"{state.fps:.1f} fps")
+
+    @st.fragment(run_every=1.0 if ctx.state.playing and record else None)
+    def live_recording():
         recording = annotator.recording()
         if len(recording):
             chart(timeline(recording), width="stretch", key="webcam_timeline")
@@ -135,7 +144,9 @@ if mode == "Live video":
         elif record:
             st.caption("Recording: the timeline appears with the first face.")
 
-    live_status()
+    with status_slot:
+        live_status()
+    live_recording()
 elif mode == "Video file":
     video_ui(run, model, meta, smoothing, detect_every, gradcam, detector)
 else:

@@ -29,6 +29,7 @@ from fer_models.faces.face import Face, crop_face, crop_matrix, margin_pixels
 # (a blink, motion blur), and dropping the track would restart its smoothing
 MAX_MISSES = 2
 RECORD_LIMIT = 36_000  # 20 minutes at 30 fps
+ROW = 19  # px per class bar drawn under a face: room for its name at a legible size
 
 
 @dataclass
@@ -226,16 +227,17 @@ class LiveAnnotator:
         top = max(y - th - 10, 0)
         cv2.rectangle(out, (x, top), (x + tw + 8, top + th + 10), (80, 200, 40), -1)
         cv2.putText(out, text, (x + 4, top + th + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
-        # one small bar per class under the box (above it when the frame ends below)
-        left, width = max(x, 0), max(int(pts[:, 0].max()) - x, 112)
+        # one bar per class under the box (above it when the frame ends below); rows of ROW px, their names at
+        # the label's own 0.5 scale: at 0.33 and 13 px rows they read 4-5 px tall on screen
+        left, width = max(x, 0), max(int(pts[:, 0].max()) - x, 150)
         below = int(pts[:, 1].max()) + 4
-        top = below if below + 7 * 13 <= out.shape[0] else max(y - th - 14 - 7 * 13, 0)
+        top = below if below + 7 * ROW <= out.shape[0] else max(y - th - 14 - 7 * ROW, 0)
         for c, share in enumerate(p):
-            by = top + c * 13
-            cv2.rectangle(out, (left, by), (left + width, by + 12), (40, 40, 40), -1)
-            cv2.rectangle(out, (left + 30, by + 3), (left + 30 + int((width - 34) * share), by + 9),
+            by = top + c * ROW
+            cv2.rectangle(out, (left, by), (left + width, by + ROW - 1), (40, 40, 40), -1)
+            cv2.rectangle(out, (left + 44, by + 5), (left + 44 + int((width - 48) * share), by + ROW - 6),
                           (80, 200, 40) if c == label else (200, 200, 200), -1)
-            cv2.putText(out, EMOTIONS[c][:3], (left + 3, by + 10), cv2.FONT_HERSHEY_SIMPLEX, 0.33,
+            cv2.putText(out, EMOTIONS[c][:3], (left + 4, by + ROW - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                         (255, 255, 255), 1, cv2.LINE_AA)
 
     def _draw_fps(self, out: np.ndarray) -> None:

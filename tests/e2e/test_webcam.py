@@ -25,6 +25,10 @@ def test_live_video_boxes_and_labels_the_face(face_camera_app, tmp_path):
     assert label in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"), status
     video = page.frame_locator("iframe").first.locator("video")
     wait_until(lambda: green_box_pixels(video.screenshot()) > 200, 90, "a green box drawn around the face")
+    # the camera's 640×480 at least (it was drawn at 320×240), the reading and frame rate above it
+    box = video.bounding_box()
+    assert box["width"] >= 640 and box["height"] >= 480, box
+    assert page.get_by_text("Now:").bounding_box()["y"] < page.locator("iframe").first.bounding_box()["y"]
     # record: the timeline of the face's probabilities and its CSV appear while the stream goes on
     page.get_by_text("Record the largest face's probabilities").click()
     page.wait_for_selector(".js-plotly-plot .scatterlayer .trace", timeout=30_000)
