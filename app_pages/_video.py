@@ -124,7 +124,7 @@ def timeline_figure(track: pd.DataFrame) -> go.Figure:
                       fillcolor=CLASS_COLOURS[labels[a]])
     fig.update_layout(height=280, margin=dict(t=10, b=10, l=10, r=10), xaxis_title="seconds",
                       yaxis=dict(range=[-0.14, 1], tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1]),
-                      legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0), font=dict(size=13))
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0), font=dict(size=14))
     return fig
 
 
@@ -156,23 +156,26 @@ def progress_text(job: VideoJob, now: float) -> str:
 
 def show_result(job: VideoJob, run_name: str, gradcam_now: bool) -> None:
     result = job.result
-    st.success(f"{md(job.name)}: {md(result.message)}, {overlay_words(job.gradcam)}.")
+    st.success(f"{md(job.name)} with {md(job.run)}: {md(result.message)}, {overlay_words(job.gradcam)}.")
+    if job.run != run_name:  # the result of another run stays until this one is asked for, and says whose it is
+        st.caption(f"This video was analysed with {md(job.run)}; the button above analyses it with {md(run_name)}.")
     if gradcam_now != job.gradcam:
         st.caption(f"The Grad-CAM toggle is {'on' if gradcam_now else 'off'} now; this video was made "
                    f"{overlay_words(job.gradcam)}. The button above analyses it again {overlay_words(gradcam_now)}.")
     st.video(str(job.video))
     stem = Path(job.name).stem
     a, b = st.columns(2)
-    a.download_button("Download the annotated video (MP4)", job.video.read_bytes(), f"{stem}_{run_name}.mp4",
+    a.download_button("Download the annotated video (MP4)", job.video.read_bytes(), f"{stem}_{job.run}.mp4",
                       "video/mp4")
-    b.download_button("Download the timeline (CSV)", job.csv.read_bytes(), f"{stem}_{run_name}.csv", "text/csv")
+    b.download_button("Download the timeline (CSV)", job.csv.read_bytes(), f"{stem}_{job.run}.csv", "text/csv")
     if result.timeline.empty:
         st.info("No face was found in any frame: nothing to draw. Faces should be upright and at least about "
                 "60 pixels wide.")
         return
     st.subheader("Share of time per emotion, per face")
+    # numbers, not progress bars: nine bar columns ran past a 1280-px window, hiding surprise and neutral
     st.dataframe(summary_table(result.timeline), hide_index=True, width="stretch",
-                 column_config={e: st.column_config.ProgressColumn(e, format="percent", min_value=0, max_value=1)
+                 column_config={e: st.column_config.NumberColumn(e, format="percent", width="small")
                                 for e in EMOTIONS})
     tracks = sorted(result.timeline["track"].unique())
     st.subheader("Timeline" + (" of each face" if len(tracks) > 1 else ""))
@@ -181,6 +184,7 @@ def show_result(job: VideoJob, run_name: str, gradcam_now: bool) -> None:
             st.markdown(f"**Face {t}**")
         chart(timeline_figure(result.timeline[result.timeline["track"] == t]), width="stretch",
               config={"displayModeBar": False}, key=f"video_timeline_{t}")
+    st.caption("The band under the lines: the emotion that leads at each moment, in its colour.")
     if len(tracks) > 8:
         st.caption(f"{len(tracks) - 8} more face tracks are in the CSV.")
 

@@ -57,11 +57,16 @@ def test_a_video_file_is_analysed_in_the_background_and_shown(tmp_path, monkeypa
     clip = write_clip(tmp_path / "clip.mp4", frames=12)
     at, job = analyse(tmp_path, monkeypatch, "interview.mp4", clip.read_bytes())
     assert job.error is None and job.result.frames == 12
-    assert any("interview.mp4: 12 frames" in shown(s.value) for s in at.success)
+    assert any("interview.mp4 with small: 12 frames" in shown(s.value) for s in at.success)
     assert len(at.get("video")) == 1 and len(at.get("download_button")) == 2
     table = next(d.value for d in at.dataframe if "face" in d.value.columns)
     assert len(table) == 1 and abs(table.iloc[0][list(table.columns[2:])].sum() - 1) < 1e-9
     assert len(at.get("plotly_chart")) == 1  # the one face's timeline
+    assert any("the emotion that leads at each moment" in c.value for c in at.caption)  # the band under the lines
+    job.run = "other"  # made with a run since switched away from: it says whose it is
+    at.run()
+    assert any("interview.mp4 with other" in shown(s.value) for s in at.success)
+    assert any("analysed with other; the button above analyses it with small" in c.value for c in at.caption)
 
 
 def test_a_file_that_is_not_a_video_gets_a_message(tmp_path, monkeypatch):

@@ -60,7 +60,7 @@ def test_a_video_file_is_analysed_and_its_annotated_video_plays(page, module_app
     settle(page)
     page.locator("[data-testid='stFileUploader'] input[type=file]").set_input_files(str(clip))
     page.get_by_role("button", name="Analyse lecture.mp4 with small").click()
-    page.wait_for_selector("text=lecture.mp4: 24 frames", timeout=120_000)
+    page.wait_for_selector("text=lecture.mp4 with small: 24 frames", timeout=120_000)
     settle(page)  # the page redraws once with the result
     video = page.locator("[data-testid='stVideo']")
     video.wait_for(timeout=30_000)
@@ -71,3 +71,8 @@ def test_a_video_file_is_analysed_and_its_annotated_video_plays(page, module_app
     assert played[0] != "error" and played[0] >= 2 and played[1] > 0, played
     assert played[2:] == [320, 240]
     assert page.locator(".js-plotly-plot").count() == 1  # the face's timeline
+    page.set_viewport_size({"width": 1280, "height": 720})  # a projector's: every emotion's column in view
+    page.locator("[data-testid='stDataFrame']").first.wait_for()
+    wide = page.evaluate("""() => [...document.querySelectorAll("[data-testid='stDataFrame'] .dvn-scroller")]
+        .filter(s => s.offsetParent !== null && s.scrollWidth > s.clientWidth + 1).length""")
+    assert wide == 0, "the share table runs past its right edge at 1280 px"
