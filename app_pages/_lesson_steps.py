@@ -22,6 +22,7 @@ from fer_models.runs.registry import training_cost
 from fer_models.teaching import lesson
 from fer_models.teaching.convolution import convolution_step
 from fer_models.teaching.figures import history_figure
+from fer_models.teaching.glossary import GLOSSARY
 
 SPLIT = "PublicTest"
 LESSON_METHODS = ("gradcam", "integrated_gradients", "saliency", "occlusion")
@@ -140,7 +141,9 @@ def saliency(run, left, right, presenter: bool) -> None:
     model, meta = model_of(run)
     face = _pick(right)
     method = right.radio("Method", LESSON_METHODS, horizontal=True, key="lesson_method",
-                         format_func=lambda m: METHODS[m].title)
+                         format_func=lambda m: METHODS[m].title,
+                         help=f"Grad-CAM: {GLOSSARY['Grad-CAM']} The others work on the face's own pixels; the "
+                              "Saliency page says what each measures.")
     probs = probabilities(model, face_input(face.pixels, meta))[0]
     predicted = int(probs.argmax())
     with left:

@@ -66,7 +66,8 @@ DEGENERATE_STEPS = [
 ]
 
 SOFTMAX_STEPS = [
-    ("Softmax at temperature T and cross-entropy against a target distribution y (one-hot or soft, Σ y = 1):",
+    ("Softmax at temperature T of the logits z (the network's seven raw class scores, its last output) and "
+     "cross-entropy against a target distribution y (one-hot or soft, Σ y = 1):",
      r"p_k = \frac{e^{z_k/T}}{\sum_{j} e^{z_j/T}}, \quad L = -\sum_{k} y_k \log p_k"),
     ("The softmax Jacobian:", r"\frac{\partial p_k}{\partial z_j} = \frac{1}{T}\,p_k\,(\delta_{kj} - p_j)"),
     ("The loss's derivative in p:", r"\frac{\partial L}{\partial p_k} = -\frac{y_k}{p_k}"),

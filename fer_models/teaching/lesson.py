@@ -45,7 +45,7 @@ def layers_story(totals: dict, layers: pd.DataFrame, findings: list[str]) -> lis
     first, last = convs.iloc[0], convs.iloc[-1]
     widest = max(int(s.split("×")[0]) for s in convs["output shape"])
     said = [f"A 1×48×48 gray face goes through **{len(convs)} convolutions** to 7 class scores: "
-            f"{totals['parameters'] / 1e6:.2f} M weights the training set, "
+            f"{totals['parameters'] / 1e6:.2f} M weights, every one set by training, and "
             f"{totals['mult_adds'] / 1e6:.0f} M multiply-adds to score one face.",
             f"The maps shrink from {_side(first['output shape'])} after the first conv to "
             f"{_side(last['output shape'])} after the last, while the channels grow to {widest}: each deeper "
