@@ -3,7 +3,7 @@ their FER+ votes, and the scores beside it."""
 import streamlit as st
 
 from app_pages._dataset import cached_votes, load_split
-from app_pages._face_card import face_card, votes_legend
+from app_pages._face_card import card_cells, face_card, votes_legend
 from app_pages._shared import chart, md
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.facedata import DataError
@@ -80,13 +80,12 @@ def show_faces(metrics, predictions, split, true, pred):
     shown = cell.iloc[(page - 1) * FACES_PER_PAGE: page * FACES_PER_PAGE]
     if votes is not None and shown["id"].astype(str).isin(votes.index).any():
         st.html(votes_legend())
-    columns = st.columns(3)
-    missing = 0
-    for i, row in enumerate(shown.itertuples()):
+    cells, missing = card_cells(3), 0
+    for row in shown.itertuples():
         if row.id not in index:
             missing += 1
             continue
-        with columns[i % 3]:
+        with next(cells):
             face_card(images[index[row.id]][0], [f"id {md(row.id)}", f"model {row.confidence:.0%} {EMOTIONS[pred]}"],
                       {"run": st.query_params.get("run", ""), "split": split, "face": row.id},
                       votes.loc[str(row.id), list(EMOTIONS)].to_numpy(float)

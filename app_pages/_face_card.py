@@ -36,6 +36,13 @@ def votes_legend() -> str:
             f"annotators' votes, one colour per class · {keys}</div>")
 
 
+def card_cells(per_row: int):
+    """A column for each face card, rows of `per_row` laid out as they fill: cards flowed down `per_row` long
+    columns drifted apart (a card with a longer caption pushed its column's next faces down)."""
+    while True:
+        yield from st.columns(per_row)
+
+
 def face_card(pixels: np.ndarray, lines: list[str], explain: dict | None, votes: np.ndarray | None = None,
               width: int = 104, annotators: float | None = None) -> None:
     """Draw in the current column; `explain` holds the Saliency page's query parameters (run, split, face)."""

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from app_pages._dataset import cached_votes, load_split
-from app_pages._face_card import face_card, votes_legend
+from app_pages._face_card import card_cells, face_card, votes_legend
 from app_pages._shared import md, require_evaluation, selected_run, split_role_note
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.facedata import DataError
@@ -172,8 +172,8 @@ def cards(run, split, metrics, shown, page, second, which, second_predictions) -
         st.stop()
     if "votes_angry" in shown and shown["verdict"].ne(NONE).any():
         st.html(votes_legend())
-    columns = st.columns(6)
-    for i, row in enumerate(shown.iloc[(page - 1) * PER_PAGE: page * PER_PAGE].itertuples()):
+    cells = card_cells(6)
+    for row in shown.iloc[(page - 1) * PER_PAGE: page * PER_PAGE].itertuples():
         if row.id not in index:
             continue
         lines = [f"id {md(row.id)} · label **{EMOTIONS[row.true]}**",
@@ -182,7 +182,7 @@ def cards(run, split, metrics, shown, page, second, which, second_predictions) -
         if second is not None and row.id in second_predictions.index:  # what the other run reads there, after
             theirs = int(second_predictions.loc[row.id, "pred"])  # the first run's lines, not between them
             lines.append(f"{md(other)}: **{EMOTIONS[theirs]}**")
-        with columns[i % 6]:
+        with next(cells):
             face_card(images[index[row.id]][0], lines, {"run": whose, "split": split, "face": row.id},
                       None if row.verdict == NONE else [getattr(row, f"votes_{e}") for e in EMOTIONS],
                       annotators=None if row.verdict == NONE else row.annotators)

@@ -198,6 +198,17 @@ def test_two_runs_compared_show_both_maps_on_the_first_screen(projector, start_a
         assert box["y"] >= 0 and box["y"] + box["height"] <= 720, f"{name}'s map ends at {box}"
 
 
+def test_the_mistakes_faces_line_up_in_rows(projector, start_app, runs):
+    projector.goto(f"{start_app(runs)}/mistakes?run=evaluated")
+    settle(projector)
+    faces = projector.locator("[data-testid='stImage'] img")
+    faces.nth(6).wait_for(timeout=60_000)
+    tops = [round(faces.nth(i).bounding_box()["y"]) for i in range(min(faces.count(), 12))]
+    rows = [tops[i:i + 6] for i in range(0, len(tops), 6)]
+    assert all(max(row) - min(row) <= 1 for row in rows), tops  # every face of a row at one height
+    assert rows[1][0] > rows[0][0]
+
+
 def test_the_matrix_grows_with_the_window(browser, start_app, runs):
     context = browser.new_context(viewport={"width": 1920, "height": 1080})
     page = context.new_page()
