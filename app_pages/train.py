@@ -56,7 +56,9 @@ def summary_of(path: str, label_source: str):
     """(split sizes, None) or (None, the reason the data cannot be used)."""
     try:
         return cached_summary(path, Path(path).stat().st_mtime, label_source), None
-    except (DataError, OSError, ValueError) as err:
+    except OSError as err:  # said in words: "[Errno 2] No such file or directory: '…'" read as a crash
+        return None, f"{path}: {(err.strerror or 'cannot be read').lower()}; give a path on this server"
+    except (DataError, ValueError) as err:
         return None, str(err)
 
 

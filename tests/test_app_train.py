@@ -99,7 +99,9 @@ def test_invalid_form_values_are_refused_before_launch(setup, tmp_path):
     by_label(at.button, "Start training").click().run()
     assert any("Not started" in e.value and "no letter or digit" in e.value for e in at.error)
     at = fill(open_train(), tmp_path / "missing.csv", "x")
-    assert any("cannot be used" in e.value for e in at.error)
+    said = [e.value for e in at.error if "cannot be used" in e.value]
+    assert said and "missing.csv: no such file or directory; give a path on this server" in shown(said[0])
+    assert "Errno" not in said[0]
     by_label(at.button, "Start training").click().run()
     assert any("Not started" in e.value and "does not exist" in e.value for e in at.error)
     assert not root.exists() or not any(root.iterdir())
