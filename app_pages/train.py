@@ -77,15 +77,17 @@ def fmt_seconds(seconds) -> str:
 # ---------------------------------------------------------------- one card per job, by state
 
 def running_card(run: RunSummary, status: dict, buttons) -> None:
-    if status.get("starting"):
-        st.caption("Starting: loading the model and the data; it resumes from its last saved state.")
-    epochs = status.get("epochs") or "?"
-    st.progress(min(status["epoch_fraction"], 1.0),
-                text=f"epoch {status.get('epoch', 0)} of {epochs}: step {status.get('step', 0)} of "
-                     f"{status.get('steps_per_epoch') or '?'}")
-    st.progress(min(status["run_fraction"], 1.0),
-                text=f"whole run {status['run_fraction']:.0%} · {status.get('images_per_second') or '?'} "
-                     f"images/s · about {fmt_seconds(status['eta_seconds'])} left")
+    if status.get("starting"):  # no step yet: its bars would read "epoch 0 of ?"
+        st.caption("Starting: loading the model and the data" + ("; it resumes from its last saved state."
+                                                                  if status.get("resumed") else "."))
+    else:
+        epochs = status.get("epochs") or "?"
+        st.progress(min(status["epoch_fraction"], 1.0),
+                    text=f"epoch {status.get('epoch', 0)} of {epochs}: step {status.get('step', 0)} of "
+                         f"{status.get('steps_per_epoch') or '?'}")
+        st.progress(min(status["run_fraction"], 1.0),
+                    text=f"whole run {status['run_fraction']:.0%} · {status.get('images_per_second') or '?'} "
+                         f"images/s · about {fmt_seconds(status['eta_seconds'])} left")
     if status.get("gpu_memory_mib"):
         use = f", utilisation {status['gpu_utilisation']}%" if status.get("gpu_utilisation") is not None else ""
         st.caption(f"GPU memory {status['gpu_memory_mib']:,} MiB{use}")

@@ -125,8 +125,12 @@ def test_stop_then_resume_and_one_job_per_device(data, tmp_path):
         assert job["resumed"] and job["command"][-1] == "--resume"
         # at once, before the new trainer has written a word: its launch, not the stale "stopped" (issue 35, 7)
         now = job_state(run)
-        assert now["state"] == "running" and now["starting"] and not now.get("error"), now
+        assert now["state"] == "running" and now["starting"] and now["resumed"] and not now.get("error"), now
         wait_for_job(run, {"running"})
+        # and through the new trainer's first word (epoch 0, no steps yet): starting, never "epoch 0 of N"
+        seen = []
+        wait_for(lambda: seen.append(job_state(run)) or not seen[-1].get("starting"), 300, "its first steps")
+        assert all(s.get("steps_per_epoch") for s in seen if not s.get("starting")), seen
         # went on from where it stopped
         wait_for(lambda: (job_state(run)["epoch"], job_state(run)["step"]) > step_at_stop, 300, "a step past the stop")
         assert "resuming" in log_tail(run, 200)

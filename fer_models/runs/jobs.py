@@ -337,6 +337,11 @@ def job_state(run) -> dict:
             # resumed: until the new trainer writes its first status (imports, data: tens of seconds) the old
             # "stopped" is stale; the launch is what happened last
             status.update(state="running", starting=True, error=None)
+    if status["state"] == "running" and not status.get("steps_per_epoch"):
+        # the trainer's first word (epoch 0, no steps yet) precedes its data and checkpoint: a resumed card read
+        # "epoch 0 of 3" for a moment before going back to its epoch
+        status["starting"] = True
+    status["resumed"] = bool(job.get("resumed"))
     epochs, spe = status.get("epochs") or 0, status.get("steps_per_epoch") or 0
     epoch, step = status.get("epoch") or 0, status.get("step") or 0
     total = epochs * spe
