@@ -10,7 +10,7 @@ import streamlit as st
 from app_pages._dataset import load_split
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
-from fer_models.explain.atlas import load_atlas
+from fer_models.explain.atlas import checkpoint_hash, load_atlas
 from fer_models.explain.features import Ranking, filter_responses
 from fer_models.explain.pictures import colourise, enlarge, mosaic
 from fer_models.runs.folder import ATLAS_FILE
@@ -32,11 +32,17 @@ def atlas_stamp(run_path) -> float:
         return 0.0
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _weights_hash(key: str, run_path: str) -> str:
+    """The checkpoint's SHA-256, once per checkpoint (key: its path and time), not once per layer visited."""
+    return checkpoint_hash(run_path)
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def cached_atlas(key: str, run_path: str, layer: str, stamp: float):
     """The run's precomputed atlas for this layer (fer_models.explain.atlas), if it matches the weights; else None."""
     _, _, ids, _ = load_split(BUNDLED_PUBLICTEST, "PublicTest")
-    return load_atlas(run_path, layer, ids)
+    return load_atlas(run_path, layer, ids, _weights_hash(key, run_path))
 
 
 @st.cache_resource(show_spinner=False)

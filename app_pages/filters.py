@@ -29,7 +29,7 @@ st.caption("Feature maps show where a layer's filters fire on one face; the synt
            "excites a filter most, beside the PublicTest faces that excite it most.")
 
 
-def offer_atlas(run) -> None:
+def offer_atlas(run, model) -> None:
     """A run whose atlas lacks this layer: make one here (the CLI's job, with progress)."""
     from fer_models.explain import atlas as atlases
 
@@ -122,7 +122,7 @@ with patterns_tab:
             # the atlas's rankings are kept apart from live ones: the two differ by float16 rounding
             ranking, faces, labels, ids = ranked_faces(checkpoint_key(run), model, meta, layer, atlas)
             if atlas is None:
-                offer_atlas(run)
+                offer_atlas(run, model)
             else:
                 st.caption(f"Rankings and the patterns of {len(atlas.filters)} filters come from the run's atlas "
                            "(precomputed by fer-studio atlas); other filters are synthesised now.")

@@ -132,27 +132,33 @@ def load_atlas(run, layer: str, ids, checkpoint: str | None = None) -> Atlas | N
     """The part of the run's atlas for this layer, if the atlas is for these faces and the run's current weights
     (checkpoint: the weights' hash, when the caller knows it); None otherwise or when it is missing or
     malformed. Untrusted input: arrays only (no pickle), shapes, types and indices checked."""
+    return load_atlas_layers(run, [layer], ids, checkpoint).get(layer)
+
+
+def load_atlas_layers(run, layers, ids, checkpoint: str | None = None) -> dict[str, Atlas]:
+    """load_atlas for several layers from one read of the file: the parts it holds, by layer."""
     if (Path(run) / ATLAS_FILE).is_symlink():  # like eval/, an atlas is the run's own file, not a link out
-        return None
+        return {}
     try:
         data = RunFolder(run).read_bytes(ATLAS_FILE, limit=64 << 20)
     except Exception:  # noqa: BLE001 - missing, a link, too big: no atlas, the page computes live
-        return None
+        return {}
     if data is None:
-        return None
+        return {}
     import io
     try:
         npz_members(data, MAX_ATLAS_BYTES)  # a zip bomb inflated to 1 GB here before this check
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             fields = dict(z)
     except Exception:  # noqa: BLE001 - not an npz: ignored, as if absent
-        return None
+        return {}
     try:
         if str(fields["ids"]) != ids_hash(ids) or str(fields["checkpoint"]) != (checkpoint or checkpoint_hash(run)):
-            return None
-        return _layer_part(fields, layer, len(ids))
+            return {}
+        parts = {layer: _layer_part(fields, layer, len(ids)) for layer in layers}
     except (KeyError, ValueError, TypeError, IndexError):  # a key missing, a shape or type wrong: as if absent
-        return None
+        return {}
+    return {layer: part for layer, part in parts.items() if part is not None}
 
 
 def _layer_part(fields: dict, layer: str, faces: int) -> Atlas | None:
@@ -200,10 +206,9 @@ def make_for_run(run, patterns: int = PATTERNS, layer_patterns: int = LAYER_PATT
 
     model, meta = load_model(run)
     faces = load_faces(BUNDLED_PUBLICTEST, splits=["PublicTest"])
-    weights = checkpoint_hash(run)
-    known = {n: load_atlas(run, n, faces.ids, weights) for n in model.conv_layers()}  # made again: kept
+    known = load_atlas_layers(run, list(model.conv_layers()), faces.ids)  # patterns made before are kept
     atlases = build_atlas(model, meta, faces.images, patterns=patterns, layer_patterns=layer_patterns,
-                          on_step=on_step, on_batch=on_batch, known={n: a for n, a in known.items() if a is not None})
+                          on_step=on_step, on_batch=on_batch, known=known)
     return save_atlas(run, atlases, faces.ids), next(iter(atlases.values()))
 
 

@@ -92,8 +92,7 @@ class Ranking:
     def of(cls, responses: np.ndarray) -> "Ranking":
         """From N x C responses (filter_responses)."""
         k = min(TOP, len(responses))
-        top = np.argpartition(-responses, k - 1, axis=0)[:k].T if k < len(responses) else \
-            np.tile(np.arange(len(responses)), (responses.shape[1], 1))
+        top = np.argpartition(-responses, k - 1, axis=0)[:k].T
         peak = np.take_along_axis(responses.T, top, 1)
         order = np.argsort(-peak, 1, kind="stable")
         return cls(responses.mean(0).astype(np.float32), np.take_along_axis(top, order, 1),
@@ -109,13 +108,14 @@ def layer_rankings(model: FERModel, layer_names: list[str], images_uint8: np.nda
                    batch_size: int = 256, on_batch: Callable[[int, int], None] | None = None) -> dict[str, Ranking]:
     """The Ranking of every named layer, from one forward pass over the faces (a pass per layer cost
     densenet201_fer's 200 layers 200 passes)."""
-    modules = {name: _layer(model, name) for name in layer_names}
     peaks: dict[str, list] = {name: [] for name in layer_names}
     with private_view(model) as view, autocast_for(torch.device("cpu"), inference_precision("cpu")):
         own = dict(view.named_modules())
+        for name in set(layer_names) - set(own):
+            _layer(view, name)  # raises, naming the conv layers there are
         handles = [own[name].register_forward_hook(
             lambda module, inputs, output, name=name: peaks[name].append(output.float().amax((2, 3))))
-            for name in modules]
+            for name in layer_names]
         try:
             for start in range(0, len(images_uint8), batch_size):
                 x = to_input(torch.as_tensor(images_uint8[start:start + batch_size]), mean, std)

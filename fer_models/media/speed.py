@@ -54,9 +54,7 @@ def slow_run_offer(current: str, speeds: dict[str, float], rate: float, measured
     starts). `offered`: the offer is on screen already, and stays until the rate is clearly above the target
     (at 14.6-15.9 fps it came and went every second and a half, too fast to click). Plain text: the page escapes
     the run names."""
-    if not too_slow(rate, offered):
-        return None
-    other = faster_run(current, speeds, rate, offered=offered)
+    other = faster_run(current, speeds, rate, offered=offered)  # None too when the rate keeps up
     if other is None:
         return None
     said = (f"{rate:.1f} fps is at the edge of {LIVE_FPS_TARGET:.0f}: labels lag the faces at times."
