@@ -47,8 +47,9 @@ def face_card(pixels: np.ndarray, lines: list[str], explain: dict | None, votes:
               width: int = 104, annotators: float | None = None) -> None:
     """Draw in the current column; `explain` holds the Saliency page's query parameters (run, split, face)."""
     st.image(pixels, width=width)
-    st.caption("  \n".join(lines))
+    # the votes right under the face, so a row's bars line up whatever each caption's length
     if votes is not None and not np.isnan(np.asarray(votes, float)).all():
         st.html(votes_bar(votes, annotators))
+    st.caption("  \n".join(lines))
     if explain is not None:
         st.page_link("app_pages/saliency.py", label="Explain", icon=":material/visibility:", query_params=explain)
