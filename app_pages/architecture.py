@@ -49,11 +49,20 @@ if run is not None:
     # a conv row opens One convolution on that layer (a relative link: the same server, this run)
     view["by hand"] = [f"convolution?run={quote(run.name)}&layer={quote(name)}" if kind == "Conv2d" else ""
                        for name, kind in zip(view["layer"], view["type"])]
+    # 5rem each side left a 1280 px projector 820 px, too few for densenet201_fer's 39-character layer names
+    st.html("<style>@media (max-width: 1400px) { [data-testid='stMainBlockContainer'] { padding-left: 3rem; "
+            "padding-right: 3rem; } }</style>")
     st.dataframe(view, hide_index=True, width="stretch", height=520,
-                 column_config={"parameters": st.column_config.NumberColumn(format="localized"),
-                                "mult-adds": st.column_config.NumberColumn(format="localized",
+                 # one-letter window columns, as on The math: left to the grid, densenet201_fer's long layer
+                 # names pushed the last header past a projector's 1280 px
+                 column_config={**{c: st.column_config.Column(c[0], width=44, help=c) for c in
+                                   ("kernel", "stride", "padding")},
+                                "output shape": st.column_config.Column("output", width=84,
+                                                                        help="channels×height×width"),
+                                "parameters": st.column_config.NumberColumn(format="localized", width=84),
+                                "mult-adds": st.column_config.NumberColumn(format="localized", width=92,
                                                                            help=GLOSSARY["mult-adds"]),
                                 "by hand": st.column_config.LinkColumn(
-                                    "by hand", display_text="step through",
+                                    "by hand", display_text="open", width=70,
                                     help="One output cell of this conv computed by hand on a real face")})
     st.caption(f"{len(view)} of {len(table)} layers; totals are over the whole network.")

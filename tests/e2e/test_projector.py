@@ -4,7 +4,7 @@ a 1920x1080 window."""
 import pytest
 from streamlit_page import settle
 
-from helpers import make_evaluated_run
+from helpers import ROOT, make_evaluated_run
 
 PAGES = {"architecture": "Architecture", "": "Training history", "confusion": "Confusion matrix",
          "mistakes": "Mistakes", "saliency": "Saliency", "filters": "Filters", "webcam": "Webcam and video",
@@ -221,6 +221,14 @@ def test_the_matrix_grows_with_the_window(browser, start_app, runs):
         assert illegible_labels(page) == [] and plotly_labels_outside(page) == []
     finally:
         context.close()
+
+
+def test_the_longest_layer_names_leave_every_column_of_the_layer_table_whole(projector, start_app):
+    projector.goto(f"{start_app(ROOT / 'artifacts' / 'runs')}/architecture?run=densenet201_fer")
+    settle(projector)
+    table = projector.locator("[data-testid='stDataFrame']").filter(visible=True).first
+    table.scroll_into_view_if_needed()
+    assert tables_cut(projector) == []  # densenet201_fer's 39-character names cut the last header at 1280
 
 
 def test_the_exported_reports_confusion_labels_are_whole(projector, runs, tmp_path):
