@@ -36,6 +36,9 @@ def plotly_div(fig, name: str) -> str:
     """The figure's div; its drawing script waits (PLOT_LATER) until PLOTLY_LOADER has unpacked plotly.js."""
     from fer_models.teaching.figures import legible
     config = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": name}}
+    # a template of its own: built inside the dashboard, a figure takes Streamlit's, which leaves margins to the
+    # browser's theme, and the report's bottom panels lost their tick labels under a 10 px margin
+    fig.update_layout(template="plotly_white")
     div = legible(fig).to_html(full_html=False, include_plotlyjs=False, config=config)
     return re.sub(r'<script( type="text/javascript")?>', f'<script type="{PLOT_LATER}">', div)
 
