@@ -18,6 +18,7 @@ from fer_models.runs.jobs import (
     data_summary,
     delete,
     evaluate,
+    how_it_ended,
     job_state,
     launch,
     log_tail,
@@ -178,6 +179,12 @@ def job_card(run: RunSummary, root: Path, manage: bool) -> None:
     best = "" if run.val_acc is None else f" · best validation {run.val_acc:.1%}" + \
         (f" (epoch {run.best_epoch})" if run.best_epoch is not None else "")
     head.markdown(f"**{md(run.name)}** · {md(run.arch or '?')} · {md(state)}{best}")
+    try:
+        history = read_history(run.path)
+    except RunProblem:
+        history = None
+    if state in ("stopped", "failed", "interrupted", "diverged"):
+        head.caption(md(how_it_ended(status, 0 if history is None else len(history))))
     if not manage:
         if status.get("error"):
             st.error(f"{md(run.name)} {md(state)}: {md(status['error'])}")
@@ -193,10 +200,6 @@ def job_card(run: RunSummary, root: Path, manage: bool) -> None:
         st.error(md(status["error"]))
     if manage and state != "running":
         delete_control(run, buttons, root)
-    try:
-        history = read_history(run.path)
-    except RunProblem:
-        history = None
     if history is not None and not history.empty:
         with st.expander("Curves", expanded=state == "running"):
             chart(history_figure([(run.name, history)]), width="stretch", key=f"curves_{run.name}")

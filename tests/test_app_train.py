@@ -126,6 +126,7 @@ def test_a_job_started_elsewhere_is_seen_and_stopped(setup):
             stop(root / "elsewhere", wait=60)
     at = open_train()
     assert any("**elsewhere** · cnn3 · stopped" in m.value for m in at.markdown)
+    assert any(shown(c.value).startswith("stopped by Stop ") and "% of the run" in c.value for c in at.caption)
     assert any(b.label == "Resume" for b in at.button)
 
 

@@ -221,3 +221,16 @@ def test_a_trainer_seen_mid_exec_is_still_its_runs_trainer(data, tmp_path, monke
     assert processes.trainer_alive(job["pid"], tmp_path / "runs" / "starting") and len(calls) == 2
     monkeypatch.undo()
     stop(tmp_path / "runs" / "starting")
+
+
+def test_an_ended_job_says_how_far_it_got_and_why():
+    from fer_models.runs.jobs import how_it_ended
+
+    mid = {"state": "stopped", "epochs": 4, "steps_per_epoch": 10, "epoch": 2, "step": 5}
+    assert how_it_ended(mid, 1) == "stopped by Stop in epoch 2 of 4, at step 5 of 10 (38% of the run)"
+    between = {"state": "interrupted", "epochs": 4, "steps_per_epoch": 10, "epoch": 3, "step": 0}
+    assert how_it_ended(between, 2).endswith("(killed, or the server restarted) after epoch 2 of 4 (50% of the run)")
+    first = {"state": "failed", "epochs": 4, "steps_per_epoch": 10, "epoch": 1, "step": 3}
+    assert how_it_ended(first, 0) == ("failed in epoch 1 of 4, at step 3 of 10 (8% of the run); no epoch finished, "
+                                      "so it has no validation score")
+    assert how_it_ended({"state": "stopped", "epochs": 4}, 0) == "stopped by Stop before its first step"

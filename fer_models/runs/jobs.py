@@ -353,6 +353,23 @@ def job_state(run) -> dict:
     return status
 
 
+def how_it_ended(status: dict, finished_epochs: int) -> str:
+    """How far an ended job got and why it ended, in words (a stopped card read only "stopped")."""
+    why = {"stopped": "stopped by Stop", "failed": "failed", "diverged": "diverged: its loss stopped being a number",
+           "interrupted": "interrupted: its trainer is gone (killed, or the server restarted)"}[status["state"]]
+    epochs, spe, step = status.get("epochs") or 0, status.get("steps_per_epoch") or 0, status.get("step") or 0
+    if not spe:
+        return f"{why} before its first step"
+    of = f" of {epochs}" if epochs else ""
+    if step == 0 and finished_epochs:
+        where = f"after epoch {finished_epochs}{of}"
+    else:
+        where = f"in epoch {finished_epochs + 1}{of}, at step {step} of {spe}"
+    done = f" ({(finished_epochs * spe + step) / (epochs * spe):.0%} of the run)" if epochs else ""
+    scored = "" if finished_epochs else "; no epoch finished, so it has no validation score"
+    return f"{why} {where}{done}{scored}"
+
+
 def _launched_after(job: dict, status_file: Path) -> bool:
     try:
         return float(job.get("started") or 0) > status_file.stat().st_mtime
