@@ -1,6 +1,7 @@
 """Training jobs launched as real processes on tiny synthetic data: finish, stop and resume, crash, DDP with
 gloo, the one-job-per-device rule, evaluate, delete, and requests refused before launch."""
 import json
+import sys
 
 import pytest
 
@@ -98,8 +99,12 @@ def test_a_job_finishes_writes_its_run_and_can_be_evaluated(data, tmp_path):
         launch(request(data, "first run"), root)
     with pytest.raises(JobError, match="has finished"):
         resume(run)
-    results = evaluate(run, data, ["PublicTest"])
+    said = []
+    results = evaluate(run, data, ["PublicTest"], progress=lambda *p: said.append(p))
     assert results[0]["split"] == "PublicTest" and 0 <= results[0]["accuracy"] <= 1
+    # the faces read (0 scored), then each batch as it is scored, to the last face
+    n = results[0]["n"]
+    assert said[0] == ("PublicTest", 0, n) and said[-1] == ("PublicTest", n, n)
     assert (run / "eval" / "PublicTest" / "confusion.csv").exists()
     assert evaluate(run, data, ["PrivateTest"])[0]["error"]  # a split the data lacks: said, not raised
 
@@ -234,3 +239,10 @@ def test_an_ended_job_says_how_far_it_got_and_why():
     assert how_it_ended(first, 0) == ("failed in epoch 1 of 4, at step 3 of 10 (8% of the run); no epoch finished, "
                                       "so it has no validation score")
     assert how_it_ended({"state": "stopped", "epochs": 4}, 0) == "stopped by Stop before its first step"
+
+
+def test_an_evaluation_past_its_time_is_stopped_and_said():
+    from fer_models.runs.jobs import _run_reading_progress
+
+    code, _, err = _run_reading_progress([sys.executable, "-c", "import time; time.sleep(60)"], 1, print)
+    assert code != 0 and "took over 1 s and was stopped" in err

@@ -13,3 +13,6 @@ MAX_PIXELS = 25_000_000
 # courtesy); .streamlit/config.toml's server.maxUploadSize is the larger of the two
 MAX_PHOTO_MB = 50
 MAX_VIDEO_MB = 200
+
+# the start of the lines `fer-studio evaluate --progress` writes to stderr, which the Train page reads as they come
+PROGRESS = "progress: "

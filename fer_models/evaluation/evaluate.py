@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from fer_models.core.arguments import OneLineParser
-from fer_models.core.constants import EMOTIONS
+from fer_models.core.constants import EMOTIONS, PROGRESS
 from fer_models.core.files import atomic_write_json, atomic_write_text, replace_folder
 from fer_models.datasets.facedata import DataError
 from fer_models.datasets.loading import load_faces
@@ -38,16 +38,22 @@ from fer_models.runs.folder import (
 
 
 def evaluate_run(run_dir, data_path, split: str, tta: bool = False, device: str = "cpu",
-                 batch_size: int = 512, label_source: str = "fer2013", ferplus=None, precision: str = "auto") -> dict:
+                 batch_size: int = 512, label_source: str = "fer2013", ferplus=None, precision: str = "auto",
+                 progress=None) -> dict:
+    """Score the run on one split and write its evaluation folder; `progress(done, total)` after each batch
+    (done = 0 once the faces are read)."""
     run_dir = Path(run_dir)
     valid_split(split)  # it names a folder in the run: checked before anything is computed
     model, meta = load_model(run_dir, device=device)
     model.to(memory_format=torch.channels_last)
     norm = meta["normalisation"]
     data = load_faces(data_path, splits=[split], label_source=label_source, ferplus=ferplus)
+    if progress is not None:
+        progress(0, len(data))
     t0 = time.perf_counter()
     precision = inference_precision(device, precision)
-    probs = predict_proba(model, data.images, norm["mean"], norm["std"], device, batch_size, tta, precision)
+    probs = predict_proba(model, data.images, norm["mean"], norm["std"], device, batch_size, tta, precision,
+                          progress)
     seconds = time.perf_counter() - t0
     pred = probs.argmax(1)
     out_dir = RunFolder(run_dir).eval_dir(f"{split}-tta" if tta else split)
@@ -113,9 +119,15 @@ def parser() -> OneLineParser:
     p.add_argument("--ferplus", help="fer2013new.csv (default: beside --data)")
     p.add_argument("--device", default="auto", help="auto (a GPU if there is one) | cpu | cuda:N")
     p.add_argument("--batch-size", type=_batch_size, default=512)
+    p.add_argument("--progress", action="store_true",
+                   help=f"write '{PROGRESS}DONE TOTAL' lines to stderr as faces are scored")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="auto = bf16 autocast where the device computes bf16 natively, else fp32")
     return p
+
+
+def _say_progress(done: int, total: int) -> None:
+    print(f"{PROGRESS}{done} {total}", file=sys.stderr, flush=True)
 
 
 def main(argv=None) -> int:
@@ -123,7 +135,8 @@ def main(argv=None) -> int:
     try:
         device = resolve_device(args.device)
         summary = evaluate_run(args.run, args.data, args.split, args.tta, device, args.batch_size,
-                               args.label_source, args.ferplus, args.precision)
+                               args.label_source, args.ferplus, args.precision,
+                               _say_progress if args.progress else None)
     except (DataError, CheckpointError, RunProblem, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -16,12 +16,12 @@ from fer_models.nets.precision import autocast_for, inference_precision
 
 @torch.no_grad()
 def predict_proba(model, images_uint8, mean: float, std: float, device="cpu", batch_size: int = 512,
-                  tta: bool = False, precision: str = "auto") -> np.ndarray:
+                  tta: bool = False, precision: str = "auto", progress=None) -> np.ndarray:
     """Class probabilities (N x 7, float32) for uint8 N x 1 x 48 x 48 images; `precision` as in
     precision.inference_precision.
 
     tta averages the probabilities of the face and its mirror image (expressions are
-    left-right symmetric, and training used random flips).
+    left-right symmetric, and training used random flips). `progress(done, total)` is called after each batch.
     """
     device = torch.device(device)
     precision = inference_precision(device, precision)
@@ -36,6 +36,8 @@ def predict_proba(model, images_uint8, mean: float, std: float, device="cpu", ba
             if tta:
                 p = (p + model(x.flip(3)).float().softmax(1)) / 2
         out.append(p.cpu())
+        if progress is not None:
+            progress(min(start + batch_size, len(images)), len(images))
     return torch.cat(out).numpy() if out else np.zeros((0, len(EMOTIONS)), np.float32)
 
 

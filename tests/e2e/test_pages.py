@@ -64,3 +64,26 @@ def test_clicking_a_cell_shows_exactly_its_faces(page, start_app, tmp_path):
     from fer_models.core.constants import EMOTIONS
     assert page.get_by_text(f"{count} {EMOTIONS[true]} faces").is_visible()
     assert page.locator("[data-testid='stException']").count() == 0
+
+
+def test_evaluate_on_the_train_page_counts_the_faces_then_gives_the_result(page, start_app, tmp_path):
+    import json
+
+    from helpers import make_evaluated_run, write_fer_csv
+
+    data = write_fer_csv(tmp_path / "faces.csv", {"Training": 20, "PublicTest": 3000})
+    run = make_evaluated_run(tmp_path / "runs", "tiny")
+    (run / "config.json").write_text(json.dumps({"args": {"model": "cnn3", "epochs": 1, "data": str(data),
+                                                          "train_split": "Training", "val_split": "PublicTest"}}))
+    (run / "job.json").write_text(json.dumps({"pid": 1, "command": ["python"], "devices": ["cpu"], "started": 1.0}))
+    open_page(page, f"{start_app(tmp_path / 'runs')}/train")
+    # every text the bar shows, however briefly: the result replaces it within seconds
+    page.evaluate("""() => { window.said = []; new MutationObserver(() => document.querySelectorAll(
+        "[data-testid='stProgress']").forEach(e => window.said.push(e.innerText))).observe(document.body,
+        {subtree: true, childList: true, characterData: true}); }""")
+    page.get_by_role("button", name="Evaluate").click()
+    page.get_by_text("PublicTest: accuracy").wait_for(timeout=120_000)
+    said = page.evaluate("window.said")
+    assert any("of 3,000 faces scored" in text for text in said), said
+    assert page.get_by_role("link", name="Open its confusion matrix").get_attribute("href").endswith(
+        "confusion?run=tiny")
