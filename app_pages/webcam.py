@@ -15,39 +15,38 @@ from fer_models.teaching.figures import CLASS_COLOURS
 from fer_models.teaching.glossary import GLOSSARY
 
 st.title("Webcam and video")
-st.caption("Faces are found every few frames and followed between; each one's class probabilities are smoothed over "
-           "frames so the label does not flicker. Nothing leaves this machine: the video goes from your browser to "
-           "this server and back.")
+st.caption("Each face boxed with the run's reading. The video goes from your browser to this server and back, "
+           "nowhere else.")
 
 run, model, meta = selected_model()
-
-a, b, c = st.columns(3)
-smoothing = a.slider("Smoothing", 0.0, 0.95, 0.6, 0.05,
-                     help="Weight of the past in each face's moving average of probabilities: 0 shows every frame's "
-                          "own reading, 0.9 reacts over about ten frames.")
-detect_every = b.slider("Detect faces every … frames", 1, 10, 3,
-                        help="Between detections each face keeps its box; fewer detections, higher frame rate.")
-gradcam = c.toggle("Grad-CAM overlay", help=f"{GLOSSARY['Grad-CAM']} Drawn for each face's label, on the "
-                   f"model's Grad-CAM layer ({GRADCAM_RULE}).")
-
-# one annotator per browser session and checkpoint: its tracks and recording belong to this viewer
-key = checkpoint_key(run)
-if st.session_state.get("live_key") != key:
-    st.session_state["live_key"], st.session_state["live"] = key, LiveAnnotator(model, meta)
-annotator: LiveAnnotator = st.session_state["live"]
 
 try:
     from streamlit_webrtc import WebRtcMode, webrtc_streamer
 except ImportError:  # the snapshot mode still works
     webrtc_streamer = None
 modes = (["Live video"] if webrtc_streamer else []) + ["Snapshot", "Video file"]
-left, right = st.columns(2)
-with right:
+# one row of controls, the finer settings behind a button: three rows of them put a 640×480 video below the
+# first screen of a 1280×720 projector
+mode_col, cam_col, more_col = st.columns([2.4, 1.3, 0.9], vertical_alignment="bottom")
+with more_col.popover("Settings", icon=":material/tune:"):
+    smoothing = st.slider("Smoothing", 0.0, 0.95, 0.6, 0.05,
+                          help="Weight of the past in each face's moving average of probabilities: 0 shows every "
+                               "frame's own reading, 0.9 reacts over about ten frames.")
+    detect_every = st.slider("Detect faces every … frames", 1, 10, 3,
+                             help="Between detections each face keeps its box; fewer detections, higher frame rate.")
     detector = detector_setting()
-mode = left.radio("Mode", modes, horizontal=True, key="webcam_mode",
-                  help="Live video streams over WebRTC; Snapshot takes one picture with the browser's camera and "
-                       "annotates it the same way (for browsers or networks where WebRTC does not connect); Video "
-                       "file analyses a recording.")
+gradcam = cam_col.toggle("Grad-CAM overlay", help=f"{GLOSSARY['Grad-CAM']} Drawn for each face's label, on the "
+                         f"model's Grad-CAM layer ({GRADCAM_RULE}).")
+mode = mode_col.radio("Mode", modes, horizontal=True, key="webcam_mode", label_visibility="collapsed",
+                      help="Live video streams over WebRTC; Snapshot takes one picture with the browser's camera and "
+                           "annotates it the same way (for browsers or networks where WebRTC does not connect); "
+                           "Video file analyses a recording.")
+
+# one annotator per browser session and checkpoint: its tracks and recording belong to this viewer
+key = checkpoint_key(run)
+if st.session_state.get("live_key") != key:
+    st.session_state["live_key"], st.session_state["live"] = key, LiveAnnotator(model, meta)
+annotator: LiveAnnotator = st.session_state["live"]
 
 if mode != "Video file" and shared() and not st.get_option("server.sslCertFile"):
     st.info("A browser gives the camera only to pages served over https or from localhost: on the other machines "
@@ -99,25 +98,26 @@ def timeline(recording) -> go.Figure:
 
 
 if mode == "Live video":
-    record = st.toggle("Record the largest face's probabilities", help="Starting a recording clears the last one.")
+    # the video and, beside it, what it reads: the whole 640×480 picture on a 1280×720 projector's first screen
+    video_col, side = st.columns([4, 1])
+    record = side.toggle("Record", help="The largest face's class probabilities over time, as a chart and a CSV "
+                         "below the video; starting a recording clears the last one.")
     annotator.configure(smoothing=smoothing, detect_every=detect_every, gradcam=gradcam, recording=record,
                         detector=detector)
-    # the reading, the frame rate and a faster run's offer above the video, where a 640×480 picture leaves them on
-    # the first screen at 1280×720
-    status_slot = st.container()
-    ctx = webrtc_streamer(key="fer-live", mode=WebRtcMode.SENDRECV,
-                          video_frame_callback=lambda frame: process_frame(annotator, frame),
-                          # localhost needs no STUN/TURN server, and this machine reaches no network
-                          rtc_configuration={"iceServers": []},
-                          media_stream_constraints={"video": {"width": 640, "height": 480}, "audio": False},
-                          # at least the camera's 640×480: a height from 100vh, inside the component's own
-                          # iframe, held it to 320×240 with labels of 4-8 px
-                          video_html_attrs={"style": {"width": "100%", "minWidth": "640px", "maxWidth": "800px"},
-                                            "autoPlay": True, "controls": False, "muted": True},
-                          async_processing=True)
-
-    st.caption(f"{md(run.name)}'s network reads {network_speed(key, model, meta):.0f} faces a second on this "
-               "machine; the live video also finds and follows the faces, so its frame rate is lower.")
+    status_slot = side.container()
+    side.caption(f"{md(run.name)}'s network reads {network_speed(key, model, meta):.0f} faces a second on this "
+                 "machine; the live video also finds and follows the faces, so its frame rate is lower.")
+    with video_col:
+        ctx = webrtc_streamer(key="fer-live", mode=WebRtcMode.SENDRECV,
+                              video_frame_callback=lambda frame: process_frame(annotator, frame),
+                              # localhost needs no STUN/TURN server, and this machine reaches no network
+                              rtc_configuration={"iceServers": []},
+                              media_stream_constraints={"video": {"width": 640, "height": 480}, "audio": False},
+                              # at least the camera's 640×480: a height from 100vh, inside the component's own
+                              # iframe, held it to 320×240 with labels of 4-8 px
+                              video_html_attrs={"style": {"width": "100%", "minWidth": "640px", "maxWidth": "800px"},
+                                                "autoPlay": True, "controls": False, "muted": True},
+                              async_processing=True)
 
     @st.fragment(run_every=1.0 if ctx.state.playing else None)
     def live_status():
@@ -126,7 +126,7 @@ if mode == "Live video":
         # before START, the network's own speed already tells a run that cannot keep up
         offer_faster_run(state.fps if playing else network_speed(key, model, meta), measured=playing)
         if not playing:
-            st.caption("Press START below to stream your camera (the browser asks for permission).")
+            st.caption("Press START, under the video, to stream your camera (the browser asks for permission).")
         elif not state.faces:
             st.markdown(f"No face in view · {state.fps:.1f} fps")
         else:

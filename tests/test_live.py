@@ -72,6 +72,22 @@ def test_a_face_is_boxed_and_labelled_through_av_frames(cnn3):
     assert not green(bgr[400:, :250]).any()
 
 
+@pytest.mark.parametrize("cx", [30, 610])
+def test_a_face_at_the_frames_edge_keeps_its_whole_label_and_bars_inside(cnn3, cx):
+    import cv2
+
+    from fer_models.faces.face import Face
+
+    out = np.full((480, 640, 3), 120, np.uint8)
+    p = np.array([0.05, 0.05, 0.05, 0.05, 0.6, 0.1, 0.1])  # "sad 60%"
+    LiveAnnotator(cnn3, META)._draw_track(out, Face(cx, 200, 120), p)
+    (tw, th), _ = cv2.getTextSize("sad 60%", cv2.FONT_HERSHEY_SIMPLEX, 0.6, 2)
+    label_row = green(out)[140 - th - 9]  # the filled label's top row, above its text
+    assert label_row.sum() >= tw + 8, label_row.sum()  # not cut by the frame's edge
+    bars = (np.abs(out.astype(int) - 40).sum(-1) < 5)[262:262 + 7 * ROW]  # the bars' dark rows under the box
+    assert bars.any(axis=0).sum() >= 150
+
+
 def test_two_faces_largest_first(cnn3):
     annotator = LiveAnnotator(cnn3, META)
     annotator.process(face_photo(extra=((5, 120, (150, 200)),))[..., ::-1].copy())
@@ -87,7 +103,8 @@ def test_no_face_draws_only_the_frame_rate(cnn3):
         out = annotator.process(blank)
     state = annotator.state()
     assert state.faces == [] and state.frames == 5 and state.fps == pytest.approx(25, rel=0.01)
-    assert not green(out).any() and (out[:30, :120] != 120).any()  # the fps text
+    assert not green(out).any() and (out[-30:, :120] != 120).any()  # the fps, bottom left, clear of faces' bars
+    assert (out[:-30] == 120).all()
 
 
 def test_detection_runs_every_n_frames_and_tracks_carry_between(cnn3, monkeypatch):

@@ -224,12 +224,15 @@ class LiveAnnotator:
         x, y = int(pts[:, 0].min()), int(pts[:, 1].min())
         text = f"{EMOTIONS[label]} {p[label]:.0%}"
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 2)
-        top = max(y - th - 10, 0)
-        cv2.rectangle(out, (x, top), (x + tw + 8, top + th + 10), (80, 200, 40), -1)
-        cv2.putText(out, text, (x + 4, top + th + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
+        top, frame_width = max(y - th - 10, 0), out.shape[1]
+        # kept inside the frame: a face at its left edge read "ad 37%" for "sad 37%"
+        lx = min(max(x, 0), max(frame_width - tw - 8, 0))
+        cv2.rectangle(out, (lx, top), (lx + tw + 8, top + th + 10), (80, 200, 40), -1)
+        cv2.putText(out, text, (lx + 4, top + th + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
         # one bar per class under the box (above it when the frame ends below); rows of ROW px, their names at
         # the label's own 0.5 scale: at 0.33 and 13 px rows they read 4-5 px tall on screen
-        left, width = max(x, 0), max(int(pts[:, 0].max()) - x, 150)
+        width = min(max(int(pts[:, 0].max()) - x, 150), frame_width)
+        left = min(max(x, 0), frame_width - width)
         below = int(pts[:, 1].max()) + 4
         top = below if below + 7 * ROW <= out.shape[0] else max(y - th - 14 - 7 * ROW, 0)
         for c, share in enumerate(p):
@@ -241,11 +244,14 @@ class LiveAnnotator:
                         (255, 255, 255), 1, cv2.LINE_AA)
 
     def _draw_fps(self, out: np.ndarray) -> None:
+        """Bottom left, on a box of its own, drawn last: at the top left it wrote over a face's class bars."""
         import cv2
 
-        cv2.putText(out, f"{self._fps:4.1f} fps", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(out, f"{self._fps:4.1f} fps", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1,
-                    cv2.LINE_AA)
+        text = f"{self._fps:4.1f} fps"
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 1)
+        bottom = out.shape[0] - 4
+        cv2.rectangle(out, (4, bottom - th - 12), (tw + 16, bottom), (40, 40, 40), -1)
+        cv2.putText(out, text, (10, bottom - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def _upright_box(face: Face) -> tuple[int, int, int, int]:
