@@ -11,6 +11,15 @@ from fer_models.teaching.glossary import GLOSSARY
 
 ONE, EVERY, SEVEN = "One map", "Every class", "All seven methods"
 
+
+def reading(name: str, p, label: int | None, say_label: bool) -> str:
+    """"**run** reads **class** (share)", marked ✓ or ✗ against the dataset's label; alone, the label said too."""
+    said = f"**{md(name)}** reads **{EMOTIONS[int(p.argmax())]}** ({p.max():.0%})"
+    if label is None:
+        return said
+    mark = " ✓" if label == int(p.argmax()) else " ✗"
+    return said + (f"; the dataset says **{EMOTIONS[label]}**{mark}" if say_label else mark)
+
 st.title("Saliency")
 st.caption("Pick a face; see the class probabilities, then where each attribution method says the evidence is.")
 
@@ -22,10 +31,7 @@ face, results = face_beside(run, [1, 2])
 probs = probabilities(model, face_input(face.pixels, meta))[0]
 predicted = int(probs.argmax())
 with results:
-    verdict = f"**{md(run.name)}** reads **{EMOTIONS[predicted]}** ({probs[predicted]:.0%})"
-    if face.label is not None:
-        verdict += f"; the dataset says **{EMOTIONS[face.label]}**" + (" ✓" if face.label == predicted else " ✗")
-    st.markdown(verdict)
+    verdict = st.empty()  # said once the controls below name the run compared, if any
     # filled once the controls below are read: one map goes beside the probabilities, on the first screen
     first_screen = st.container()
 
@@ -53,14 +59,19 @@ with results:
     others = [r for r in st.session_state.get("runs", []) if r.name != run.name and r.arch]
     compare = st.selectbox("Compare with another run on the same face", [None, *others],
                            format_func=lambda r: "—" if r is None else describe(r))
+    other = model_of(compare) if compare is not None else None
+    other_probs = probabilities(other[0], face_input(face.pixels, other[1]))[0] if other is not None else None
+    verdict.markdown(reading(run.name, probs, face.label, other is None) + (
+        "" if other is None else " · " + reading(compare.name, other_probs, face.label, False)) + (
+        "" if other is None or face.label is None else f"; the dataset says **{EMOTIONS[face.label]}**"))
     bars = probability_figure(probs, face.label)
     beside = {}
     if view == ONE and compare is None:
         beside[run.name], where_bars = first_screen.columns([2, 3], vertical_alignment="center")
         chart(bars, where_bars, width="stretch", config={"displayModeBar": False})
-    elif view == ONE:  # two runs: their maps over the face side by side on the first screen, the bars below them
+    elif view == ONE:  # two runs: their maps side by side on the first screen, the controls under them, then
+        # each run's bars under its name (above the controls they pushed Method and Class below a 720-px screen)
         beside[run.name], beside[compare.name] = first_screen.columns(2, gap="medium")
-        chart(bars, first_screen, width="stretch", config={"displayModeBar": False})
     else:
         chart(bars, first_screen, width="stretch", config={"displayModeBar": False})
     if view == SEVEN:  # the method picker is off: one method's description would read as the grid's
@@ -73,16 +84,17 @@ with results:
         st.caption(f"{md(run.name)}'s Grad-CAM layer: `{model.gradcam_layer_name}`, {h}×{w} cells.")
 
 targets = list(range(len(EMOTIONS))) if view == EVERY else [target]
-other = model_of(compare) if compare is not None else None
 # one class: the two runs side by side; seven classes or seven methods: one grid per run, one above the other
 here, there = st.columns(2, gap="large") if other is not None and view == ONE else (st.container(),) * 2
-for where, shown, loaded, p in ((here, run, (model, meta), probs), (there, compare, other, None)):
+for where, shown, loaded, p in ((here, run, (model, meta), probs), (there, compare, other, other_probs)):
     if shown is None:
         continue
-    p = p if p is not None else probabilities(loaded[0], face_input(face.pixels, loaded[1]))[0]
     with where:
         if other is not None:  # alone, the verdict above the controls already says it
             st.subheader(f"{md(shown.name)}: reads {EMOTIONS[int(p.argmax())]} ({p.max():.0%})")
+            if view == ONE:
+                chart(probability_figure(p, face.label), width="stretch", config={"displayModeBar": False},
+                      key=f"bars_{shown.name}")
         if view == SEVEN:
             all_methods(shown, loaded, face, target, opacity, p)
         else:
