@@ -69,6 +69,9 @@ with pick:
 with right:
     layer = st.selectbox("Layer", names, index=names.index(model.deepest_filter_layer()),
                          key=f"filters_layer_{run.arch}",
+                         help=f"{len(names)} conv layers; type part of a name to find one. The page opens on the "
+                              "deepest whose kernel is wider than 1×1 and whose maps are at least 3×3: past it a "
+                              "map is too small to show where on the face a filter fires.",
                          format_func=lambda n: f"{n} ({layers[n].out_channels} filters, "
                                                f"{layers[n].kernel_size[0]}×{layers[n].kernel_size[1]})")
     # the patterns first: they are what the page is for, on the first screen beside the face; the face's own
