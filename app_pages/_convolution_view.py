@@ -114,9 +114,11 @@ def arithmetic(trace: LayerTrace, step: ConvStep, channel: int) -> list[str]:
 
 
 def agreement(step: ConvStep, place=st, compact: bool = False) -> None:
-    agree = abs(step.value - step.forward_value) < 1e-4
-    said = (f"The network's own forward pass gives {step.forward_value:+.5f} there "
-            f"({'the same, within' if agree else 'not the same:'} {abs(step.value - step.forward_value):.1e}).")
+    gap = abs(step.value - step.forward_value)
+    agree = gap < 1e-4
+    how = ("exactly the same" if gap == 0 else f"the same within {gap:.1e}, float rounding" if agree else
+           f"not the same: off by {gap:.1e}")
+    said = f"The network's own forward pass gives {step.forward_value:+.5f} there ({how})."
     if compact:
         place.markdown(f":{'green' if agree else 'red'}[{'✓' if agree else '✗'} {said}]")
     else:

@@ -97,8 +97,9 @@ def convolution(run) -> None:
                  column_config={**narrow, "naive": st.column_config.NumberColumn(format="%g"),
                                 "naive is wrong": st.column_config.CheckboxColumn("naive wrong"),
                                 "formula = PyTorch": st.column_config.CheckboxColumn("= PyTorch")})
-    st.caption(f"Every conv and pooling layer of {arch} outside its dense blocks, for one 48×48 face, from a "
-               "forward pass with hooks; 'formula' is the output width by the floor formula.")
+    inside = " outside its dense blocks" if structure_of(arch).dense_blocks else ""
+    st.caption(f"Every conv and pooling layer of {arch}{inside}, for one 48×48 face, from a forward pass with hooks; "
+               "'formula' is the output width by the floor formula.")
     st.page_link("app_pages/architecture.py", icon=":material/account_tree:",
                  label="What these sizes leave unused: kernel taps that only see padding, pools that drop a row "
                        "(Architecture, for the run in the sidebar)",

@@ -1,7 +1,11 @@
 """The Learn pages rendered headless (AppTest): the math checks hold as inputs change; the report exports."""
+import re
+
 import pytest
 
 from helpers import open_app, shown
+
+SAME = r"\((exactly the same|the same within \S+, float rounding)\)"  # what the page says when they agree
 
 
 @pytest.fixture
@@ -46,6 +50,15 @@ def test_conv_calculator_flags_the_naive_formula_and_refuses_a_kernel_too_big(tm
     by_label(at.number_input, "kernel k").set_value(60).run()
     assert not at.exception
     assert any("more padding" in e.value for e in at.error)
+
+
+def test_the_walk_mentions_dense_blocks_only_for_a_model_that_has_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path / "empty"))
+    at = open_app("app_pages/learn.py")
+    for arch, said in (("densenet201_fer", True), ("resnet10_fer", False)):
+        by_label(at.selectbox, "Model").set_value(arch).run()
+        walk = next(c.value for c in at.caption if c.value.startswith(f"Every conv and pooling layer of {arch}"))
+        assert ("outside its dense blocks" in walk) is said, walk
 
 
 def test_degenerate_and_single_value_batches(tmp_path, monkeypatch):
@@ -102,7 +115,7 @@ def test_report_page_with_no_runs(tmp_path, monkeypatch):
 
 def test_convolution_page_agrees_with_the_forward_pass_on_every_layer(runs):
     at = open_app("app_pages/convolution.py", run="small")
-    assert any("the same, within" in s.value for s in at.success)
+    assert any(re.search(SAME, s.value) for s in at.success)
     assert any("reads input rows" in c.value for c in at.caption)
     layers = at.selectbox(key="conv_layer")
     names = [option.split(":")[0] for option in layers.options]
@@ -110,7 +123,7 @@ def test_convolution_page_agrees_with_the_forward_pass_on_every_layer(runs):
     for layer in names[1:]:
         at.selectbox(key="conv_layer").set_value(layer).run()
         assert not at.exception and not at.error
-        assert any("the same, within" in s.value for s in at.success), layer
+        assert any(re.search(SAME, s.value) for s in at.success), layer
         # past the first conv the sum runs over input channels, the biggest contributors offered first
         assert at.radio(key=f"conv_{layer}_in").options
     assert layer in at.query_params["layer"]
