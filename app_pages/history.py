@@ -64,5 +64,6 @@ if run is not None:
         if not config:
             st.caption(f"No reproduce command: {md(run.name)} has no config.json.")
             st.stop()
-        st.markdown(f"**Reproduce {md(run.name)}** (the data path is yours):")
+        st.markdown(f"**Reproduce {md(run.name)}** (the data path is yours; from the project's folder, the new run "
+                    "joins the run picker):")
         st.code(reproduce_command(config, run.name), language="bash", wrap_lines=True)

@@ -100,7 +100,7 @@ def test_models_table_comes_from_the_run_folders(tmp_path):
                           f"{metrics['macro_f1']:.3f} | {metrics['precision']} |")
     assert reproduce_command(_json.loads((run / "config.json").read_text()), "cnn3_ref") == (
         "fer-studio train --model cnn3 --data path/to/fer2013.csv.gz --epochs 40 "
-        "--label-smoothing 0.1 --no-flip --out runs/cnn3_ref_again")
+        "--label-smoothing 0.1 --no-flip --out artifacts/runs/cnn3_ref_again")
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n{TABLE_START}\nold\n{TABLE_END}\nafter\n")
     write_table(readme, tmp_path / "runs")

@@ -224,7 +224,7 @@ def test_the_models_table_shows_hostile_run_folders_as_text(tmp_path):
     for name in (LINK, IMAGE, "&lt;img src=x onerror=alert(1)&gt;", "a|b", "two lines", "x_y_", "bad&lt;img src=z&gt;"):
         assert f"<td>{name}" in html, name
     row = next(r for r in rows if r.startswith("| ok |"))
-    assert "--out runs/ok_again" in row and "--data 'path/to/[a](javascript:alert(1)); rm -rf ~.csv'" in row
+    assert "--out artifacts/runs/ok_again" in row and "--data 'path/to/[a](javascript:alert(1)); rm -rf ~.csv'" in row
 
 
 def test_images_per_second_comes_from_the_unrounded_figures(tmp_path):

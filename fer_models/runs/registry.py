@@ -240,8 +240,9 @@ def reproduce_command(config: dict, run_name: str) -> str:
             parts.append(flag(key))
         else:
             parts.append(f"{flag(key)} {value}")
-    # a folder of its own: the run's own folder exists (a shipped one is never to be overwritten or restarted)
-    parts.append(f"--out {shlex.quote(f'runs/{run_name}_again')}")
+    # a folder of its own (a shipped one is never to be overwritten or restarted), beside the shipped runs, where
+    # the dashboard's run picker and Train page look: under runs/ the new run never showed up
+    parts.append(f"--out {shlex.quote(f'artifacts/runs/{run_name}_again')}")
     return " ".join(parts)
 
 
