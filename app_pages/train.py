@@ -11,13 +11,13 @@ from fer_models.core.constants import LABEL_SOURCES
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.datasets.facedata import DataError
 from fer_models.nets.models import list_models
+from fer_models.runs.evaluating import evaluate
 from fer_models.runs.folder import CONFIG_FILE, JOB_FILE, RunFolder, RunProblem
 from fer_models.runs.jobs import (
     JobError,
     TrainRequest,
     data_summary,
     delete,
-    evaluate,
     how_it_ended,
     job_state,
     launch,

@@ -5,12 +5,12 @@ import sys
 
 import pytest
 
+from fer_models.runs.evaluating import evaluate
 from fer_models.runs.jobs import (
     JobError,
     TrainRequest,
     data_summary,
     delete,
-    evaluate,
     job_state,
     launch,
     live_jobs,
@@ -242,7 +242,7 @@ def test_an_ended_job_says_how_far_it_got_and_why():
 
 
 def test_an_evaluation_past_its_time_is_stopped_and_said():
-    from fer_models.runs.jobs import _run_reading_progress
+    from fer_models.runs.evaluating import _run_reading_progress
 
     code, _, err = _run_reading_progress([sys.executable, "-c", "import time; time.sleep(60)"], 1, print)
     assert code != 0 and "took over 1 s and was stopped" in err

@@ -96,3 +96,16 @@ def test_a_bad_checkpoint_is_refused_with_its_reason(reported, tmp_path, capsys,
     out = tmp_path / "r.html"
     assert main(["--run", str(bad), "--out", str(out)]) == 2
     assert "error:" in capsys.readouterr().err and not out.exists()
+
+
+def test_the_report_says_a_shipped_runs_training_time_as_history_and_the_readme_do():
+    from fer_models.runs.registry import training_cost
+    from fer_models.teaching.report import training_time
+    from helpers import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    for run in sorted((ROOT / "artifacts" / "runs").iterdir()):
+        meta, config = (json.loads((run / f).read_text()) for f in ("meta.json", "config.json"))
+        hours = f"{training_cost(meta, config)['hours']:.1f} h"
+        assert training_time(meta) == f"{hours} of training"
+        assert f"| {hours} |" in readme.split(f"| {run.name} |")[1].split("\n")[0]  # the table's column

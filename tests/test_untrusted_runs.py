@@ -9,7 +9,8 @@ import sys
 import pytest
 from warm_cli import run as warm
 
-from fer_models.runs.jobs import JobError, delete, evaluate, resume, stop
+from fer_models.runs.evaluating import evaluate
+from fer_models.runs.jobs import JobError, delete, resume, stop
 from fer_models.runs.registry import list_runs, models_table
 from helpers import make_evaluated_run, shown, wait_for, write_fer_csv
 

@@ -1,4 +1,4 @@
-"""Training jobs started from the dashboard: launch, watch, stop, resume, evaluate, delete.
+"""Training jobs started from the dashboard: launch, watch, stop, resume, delete (evaluate: runs/evaluating.py).
 
     from fer_models.runs.jobs import TrainRequest, launch, stop, resume
     job = launch(TrainRequest(model="cnn3", data="fer2013.csv.gz", epochs=5, name="demo"), "artifacts/runs")
@@ -13,7 +13,6 @@ a time: a launch that would share a GPU (or the CPU) with a live job is refused.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -21,13 +20,12 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fer_models.core.constants import LABEL_SOURCES, PROGRESS
+from fer_models.core.constants import LABEL_SOURCES
 from fer_models.runs.folder import (
     CONFIG_FILE,
     JOB_FILE,
@@ -46,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NAME_PATTERN = re.compile(r"[^A-Za-z0-9_.-]+")
 MAX_PROCESSES = 8
 __all__ = ["DEFAULT_WEIGHT_DECAY", "LABEL_SOURCES", "RECIPE_FIELDS", "JobError", "TrainRequest", "data_summary",
-           "delete", "evaluate", "job_state", "launch", "live_jobs", "log_tail", "recipe_of", "resume",
+           "delete", "job_state", "launch", "live_jobs", "log_tail", "recipe_of", "resume",
            "sanitise_name", "stop"]
 
 
@@ -402,64 +400,6 @@ def log_tail(run, lines: int = 20) -> str:
         text = f.read().decode(errors="replace")
     # progress bars redraw with carriage returns: keep the last state of each line
     return "\n".join(line.split("\r")[-1] for line in text.splitlines()[-lines:])
-
-
-def evaluate(run, data, splits: list[str], timeout: float = 3600, progress=None) -> list[dict]:
-    """`fer-studio evaluate` on each split, as a child process; one dict (its JSON line, or the error) per split.
-    `progress(split, done, total)` as the child scores faces (done = 0 once it has read them)."""
-    from fer_models.runs.folder import valid_split
-
-    results = []
-    for split in splits:
-        try:
-            valid_split(split)
-        except RunProblem as err:
-            results.append({"split": split, "error": str(err)})
-            continue
-        command = [sys.executable, "-m", "fer_models", "evaluate", "--run", str(run), "--data", str(data),
-                   "--split", split, "--progress"]
-        code, out, err = _run_reading_progress(
-            command, timeout, lambda done, total, split=split: progress and progress(split, done, total))
-        lines = (out if code == 0 else (err or out)).strip().splitlines()
-        if code == 0 and lines:
-            results.append({"split": split, **json.loads(lines[-1])})
-        else:
-            results.append({"split": split, "error": lines[-1] if lines else f"exit code {code}"})
-    return results
-
-
-def _run_reading_progress(command: list[str], timeout: float, progress) -> tuple[int, str, str]:
-    """Run the child, passing its PROGRESS lines on as they come; (exit code, stdout, the rest of stderr). Past
-    `timeout` seconds it is killed and reads as failed."""
-    child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    late = []
-    watchdog = threading.Timer(timeout, lambda: late.append(child.kill()))
-    watchdog.start()
-    try:
-        out = []  # stdout drained beside stderr: a child blocked on a full pipe would never finish
-        reader = threading.Thread(target=lambda: out.append(child.stdout.read()), daemon=True)
-        reader.start()
-        rest = []
-        for line in child.stderr:
-            if line.startswith(PROGRESS):
-                try:
-                    done, total = map(int, line[len(PROGRESS):].split())
-                except ValueError:
-                    continue
-                progress(done, total)
-            else:
-                rest.append(line)
-        reader.join()
-        code = child.wait()
-    finally:
-        watchdog.cancel()
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    if late:
-        rest.append(f"error: the evaluation took over {timeout:.0f} s and was stopped\n")
-    return code, "".join(out), "".join(rest)
 
 
 def delete(run, root) -> None:

@@ -76,10 +76,11 @@ def architecture_section(model, meta) -> str:
 
 
 def training_time(meta: dict) -> str:
-    """The run's one training time, meta.json's (the trainer's clock over its steps), said the same way wherever the
-    report gives it: history.csv's seconds also count each validation and start again at a resume."""
+    """The run's one training time, meta.json's (the trainer's clock over its steps), said as the History page and
+    the README's table say it (1.0 h, where the report once said 1.04): history.csv's seconds also count each
+    validation and start again at a resume."""
     seconds = meta.get("training", {}).get("seconds")
-    return "training time not recorded" if seconds is None else f"{seconds / 3600:.2f} h of training"
+    return "training time not recorded" if seconds is None else f"{seconds / 3600:.1f} h of training"
 
 
 def history_section(run_dir: Path, meta: dict) -> str:
