@@ -129,6 +129,18 @@ def test_a_lost_face_survives_brief_misses_then_goes(cnn3):
         assert len(annotator._tracks) == expected
 
 
+def test_a_face_that_jumps_keeps_one_box_and_a_face_beside_it_keeps_its_own(cnn3):
+    from fer_models.faces.face import Face
+
+    annotator = LiveAnnotator(cnn3, META)
+    annotator._update_tracks([Face(200, 200, 100)])
+    annotator._update_tracks([Face(260, 200, 100)])  # over half a box away: a new track, the old one not kept
+    assert [(t.id, t.face.cx) for t in annotator._tracks] == [(1, 260)]
+    annotator._update_tracks([Face(260, 200, 100), Face(450, 200, 100)])
+    annotator._update_tracks([Face(260, 200, 100)])  # the other face missed once: kept, it overlaps no box
+    assert sorted(t.face.cx for t in annotator._tracks) == [260, 450]
+
+
 def test_smoothing_is_an_exponential_moving_average():
     model = Scripted()
     annotator = LiveAnnotator(model, META, LiveSettings(smoothing=0.75))

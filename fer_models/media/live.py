@@ -193,7 +193,9 @@ class LiveAnnotator:
             kept.append(track)
         for track in free:
             track.misses += 1
-            if track.misses <= MAX_MISSES:
+            # a face that moved over half a box between detections starts a new track; its old one, kept for
+            # a miss, drew a second label and set of bars over the same face
+            if track.misses <= MAX_MISSES and all(_overlap(track.face, t.face) < 0.2 for t in kept):
                 kept.append(track)
         self._tracks = sorted(kept, key=lambda t: -t.face.size)
 
@@ -252,6 +254,15 @@ class LiveAnnotator:
         bottom = out.shape[0] - 4
         cv2.rectangle(out, (4, bottom - th - 12), (tw + 16, bottom), (40, 40, 40), -1)
         cv2.putText(out, text, (10, bottom - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def _overlap(a: Face, b: Face) -> float:
+    """Intersection over union of two faces' upright boxes."""
+    (ax, ay, aw, ah), (bx, by, bw, bh) = _upright_box(a), _upright_box(b)
+    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0, min(ay + ah, by + bh) - max(ay, by))
+    union = aw * ah + bw * bh - w * h
+    return w * h / union if union > 0 else 0.0
 
 
 def _upright_box(face: Face) -> tuple[int, int, int, int]:
