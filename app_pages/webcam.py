@@ -14,8 +14,11 @@ from fer_models.nets.reach import GRADCAM_RULE
 from fer_models.teaching.figures import CLASS_COLOURS
 from fer_models.teaching.glossary import GLOSSARY
 
+# a little less room above the title: the live video's START, under its 640×480 picture, ended at 724 px
+st.html("<style>[data-testid='stMainBlockContainer'] { padding-top: 1.75rem; }</style>")
 st.title("Webcam and video")
-st.caption("Each face boxed with the run's reading. The video goes from your browser to this server and back, "
+# said beside the live video, above the others: above the live one it pushed START below a 720-px screen
+PRIVATE = ("Each face boxed with the run's reading. The video goes from your browser to this server and back, "
            "nowhere else.")
 
 run, model, meta = selected_model()
@@ -107,6 +110,7 @@ if mode == "Live video":
     status_slot = side.container()
     side.caption(f"{md(run.name)}'s network reads {network_speed(key, model, meta):.0f} faces a second on this "
                  "machine; the live video also finds and follows the faces, so its frame rate is lower.")
+    side.caption(PRIVATE)
     with video_col:
         ctx = webrtc_streamer(key="fer-live", mode=WebRtcMode.SENDRECV,
                               video_frame_callback=lambda frame: process_frame(annotator, frame),
@@ -148,8 +152,10 @@ if mode == "Live video":
         live_status()
     live_recording()
 elif mode == "Video file":
+    st.caption(PRIVATE)
     video_ui(run, model, meta, smoothing, detect_every, gradcam, detector)
 else:
+    st.caption(PRIVATE)
     annotator.configure(smoothing=smoothing, detect_every=detect_every, gradcam=gradcam, detector=detector)
     shot = st.camera_input("Take a picture")
     if shot is not None:

@@ -33,6 +33,8 @@ def test_live_video_boxes_and_labels_the_face(face_camera_app, tmp_path):
     page.set_viewport_size({"width": 1280, "height": 720})
     wait_until(lambda: video.bounding_box()["y"] + video.bounding_box()["height"] <= 720, 10,
                f"the whole video on a 1280×720 screen, not {video.bounding_box()}")
+    stop = page.frame_locator("iframe").first.get_by_role("button", name="STOP").bounding_box()
+    assert stop["y"] + stop["height"] <= 720, stop  # and its STOP, without scrolling
     # record: the timeline of the face's probabilities and its CSV appear while the stream goes on
     page.get_by_text("Record", exact=True).click()
     page.wait_for_selector(".js-plotly-plot .scatterlayer .trace", timeout=30_000)
