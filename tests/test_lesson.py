@@ -49,7 +49,7 @@ def test_training_sentences_say_memorising_and_a_rising_loss_only_when_the_histo
     assert "lowest in epoch 2 (1.200) and rose to 1.400" in text
     h["train_acc"], h["val_loss"] = [0.36, 0.5, 0.55], [1.5, 1.3, 1.1]
     text = " ".join(lesson.training_story(h, hours=0.05))  # meta.json's time, not history's 3 minutes
-    assert "gap" not in text and "rose" not in text and "0.05 h of compute" in text
+    assert "gap" not in text and "rose" not in text and "0.1 h of compute" in text
     assert "of compute" not in " ".join(lesson.training_story(h))
 
 

@@ -80,7 +80,7 @@ def training_story(history: pd.DataFrame, planned: int | None = None, hours: flo
                     f"{end['val_loss']:.3f}: the model grew surer of its wrong answers even where accuracy held.")
     elif hours:
         # in hours to two places, as the report says it: one run, one figure, one way of writing it
-        said.append(f"Training took {hours:.2f} h of compute over {done} epochs.")
+        said.append(f"Training took {hours:.1f} h of compute over {done} epochs.")  # as History says it
     return said
 
 

@@ -36,6 +36,30 @@ def projector(browser):
     context.close()
 
 
+def under_the_bar(page) -> list[str]:
+    """What the fixed Back/Next bar and step numbers hide of the step: lines of text (in HTML and in charts),
+    pictures and chart plotting areas of the main column that they overlap; an element's empty margin is no loss."""
+    return page.evaluate("""() => [".st-key-lesson_nav", ".st-key-lesson_steps"].flatMap(fixed => {
+        const bar = document.querySelector(fixed).getBoundingClientRect();
+        const main = document.querySelector("[data-testid='stMainBlockContainer']");
+        const hit = r => r.width && r.height && r.left < bar.right - 1 && r.right > bar.left + 1 &&
+                         r.top < bar.bottom - 1 && r.bottom > bar.top + 1;
+        const out = [];
+        const walker = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
+        for (let t = walker.nextNode(); t; t = walker.nextNode()) {
+            if (!t.textContent.trim() ||
+                t.parentElement.closest(".st-key-lesson_nav, .st-key-lesson_steps, .st-key-lesson_clicker"))
+                continue;
+            const range = document.createRange();
+            range.selectNodeContents(t);
+            if ([...range.getClientRects()].some(hit)) out.push(t.textContent.trim().slice(0, 40));
+        }
+        for (const e of main.querySelectorAll("img, canvas, .nsewdrag"))
+            if (!e.closest(".st-key-lesson_nav") && hit(e.getBoundingClientRect())) out.push(e.tagName);
+        return out;
+    })""")
+
+
 def outside(page) -> list[str]:
     """Visible elements of the main column whose box leaves the viewport (below the fold or off the right), as
     clipped by any box they scroll inside."""
@@ -77,6 +101,7 @@ def test_the_lesson_fits_a_projector_step_by_step(projector, shipped, run):
         assert sum(main.locator(f).count() for f in FIGURES) > 0, f"{run} step {i}: no figure"
         assert main.locator("[data-testid='stAlertContentError']").count() == 0, f"{run} step {i}"
         assert outside(page) == [], f"{run} step {i} ({step.slug})"
+        assert under_the_bar(page) == [], f"{run} step {i} ({step.slug}): the Back/Next bar covers them"
         assert f"lesson={step.slug}" in page.url
         if run == "densenet201_fer" and step.slug in ("confusion", "math"):
             save(page, f"lesson-{step.slug}.png")
