@@ -94,7 +94,7 @@ def question(quiz, images, index) -> None:
         else:
             reveal(face, quiz["answers"].get(face.id))
             last = at == len(faces) - 1
-            if st.button("See the result" if last else "Next face →", type="primary", shortcut="Right"):
+            if st.button("See the result" if last else "Next face", type="primary", shortcut="Right"):
                 quiz["at"] += 1
                 st.rerun()
     with picture:  # under the face: the reveal fills the other column to the fold

@@ -109,3 +109,11 @@ def test_the_report_says_a_shipped_runs_training_time_as_history_and_the_readme_
         hours = f"{training_cost(meta, config)['hours']:.1f} h"
         assert training_time(meta) == f"{hours} of training"
         assert f"| {hours} |" in readme.split(f"| {run.name} |")[1].split("\n")[0]  # the table's column
+
+
+def test_the_reports_walk_mentions_dense_blocks_only_for_a_model_that_has_them():
+    from fer_models.nets.models import create_model
+    from fer_models.teaching.report import math_section
+
+    for arch, said in (("densenet201_fer", True), ("resnet10_fer", False)):
+        assert ("outside the dense blocks" in math_section(create_model(arch))) is said, arch

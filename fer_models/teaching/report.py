@@ -247,6 +247,7 @@ def filters_section(model, meta, faces_all, labels, count: int, atlas=None) -> s
 def math_section(model) -> str:
     import pandas as pd
 
+    from fer_models.nets.architecture import dense_blocks
     from fer_models.nets.shapes import shape_walk
     from fer_models.teaching.derivations import (
         BATCHNORM_STEPS,
@@ -267,7 +268,8 @@ def math_section(model) -> str:
     bn, flat = check_batchnorm(batch=8, features=4), check_batchnorm(batch=8, features=4, constant=3.0)
     sm, soft = check_softmax_cross_entropy(batch=4), check_softmax_cross_entropy(batch=4, temperature=2.0, soft=True)
     return ("<h2>7. The math</h2><h3>Convolution arithmetic</h3>" + steps_html(CONV_STEPS)
-            + f"<p>Every conv and pooling layer outside the dense blocks of this model, for one 48×48 face: the "
+            + f"<p>Every conv and pooling layer{' outside the dense blocks' if dense_blocks(model) else ''} of this "
+              f"model, for one 48×48 face: the "
               f"formula's size next to the real output of a forward pass.</p>{table_html(walk)}"
             + "<h3>Batch normalisation</h3>" + steps_html(BATCHNORM_STEPS)
             + "<p>Check (float64, 8 values × 4 channels, γ = 1.5, β = 0.2, ε = 1e-5, L = Σ w·y with random w): "
