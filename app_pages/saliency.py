@@ -12,13 +12,11 @@ from fer_models.teaching.glossary import GLOSSARY
 ONE, EVERY, SEVEN = "One map", "Every class", "All seven methods"
 
 
-def reading(name: str, p, label: int | None, say_label: bool) -> str:
-    """"**run** reads **class** (share)", marked ✓ or ✗ against the dataset's label; alone, the label said too."""
+def reading(name: str, p, label: int | None) -> str:
+    """"**run** reads **class** (share)", marked ✓ or ✗ against the dataset's label when there is one."""
     said = f"**{md(name)}** reads **{EMOTIONS[int(p.argmax())]}** ({p.max():.0%})"
-    if label is None:
-        return said
-    mark = " ✓" if label == int(p.argmax()) else " ✗"
-    return said + (f"; the dataset says **{EMOTIONS[label]}**{mark}" if say_label else mark)
+    return said if label is None else said + (" ✓" if label == int(p.argmax()) else " ✗")
+
 
 st.title("Saliency")
 st.caption("Pick a face; see the class probabilities, then where each attribution method says the evidence is.")
@@ -61,9 +59,9 @@ with results:
                            format_func=lambda r: "—" if r is None else describe(r))
     other = model_of(compare) if compare is not None else None
     other_probs = probabilities(other[0], face_input(face.pixels, other[1]))[0] if other is not None else None
-    verdict.markdown(reading(run.name, probs, face.label, other is None) + (
-        "" if other is None else " · " + reading(compare.name, other_probs, face.label, False)) + (
-        "" if other is None or face.label is None else f"; the dataset says **{EMOTIONS[face.label]}**"))
+    readings = [(run, probs)] + ([(compare, other_probs)] if other is not None else [])
+    verdict.markdown(" · ".join(reading(r.name, p, face.label) for r, p in readings) + (
+        "" if face.label is None else f"; the dataset says **{EMOTIONS[face.label]}**"))
     bars = probability_figure(probs, face.label)
     beside = {}
     if view == ONE and compare is None:

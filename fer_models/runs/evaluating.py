@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+from functools import partial
 
 from fer_models.core.constants import PROGRESS
 from fer_models.runs.folder import RunProblem, valid_split
@@ -25,8 +26,7 @@ def evaluate(run, data, splits: list[str], timeout: float = 3600, progress=None)
             continue
         command = [sys.executable, "-m", "fer_models", "evaluate", "--run", str(run), "--data", str(data),
                    "--split", split, "--progress"]
-        code, out, err = _run_reading_progress(
-            command, timeout, lambda done, total, split=split: progress and progress(split, done, total))
+        code, out, err = _run_reading_progress(command, timeout, partial(progress, split) if progress else None)
         lines = (out if code == 0 else (err or out)).strip().splitlines()
         if code == 0 and lines:
             results.append({"split": split, **json.loads(lines[-1])})
@@ -36,7 +36,8 @@ def evaluate(run, data, splits: list[str], timeout: float = 3600, progress=None)
 
 
 def _run_reading_progress(command: list[str], timeout: float, progress) -> tuple[int, str, str]:
-    """Run the child, passing its PROGRESS lines on as they come; (exit code, stdout, the rest of stderr). Past
+    """Run the child, passing its PROGRESS lines on (to `progress`, if any) as they come; (exit code, stdout, the
+    rest of stderr). Past
     `timeout` seconds it is killed and reads as failed."""
     child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
@@ -54,7 +55,8 @@ def _run_reading_progress(command: list[str], timeout: float, progress) -> tuple
                     done, total = map(int, line[len(PROGRESS):].split())
                 except ValueError:
                     continue
-                progress(done, total)
+                if progress is not None:
+                    progress(done, total)
             else:
                 rest.append(line)
         reader.join()
