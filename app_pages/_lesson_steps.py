@@ -10,12 +10,12 @@ from app_pages._convolution_view import agreement, arithmetic, grids, pick_cell,
 from app_pages._dataset import load_split
 from app_pages._face_picker import PickedFace
 from app_pages._filters_view import atlas_stamp, cached_atlas, ranked_faces
-from app_pages._saliency_view import cached_maps, show_maps
+from app_pages._saliency_view import cached_maps, guess_next, probabilities_of, show_maps
 from app_pages._shared import chart, checkpoint_key, history_of, md, model_of
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.evaluation.mistakes import MAJORITY_MODEL, mistake_table, summary
-from fer_models.explain.attributions import METHODS, face_input, probabilities
+from fer_models.explain.attributions import METHODS
 from fer_models.explain.pictures import enlarge, mosaic
 from fer_models.runs.folder import RunFolder, RunProblem
 from fer_models.runs.registry import training_cost
@@ -144,12 +144,13 @@ def saliency(run, left, right, presenter: bool) -> None:
                          format_func=lambda m: METHODS[m].title,
                          help=f"Grad-CAM: {GLOSSARY['Grad-CAM']} The others work on the face's own pixels; the "
                               "Saliency page says what each measures.")
-    probs = probabilities(model, face_input(face.pixels, meta))[0]
+    probs = probabilities_of(run, (model, meta), face)
     predicted = int(probs.argmax())
     with left:
         show_maps(run, (model, meta), face, method, [predicted], 0.7, probs)
-    found = cached_maps(checkpoint_key(run), model, meta, face.pixels.tobytes(), method, (predicted,))[0]
+    found = cached_maps(run, (model, meta), face, method, (predicted,))[0]
     say(right, lesson.saliency_story(METHODS[method].title, probs, face.label, found.map, found.signed))
+    guess_next([(run, (model, meta))], face, method, predicted, None, LESSON_METHODS)
 
 
 def filters(run, left, right, presenter: bool) -> None:
@@ -200,7 +201,7 @@ def math(run, left, right, presenter: bool) -> None:
         grids(step, 0, cell=30 if presenter else 42)  # a presenter's narrower column
     say(right, arithmetic(trace, step, 0))
     agreement(step, right, compact=True)
-    right.markdown(lesson.math_story(probabilities(model, face_input(face.pixels, meta))[0], face.label))
+    right.markdown(lesson.math_story(probabilities_of(run, (model, meta), face), face.label))
 
 
 DRAW = {"layers": layers, "training": training, "confusion": confusion, "saliency": saliency, "filters": filters,

@@ -1,28 +1,79 @@
 """Attribution maps as the Saliency page and the lesson draw them: computed once per checkpoint, face, method and
 classes, over the face and alone, each with its colour scale."""
+from functools import partial
+
 import streamlit as st
 
 from app_pages._shared import checkpoint_key
 from fer_models.core.constants import EMOTIONS
-from fer_models.explain.attributions import METHODS, attribute_classes, face_input
+from fer_models.explain.attributions import METHODS, attribute_classes, face_input, probabilities
+from fer_models.explain.memo import MEMO
 from fer_models.explain.pictures import SCALE_BAR_WIDTH, colourise, enlarge, overlay, robust_top, scale_bar
 
 
-@st.cache_data(show_spinner="Computing the attributions…", max_entries=64)
-def cached_maps(run_key: str, _model, _meta, face_bytes: bytes, method: str, targets: tuple):
-    """Maps for one (checkpoint, face, method, classes); the leading-underscore arguments are not
-    hashed: run_key (path and checkpoint time) stands for them."""
-    import numpy as np
-    face = np.frombuffer(face_bytes, np.uint8).reshape(48, 48).copy()
-    return attribute_classes(_model, face_input(face, _meta), method, list(targets))
+def _read_only(arrays):
+    """Every session gets the memo's very object (st.cache_data handed out copies): a page that wrote into one
+    would change another session's picture, so writing raises instead."""
+    for a in arrays:
+        a.setflags(write=False)
+    return arrays
+
+
+def _maps(model, x, method: str, targets: list[int]):
+    maps = attribute_classes(model, x, method, targets)
+    _read_only([a.map for a in maps])
+    return maps
+
+
+def _maps_job(run, loaded, face, method: str, targets):
+    """The memo's key for one run's maps of a face, and how to compute them: run_key (path and checkpoint time)
+    stands for the weights."""
+    model, meta = loaded
+    key = ("maps", checkpoint_key(run), face.pixels.tobytes(), method, tuple(targets))
+    return key, partial(_maps, model, face_input(face.pixels, meta), method, list(targets))
+
+
+def maps_of(shown, face, method: str, targets) -> list:
+    """Each (run, (model, meta)) in `shown`'s maps of `targets`, the runs not computed yet side by side."""
+    jobs = [_maps_job(run, loaded, face, method, targets) for run, loaded in shown]
+    if all(MEMO.known(key) for key, _ in jobs):
+        return MEMO.get_all(jobs)
+    with st.spinner("Computing the attributions…"):
+        return MEMO.get_all(jobs)
+
+
+def cached_maps(run, loaded, face, method: str, targets) -> list:
+    return maps_of([(run, loaded)], face, method, targets)[0]
+
+
+def probabilities_of(run, loaded, face):
+    """The run's class probabilities for the face, once per checkpoint and face: every rerun of the page asked
+    again (densenet201_fer: 0.09 s of each)."""
+    model, meta = loaded
+    return MEMO.get(("probs", checkpoint_key(run), face.pixels.tobytes()),
+                    lambda: _read_only([probabilities(model, face_input(face.pixels, meta))[0]])[0])
+
+
+def guess_next(shown, face, method: str, target: int, label: int | None, methods=tuple(METHODS)) -> None:
+    """Queue what a user is likely to look at next, computed in the background while the server is idle: this
+    method for the face's labelled class, the methods after this one in the picker's order, then this method for
+    the other classes, for each run."""
+    at = methods.index(method)
+    later = methods[at + 1:] + methods[:at]
+    first = [label] if label not in (None, target) else []
+    others = [c for c in range(len(EMOTIONS)) if c not in (target, label)]
+    jobs = [_maps_job(r, loaded, face, method, (c,)) for c in first for r, loaded in shown]
+    jobs += [_maps_job(r, loaded, face, m, (target,)) for m in later for r, loaded in shown]
+    jobs += [_maps_job(r, loaded, face, method, (c,)) for c in others for r, loaded in shown]
+    for key, compute in reversed(jobs):  # the memo computes the newest guess first
+        MEMO.prefetch(key, compute)
 
 
 def show_maps(run, loaded, face, method, targets, opacity, probs, beside=None, whose: str | None = None):
     """The maps of `targets`; one class's map over the face goes into `beside` where given (the page's first
     screen, next to the probabilities or the other run's map; `whose` names the run there), the map alone and
     its scale below."""
-    model, meta = loaded
-    maps = cached_maps(checkpoint_key(run), model, meta, face.pixels.tobytes(), method, tuple(targets))
+    maps = cached_maps(run, loaded, face, method, targets)
     info = METHODS[method]
     if len(targets) == 1:
         a = maps[0]
@@ -61,12 +112,11 @@ def all_methods(run, loaded, face, target: int, opacity: float, probs, side: int
     """The seven methods for one class, computed one after the other under a progress bar, in a 4×2 grid of maps
     `side` px wide. Methods measure different things in different units, so each map is scaled to its own
     99.5th percentile and one colour scale per kind (signed, unsigned) serves all."""
-    model, meta = loaded
     bar = st.progress(0.0, text="Computing the seven methods…")
     maps = {}
     for i, (key, info) in enumerate(METHODS.items()):
         bar.progress(i / len(METHODS), text=f"{info.title} ({i + 1} of {len(METHODS)})…")
-        maps[key] = cached_maps(checkpoint_key(run), model, meta, face.pixels.tobytes(), key, (target,))[0]
+        maps[key] = MEMO.get(*_maps_job(run, loaded, face, key, (target,)))[0]
     bar.empty()
     cells = st.columns(4) + st.columns(4)
     # the method's name alone: "Integrated Gradients (signed)" was cut at a 200-px map's width; the two scales

@@ -2,10 +2,10 @@
 import streamlit as st
 
 from app_pages._face_picker import face_beside, keep, store
-from app_pages._saliency_view import all_methods, show_maps
+from app_pages._saliency_view import all_methods, guess_next, maps_of, probabilities_of, show_maps
 from app_pages._shared import chart, describe, md, model_of, selected_model
 from fer_models.core.constants import EMOTIONS
-from fer_models.explain.attributions import METHODS, face_input, gradcam_map_size, probabilities
+from fer_models.explain.attributions import METHODS, gradcam_map_size
 from fer_models.teaching.figures import probability_figure
 from fer_models.teaching.glossary import GLOSSARY
 
@@ -26,7 +26,7 @@ run, model, meta = selected_model()
 
 face, results = face_beside(run, [1, 2])
 
-probs = probabilities(model, face_input(face.pixels, meta))[0]
+probs = probabilities_of(run, (model, meta), face)
 predicted = int(probs.argmax())
 with results:
     verdict = st.empty()  # said once the controls below name the run compared, if any
@@ -58,7 +58,7 @@ with results:
     compare = st.selectbox("Compare with another run on the same face", [None, *others],
                            format_func=lambda r: "—" if r is None else describe(r))
     other = model_of(compare) if compare is not None else None
-    other_probs = probabilities(other[0], face_input(face.pixels, other[1]))[0] if other is not None else None
+    other_probs = probabilities_of(compare, other, face) if other is not None else None
     readings = [(run, probs)] + ([(compare, other_probs)] if other is not None else [])
     verdict.markdown(" · ".join(reading(r.name, p, face.label) for r, p in readings) + (
         "" if face.label is None else f"; the dataset says **{EMOTIONS[face.label]}**"))
@@ -82,6 +82,9 @@ with results:
         st.caption(f"{md(run.name)}'s Grad-CAM layer: `{model.gradcam_layer_name}`, {h}×{w} cells.")
 
 targets = list(range(len(EMOTIONS))) if view == EVERY else [target]
+pairs = [(run, (model, meta))] + ([(compare, other)] if other is not None else [])
+if view != SEVEN:
+    maps_of(pairs, face, method, targets)  # the two runs' maps side by side before either is drawn
 # one class: the two runs side by side; seven classes or seven methods: one grid per run, one above the other
 here, there = st.columns(2, gap="large") if other is not None and view == ONE else (st.container(),) * 2
 for where, shown, loaded, p in ((here, run, (model, meta), probs), (there, compare, other, other_probs)):
@@ -98,3 +101,5 @@ for where, shown, loaded, p in ((here, run, (model, meta), probs), (there, compa
         else:
             show_maps(shown, loaded, face, method, targets, opacity, p, beside.get(shown.name),
                       whose=shown.name if other is not None else None)
+if view == ONE:
+    guess_next(pairs, face, method, target, face.label)

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from helpers import ROOT, face_photo, make_evaluated_run, make_run, open_app
+from helpers import ROOT, face_photo, make_evaluated_run, make_run, open_app, wait_for
 
 BUNDLED = np.load(ROOT / "artifacts" / "data" / "fer2013_publictest.npz")
 
@@ -190,6 +190,29 @@ def test_two_runs_side_by_side_on_the_same_face(runs):
     verdict = at.markdown[0].value
     assert verdict.startswith("**unevaluated** reads **") and " · **small** reads **" in verdict, verdict
     assert len(at.get("plotly_chart")) == 2
+
+
+def test_the_next_methods_are_guessed_for_both_runs_while_the_server_is_idle(runs):
+    """A teacher tries the methods one after the other: the page queues the next ones for both runs (computed in
+    the background), and a switch to one draws it from the memo, arrays no page can write into."""
+    from fer_models.explain.memo import MEMO
+
+    at = open_page("app_pages/saliency.py", run="unevaluated", query={"face": "28711"})
+    compare = next(s for s in at.selectbox if s.label.startswith("Compare with another run"))
+    compare.select_index(next(i for i, o in enumerate(compare.options) if o.startswith("small · cnn3 · ")))
+    at.run()
+
+    def guessed(method):
+        return {key[1].split("@")[0] for key in list(MEMO._done) if key[0] == "maps" and key[3] == method
+                and key[1].startswith(str(runs))}
+
+    wait_for(lambda: len(guessed("occlusion")) == 2, timeout=120, what="both runs' Occlusion maps, guessed")
+    assert guessed("smoothgrad") == guessed("integrated_gradients") == {str(runs / "unevaluated"), str(runs / "small")}
+    at.selectbox(key="saliency_method").set_value("occlusion").run()
+    assert not at.exception, at.exception
+    maps = [v for k, v in list(MEMO._done.items()) if k[0] == "maps" and k[1].startswith(str(runs))]
+    with pytest.raises(ValueError, match="read-only"):
+        maps[0][0].map[0, 0] = 1.0
 
 
 def test_an_uploaded_photo_is_searched_with_the_chosen_detector(runs):
