@@ -4,7 +4,7 @@ import sys
 
 from streamlit.testing.v1 import AppTest
 
-from helpers import make_evaluated_run, open_app, shown
+from helpers import make_evaluated_run, open_app, shown, wait_for
 
 
 def open_webcam(tmp_path, monkeypatch, with_run=True, mode="Snapshot") -> AppTest:
@@ -24,6 +24,18 @@ def test_webcam_page_offers_live_video_and_snapshot(tmp_path, monkeypatch):
     assert at.radio(key="face_detector").value == "mtcnn"
     at.radio(key="face_detector").set_value("haar").run()
     assert at.session_state["live"].settings.detector == "haar" and at.session_state["_face_detector"] == "haar"
+
+
+def test_mtcnn_loads_behind_the_page_while_its_user_picks_a_clip(tmp_path, monkeypatch):
+    """The first analysis of a 3-s clip paid 0.9 s of importing and reading MTCNN (1.85× real time, not 4.5×)."""
+    from app_pages._face_picker import _mtcnn_in_background
+    from fer_models.faces import mtcnn
+
+    monkeypatch.setattr(mtcnn, "_NETS", [])
+    _mtcnn_in_background.clear()
+    at = open_webcam(tmp_path, monkeypatch, mode="Video file")
+    assert not at.exception, at.exception
+    wait_for(lambda: len(mtcnn._NETS) == 3, timeout=60, what="MTCNN's three networks, loaded behind the page")
 
 
 def test_without_webrtc_the_snapshot_mode_remains(tmp_path, monkeypatch):
