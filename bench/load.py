@@ -7,8 +7,10 @@ Starts `streamlit run app.py` on a free port over the runs folder, then N users,
 own (its own Streamlit session) in Debian's Chromium, all at once, each opening every page by its URL in an
 order of its own (user k starts at page k), waiting until the page is drawn (the script idle, no skeleton
 left) and counting the exception boxes on it. Prints one JSON object per user count: per page the median and
-slowest time over the users, the exceptions (0 is the target), the wall time of the whole round, and the
-server's peak resident memory.
+slowest time over the users, the exceptions (0 is the target), the wall time of the whole round, the
+server's peak resident memory, and where the machine's CPU went: the server's seconds, everything else's (the
+browsers, and this script driving them), and what that leaves as a floor: the browsers' own CPU per page visit
+times the users sharing the cores, the time a visit takes here even if the server cost nothing.
 """
 import argparse
 import asyncio
@@ -47,6 +49,24 @@ def start_server(runs: str):
             time.sleep(0.1)
     server.kill()
     raise RuntimeError("the server did not start in 120 s")
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU seconds used so far by the process `pid` (all its threads), or by the whole machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    if pid is not None:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    user, nice, system, _, _, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / tick
+
+
+def cpu_share(machine: float, server: float, users: int, visits: int) -> dict:
+    others = machine - server
+    per_visit = others / max(visits, 1)
+    return {"machine_cpu_s": round(machine, 1), "server_cpu_s": round(server, 1), "browsers_cpu_s": round(others, 1),
+            "browser_cpu_s_per_visit": round(per_visit, 2),
+            "browser_floor_s": round(per_visit * users / (os.cpu_count() or 1), 1)}
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -89,16 +109,18 @@ async def load(users: int, runs: str, run: str, rounds: int, settle: float) -> d
             await warm.goto(f"{base}/?run={run}")
             await warm.wait_for_selector(IDLE, timeout=600_000)
             await asyncio.sleep(settle)
-            started = time.perf_counter()
+            started, machine, served = time.perf_counter(), cpu_seconds(), cpu_seconds(server.pid)
             await asyncio.gather(*(one_user(browser, base, run, k, rounds, times, exceptions) for k in range(users)))
             wall = time.perf_counter() - started
+            cpu = cpu_share(cpu_seconds() - machine, cpu_seconds(server.pid) - served, users,
+                            sum(len(v) for v in times.values()))
             await browser.close()
         rss = peak_rss_mib(server.pid)
     finally:
         server.terminate()
         server.wait(timeout=60)
     return {"users": users, "run": run, "rounds": rounds, "wall_seconds": round(wall, 1), "server_peak_rss_mib": rss,
-            **figures(times, exceptions)}
+            **cpu, **figures(times, exceptions)}
 
 
 def figures(times: dict, exceptions: dict) -> dict:

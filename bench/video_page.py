@@ -20,8 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from app_startup import ROOT, idle, start_server  # noqa: E402
-from helpers import write_clip  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
+
+from helpers import write_clip  # noqa: E402
 
 
 def analyse(page, clip: Path, run: str) -> float:
