@@ -19,6 +19,7 @@ from fer_models.media.video import VideoError, VideoResult, annotate_video
 from fer_models.teaching.figures import CLASS_COLOURS
 
 TYPES = ["mp4", "mov", "m4v", "webm", "mkv", "avi"]
+BRIEF_SECONDS = 0.5  # a track seen for less is left out of the table and charts (the CSV keeps it)
 
 
 @dataclass
@@ -128,6 +129,17 @@ def timeline_figure(track: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def lasting(timeline: pd.DataFrame, brief: float = BRIEF_SECONDS) -> tuple[pd.DataFrame, int]:
+    """The rows of the tracks seen for at least `brief` seconds, and how many shorter tracks were left out; all of
+    them when none lasts that long. A detector's false hit or a face crossing the frame makes a track of a few
+    frames, and it took a row of the table and a chart of its own beside the faces the clip is about."""
+    span = timeline.groupby("track")["seconds"].agg(lambda s: s.max() - s.min())
+    long = span.index[span >= brief]
+    if len(long) == 0 or len(long) == len(span):
+        return timeline, 0
+    return timeline[timeline["track"].isin(long)], len(span) - len(long)
+
+
 def summary_table(timeline: pd.DataFrame) -> pd.DataFrame:
     """Per face track: the share of its frames on which each emotion leads, and how long it was seen."""
     shares = pd.crosstab(timeline["track"], timeline["label"], normalize="index").reindex(columns=list(EMOTIONS),
@@ -172,17 +184,21 @@ def show_result(job: VideoJob, run_name: str, gradcam_now: bool) -> None:
         st.info("No face was found in any frame: nothing to draw. Faces should be upright and at least about "
                 "60 pixels wide.")
         return
+    timeline, brief = lasting(result.timeline)
     st.subheader("Share of time per emotion, per face")
     # numbers, not progress bars: nine bar columns ran past a 1280-px window, hiding surprise and neutral
-    st.dataframe(summary_table(result.timeline), hide_index=True, width="stretch",
+    st.dataframe(summary_table(timeline), hide_index=True, width="stretch",
                  column_config={e: st.column_config.NumberColumn(e, format="percent", width="small")
                                 for e in EMOTIONS})
-    tracks = sorted(result.timeline["track"].unique())
+    if brief:
+        st.caption(f"{brief} brief detection{'s' if brief > 1 else ''} (a face seen for less than {BRIEF_SECONDS} s: "
+                   "a false hit, or a face crossing the frame) left out here; the CSV keeps every track.")
+    tracks = sorted(timeline["track"].unique())
     st.subheader("Timeline" + (" of each face" if len(tracks) > 1 else ""))
     for t in tracks[:8]:
         if len(tracks) > 1:
             st.markdown(f"**Face {t}**")
-        chart(timeline_figure(result.timeline[result.timeline["track"] == t]), width="stretch",
+        chart(timeline_figure(timeline[timeline["track"] == t]), width="stretch",
               config={"displayModeBar": False}, key=f"video_timeline_{t}")
     st.caption("The band under the lines: the emotion that leads at each moment, in its colour.")
     if len(tracks) > 8:

@@ -86,6 +86,10 @@ with maps_tab:
         maps = feature_maps(model, layer, face_input(face.pixels, meta))
         means = maps.mean((1, 2))
         order = np.argsort(-means)
+        if maps.shape[1:] == (1, 1):  # above the tiles: below 32 of them it was off a 720-px screen
+            st.caption(f"Each map is one cell: by {layer} the network has pooled and strided the 48×48 face down "
+                       "to a single position, so a filter here says only how strongly its feature is present "
+                       "somewhere in the face, no longer where.")
         shown = st.slider("Feature maps shown, most active first", 1, channels, min(32, channels))
         tiles = to_uint8(np.maximum(maps[order[:shown]], 0))
         # no-break spaces: a caption that wraps, wraps between filters' values, never inside one
@@ -93,10 +97,6 @@ with maps_tab:
                  caption=[f"#{c}\u00a0·\u00a0{means[c]:.2f}" for c in order[:shown]])
         st.caption(f"{layer} output ({maps.shape[1]}×{maps.shape[2]} per filter) for this face, on one shared "
                    "scale: white is the strongest response of the layer, black zero or below.")
-        if maps.shape[1:] == (1, 1):
-            st.caption(f"Each map is one cell: by {layer} the network has pooled and strided the 48×48 face down "
-                       "to a single position, so a filter here says only how strongly its feature is present "
-                       "somewhere in the face, no longer where.")
 with patterns_tab:
     left, mid, switch = st.columns([2, 4, 3], vertical_alignment="bottom")
     count = left.slider("Filters", 1, min(16, channels), min(8, channels))

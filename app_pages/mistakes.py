@@ -78,7 +78,9 @@ def summary_ui(table, shown, filtered: bool, source: str) -> None:
     """Per class, the faces listed below (those the filters keep): `table` is summary() of them."""
     title = (f"Per class: the {len(shown):,} faces the choices below keep, and the annotators' most common answer "
              "on them") if filtered else "Per class: the mistakes and the annotators' most common answer on them"
-    with st.expander(title, expanded=False):
+    # keyed: its title counts the faces the filters keep, and with the title as its identity a filter change
+    # folded it shut while the reader was looking at it
+    with st.expander(title, expanded=False, key="mistakes_per_class"):
         column = st.column_config  # short headers, each one's meaning on hover: the long ones ran off at 1280 px
         shares = ["share with the model", "share with a majority"]
         table = table.assign(**{k: table[k] * 100 for k in shares})  # whole percents: two decimals took a column

@@ -35,7 +35,9 @@ with results:
 
     a, b, c = st.columns(3)
     # kept across page switches, as the face is: the lesson and Filters come back to the same view
-    for key, default in (("saliency_method", next(iter(METHODS))), ("saliency_view", ONE)):
+    # Grad-CAM first: the gradient map (the picker's first, in the order the methods were published) is a faint
+    # speckle on a projector, Grad-CAM's regions read from the back of the room
+    for key, default in (("saliency_method", "gradcam"), ("saliency_view", ONE)):
         keep(key, default)
     view = st.session_state["saliency_view"]
     method = a.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].title, key="saliency_method",

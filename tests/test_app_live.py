@@ -86,3 +86,19 @@ def test_a_file_that_is_not_a_video_gets_a_message(tmp_path, monkeypatch):
     assert any("notes.mp4: not a video file this machine can read" in shown(e.value) for e in at.error)
     assert not at.get("video")
 
+
+
+def test_a_brief_track_is_left_out_of_the_table_and_charts_but_counted():
+    import pandas as pd
+
+    from app_pages._video import lasting, summary_table
+
+    def track(number, frames):
+        return pd.DataFrame({"track": number, "seconds": [f / 30 for f in frames], "label": "happy"})
+
+    clip = pd.concat([track(0, range(90)), track(1, range(40, 49))])  # face 1: 9 frames, 0.27 s
+    kept, brief = lasting(clip)
+    assert brief == 1 and list(kept["track"].unique()) == [0]
+    assert list(summary_table(kept)["face"]) == [0]
+    alone, none_left = lasting(track(1, range(9)))  # nothing lasts: nothing is hidden
+    assert none_left == 0 and len(alone) == 9

@@ -103,3 +103,16 @@ def test_history_says_what_training_cost_as_the_readme_does(name):
     assert f"{cost['core_hours']:.1f} core-hours" in said and f"{cost['images_per_second']:.0f} training images" in said
     readme = (ROOT / "README.md").read_text()
     assert f"| {cost['images_per_second']:.0f} |" in readme.split(f"| {name} |")[1].split("\n")[0] + " |"
+
+
+def test_filters_says_why_a_late_densenet_layers_maps_are_one_cell_before_drawing_them():
+    """Below 32 tiles the explanation was off a 720-px screen: it comes first."""
+    at = open_app("app_pages/filters.py", run="densenet201_fer", timeout=300)
+    at.selectbox(key="filters_layer_densenet201_fer").set_value("features.denseblock4.denselayer1.conv2").run()
+    assert not at.exception, at.exception
+    maps_tab = at.tabs[1]
+    order = [type(e).__name__ + ":" + (e.value if isinstance(getattr(e, "value", None), str) else "")
+             for e in maps_tab]
+    said = next(i for i, e in enumerate(order) if "Each map is one cell" in e)
+    drawn = next(i for i, e in enumerate(order) if e.startswith(("Image", "UnknownElement")))
+    assert said < drawn, order

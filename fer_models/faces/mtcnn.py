@@ -101,12 +101,14 @@ def _crops(rgb: np.ndarray, boxes, size: int):
 
 def _cascade(rgb: np.ndarray, smallest: float, thresholds) -> tuple[np.ndarray, np.ndarray]:
     """The three stages on one image: (K x 5 boxes with scores, K x 5 x 2 landmarks), in its pixels."""
+    # the networks first: nets() imports facenet-pytorch (and torchvision) under its lock, and a page loads them in
+    # a thread of its own; importing the package here at the same moment failed with KeyError: 'facenet_pytorch'
+    pnet, rnet, onet = nets()
     import torch
     from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, bbreg, generateBoundingBox, rerec
     from torch.nn.functional import interpolate
     from torchvision.ops import nms
 
-    pnet, rnet, onet = nets()
     image = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
     h, w = image.shape[2:]
     none = (np.zeros((0, 5)), np.zeros((0, 5, 2)))

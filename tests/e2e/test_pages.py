@@ -87,3 +87,20 @@ def test_evaluate_on_the_train_page_counts_the_faces_then_gives_the_result(page,
     assert any("of 3,000 faces scored" in text for text in said), said
     assert page.get_by_role("link", name="Open its confusion matrix").get_attribute("href").endswith(
         "confusion?run=tiny")
+
+
+def test_the_open_per_class_table_stays_open_when_a_filter_changes(page, start_app, tmp_path):
+    """Its title counts the faces the filters keep: titled by it, the table folded shut at every filter change."""
+    from helpers import make_evaluated_run
+    make_evaluated_run(tmp_path / "runs")
+    base = start_app(tmp_path / "runs")
+    open_page(page, f"{base}/mistakes?run=evaluated")
+    table = page.locator("[data-testid='stExpander']").filter(has_text="Per class")
+    table.locator("summary").click()
+    table.locator("[data-testid='stDataFrame']").wait_for(timeout=30_000)
+    page.locator("[data-testid='stSelectbox']").filter(has_text="True class").click()
+    page.get_by_role("option", name="happy", exact=True).click()
+    page.get_by_text("faces the choices below keep").wait_for(timeout=30_000)
+    page.wait_for_selector(IDLE, timeout=60_000)
+    assert table.locator("details").get_attribute("open") is not None
+    assert table.locator("[data-testid='stDataFrame']").is_visible()
