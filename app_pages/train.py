@@ -6,12 +6,12 @@ from urllib.parse import quote
 import streamlit as st
 
 from app_pages._access import teacher_gate
+from app_pages._evaluation_job import EvaluationJob, start_evaluation
 from app_pages._shared import cached_runs, chart, md, runs_root
 from fer_models.core.constants import LABEL_SOURCES
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.datasets.facedata import DataError
 from fer_models.nets.models import list_models
-from fer_models.runs.evaluating import evaluate
 from fer_models.runs.folder import CONFIG_FILE, JOB_FILE, RunFolder, RunProblem
 from fer_models.runs.jobs import (
     JobError,
@@ -139,37 +139,28 @@ def finished_card(run: RunSummary, buttons) -> None:
         return
     splits = buttons.multiselect("Splits", choices, default=choices[:1], key=f"splits_{run.name}",
                                  format_func=lambda s: f"{s} ({roles[s]})", label_visibility="collapsed")
-    kept = f"evaluated_{run.name}"
-    if buttons.button("Evaluate", key=f"eval_{run.name}", disabled=not splits,
+    key = f"evaluating_{run.name}"
+    job = st.session_state.get(key)
+    if buttons.button("Evaluate", key=f"eval_{run.name}", disabled=not splits or (job is not None and job.running),
                       help="Scores it on the chosen splits; the confusion page then shows them"):
-        bar = st.progress(0.0, text=f"Evaluating {md(run.name)}: starting, then reading the faces…")
-        results = evaluate(run.path, data, splits, progress=evaluation_progress(bar, run.name, splits))
-        bar.empty()
-        # kept in the session: the panel redraws every 2 s while a job runs, which wiped a result said once
-        st.session_state[kept] = results
+        st.session_state[key] = start_evaluation(run.path, run.name, data, splits)
+        st.rerun()  # the whole page: its jobs panel then redraws every 2 s while the faces are scored
+    if job is None:
+        return
+    if job.running:
+        share, words = job.progress()
+        st.progress(share, text=words)
+        return
+    if not job.announced:  # once: the runs' list learns of the new evaluation, and the panel stops redrawing
+        job.announced = True
         cached_runs.clear()
-    for result in st.session_state.get(kept, []):
+        st.rerun()
+    for result in job.results:
         if "error" in result:
             st.error(f"{md(result['split'])}: {md(result['error'])}")
         else:
             st.success(f"{md(result['split'])}: accuracy {result['accuracy']:.2%}. [Open its confusion matrix]"
                        f"(confusion?run={quote(run.name, safe='')})")
-
-
-def evaluation_progress(bar, name: str, splits: list[str]):
-    """The bar's callback: faces scored of each split, and the time left at the pace so far; the bar sat at 0% for
-    the 30 s a tiny run took on Training's 28,709 faces."""
-    began = {}
-
-    def show(split: str, done: int, total: int) -> None:
-        k = splits.index(split)
-        began.setdefault(split, time.monotonic())
-        pace = (time.monotonic() - began[split]) / done if done else 0.0
-        left = f", about {pace * (total - done):.0f} s left" if done and done < total else ""
-        bar.progress(min((k + done / max(total, 1)) / len(splits), 1.0),
-                     text=f"Evaluating {md(name)} on {md(split)} ({k + 1} of {len(splits)}): {done:,} of {total:,} "
-                          f"faces scored{left}")
-    return show
 
 
 def delete_control(run: RunSummary, buttons, root: Path) -> None:
@@ -233,7 +224,8 @@ def jobs_panel(root: Path, manage: bool) -> None:
         return sorted((r for r in list_runs(root) if (r.path / JOB_FILE).exists() or r.state == "running"),
                       key=launched, reverse=True)
 
-    running = any(job_state(r.path)["state"] == "running" for r in jobs())
+    running = any(job_state(r.path)["state"] == "running" for r in jobs()) or any(
+        isinstance(job, EvaluationJob) and job.running for job in st.session_state.values())
 
     @st.fragment(run_every=2 if running else None)
     def panel():

@@ -47,6 +47,12 @@ def test_launch_from_the_form_finish_and_select_the_run(setup):
     assert "from_the_page" in later.sidebar.selectbox[0].options[0]
     assert any("**from_the_page** · cnn3 · finished · best validation" in shown(m.value) for m in later.markdown)
     by_label(later.button, "Evaluate").click().run()
+    assert not later.exception, later.exception
+    # scored in a thread of the server: the page stays live, the bar says how far it is
+    assert any("Evaluating from_the_page" in shown(b.proto.text) for b in later.get("progress"))
+    job = later.session_state["evaluating_from_the_page"]
+    wait_for(lambda: not job.running, timeout=240, what="the evaluation")
+    later.run()
     said = [s.value for s in later.success if "PublicTest: accuracy" in s.value]
     assert said and "[Open its confusion matrix](confusion?run=from_the_page)" in said[0]
     later.run()  # the panel redraws (every 2 s while a job runs): the result stays
@@ -202,3 +208,15 @@ def test_a_demo_run_says_why_it_has_no_split_to_evaluate(setup):
     at = open_train()
     assert not any(b.label == "Evaluate" for b in at.button)
     assert any("is one it trained on" in c.value and "best validation accuracy" in c.value for c in at.caption)
+
+
+def test_an_evaluations_bar_says_the_faces_scored_and_the_time_left():
+    from app_pages._evaluation_job import EvaluationJob
+
+    clock = iter([100.0, 110.0])  # its first faces at 100 s, asked 10 s later
+    job = EvaluationJob("tiny", ["PublicTest", "PrivateTest"], clock=lambda: next(clock))
+    assert job.progress() == (0.0, "Evaluating tiny: starting, then reading the faces…")
+    job.heard("PublicTest", 1000, 3000)
+    share, words = job.progress()
+    assert share == 1000 / 3000 / 2
+    assert words == "Evaluating tiny on PublicTest (1 of 2): 1,000 of 3,000 faces scored, about 20 s left"

@@ -82,6 +82,9 @@ def test_evaluate_on_the_train_page_counts_the_faces_then_gives_the_result(page,
         "[data-testid='stProgress']").forEach(e => window.said.push(e.innerText))).observe(document.body,
         {subtree: true, childList: true, characterData: true}); }""")
     page.get_by_role("button", name="Evaluate").click()
+    # scored in a thread of the server: the bar shows while no script runs, the page live (it waited, greyed)
+    page.wait_for_function("""() => document.querySelector("[data-testid='stProgress']") &&
+        document.querySelector("[data-testid='stApp'][data-test-script-state='notRunning']")""", timeout=60_000)
     page.get_by_text("PublicTest: accuracy").wait_for(timeout=120_000)
     said = page.evaluate("window.said")
     assert any("of 3,000 faces scored" in text for text in said), said
