@@ -142,7 +142,8 @@ def finished_card(run: RunSummary, buttons) -> None:
     key = f"evaluating_{run.name}"
     job = st.session_state.get(key)
     if buttons.button("Evaluate", key=f"eval_{run.name}", disabled=not splits or (job is not None and job.running),
-                      help="Scores it on the chosen splits; the confusion page then shows them"):
+                      help="Scores it on the chosen splits; the confusion page then shows them") and \
+            (job is None or not job.running):  # a click the page reran twice starts one evaluation
         st.session_state[key] = start_evaluation(run.path, run.name, data, splits)
         st.rerun()  # the whole page: its jobs panel then redraws every 2 s while the faces are scored
     if job is None:

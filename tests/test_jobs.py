@@ -128,6 +128,7 @@ def test_stop_then_resume_and_one_job_per_device(data, tmp_path):
         step_at_stop = (state["epoch"], state["step"])
         job = resume(run, root)
         assert job["resumed"] and job["command"][-1] == "--resume"
+        assert resume(run, root)["pid"] == job["pid"]  # a second Resume at once joins it: one trainer, not two
         # at once, before the new trainer has written a word: its launch, not the stale "stopped" (issue 35, 7)
         now = job_state(run)
         assert now["state"] == "running" and now["starting"] and now["resumed"] and not now.get("error"), now
