@@ -83,7 +83,9 @@ def summary_ui(table, shown, filtered: bool, source: str) -> None:
     with st.expander(title, expanded=False, key="mistakes_per_class"):
         column = st.column_config  # short headers, each one's meaning on hover: the long ones ran off at 1280 px
         shares = ["share with the model", "share with a majority"]
-        table = table.assign(**{k: table[k] * 100 for k in shares})  # whole percents: two decimals took a column
+        # whole percents (two decimals took a column), and "—" where no mistake had votes (NaN, the one value unequal
+        # to itself): a number column drew "None"
+        table = table.assign(**{k: table[k].map(lambda v: "—" if v != v else f"{v:.0%}") for k in shares})
         st.dataframe(table, hide_index=True, width="stretch", column_config={
             "with votes": column.NumberColumn("voted", help="Mistakes with FER+ votes"),
             MOST_COMMON_MODEL: column.NumberColumn("model", help="The annotators' most common answer is the "
@@ -93,10 +95,8 @@ def summary_ui(table, shown, filtered: bool, source: str) -> None:
             "no single class": column.NumberColumn("none", help="No single most common answer (a tie, or more "
                                                    "'not a face' votes)"),
             MAJORITY_MODEL: column.NumberColumn("6+ model", help=f"{MAJORITY} chose the model's class"),
-            "share with the model": column.NumberColumn("% model", format="%.0f%%",
-                                                        help="model, of the voted mistakes"),
-            "share with a majority": column.NumberColumn("% 6+ model", format="%.0f%%",
-                                                         help="6+ model, of the voted mistakes")})
+            "share with the model": column.TextColumn("% model", help="model, of the voted mistakes"),
+            "share with a majority": column.TextColumn("% 6+ model", help="6+ model, of the voted mistakes")})
         st.caption("model, label, other, none: what the annotators' most common answer is on the mistakes, the "
                    "model's class, the dataset's label, a third class or no single class; 6+ model: a majority "
                    "chose the model's class.")

@@ -78,6 +78,8 @@ def test_mistakes_page_on_a_reference_run(run):
     assert cards[0].startswith(f"id {first} · label **sad**") and len(cards) == min(len(wanted), 12)
     assert at.query_params["true"] == "sad" and at.query_params["votes"] == MODEL
     assert at.dataframe[0].value.iloc[-1]["mistakes"] == len(wanted)  # the per-class table counts what is listed
+    shares = at.dataframe[0].value["share with the model"]  # a class with no voted mistake: "—", never "None"
+    assert (shares == "—").any() and shares.str.fullmatch(r"—|\d+%").all(), list(shares)
     assert any("the ten FER+ annotators' votes, one colour per class" in h.proto.body for h in at.get("html"))
 
 
