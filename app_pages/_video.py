@@ -19,6 +19,7 @@ from fer_models.media.video import VideoError, VideoResult, annotate_video
 from fer_models.teaching.figures import CLASS_COLOURS
 
 TYPES = ["mp4", "mov", "m4v", "webm", "mkv", "avi"]
+PACE_AFTER = 1.0  # seconds of frames before the page says a pace and the time left
 BRIEF_SECONDS = 0.5  # a track seen for less is left out of the table and charts (the CSV keeps it)
 
 
@@ -34,7 +35,10 @@ class VideoJob:
     cancel: bool = False
     announced: bool = False  # the page has been redrawn once with the result
     gradcam: bool = False    # the overlay this analysis draws: said beside it, never assumed from the toggle now
-    started: float = 0.0     # time.monotonic() at the start, for the speed and the time left
+    started: float = 0.0     # time.monotonic() at the start
+    first: tuple[float, float] | None = None  # (time.monotonic(), seconds done) at the first frame done: the pace
+    #                                           counts from there (from the start, the detector's loading and the
+    #                                           clip's opening made it read 0.0× and the time left climb 141 → 267 s)
     thread: threading.Thread | None = field(default=None, repr=False)
 
     @property
@@ -96,6 +100,8 @@ def start(name: str, data: bytes, run: str, model, meta: dict, every: int, smoot
 
     def work():
         def progress(done, total):
+            if job.first is None and done > 0:
+                job.first = (time.monotonic(), done)
             job.done, job.total = done, total
         try:
             job.result = annotate_video(model, meta, source, job.video, job.csv, every, smoothing, gradcam,
@@ -159,11 +165,13 @@ def progress_text(job: VideoJob, now: float) -> str:
     mode = overlay_words(job.gradcam)
     if not job.done:
         return f"{md(job.name)}: preparing, {mode}: opening the clip and loading the face detector…"
-    pace = job.done / max(now - job.started, 1e-6)  # seconds of video per second of work
     known = job.total > job.done  # a stream that does not say its duration is as long as what is done so far
-    said = (f"{md(job.name)}: {job.done:.1f}{f' of {job.total:.1f}' if known else ''} s of video, {mode} · "
-            f"{pace:.1f}× real time")
-    return said + f" · about {(job.total - job.done) / pace:.0f} s left" if known else said
+    said = f"{md(job.name)}: {job.done:.1f}{f' of {job.total:.1f}' if known else ''} s of video, {mode}"
+    if job.first is None or now - job.first[0] < PACE_AFTER:
+        return said + " · measuring the pace…"
+    pace = (job.done - job.first[1]) / (now - job.first[0])  # seconds of video per second of work
+    said += f" · {pace:.1f}× real time"
+    return said + f" · about {(job.total - job.done) / pace:.0f} s left" if known and pace > 0 else said
 
 
 def show_result(job: VideoJob, run_name: str, gradcam_now: bool) -> None:

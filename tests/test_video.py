@@ -152,8 +152,12 @@ def test_the_pages_progress_says_real_seconds_pace_time_left_and_the_overlay():
     job = VideoJob("clip.mp4", ROOT, gradcam=True, started=100.0)
     assert progress_text(job, 101.0) == ("clip.mp4: preparing, with the Grad-CAM overlay: opening the clip and "
                                          "loading the face detector…")
-    job.done, job.total = 3.0, 9.0  # 3 s of video in 2 s of work: 1.5× real time, 6 s of video left = 4 s
-    assert progress_text(job, 102.0) == ("clip.mp4: 3.0 of 9.0 s of video, with the Grad-CAM overlay · 1.5× real "
+    job.first = (105.0, 0.1)  # the first frame done 5 s after the start (the detector loading): the pace counts
+    job.done, job.total = 0.4, 9.0  # from there, and a moment after it there is none to say yet
+    assert progress_text(job, 105.5) == ("clip.mp4: 0.4 of 9.0 s of video, with the Grad-CAM overlay · measuring "
+                                         "the pace…")
+    job.done = 3.1  # 3 s of video in 2 s of work: 1.5× real time, 5.9 s of video left = 4 s
+    assert progress_text(job, 107.0) == ("clip.mp4: 3.1 of 9.0 s of video, with the Grad-CAM overlay · 1.5× real "
                                          "time · about 4 s left")
-    job.gradcam, job.total = False, 3.0  # a stream that does not say its duration: as long as what is done
-    assert progress_text(job, 102.0) == "clip.mp4: 3.0 s of video, without the Grad-CAM overlay · 1.5× real time"
+    job.gradcam, job.total = False, 3.1  # a stream that does not say its duration: as long as what is done
+    assert progress_text(job, 107.0) == "clip.mp4: 3.1 s of video, without the Grad-CAM overlay · 1.5× real time"
