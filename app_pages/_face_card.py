@@ -20,11 +20,16 @@ def votes_bar(votes: np.ndarray, annotators: float | None = None) -> str:
     parts = "".join(f"<span title='{e}: {int(v)} of {everyone}' style='display:inline-block;height:10px;"
                     f"width:{100 * v / total:.1f}%;background:{CLASS_COLOURS[e]}'></span>"
                     for e, v in zip(EMOTIONS, votes) if v > 0)
-    order = [i for i in np.argsort(-votes, kind="stable")[:3] if votes[i] > 0]
+    # every class with a vote, and the votes outside the seven: the top three alone left a class the bar shows
+    # unnamed, and "6 of 10 angry · 1 surprise" did not say where the other three went
+    order = [i for i in np.argsort(-votes, kind="stable") if votes[i] > 0]
     leading = " · ".join((f"{int(votes[i])} of {everyone} " if k == 0 else f"{int(votes[i])} ") + EMOTIONS[i]
                          for k, i in enumerate(order))
+    elsewhere = everyone - int(total)
+    other = (f" · <span title='FER+ annotators could also answer contempt, unknown or not a face'>{elsewhere} "
+             "other</span>") if elsewhere > 0 else ""
     return (f"<div style='display:flex;width:100%;border-radius:2px;overflow:hidden'>{parts}</div>"
-            f"<div style='font-size:14px;color:#333;line-height:1.3'>FER+: {escape(leading)}</div>")
+            f"<div style='font-size:14px;color:#333;line-height:1.3'>FER+: {escape(leading)}{other}</div>")
 
 
 def votes_legend() -> str:

@@ -5,7 +5,7 @@ import streamlit as st
 
 from app_pages._confusion_view import cached_votes, load_evaluation
 from app_pages._dataset import load_split
-from app_pages._face_card import votes_bar
+from app_pages._face_card import votes_bar, votes_legend
 from app_pages._shared import chart, md, require_evaluation, selected_run
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
@@ -54,8 +54,9 @@ def scoreboard(quiz) -> None:
     c.metric("Label", f"{points['label']} / {n}",
              help="FER2013's own label, scored against the annotators too: it is sometimes the error.")
     if n and points["judged by annotators"] < n:
-        st.caption(f"{n - points['judged by annotators']} of these faces have no single most common FER+ answer "
-                   "and were scored against the label.")
+        k = n - points["judged by annotators"]
+        st.caption(f"{k} of these faces {'has' if k == 1 else 'have'} no single most common FER+ answer and "
+                   f"{'was' if k == 1 else 'were'} scored against the label.")
 
 
 def reveal(face, answer) -> None:
@@ -64,7 +65,7 @@ def reveal(face, answer) -> None:
     st.markdown(f"Dataset label: **{EMOTIONS[face.label]}** · model: **{EMOTIONS[face.model]}** "
                 f"({face.probs[face.model]:.0%}) · class: **{EMOTIONS[answer] if answer is not None else '—'}**")
     if face.votes is not None:
-        st.html(votes_bar(face.votes))
+        st.html(votes_bar(face.votes) + votes_legend())  # the colours' key: the bar alone named no class
     st.markdown(f"Scored against **{judge}**, " + ("the annotators' most common answer." if crowd is not None
                                                    else "the label (no single most common FER+ answer)."))
     figure = probability_figure(face.probs, face.label)
