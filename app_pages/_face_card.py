@@ -23,10 +23,11 @@ def votes_bar(votes: np.ndarray, annotators: float | None = None) -> str:
     # every class with a vote, and the votes outside the seven: the top three alone left a class the bar shows
     # unnamed, and "6 of 10 angry · 1 surprise" did not say where the other three went
     order = [i for i in np.argsort(-votes, kind="stable") if votes[i] > 0]
-    leading = " · ".join((f"{int(votes[i])} of {everyone} " if k == 0 else f"{int(votes[i])} ") + EMOTIONS[i]
+    # no-break spaces inside "1 surprise": a card's line wraps between classes, never inside one
+    leading = " · ".join((f"{int(votes[i])} of {everyone}\u00a0" if k == 0 else f"{int(votes[i])}\u00a0") + EMOTIONS[i]
                          for k, i in enumerate(order))
     elsewhere = everyone - int(total)
-    other = (f" · <span title='FER+ annotators could also answer contempt, unknown or not a face'>{elsewhere} "
+    other = (f" · <span title='FER+ annotators could also answer contempt, unknown or not a face'>{elsewhere}\u00a0"
              "other</span>") if elsewhere > 0 else ""
     return (f"<div style='display:flex;width:100%;border-radius:2px;overflow:hidden'>{parts}</div>"
             f"<div style='font-size:14px;color:#333;line-height:1.3'>FER+: {escape(leading)}{other}</div>")

@@ -198,11 +198,11 @@ def test_every_face_card_says_how_many_of_the_ten_chose_the_leading_class():
     from app_pages._face_card import votes_bar
 
     bar = votes_bar(np.array([4, 0, 0, 0, 3, 0, 2]), annotators=10)  # one vote went to contempt or NF
-    assert "FER+: 4 of 10 angry · 3 sad · 2 neutral" in bar and "angry: 4 of 10" in bar
-    assert ">1 other</span>" in bar  # said where the tenth vote went
+    assert "FER+: 4 of 10\u00a0angry · 3\u00a0sad · 2\u00a0neutral" in bar and "angry: 4 of 10" in bar
+    assert ">1\u00a0other</span>" in bar  # said where the tenth vote went
     # every class the bar draws is named, a fourth too; with all ten among the seven, no "other"
     bar = votes_bar(np.array([4, 0, 0, 1, 3, 0, 2]), annotators=10)
-    assert "4 of 10 angry · 3 sad · 2 neutral · 1 happy</div>" in bar and "other" not in bar
+    assert "4 of 10\u00a0angry · 3\u00a0sad · 2\u00a0neutral · 1\u00a0happy</div>" in bar and "other" not in bar
 
 
 def test_the_command_line_gives_both_counts_on_a_shipped_run():
