@@ -130,8 +130,9 @@ def matrix(counts, normalise: bool, key: str, font_size: int | None = None) -> t
     """The clickable matrix, as large as the window allows; the cell selected (kept in the URL), or None."""
     selected = follow_clicks(key)
     figure = confusion_figure(counts, normalise, selected, cell=None)
-    if font_size:
+    if font_size:  # the class names slanted: level, at a presenter's size they ran into each other ("angrydisgust")
         figure.update_layout(font=dict(size=font_size))
+        figure.update_xaxes(tickangle=-45)
     st.html(MATRIX_CSS)
     with st.container(key="confusion_box"):
         chart(figure, on_select="rerun", selection_mode="points", key=key, width="stretch", height="stretch",

@@ -102,7 +102,8 @@ def confusion(run, left, right, presenter: bool) -> None:
     line = lesson.annotators_story(int(total["mistakes"]), int(total["with votes"]), int(total[MAJORITY_MODEL]))
     if line:
         right.markdown(line)
-        right.page_link("app_pages/mistakes.py", label="Open the mistakes the annotators side with",
+        # short: in a presenter's large type, "Open the mistakes the annotators side with" was cut at "side w"
+        right.page_link("app_pages/mistakes.py", label=f"Open those {int(total[MAJORITY_MODEL]):,} mistakes",
                         icon=":material/groups:", query_params={"run": run.name, "votes": "model", "majority": "1"})
     if cell is not None:
         query = {"run": run.name, "cell": f"{EMOTIONS[cell[0]]},{EMOTIONS[cell[1]]}"}

@@ -138,3 +138,17 @@ def test_a_quiz_question_in_the_browser(projector, shipped):
     assert page.locator("[data-testid='stMetricValue']").first.inner_text().strip().endswith("/ 1")
     assert outside(page) == []
     save(page, "quiz-reveal.png")
+
+
+def test_presenter_type_on_the_confusion_step_keeps_names_whole(projector, shipped):
+    """At 18 px the level class names ran into each other ("angrydisgust") and a link was cut at "side w"."""
+    page = projector
+    page.goto(f"{shipped}/lesson?run=densenet201_fer&lesson=confusion&presenter=1")
+    page.get_by_role("heading", name=f"3/6 · {STEPS[2].question}").wait_for(timeout=120_000)
+    settle(page)
+    slants = page.locator(".js-plotly-plot .xtick text").evaluate_all(
+        "es => es.map(e => e.getAttribute('transform') || '')")
+    assert len(slants) == 7 and all("rotate(-45" in t for t in slants), slants
+    cut = page.locator("[data-testid='stPageLink'] p").evaluate_all(
+        "es => es.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)")
+    assert cut == [], cut
