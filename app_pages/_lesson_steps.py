@@ -74,6 +74,12 @@ def training(run, left, right, presenter: bool) -> None:
     compare = right.multiselect("Try it: compare with", [r.name for r in others], key="lesson_compare")
     shown = [(run.name, history)] + [(r.name, history_of(r)) for r in others if r.name in compare]
     figure = presenter_figure(history_figure(shown), presenter)
+    # half a projector's width: a tick every epoch piled 14 numbers into 140 px, and the two lower panels' titles ran
+    # into each other
+    figure.update_xaxes(dtick=None, nticks=5)
+    figure.for_each_annotation(lambda a: a.update(text=a.text.replace(" (log scale)", " (log)")))
+    if len(shown) == 1:  # one run: its name in the legend only made the line too long for the column
+        figure.for_each_trace(lambda t: t.update(name=t.name.removeprefix(f"{run.name} ")) if t.name else None)
     figure.update_layout(height=500 + 30 * len(shown))
     chart(figure, left, width="stretch", config={"displayModeBar": False})
     say(right, lesson.training_story(history, run.epochs, training_hours(run)))

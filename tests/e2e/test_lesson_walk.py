@@ -121,6 +121,10 @@ def test_presenter_type_is_large_and_still_fits(projector, shipped):
     assert float(body.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")) >= 20
     ticks = page.locator(".js-plotly-plot .xtick text").first
     assert float(ticks.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")) >= 16
+    # a few epochs marked a panel, not one every few epochs piled up in half a projector's width
+    assert page.locator(".js-plotly-plot .xaxislayer-above").first.locator(".xtick").count() <= 6
+    legend = page.locator(".js-plotly-plot .legendtext").first.text_content()
+    assert legend.startswith("validation: best"), legend
     assert outside(page) == []
 
 
