@@ -195,8 +195,10 @@ def show_result(job: VideoJob, run_name: str, gradcam_now: bool) -> None:
     timeline, brief = lasting(result.timeline)
     st.subheader("Share of time per emotion, per face")
     # numbers, not progress bars: nine bar columns ran past a 1280-px window, hiding surprise and neutral
-    st.dataframe(summary_table(timeline), hide_index=True, width="stretch",
-                 column_config={e: st.column_config.NumberColumn(e, format="percent", width="small")
+    # whole percents: the "percent" format wrote 20% beside 26.67%
+    shares = summary_table(timeline)
+    st.dataframe(shares.assign(**{e: shares[e] * 100 for e in EMOTIONS}), hide_index=True, width="stretch",
+                 column_config={e: st.column_config.NumberColumn(e, format="%.0f%%", width="small")
                                 for e in EMOTIONS})
     if brief:
         st.caption(f"{brief} brief detection{'s' if brief > 1 else ''} (a face seen for less than {BRIEF_SECONDS} s: "
