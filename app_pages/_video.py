@@ -35,7 +35,6 @@ class VideoJob:
     cancel: bool = False
     announced: bool = False  # the page has been redrawn once with the result
     gradcam: bool = False    # the overlay this analysis draws: said beside it, never assumed from the toggle now
-    started: float = 0.0     # time.monotonic() at the start
     first: tuple[float, float] | None = None  # (time.monotonic(), seconds done) at the first frame done: the pace
     #                                           counts from there (from the start, the detector's loading and the
     #                                           clip's opening made it read 0.0× and the time left climb 141 → 267 s)
@@ -96,7 +95,7 @@ def start(name: str, data: bytes, run: str, model, meta: dict, every: int, smoot
     suffix = Path(name).suffix.lower()
     source = folder / ("input" + (suffix if suffix.lstrip(".") in TYPES else ".video"))
     source.write_bytes(data)
-    job = VideoJob(name, folder, run, gradcam=gradcam, started=time.monotonic())
+    job = VideoJob(name, folder, run, gradcam=gradcam)
 
     def work():
         def progress(done, total):

@@ -149,7 +149,7 @@ def test_the_pages_progress_says_real_seconds_pace_time_left_and_the_overlay():
     def progress_text(job, now):  # the page escapes the clip's name for Markdown
         return shown(said(job, now))
 
-    job = VideoJob("clip.mp4", ROOT, gradcam=True, started=100.0)
+    job = VideoJob("clip.mp4", ROOT, gradcam=True)
     assert progress_text(job, 101.0) == ("clip.mp4: preparing, with the Grad-CAM overlay: opening the clip and "
                                          "loading the face detector…")
     job.first = (105.0, 0.1)  # the first frame done 5 s after the start (the detector loading): the pace counts

@@ -36,7 +36,7 @@ from fer_models.runs.folder import (
     RunFolder,
     RunProblem,
 )
-from fer_models.runs.processes import alive_or_zombie, is_trainer_of, trainer_alive
+from fer_models.runs.processes import alive_or_zombie, is_trainer_of, our_running_child, trainer_alive
 from fer_models.runs.registry import read_history, read_status
 from fer_models.runs.settings import DEFAULT_WEIGHT_DECAY, RECIPE_FIELDS, SETTINGS, TrainConfig, argv_of, check
 
@@ -282,18 +282,9 @@ def resume(run, root=None) -> dict:
         # a second Resume for the same stop (a click that reran the page twice) joins the job the first started:
         # its child, not yet the trainer to /proc, passed the busy check, and two trainers wrote one folder
         job = _job(run)
-        if job.get("resumed") and _our_running_child(job.get("pid")) and _launched_after(job, run / STATUS_FILE):
+        if job.get("resumed") and our_running_child(job.get("pid")) and _launched_after(job, run / STATUS_FILE):
             return {**job, "run": str(run)}
         return _start(command, run, devices, root, resume=True)
-
-
-def _our_running_child(pid) -> bool:
-    """A process this server started that has not exited: job.json is the run folder's, untrusted, and no pid it
-    names can make another process this one's child."""
-    try:
-        return os.waitpid(int(pid), os.WNOHANG) == (0, 0)
-    except (ChildProcessError, TypeError, ValueError, OverflowError, OSError):
-        return False
 
 
 def stop(run, wait: float = 0.0) -> bool:

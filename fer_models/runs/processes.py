@@ -18,6 +18,15 @@ def alive(pid) -> bool:
     return True
 
 
+def our_running_child(pid) -> bool:
+    """A process this one started that has not exited: job.json is the run folder's, untrusted, and no pid it
+    names can make another process this one's child."""
+    try:
+        return os.waitpid(int(pid), os.WNOHANG) == (0, 0)
+    except (ChildProcessError, TypeError, ValueError, OverflowError, OSError):
+        return False
+
+
 def alive_or_zombie(pid) -> bool:
     """Alive, after reaping it if it is our own finished child (which would otherwise look alive)."""
     try:
