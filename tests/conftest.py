@@ -43,6 +43,20 @@ def warm_up_finished():
 
 
 @pytest.fixture
+def quick_patterns(monkeypatch):
+    """Pattern synthesis in 12 steps instead of 96, for page tests that check what is drawn, not how well: a
+    densenet201_fer layer's patterns took 90 s of the suite."""
+    from fer_models.explain import features
+
+    full = features.maximise_filters
+
+    def quick(*args, **kwargs):
+        kwargs["steps"] = 12
+        return full(*args, **kwargs)
+    monkeypatch.setattr(features, "maximise_filters", quick)
+
+
+@pytest.fixture
 def full_disk(tmp_path):
     """A folder on a 1 MB tmpfs, for what happens when the disk fills (CI runs as root, which may mount)."""
     import subprocess

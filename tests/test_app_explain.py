@@ -135,7 +135,7 @@ def test_run_without_weights_says_so(runs):
     assert any("no checkpoint yet" in i.value for i in at.info)
 
 
-def test_filters_page_for_a_dataset_face(runs, monkeypatch):
+def test_filters_page_for_a_dataset_face(runs, monkeypatch, quick_patterns):
     import fer_models.explain.atlas
 
     monkeypatch.setattr(fer_models.explain.atlas, "PATTERNS", 8)  # the atlas made below: no more than the page shows

@@ -107,7 +107,7 @@ def test_history_says_what_training_cost_as_the_readme_does(name):
     assert f"| {cost['images_per_second']:.0f} |" in readme.split(f"| {name} |")[1].split("\n")[0] + " |"
 
 
-def test_filters_says_why_a_late_densenet_layers_maps_are_one_cell_before_drawing_them():
+def test_filters_says_why_a_late_densenet_layers_maps_are_one_cell_before_drawing_them(quick_patterns):
     """Below 32 tiles the explanation was off a 720-px screen: it comes first."""
     at = open_app("app_pages/filters.py", run="densenet201_fer", timeout=300)
     at.selectbox(key="filters_layer_densenet201_fer").set_value("features.denseblock4.denselayer1.conv2").run()
