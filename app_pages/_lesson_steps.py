@@ -52,7 +52,8 @@ def layers(run, left, right, presenter: bool) -> None:
     say(right, lesson.layers_story(structure.totals, structure.layers, structure.findings))
     convs = list(structure.layers.loc[structure.layers["type"] == "Conv2d", "layer"])
     layer = right.selectbox("Try it: a conv layer to step through", convs, key=f"lesson_layer_{run.arch}")
-    right.page_link("app_pages/convolution.py", label=f"Compute one cell of {layer} by hand",
+    # the layer's name is in the box above: densenet201_fer's ran the link past the column's edge
+    right.page_link("app_pages/convolution.py", label="Compute one of its cells by hand",
                     icon=":material/calculate:", query_params={"run": run.name, "layer": layer})
 
 

@@ -16,12 +16,9 @@ PRESENTER_CSS = """<style>
 [data-testid='stSidebarNav'], [data-testid='stSidebarNavSeparator'] { display: none; }
 </style>"""
 NAV_CSS = """<style>
-.st-key-lesson_nav { position: fixed; bottom: 0.25rem; right: 2.5rem; width: 22rem; z-index: 99; background: white;
-  padding: 0.25rem 0.5rem; border-radius: 0.75rem; box-shadow: 0 0 0.75rem rgba(0, 0, 0, 0.12); }
 .st-key-lesson_steps { position: fixed; top: 0.4rem; right: 4rem; width: 17rem; z-index: 999990; }
-[data-testid='stMainBlockContainer'] { padding-bottom: 6rem; }  /* the last line scrolls clear of the bar */
-.st-key-lesson_back button, .st-key-lesson_next button { min-height: 2.3rem; }
-.st-key-lesson_back button p, .st-key-lesson_next button p { font-size: 1.25rem; font-weight: 600; }
+.st-key-lesson_nav { position: fixed; top: 0.4rem; right: 21.5rem; width: 13rem; z-index: 999990; }
+.st-key-lesson_back button p, .st-key-lesson_next button p { font-size: 1.1rem; font-weight: 600; }
 .st-key-lesson_clicker { display: none; }
 </style>"""
 
@@ -63,9 +60,9 @@ if run is None:
     st.stop()
 left, right = st.columns([1, 1] if presenter else [3, 2], gap="large")
 DRAW[STEPS[index].slug](run, left, right, presenter)
-# Back and Next fixed at the bottom right, like a slide deck's, in one slim row over the right column's last
-# lines only (a box of two rows covered a step's conclusion at 1280×720); the steps' numbers at the top right, in
-# the header's empty band, since the sidebar's list of them starts below a 720-row screen under the page list
+# Back, the steps' numbers and Next in the header's empty band at the top right, like a pager: fixed at the bottom
+# right, Back and Next covered a step's last lines at 1280×720 (densenet201_fer's "Compute one cell" link in
+# presenter type), and the sidebar's list of steps starts below a 720-row screen under the page list
 st.session_state["lesson_strip"] = index
 st.container(key="lesson_steps").segmented_control(
     "Step", range(len(STEPS)), key="lesson_strip", on_change=from_strip, width="stretch",

@@ -126,6 +126,14 @@ def test_presenter_type_is_large_and_still_fits(projector, shipped):
     legend = page.locator(".js-plotly-plot .legendtext").first.text_content()
     assert legend.startswith("validation: best"), legend
     assert outside(page) == []
+    # the longest story in large type: Back and Next covered its "Compute one cell" link, the link's layer name
+    # ran off the column
+    page.goto(f"{shipped}/lesson?run=densenet201_fer&lesson=layers&presenter=1")
+    page.get_by_role("heading", name=f"1/6 · {STEPS[0].question}").wait_for(timeout=120_000)
+    settle(page)
+    link = page.get_by_role("link", name="Compute one of its cells by hand")
+    assert link.evaluate("e => [e, ...e.querySelectorAll('*')].every(d => d.scrollWidth <= d.clientWidth + 1)")
+    assert outside(page) == [] and under_the_bar(page) == []
 
 
 def test_a_quiz_question_in_the_browser(projector, shipped):
