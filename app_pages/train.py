@@ -384,7 +384,17 @@ def start(request: TrainRequest, root: Path, data_error: str | None) -> None:
     name = sanitise_name(request.name)
     st.session_state["train_flash"] = (name, f"Started {md(name)} (process {job['pid']}); it appears in the run "
                                              "picker at once, with its model after its first epoch.")
+    st.session_state["train_just_started"] = name
     st.rerun()
+
+
+def started_below_the_form() -> None:
+    """Once, on the page drawn right after Start: the new card is at the top, a screen or two above the button
+    the teacher just pressed."""
+    name = st.session_state.pop("train_just_started", None)
+    if name:
+        st.toast(f"Started {md(name)}", icon=":material/play_arrow:")
+        st.success(f"Started {md(name)}: its card is the first under [Jobs](#jobs), at the top of the page.")
 
 
 def main() -> None:
@@ -393,7 +403,7 @@ def main() -> None:
                "and every tab shows the same jobs, read from their run folders.")
     root = runs_root()
     manage = teacher_gate()
-    st.subheader("Jobs")
+    st.subheader("Jobs", anchor="jobs")
     jobs_panel(root, manage)
     if not manage:
         return
@@ -403,6 +413,7 @@ def main() -> None:
     request = job_form(data, label_source, demo, sizes)
     if request is not None:
         start(request, root, data_error)
+    started_below_the_form()
 
 
 main()

@@ -188,6 +188,12 @@ def test_the_started_banner_goes_when_its_job_has_ended(setup):
     at = fill(open_train(), data, "brief")
     by_label(at.button, "Start training").click().run()
     assert any("Started brief" in shown(s.value) for s in at.success)
+    # under the button too (the card is a screen above it), once, with a link up to the card
+    assert [shown(t.value) for t in at.toast] == ["Started brief"]
+    below = [s.value for s in at.success if "its card is the first under" in s.value]
+    assert below and "[Jobs](#jobs)" in below[0]
+    at.run()
+    assert not at.toast and not any("its card is the first under" in s.value for s in at.success)
     wait_for_job(root / "brief", {"finished", "failed"})
     at.run()
     assert not any("Started brief" in shown(s.value) for s in at.success)
