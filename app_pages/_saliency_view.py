@@ -88,14 +88,13 @@ def show_maps(run, loaded, face, method, targets, opacity, probs, beside=None, w
         legend.image(scale_bar(a.signed, top), width=SCALE_BAR_WIDTH, caption="scale of both")
     else:
         top = max(robust_top(a.map) for a in maps)  # one scale: a class with weak evidence looks weak
-        grid, legend = st.columns([4, 1])
-        with grid:
-            for row in range(0, len(maps), 4):
-                for col, a in zip(st.columns(4), maps[row:row + 4]):
-                    col.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, top), 192), width="stretch",
-                              caption=f"{EMOTIONS[a.target]} · model {probs[a.target]:.0%}")
-        legend.image(scale_bar(a.signed, top, height=300), width=SCALE_BAR_WIDTH,
-                     caption="one scale for all seven maps")
+        cells = st.columns(4) + st.columns(4)
+        for cell, a in zip(cells, maps):
+            cell.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, top), 192), width="stretch",
+                       caption=f"{EMOTIONS[a.target]} · model {probs[a.target]:.0%}")
+        # the eighth cell: a column of its own beside the grid narrowed the maps on the first screen
+        cells[-1].image(scale_bar(a.signed, top, height=150), width=SCALE_BAR_WIDTH,
+                        caption="one scale for all seven maps")
     if info.signed:
         st.caption("Red: evidence for the class; blue: against it; white: none.")
     else:
@@ -122,13 +121,11 @@ def all_methods(run, loaded, face, target: int, opacity: float, probs, side: int
     # the method's name alone: "Integrated Gradients (signed)" was cut at a 200-px map's width; the two scales
     # in the last cell say which maps are signed (red-blue) and which are not
     for cell, (key, a) in zip(cells, maps.items()):
-        cell.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, robust_top(a.map)), side), width="stretch",
-                   caption=METHODS[key].title)
-    with cells[-1]:
-        st.image(scale_bar(True, 1.0, height=side - 20), width=SCALE_BAR_WIDTH,
-                 caption="red-blue maps, signed: of each map's own maximum")
-        st.image(scale_bar(False, 1.0, height=side - 20), width=SCALE_BAR_WIDTH,
-                 caption="dark-bright maps, unsigned: of each map's own maximum")
-    st.caption(f"All seven for {EMOTIONS[target]} (model {probs[target]:.0%}). Each map is scaled to its own 99.5th "
-               "percentile: the methods measure different things in different units, so compare where they put "
-               "the evidence, not how much.")
+        cell.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, robust_top(a.map)), side),
+                   width="stretch", caption=METHODS[key].title)
+    with cells[-1]:  # as short as their labels allow (three and two): the grid's second row stays short
+        st.image(scale_bar(True, 1.0, height=150), width=SCALE_BAR_WIDTH, caption="red-blue: signed")
+        st.image(scale_bar(False, 1.0, height=100), width=SCALE_BAR_WIDTH, caption="dark-bright: unsigned")
+    st.caption(f"All seven for {EMOTIONS[target]} (model {probs[target]:.0%}). Each map is scaled to its own "
+               "99.5th percentile (the scales' ends): the methods measure different things in different units, so "
+               "compare where they put the evidence, not how much.")

@@ -72,8 +72,8 @@ with results:
     elif view == ONE:  # two runs: their maps side by side on the first screen, the controls under them, then
         # each run's bars under its name (above the controls they pushed Method and Class below a 720-px screen)
         beside[run.name], beside[compare.name] = first_screen.columns(2, gap="medium")
-    else:
-        chart(bars, first_screen, width="stretch", config={"displayModeBar": False})
+    else:  # a grid of maps (the first run's) on the first screen, above the controls; the bars after them
+        beside[run.name] = first_screen
     if view == SEVEN:  # the method picker is off: one method's description would read as the grid's
         st.caption("Each map below is one method's view of the same class; what each method measures is in "
                    "Method's help (?).")
@@ -82,6 +82,8 @@ with results:
     if "gradcam" in method and view != SEVEN:
         h, w = gradcam_map_size(model)
         st.caption(f"{md(run.name)}'s Grad-CAM layer: `{model.gradcam_layer_name}`, {h}×{w} cells.")
+    if view != ONE:
+        chart(bars, width="stretch", config={"displayModeBar": False})
 
 targets = list(range(len(EMOTIONS))) if view == EVERY else [target]
 pairs = [(run, (model, meta))] + ([(compare, other)] if other is not None else [])
@@ -92,6 +94,8 @@ here, there = st.columns(2, gap="large") if other is not None and view == ONE el
 for where, shown, loaded, p in ((here, run, (model, meta), probs), (there, compare, other, other_probs)):
     if shown is None:
         continue
+    if view != ONE and shown.name in beside:
+        where = beside[shown.name]
     with where:
         if other is not None:  # alone, the verdict above the controls already says it
             st.subheader(f"{md(shown.name)}: reads {EMOTIONS[int(p.argmax())]} ({p.max():.0%})")
@@ -101,7 +105,7 @@ for where, shown, loaded, p in ((here, run, (model, meta), probs), (there, compa
         if view == SEVEN:
             all_methods(shown, loaded, face, target, opacity, p)
         else:
-            show_maps(shown, loaded, face, method, targets, opacity, p, beside.get(shown.name),
+            show_maps(shown, loaded, face, method, targets, opacity, p, beside.get(shown.name) if view == ONE else None,
                       whose=shown.name if other is not None else None)
 if view == ONE:
     guess_next(pairs, face, method, target, face.label)

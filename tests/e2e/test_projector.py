@@ -249,3 +249,17 @@ def test_the_exported_reports_labels_are_whole_when_the_dashboard_builds_it(proj
     projector.goto(report.as_uri())
     projector.wait_for_selector("#confusion_matrix .xtick text, .js-plotly-plot .xtick text", timeout=30_000)
     assert plotly_labels_outside(projector) == []
+
+
+def test_every_class_and_the_seven_methods_start_on_the_first_screen(projector, start_app, runs):
+    """Their grids sat under the face picker, below a 720-px screen: now the first row of maps is seen at once."""
+    projector.goto(f"{start_app(runs)}/saliency?run=evaluated")
+    settle(projector)
+    for view, first_map in (("Every class", "angry · model"), ("All seven methods", "Gradient saliency")):
+        projector.locator("[data-testid='stButtonGroup']").get_by_text(view, exact=True).click()
+        settle(projector)
+        projector.get_by_role("heading", name="Saliency", exact=True).scroll_into_view_if_needed()  # as a page opens
+        shown = projector.locator("[data-testid='stImage']").filter(has_text=first_map).first
+        shown.wait_for(timeout=60_000)
+        box = shown.locator("img").bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 720, f"{view}: the first map ends at {box}"
