@@ -10,7 +10,15 @@ import torch.nn as nn
 
 import fer_models.media.live as live
 from fer_models.core.constants import EMOTIONS
-from fer_models.media.live import ROW, LiveAnnotator, LiveSettings, annotate_photo, process_frame
+from fer_models.media.live import (
+    BARS_WIDTH,
+    LABEL_SCALE,
+    ROW,
+    LiveAnnotator,
+    LiveSettings,
+    annotate_photo,
+    process_frame,
+)
 from fer_models.nets.models import create_model
 from helpers import face_photo
 
@@ -81,11 +89,18 @@ def test_a_face_at_the_frames_edge_keeps_its_whole_label_and_bars_inside(cnn3, c
     out = np.full((480, 640, 3), 120, np.uint8)
     p = np.array([0.05, 0.05, 0.05, 0.05, 0.6, 0.1, 0.1])  # "sad 60%"
     LiveAnnotator(cnn3, META)._draw_track(out, Face(cx, 200, 120), p)
-    (tw, th), _ = cv2.getTextSize("sad 60%", cv2.FONT_HERSHEY_SIMPLEX, 0.6, 2)
+    (tw, th), _ = cv2.getTextSize("sad 60%", cv2.FONT_HERSHEY_SIMPLEX, LABEL_SCALE, 2)
+    assert th >= 16
     label_row = green(out)[140 - th - 9]  # the filled label's top row, above its text
     assert label_row.sum() >= tw + 8, label_row.sum()  # not cut by the frame's edge
     bars = (np.abs(out.astype(int) - 40).sum(-1) < 5)[262:262 + 7 * ROW]  # the bars' dark rows under the box
-    assert bars.any(axis=0).sum() >= 150
+    assert bars.any(axis=0).sum() >= BARS_WIDTH
+    # every class named in full in the dark band before its bar ("ang", "sur" were cut to three letters)
+    names = (out[262:262 + 7 * ROW].min(-1) > 200)  # white text
+    for c, name in enumerate(EMOTIONS):
+        (nw, _), _ = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, 0.55, 1)
+        columns = np.nonzero(names[c * ROW:(c + 1) * ROW].any(axis=0))[0]
+        assert columns.max() - columns.min() >= 0.85 * nw, name  # "ang" was 0.55 of "angry"
 
 
 def test_two_faces_largest_first(cnn3):

@@ -30,6 +30,9 @@ from fer_models.faces.face import Face, crop_face, crop_matrix, margin_pixels
 MAX_MISSES = 2
 RECORD_LIMIT = 36_000  # 20 minutes at 30 fps
 ROW = 19  # px per class bar drawn under a face: room for its name at a legible size
+LABEL_SCALE = 0.7  # the class over a face: letters 16 px tall in a 640-px frame (0.6 drew 14)
+NAMES_WIDTH = 84  # px before the bars: "surprise" at the names' 0.55 scale is 69 px wide
+BARS_WIDTH = 210  # the least width of the bars under a face, names included
 
 
 @dataclass
@@ -225,24 +228,27 @@ class LiveAnnotator:
         cv2.polylines(out, [pts], True, (80, 200, 40), 2, cv2.LINE_AA)
         x, y = int(pts[:, 0].min()), int(pts[:, 1].min())
         text = f"{EMOTIONS[label]} {p[label]:.0%}"
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 2)
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, LABEL_SCALE, 2)
         top, frame_width = max(y - th - 10, 0), out.shape[1]
         # kept inside the frame: a face at its left edge read "ad 37%" for "sad 37%"
         lx = min(max(x, 0), max(frame_width - tw - 8, 0))
         cv2.rectangle(out, (lx, top), (lx + tw + 8, top + th + 10), (80, 200, 40), -1)
-        cv2.putText(out, text, (lx + 4, top + th + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
-        # one bar per class under the box (above it when the frame ends below); rows of ROW px, their names at
-        # the label's own 0.5 scale: at 0.33 and 13 px rows they read 4-5 px tall on screen
-        width = min(max(int(pts[:, 0].max()) - x, 150), frame_width)
+        cv2.putText(out, text, (lx + 4, top + th + 4), cv2.FONT_HERSHEY_SIMPLEX, LABEL_SCALE, (255, 255, 255), 2,
+                    cv2.LINE_AA)
+        # one bar per class under the box (above it when the frame ends below); rows of ROW px, each class named
+        # in full (three letters, "ang", "sur", had to be guessed) at about the label's size: at 0.33 and 13 px
+        # rows they read 4-5 px tall on screen
+        width = min(max(int(pts[:, 0].max()) - x, BARS_WIDTH), frame_width)
         left = min(max(x, 0), frame_width - width)
         below = int(pts[:, 1].max()) + 4
         top = below if below + 7 * ROW <= out.shape[0] else max(y - th - 14 - 7 * ROW, 0)
         for c, share in enumerate(p):
             by = top + c * ROW
             cv2.rectangle(out, (left, by), (left + width, by + ROW - 1), (40, 40, 40), -1)
-            cv2.rectangle(out, (left + 44, by + 5), (left + 44 + int((width - 48) * share), by + ROW - 6),
+            cv2.rectangle(out, (left + NAMES_WIDTH, by + 5),
+                          (left + NAMES_WIDTH + int((width - NAMES_WIDTH - 4) * share), by + ROW - 6),
                           (80, 200, 40) if c == label else (200, 200, 200), -1)
-            cv2.putText(out, EMOTIONS[c][:3], (left + 4, by + ROW - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+            cv2.putText(out, EMOTIONS[c], (left + 4, by + ROW - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
                         (255, 255, 255), 1, cv2.LINE_AA)
 
     def _draw_fps(self, out: np.ndarray) -> None:
