@@ -18,6 +18,20 @@ def reading(name: str, p, label: int | None) -> str:
     return said if label is None else said + (" ✓" if label == int(p.argmax()) else " ✗")
 
 
+def class_options(predicted: int, label: int | None) -> list[tuple[str, int]]:
+    """The predicted class, the true one, then the others, each class once: "predicted: angry", "true: angry"
+    and "angry" named one class three times."""
+    named = [("predicted", predicted)] + ([("true", label)] if label not in (None, predicted) else [])
+    return named + [(e, i) for i, e in enumerate(EMOTIONS) if i not in {c for _, c in named}]
+
+
+def class_option_label(option: tuple[str, int], label: int | None) -> str:
+    name, c = option
+    if name in EMOTIONS:
+        return name
+    return f"{'predicted = true' if name == 'predicted' and c == label else name}: {EMOTIONS[c]}"
+
+
 st.title("Saliency")
 st.caption("Pick a face; see the class probabilities, then where each attribution method says the evidence is.")
 
@@ -44,13 +58,12 @@ with results:
                          on_change=store, args=("saliency_method",), disabled=view == SEVEN,
                          help="How the map is computed; the line under these controls says what the chosen one "
                               f"measures. Grad-CAM: {GLOSSARY['Grad-CAM']}")
-    options = [("predicted", predicted)] + ([("true", face.label)] if face.label is not None else []) + \
-        [(e, i) for i, e in enumerate(EMOTIONS)]
+    options = class_options(predicted, face.label)
     names = [o[0] for o in options]
     kept = st.session_state.get("_saliency_target", "predicted")
     target_name, target = b.selectbox("Class to explain", options, index=names.index(kept) if kept in names else 0,
                                       disabled=view == EVERY, key=f"saliency_target_{face.origin}",
-                                      format_func=lambda o: o[0] if o[0] in EMOTIONS else f"{o[0]}: {EMOTIONS[o[1]]}",
+                                      format_func=lambda o: class_option_label(o, face.label),
                                       help="Off while every class is shown" if view == EVERY else None)
     st.session_state["_saliency_target"] = target_name
     opacity = c.slider("Overlay opacity", 0.0, 1.0, 0.7, 0.05)

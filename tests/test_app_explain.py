@@ -95,6 +95,12 @@ def test_saliency_opens_on_gradcam_and_names_the_runs_gradcam_layer(runs):
     assert at.selectbox(key="saliency_method").value == "gradcam"
     assert any("Grad-CAM layer: `block3.relu`, 12×12 cells" in c.value for c in at.caption)
     assert not next(s for s in at.selectbox if s.label == "Class to explain").disabled
+    from fer_models.core.constants import EMOTIONS
+
+    # each class once: "predicted: angry", "true: angry" and "angry" named one class three times
+    options = next(s for s in at.selectbox if s.label == "Class to explain").options
+    assert sorted(o.split(": ")[-1] for o in options) == sorted(EMOTIONS), options
+    assert options[0].startswith("predicted")
     at.selectbox(key="saliency_method").set_value("smoothgrad").run()
     at.switch_page("app_pages/filters.py").run()
     at.switch_page("app_pages/saliency.py").run()
