@@ -31,8 +31,8 @@ def unused(structure: Structure) -> None:
     if not findings:
         st.caption(f"Every kernel tap of {arch} sees real pixels and every cell of every map reaches the class "
                    "scores: nothing is computed for nothing.")
-    for sentence in findings:
-        st.markdown(f"- {sentence}")
+    for sentence in findings:  # the page's one use of "Grad-CAM" explained where it is (its tooltip)
+        st.markdown(f"- {sentence}", help=GLOSSARY["Grad-CAM"] if "Grad-CAM" in sentence else None)
     with st.expander("Per layer: kernel taps, weights that never train, dropped rows, cells that reach the scores"):
         only = st.toggle("Only layers with a finding", value=bool(findings), key="unused_only")
         view = table

@@ -42,3 +42,10 @@ def test_the_architecture_tables_mult_adds_column_is_explained(runs):
     at = open_app("app_pages/architecture.py", run="small")
     [table] = [d for d in at.dataframe if "mult-adds" in d.value.columns]
     assert json.loads(table.proto.columns)["mult-adds"]["help"] == GLOSSARY["mult-adds"]
+
+
+def test_the_architecture_findings_grad_cam_is_explained():
+    """densenet201_fer's finding that only some cells of a map reach the scores names Grad-CAM."""
+    at = open_app("app_pages/architecture.py", run="densenet201_fer")
+    [said] = [m for m in at.markdown if "Grad-CAM" in m.value]
+    assert said.help == GLOSSARY["Grad-CAM"]
