@@ -8,6 +8,7 @@ from collections import Counter
 import streamlit as st
 
 from app_pages._dataset import load_split
+from app_pages._shared import time_left
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.explain.atlas import checkpoint_hash, load_atlas
@@ -78,13 +79,6 @@ def ranked_faces(key: str, model, meta, layer: str, atlas=None):
             store.pop(next(iter(store)))
         store[entry] = found
     return found
-
-
-def time_left(started: float, share: float) -> str:
-    """' · about N s left' from the pace so far (started: time.monotonic()), once there is a pace to go by."""
-    if not 0.02 < share < 1:
-        return ""
-    return f" · about {max(1, round((time.monotonic() - started) * (1 - share) / share))} s left"
 
 
 def synthesis_progress(bar, sizes: list[int]):

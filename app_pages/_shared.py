@@ -3,6 +3,7 @@ import gc
 import os
 import re
 import threading
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -23,6 +24,13 @@ def md(value) -> str:
     could load a remote image or plant a javascript: link. Every special character is backslash-escaped and
     line breaks become spaces, so the text shows exactly as it is, on one line."""
     return _MARKDOWN.sub(r"\\\1", " ".join(str(value).splitlines()))
+
+
+def time_left(started: float, share: float) -> str:
+    """' · about N s left' from the pace so far (started: time.monotonic()), once there is a pace to go by."""
+    if not 0.02 < share < 1:
+        return ""
+    return f" · about {max(1, round((time.monotonic() - started) * (1 - share) / share))} s left"
 
 
 def chart(fig, where=None, **kwargs):

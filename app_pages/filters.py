@@ -14,9 +14,8 @@ from app_pages._filters_view import (
     pattern_store,
     ranked_faces,
     synthesis_progress,
-    time_left,
 )
-from app_pages._shared import checkpoint_key, md, selected_model
+from app_pages._shared import checkpoint_key, md, selected_model, time_left
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.explain.attributions import face_input
 from fer_models.explain.features import feature_maps, maximise_filters

@@ -1,7 +1,9 @@
 """Report: the selected run as one self-contained HTML file, the same as fer-studio report writes."""
+import time
+
 import streamlit as st
 
-from app_pages._shared import checkpoint_key, md, selected_model
+from app_pages._shared import checkpoint_key, md, selected_model, time_left
 from fer_models.teaching.report import build_report
 
 st.title("Report")
@@ -19,10 +21,11 @@ st.code(f"fer-studio report --run {run.path} --out {run.name}_report.html "
 
 key = (checkpoint_key(run), per_class, filters)
 if st.button("Export report", type="primary"):
-    bar = st.progress(0.0, text="Starting…")
+    bar, started = st.progress(0.0, text="Starting…"), time.monotonic()
     try:
-        st.session_state["report"] = (key, build_report(run.path, faces_per_class=per_class, filters=filters,
-                                                        progress=lambda text, f: bar.progress(f, text=text)))
+        st.session_state["report"] = (key, build_report(
+            run.path, faces_per_class=per_class, filters=filters,
+            progress=lambda text, f: bar.progress(f, text=text + time_left(started, f))))
     except Exception as err:  # noqa: BLE001  (a report that fails says why; nothing else is lost)
         st.error(f"The report could not be made: {md(err)}")
     bar.empty()

@@ -117,3 +117,30 @@ def test_the_reports_walk_mentions_dense_blocks_only_for_a_model_that_has_them()
 
     for arch, said in (("densenet201_fer", True), ("resnet10_fer", False)):
         assert ("outside the dense blocks" in math_section(create_model(arch))) is said, arch
+
+
+def test_progress_goes_face_by_face_and_step_by_step_and_only_forward(reported, quick_patterns):
+    """The page's bar moved from "Saliency maps" at 30% to "Filters" with nothing between for most of the time
+    (80% of it on densenet201_fer), and so could say no time left."""
+    from fer_models.teaching.report import build_report
+
+    run, _ = reported
+    heard = []
+    build_report(run, faces_per_class=1, filters=2, progress=lambda text, f: heard.append((text, f)))
+    fractions = [f for _, f in heard]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    faces = [t for t, _ in heard if t.startswith("Saliency maps: face ")]
+    assert len(faces) == 7 and faces[-1] == "Saliency maps: face 7 of 7"  # one face per class
+    assert sum(t.startswith("Filters: patterns, step ") for t, _ in heard) == 12  # no atlas: synthesised here
+
+
+def test_the_cli_says_each_step_and_each_tenth_not_each_face(capsys):
+    from fer_models.teaching.report import said_to_stderr
+
+    progress = said_to_stderr()
+    progress("Mistakes", 0.12)
+    for i in range(100):
+        progress(f"Saliency maps: face {i + 1} of 100", 0.15 + 0.65 * i / 100)
+    progress("Filters", 0.8)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == " 12% Mistakes" and lines[-1] == " 80% Filters" and 8 <= len(lines) <= 11, lines

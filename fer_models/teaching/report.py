@@ -180,7 +180,8 @@ def mistakes_section(run_dir: Path, split: str, metrics: dict | None, prediction
                if tiles else ""))
 
 
-def saliency_section(model, meta, predictions, faces, per_class: int) -> str:
+def saliency_section(model, meta, predictions, faces, per_class: int, on_face=lambda done, total: None) -> str:
+    """`on_face(done, total)` hears each face explained."""
     from fer_models.explain.attributions import attribute, face_input
     from fer_models.explain.pictures import enlarge, overlay
 
@@ -189,10 +190,10 @@ def saliency_section(model, meta, predictions, faces, per_class: int) -> str:
         return head + "<p>No faces to explain: the evaluation's data is not on this machine (pass --data).</p>"
     images, index = faces
     tiles = []
-    for row in sample_faces(predictions, per_class):
+    rows = [row for row in sample_faces(predictions, per_class) if predictions.iloc[row]["id"] in index]
+    for done, row in enumerate(rows):
+        on_face(done, len(rows))
         p = predictions.iloc[row]
-        if p["id"] not in index:
-            continue
         pixels = images[index[p["id"]], 0]
         x = face_input(pixels, meta)
         pred, true = int(p["pred"]), int(p["true"])
@@ -212,9 +213,10 @@ def saliency_section(model, meta, predictions, faces, per_class: int) -> str:
             f'<div class="grid">{"".join(tiles)}</div>')
 
 
-def filters_section(model, meta, faces_all, labels, count: int, atlas=None) -> str:
+def filters_section(model, meta, faces_all, labels, count: int, atlas=None,
+                    on_step=lambda step, steps: None) -> str:
     """`atlas` (fer_models.explain.atlas, checked by the caller against these faces and weights) saves the ranking
-    and the patterns it holds."""
+    and the patterns it holds; `on_step(step, steps)` hears the synthesis of the patterns it lacks."""
     from fer_models.explain.features import Ranking, filter_responses, maximise_filters
     from fer_models.explain.pictures import enlarge, mosaic
 
@@ -228,7 +230,7 @@ def filters_section(model, meta, faces_all, labels, count: int, atlas=None) -> s
     chosen = ranking.most_active()[:count]
     stored = {c: atlas.pattern(c) for c in chosen} if atlas is not None else {}
     missing = [c for c in chosen if stored.get(c) is None]
-    stored.update(zip(missing, maximise_filters(model, layer, missing, meta)))
+    stored.update(zip(missing, maximise_filters(model, layer, missing, meta, on_step=on_step)))
     rows = []
     for channel, pattern in ((c, stored[c]) for c in chosen):
         top = ranking.top[channel]
@@ -313,11 +315,11 @@ def build_report(run_dir, data=None, split: str = SPLIT, faces_per_class: int = 
     model, meta = load_model(run_dir)
     config = RunFolder(run_dir).config()
     sections = []
-    progress("Architecture", 0.05)
+    progress("Architecture", 0.03)
     sections.append(architecture_section(model, meta))
-    progress("Training history", 0.15)
+    progress("Training history", 0.08)
     sections.append(history_section(run_dir, meta))
-    progress("Confusion matrix", 0.2)
+    progress("Confusion matrix", 0.1)
     section, metrics, predictions = confusion_section(run_dir, split)
     sections.append(section)
 
@@ -330,17 +332,21 @@ def build_report(run_dir, data=None, split: str = SPLIT, faces_per_class: int = 
             faces = (loaded.images, {face_id: i for i, face_id in enumerate(loaded.ids)})
         except (DataError, OSError) as err:
             sections.append(f"<p class='warning'>Could not read the faces from {escaped(source)}: {escaped(err)}</p>")
-    progress("Mistakes", 0.25)
+    progress("Mistakes", 0.12)
     sections.append(mistakes_section(run_dir, split, metrics, predictions, faces, faces_per_class))
-    progress("Saliency maps", 0.3)
-    sections.append(saliency_section(model, meta, predictions, faces, faces_per_class))
-    progress("Filters", 0.55)
+    # each step's share of the bar is its share of the time (densenet201_fer, 10 s idle: the saliency maps 80%),
+    # so that the page's time left, taken from the pace so far, holds
+    progress("Saliency maps", 0.15)
+    sections.append(saliency_section(model, meta, predictions, faces, faces_per_class, on_face=lambda i, n:
+                                     progress(f"Saliency maps: face {i + 1} of {n}", 0.15 + 0.65 * i / n)))
+    progress("Filters", 0.8)
     atlas = None
     if faces is not None:
         from fer_models.explain.atlas import load_atlas
         atlas = load_atlas(run_dir, model.deepest_filter_layer(), loaded.ids)
-    sections.append(filters_section(model, meta, all_images, labels, filters, atlas))
-    progress("The math", 0.9)
+    sections.append(filters_section(model, meta, all_images, labels, filters, atlas, on_step=lambda step, steps:
+                                    progress(f"Filters: patterns, step {step} of {steps}", 0.8 + 0.16 * step / steps)))
+    progress("The math", 0.97)
     sections.append(math_section(model))
 
     training = meta.get("training", {})
@@ -377,6 +383,18 @@ def parser() -> OneLineParser:
     return parser
 
 
+def said_to_stderr():
+    """A progress callback for a terminal: a line per step and per tenth of the way, not one per face or step."""
+    last = [None]
+
+    def progress(text: str, fraction: float) -> None:
+        now = (text.split(":")[0], int(fraction * 10))
+        if now != last[0]:
+            last[0] = now
+            print(f"{fraction:4.0%} {text}", file=sys.stderr)
+    return progress
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     from fer_models.core.files import OutputError, atomic_write_text, checked_output
@@ -390,8 +408,7 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
-        report = build_report(run, args.data, args.split, args.faces_per_class, args.filters,
-                              progress=lambda text, fraction: print(f"{fraction:4.0%} {text}", file=sys.stderr))
+        report = build_report(run, args.data, args.split, args.faces_per_class, args.filters, progress=said_to_stderr())
         atomic_write_text(out, report)
     except (CheckpointError, FileNotFoundError, DataError, RunProblem) as err:
         print(f"error: {err}", file=sys.stderr)
