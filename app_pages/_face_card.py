@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from fer_models.core.constants import EMOTIONS
+from fer_models.explain.pictures import enlarge
 from fer_models.teaching.figures import CLASS_COLOURS
 
 
@@ -50,9 +51,11 @@ def card_cells(per_row: int):
 
 
 def face_card(pixels: np.ndarray, lines: list[str], explain: dict | None, votes: np.ndarray | None = None,
-              width: int = 104, annotators: float | None = None) -> None:
+              annotators: float | None = None) -> None:
     """Draw in the current column; `explain` holds the Saliency page's query parameters (run, split, face)."""
-    st.image(pixels, width=width)
+    # as wide as its column, in sharp pixels: at a fixed 104 px a 1920-px window left each face in a corner of its
+    # 230-px column, under a vote bar twice its width
+    st.image(enlarge(pixels, 240), width="stretch")
     # the votes right under the face, so a row's bars line up whatever each caption's length
     if votes is not None and not np.isnan(np.asarray(votes, float)).all():
         st.html(votes_bar(votes, annotators))

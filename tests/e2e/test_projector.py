@@ -212,6 +212,12 @@ def test_the_mistakes_faces_line_up_in_rows(projector, start_app, runs):
     rows = [tops[i:i + 6] for i in range(0, len(tops), 6)]
     assert all(max(row) - min(row) <= 1 for row in rows), tops  # every face of a row at one height
     assert rows[1][0] > rows[0][0]
+    # each face as wide as its column, at any window width: at 1920 px they were 104 px in 230-px columns
+    projector.set_viewport_size({"width": 1920, "height": 1080})
+    settle(projector)
+    widths = faces.first.evaluate("i => [i.getBoundingClientRect().width, "
+                                  "i.closest(\"[data-testid='stColumn']\").getBoundingClientRect().width]")
+    assert widths[0] >= 0.95 * widths[1] and widths[0] > 200, widths
 
 
 def test_the_matrix_grows_with_the_window(browser, start_app, runs):
