@@ -6,7 +6,7 @@ import streamlit as st
 from app_pages._shared import chart, history_of, md, selected_run
 from fer_models.runs.folder import RunFolder, RunProblem
 from fer_models.runs.registry import reproduce_command, training_cost
-from fer_models.teaching.curves import curve_notes
+from fer_models.teaching.curves import curve_notes, epoch_times_note
 from fer_models.teaching.figures import history_figure
 
 st.title("Training history")
@@ -26,6 +26,9 @@ def cost_in_words(run, config: dict) -> None:
             + (f", {cost['images_per_second']:.0f} training images a second" if cost["images_per_second"] else "")
             + " (training steps only; validation not counted).")
     st.caption(said)
+    note = epoch_times_note(history_of(run), cost["hours"] * 3600)
+    if note:
+        st.caption(note)
 
 run = selected_run()
 if run is not None:

@@ -2,7 +2,7 @@
 import pandas as pd
 
 from fer_models.runs.recipes import recipe
-from fer_models.teaching.curves import curve_notes
+from fer_models.teaching.curves import curve_notes, epoch_times_note
 from helpers import ROOT  # noqa: F401  (puts the project on the path)
 
 
@@ -30,3 +30,12 @@ def test_nothing_is_said_where_the_curves_show_nothing_odd():
 def test_uneven_epochs_are_explained_with_the_runs_figures():
     (note,) = curve_notes(history(0.8, 0.6, [172, 1157, 180, 2131]), recipe("cnn3"))
     assert note.startswith("Epochs took 172–2131 s (median 668 s)") and "shared CPU" in note
+
+
+def test_epoch_bars_that_do_not_add_up_to_the_training_time_say_why():
+    # resnet10_fer's own figures: its trainer timed each epoch with its validation
+    bars = pd.DataFrame({"seconds": [105.0] * 40})
+    note = epoch_times_note(bars, 3759.1)
+    assert note.startswith("The epochs' bars add up to 1.17 h, the training time 1.04 h") and "validation" in note
+    assert epoch_times_note(bars, 4200.0) is None  # they agree: nothing to explain
+    assert epoch_times_note(bars, None) is None and epoch_times_note(pd.DataFrame(), 3759.1) is None

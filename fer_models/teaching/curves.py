@@ -1,5 +1,6 @@
 """What a run's training curves show that readers ask about (seen in a walk by teachers and students): training
-accuracy below validation accuracy, and epochs that took very different times. Said from the run's own settings
+accuracy below validation accuracy, epochs that took very different times, and epoch times that do not add up
+to the training time. Said from the run's own settings
 and history.csv, so a sentence appears only where the run shows it."""
 from __future__ import annotations
 
@@ -43,3 +44,16 @@ def curve_notes(history: pd.DataFrame, args: dict) -> list[str]:
                          "(tests, benchmarks, another training) or on a slower machine in another sitting took "
                          "longer; the network and the data were the same.")
     return notes
+
+
+def epoch_times_note(history: pd.DataFrame, training_seconds: float | None) -> str | None:
+    """Why the epochs' bars do not add up to the training time said beside them, when they differ by over 5%."""
+    if not training_seconds or "seconds" not in history.columns:
+        return None
+    total = float(pd.to_numeric(history["seconds"], errors="coerce").sum())
+    if not total or abs(total - training_seconds) <= 0.05 * training_seconds:
+        return None
+    return (f"The epochs' bars add up to {total / 3600:.2f} h, the training time {training_seconds / 3600:.2f} h: "
+            "that is the trainer's time in training steps (meta.json); the bars are history.csv's epoch times, which "
+            "trainers before 29 November 2026 took with each epoch's validation and, in an epoch resumed after a "
+            "stop, from the resume only (longer bars without resumes, shorter with them).")
