@@ -2,7 +2,14 @@
 
 import streamlit as st
 
-from app_pages._confusion_view import evaluation_label, load_evaluation, matrix, show_faces, show_summary
+from app_pages._confusion_view import (
+    evaluation_label,
+    load_evaluation,
+    matrix,
+    show_faces,
+    show_summary,
+    summary_line,
+)
 from app_pages._shared import md, require_evaluation, selected_run, split_role_note
 from fer_models.evaluation.confusion import per_class_table
 
@@ -36,6 +43,7 @@ if run is not None:
             st.info("Click a cell of the matrix to see its faces here.", icon=":material/touch_app:")
             show_summary(metrics, counts)
         else:
+            summary_line(metrics)
             show_faces(metrics, predictions, split, *cell)
     if cell is not None:
         show_summary(metrics, counts)

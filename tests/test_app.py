@@ -92,6 +92,10 @@ def test_confusion_page_shows_matrix_metrics_and_pairs(evaluated):
     table = at.dataframe[0].value
     assert table["faces"].sum() == 35 and list(table["class"])[3] == "happy"
     assert any("Most confused" in m.value for m in at.markdown)
+    # a clicked cell's faces take the side column: its four figures stay above them in one line
+    clicked = open_app("app_pages/confusion.py", run="evaluated", query={"cell": "happy,happy"})
+    line = next(c.value for c in clicked.caption if c.value.startswith("Accuracy"))
+    assert f"Accuracy **{metrics['accuracy']:.1%}**" in line and "top-2 **" in line and "ECE **" in line
 
 
 def test_confusion_page_without_evaluation_says_how(evaluated):
