@@ -88,7 +88,7 @@ with results:
     else:  # a grid of maps (the first run's) on the first screen, above the controls; the bars after them
         beside[run.name] = first_screen
     if view == SEVEN:  # the method picker is off: one method's description would read as the grid's
-        st.caption("Each map below is one method's view of the same class; what each method measures is in "
+        st.caption("Each map above is one method's view of the same class; what each method measures is in "
                    "Method's help (?).")
     else:
         st.caption(METHODS[method].caption)
@@ -102,7 +102,8 @@ targets = list(range(len(EMOTIONS))) if view == EVERY else [target]
 pairs = [(run, (model, meta))] + ([(compare, other)] if other is not None else [])
 if view != SEVEN:
     maps_of(pairs, face, method, targets)  # the two runs' maps side by side before either is drawn
-# one class: the two runs side by side; seven classes or seven methods: one grid per run, one above the other
+# one class: the two runs side by side; seven classes or seven methods: one grid per run, the first run's on the
+# first screen, the compared run's under the controls
 here, there = st.columns(2, gap="large") if other is not None and view == ONE else (st.container(),) * 2
 for where, shown, loaded, p in ((here, run, (model, meta), probs), (there, compare, other, other_probs)):
     if shown is None:
