@@ -53,7 +53,7 @@ def test_every_other_layer_has_its_ranking_and_first_two_patterns(run):
     assert first.ranking.top.shape == (64, 9) and len(first.filters) == 0
 
 
-def test_a_rebuilt_atlas_keeps_the_patterns_it_has(run, monkeypatch):
+def test_a_rebuilt_atlas_keeps_the_patterns_it_has(run, monkeypatch, quick_patterns):
     import fer_models.explain.features as features
 
     monkeypatch.setattr("fer_models.datasets.bundle.BUNDLED_PUBLICTEST", _bundle_of(run, 40))
@@ -128,7 +128,7 @@ def test_a_bad_atlas_is_treated_as_absent(run, tmp_path, damage):
     assert load_atlas(run, "block3.conv", bundled_ids()[:40]) is None
 
 
-def test_the_filters_page_uses_the_atlas_and_works_without_it(run, monkeypatch):
+def test_the_filters_page_uses_the_atlas_and_works_without_it(run, monkeypatch, quick_patterns):
     from helpers import open_app
 
     # without an atlas the page computes live (tests/test_app_explain.py); with one it reads it
