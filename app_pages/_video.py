@@ -226,8 +226,10 @@ def video_ui(run, model, meta, smoothing: float, every: int, gradcam: bool, dete
     job: VideoJob | None = st.session_state.get("video_job")
     chosen = st.session_state.get("_video_upload")
     if upload is None and chosen is not None:  # the uploader forgets its file when the page shows another mode
-        st.caption(f"Kept from before: {md(chosen[0])} ({len(chosen[1]) / 2**20:.1f} MB), with its result below; "
-                   "upload another file to replace it.")
+        size = len(chosen[1])
+        st.caption(f"Kept from before: {md(chosen[0])} ("
+                   + (f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{max(1, round(size / 2**10))} KB")
+                   + "), with its result below; upload another file to replace it.")
     if chosen is not None and (job is None or job.name != chosen[0] or job.run != run.name or
                                job.gradcam != gradcam):
         if st.button(f"Analyse {md(chosen[0])} with {md(run.name)}, {overlay_words(gradcam)}", type="primary"):
