@@ -144,3 +144,12 @@ def test_the_cli_says_each_step_and_each_tenth_not_each_face(capsys):
     progress("Filters", 0.8)
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == " 12% Mistakes" and lines[-1] == " 80% Filters" and 8 <= len(lines) <= 11, lines
+
+
+def test_a_pictures_alt_text_is_its_caption_escaped_once():
+    import numpy as np
+
+    from fer_models.teaching.report_pieces import escaped, picture
+
+    tile = picture(np.zeros((4, 4), np.uint8), "t", f"{escaped(chr(39) + '<x>')} <b>pick</b>")
+    assert 'alt="&#x27;&lt;x&gt; pick"' in tile  # read aloud as "'<x> pick", not "&#x27;..."

@@ -25,10 +25,12 @@ def png_base64(image: np.ndarray) -> str:
 
 
 def picture(image: np.ndarray, name: str, caption: str = "", width: int | None = None) -> str:
-    """An inline PNG with its caption and a link that saves it as name.png."""
+    """An inline PNG with its caption (HTML, its text escaped by the caller) and a link that saves it as name.png."""
     data = f"data:image/png;base64,{png_base64(image)}"
     size = f' width="{width}"' if width else ""
-    return (f'<figure><img src="{data}" alt="{escaped(caption or name)}"{size}><figcaption>{caption}'
+    # the caption's text as the alt, escaped once: escaping the caller's HTML again wrote "&amp;#x27;" in it
+    alt = escaped(html.unescape(re.sub(r"<[^>]*>", "", caption)) or name)
+    return (f'<figure><img src="{data}" alt="{alt}"{size}><figcaption>{caption}'
             f' <a download="{escaped(name)}.png" href="{data}">PNG</a></figcaption></figure>')
 
 
