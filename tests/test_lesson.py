@@ -192,6 +192,7 @@ def test_the_layers_step_names_densenets_block_that_never_trains_and_not_for_a_r
     said = " ".join(lesson.layers_story(dense.totals, dense.layers, dense.findings))
     assert "denseblock4" in said and "1×1 map" in said and "1,048,576 weights never get a gradient" in said
     assert "**200 convolutions**" in said and "20.72 M weights" in said
+    assert "the channels grow to 1920" in said  # what its chain ends at; its widest conv gives 896
     res = structure_of("resnet10_fer")
     said = " ".join(lesson.layers_story(res.totals, res.layers, res.findings))
     assert "never" not in said and "from 48×48 after the first conv to 6×6 after the last" in said

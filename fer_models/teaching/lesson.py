@@ -43,7 +43,10 @@ def _side(shape: str) -> str:
 def layers_story(totals: dict, layers: pd.DataFrame, findings: list[str]) -> list[str]:
     convs = layers[layers["type"] == "Conv2d"]
     first, last = convs.iloc[0], convs.iloc[-1]
-    widest = max(int(s.split("×")[0]) for s in convs["output shape"])
+    # any map's channels, not only a conv's: a dense block's output is its layers' maps side by side (densenet201_fer
+    # ends at 1920×1×1 where its widest conv gives 896), and the diagram beside this shows those
+    maps = layers.loc[layers["output shape"].str.count("×") == 2, "output shape"]
+    widest = max(int(s.split("×")[0]) for s in maps)
     said = [f"A 1×48×48 gray face goes through **{len(convs)} convolutions** to 7 class scores: "
             f"{totals['parameters'] / 1e6:.2f} M weights, every one set by training, and "
             f"{totals['mult_adds'] / 1e6:.0f} M multiply-adds to score one face.",
