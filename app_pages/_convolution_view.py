@@ -77,15 +77,16 @@ def window(trace: LayerTrace, step: ConvStep, channel: int, place=st, width: int
                 width=width)
 
 
-def grids(step: ConvStep, channel: int, place=st, cell: int = 42) -> None:
-    """Input window × kernel = products, side by side, padding cells marked; `cell` px a cell up to 5×5."""
+def grids(step: ConvStep, channel: int, place=st, cell: int = 42, font: int | None = None) -> None:
+    """Input window × kernel = products, side by side, padding cells marked; `cell` px a cell up to 5×5, its
+    numbers `font` px (else a third of the cell)."""
     if max(step.weights.shape[1:]) > 5:
-        cell = 20  # a 7×7 stem kernel still fits a third of a narrow column
+        cell, font = 20, None  # a 7×7 stem kernel still fits a third of a narrow column
     for column, values, title, pad in zip(place.columns(3), (step.patch[channel], step.weights[channel],
                                                              step.products[channel]),
                                           ("input window", "× kernel", "= products"),
                                           (step.padded, None, step.padded)):
-        column.html(value_grid(values, title, pad, cell=cell))
+        column.html(value_grid(values, title, pad, cell=cell, font=font))
     if cell == 20:
         place.caption("Point at a cell for its value: a kernel this wide leaves no room to write them.")
 

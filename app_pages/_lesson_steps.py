@@ -206,7 +206,8 @@ def math(run, left, right, presenter: bool) -> None:
         step = convolution_step(trace, int(channel), row, col)
         words.caption(f"Filter {channel}'s map in {first}: click a cell (now row {row}, column {col}). Below: the "
                       "face's window under it, the kernel, their products.")
-        grids(step, 0, cell=30 if presenter else 42)  # a presenter's narrower column
+        # a presenter's narrower column: 38-px cells, their numbers still 16 px
+        grids(step, 0, cell=38 if presenter else 42, font=16 if presenter else None)
     say(right, arithmetic(trace, step, 0))
     agreement(step, right, compact=True)
     right.markdown(lesson.math_story(probabilities_of(run, (model, meta), face), face.label))

@@ -134,6 +134,15 @@ def test_presenter_type_is_large_and_still_fits(projector, shipped):
     link = page.get_by_role("link", name="Compute one of its cells by hand")
     assert link.evaluate("e => [e, ...e.querySelectorAll('*')].every(d => d.scrollWidth <= d.clientWidth + 1)")
     assert outside(page) == [] and under_the_bar(page) == []
+    # the neuron step's numbers were 11 px in large type
+    page.goto(f"{shipped}/lesson?run=resnet10_fer&lesson=math&presenter=1")
+    page.get_by_role("heading", name=f"6/6 · {STEPS[5].question}").wait_for(timeout=120_000)
+    settle(page)
+    cells = page.locator("[data-testid='stMainBlockContainer'] td")
+    assert cells.count() == 27
+    assert cells.evaluate_all("ts => ts.every(t => parseFloat(getComputedStyle(t).fontSize) >= 16 && "
+                              "t.scrollWidth <= t.clientWidth)")
+    assert outside(page) == []
 
 
 def test_a_quiz_question_in_the_browser(projector, shipped):
