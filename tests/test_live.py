@@ -238,3 +238,23 @@ def test_a_gradcam_map_turns_with_a_tilted_face():
     upright = np.array([face.cx, face.cy]) + (np.array([31.5, 13.5]) - 24) * face.crop_side / 48
     assert np.hypot(*(drawn - expected)) < 2.0
     assert np.hypot(*(upright - expected)) > 15  # where the old drawing put it: this test tells them apart
+
+
+@pytest.mark.parametrize("cx", [200, 320, 440])
+def test_a_face_as_tall_as_the_frame_keeps_its_label_clear_of_its_bars(cnn3, cx):
+    """Its bars fit neither under the box nor over the label: they went to the frame's top, over the label."""
+    import cv2
+
+    from fer_models.faces.face import Face
+
+    out = np.full((480, 640, 3), 120, np.uint8)
+    p = np.array([0.05, 0.05, 0.05, 0.05, 0.6, 0.1, 0.1])  # "sad 60%"
+    face = Face(cx, 260, 400)
+    LiveAnnotator(cnn3, META)._draw_track(out, face, p)
+    (tw, th), _ = cv2.getTextSize("sad 60%", cv2.FONT_HERSHEY_SIMPLEX, LABEL_SCALE, 2)
+    x, y = face.corners().round().astype(int).min(axis=0)
+    lx, top = min(max(x, 0), 640 - tw - 8), max(y - th - 10, 0)
+    label = out[top:top + th + 10, lx:lx + tw + 8]
+    assert (np.abs(label.astype(int) - 40).sum(-1) < 5).sum() == 0  # no dark bar row over the label
+    dark = np.abs(out.astype(int) - 40).sum(-1) < 5
+    assert dark.sum() > 7 * 150  # the bars are drawn, somewhere

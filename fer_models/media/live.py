@@ -235,13 +235,22 @@ class LiveAnnotator:
         cv2.rectangle(out, (lx, top), (lx + tw + 8, top + th + 10), (80, 200, 40), -1)
         cv2.putText(out, text, (lx + 4, top + th + 4), cv2.FONT_HERSHEY_SIMPLEX, LABEL_SCALE, (255, 255, 255), 2,
                     cv2.LINE_AA)
-        # one bar per class under the box (above it when the frame ends below); rows of ROW px, each class named
-        # in full (three letters, "ang", "sur", had to be guessed) at about the label's size: at 0.33 and 13 px
-        # rows they read 4-5 px tall on screen
-        width = min(max(int(pts[:, 0].max()) - x, BARS_WIDTH), frame_width)
+        # one bar per class under the box, else above its label, else beside the box, else at the frame's foot:
+        # a face as tall as the frame had its bars clamped to the top, over its own label. Rows of ROW px, each
+        # class named in full (three letters, "ang", "sur", had to be guessed) at about the label's size
+        frame_height, height = out.shape[0], 7 * ROW
+        right, bottom = int(pts[:, 0].max()), int(pts[:, 1].max())
+        width = min(max(right - x, BARS_WIDTH), frame_width)
         left = min(max(x, 0), frame_width - width)
-        below = int(pts[:, 1].max()) + 4
-        top = below if below + 7 * ROW <= out.shape[0] else max(y - th - 14 - 7 * ROW, 0)
+        if bottom + 4 + height <= frame_height:
+            top = bottom + 4
+        elif top - 4 - height >= 0:
+            top = top - 4 - height
+        else:
+            width = min(BARS_WIDTH, frame_width)
+            beside = [at for at in (right + 4, x - 4 - width) if 0 <= at and at + width <= frame_width]
+            left = beside[0] if beside else left
+            top = min(max(y, 0), frame_height - height) if beside else max(frame_height - height, 0)
         for c, share in enumerate(p):
             by = top + c * ROW
             cv2.rectangle(out, (left, by), (left + width, by + ROW - 1), (40, 40, 40), -1)
