@@ -221,10 +221,22 @@ def selected_model():
 
 def require_evaluation(run: RunSummary) -> None:
     """Stop the page, saying how to make one, when the run has no evaluation."""
-    if not run.evaluations:
+    if run.evaluations:
+        return
+    from fer_models.runs.registry import split_role
+
+    try:
+        trained_on_it = split_role(RunFolder(run.path).config(), "PublicTest") == "training"
+    except RunProblem:
+        trained_on_it = False
+    if trained_on_it:  # the quick demo's: "score it on PublicTest" contradicted the Train page's card
+        st.info(f"Run {md(run.name)} has no evaluation, and PublicTest would not test it: it trained on PublicTest. "
+                "Its best validation accuracy, on the faces it held out, is its score (on the Training history "
+                "page). A run trained on FER2013's Training split can be evaluated on PublicTest.")
+    else:
         st.info(f"Run {md(run.name)} has no evaluation yet. Score it with\n\n"
                 f"`fer-studio evaluate --run {run.path} --data path/to/fer2013.csv.gz --split PublicTest`")
-        st.stop()
+    st.stop()
 
 
 def split_role_note(run: RunSummary, split: str) -> None:

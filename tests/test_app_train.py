@@ -214,6 +214,10 @@ def test_a_demo_run_says_why_it_has_no_split_to_evaluate(setup):
     at = open_train()
     assert not any(b.label == "Evaluate" for b in at.button)
     assert any("is one it trained on" in c.value and "best validation accuracy" in c.value for c in at.caption)
+    # the confusion page agrees: no "score it on PublicTest" for a run that trained on PublicTest
+    said = [i.value for i in open_app("app_pages/confusion.py", "demo").info]
+    assert said and "PublicTest would not test it: it trained on PublicTest" in said[0], said
+    assert "--split PublicTest" not in said[0]
 
 
 def test_an_evaluations_bar_says_the_faces_scored_and_the_time_left():
