@@ -16,8 +16,7 @@ from fer_models.teaching.glossary import GLOSSARY
 FACES_PER_PAGE = 12
 METRIC_HELP = {
     "Accuracy": "Share of faces whose most probable class is the dataset's label.",
-    "Macro F1": "F1 (the harmonic mean of precision and recall) of each class, averaged with equal weight: "
-                "a rare class such as disgust counts as much as happy.",
+    "Macro F1": GLOSSARY["macro F1"],
     "Top-2 accuracy": GLOSSARY["top-2 accuracy"],
     "Calibration (ECE)": GLOSSARY["ECE"],
 }

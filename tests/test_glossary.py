@@ -19,6 +19,7 @@ def help_of(elements, label):
 # page, the kind of element, its label, the terms its tooltip explains
 WHERE = [("architecture", "metric", "Mult-adds per face", ["mult-adds"]),
          ("confusion", "metric", "Top-2 accuracy", ["top-2 accuracy"]),
+         ("confusion", "metric", "Macro F1", ["macro F1"]),
          ("confusion", "metric", "Calibration (ECE)", ["ECE"]),
          ("saliency", "selectbox", "Method", ["Grad-CAM"]),
          ("webcam", "toggle", "Grad-CAM overlay", ["Grad-CAM"]),  # opened in snapshot mode (no WebRTC here)

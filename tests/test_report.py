@@ -153,3 +153,16 @@ def test_a_pictures_alt_text_is_its_caption_escaped_once():
 
     tile = picture(np.zeros((4, 4), np.uint8), "t", f"{escaped(chr(39) + '<x>')} <b>pick</b>")
     assert 'alt="&#x27;&lt;x&gt; pick"' in tile  # read aloud as "'<x> pick", not "&#x27;..."
+
+
+def test_the_terms_it_uses_are_explained_at_its_end(reported):
+    """Offline there is no tooltip: the glossary's sentences go in the report."""
+    from fer_models.teaching.glossary import GLOSSARY
+    from fer_models.teaching.report_pieces import escaped
+
+    _, out = reported
+    text = out.read_text()
+    assert "href='#terms'" in text and "<h2 id='terms'>Terms</h2>" in text
+    terms = text.split("<h2 id='terms'>")[1]
+    for term in ("top-2 accuracy", "macro F1", "mult-adds", "Grad-CAM"):
+        assert f"<dt>{term}</dt><dd>{escaped(GLOSSARY[term])}</dd>" in terms, term

@@ -2,6 +2,8 @@
 way, in the tooltip of the first widget, metric or column that names it (tests/test_glossary.py checks each)."""
 
 GLOSSARY = {
+    "macro F1": "F1 (the harmonic mean of precision and recall) of each class, averaged with equal weight: a rare "
+                "class such as disgust counts as much as happy.",
     "ECE": "Expected calibration error: how far the model's confidence is from its accuracy, averaged over 15 "
            "confidence bins. 0 = a 70%-sure answer is right 70% of the time.",
     "top-2 accuracy": "Share of faces whose label is among the model's two most probable classes (a tie goes to the "

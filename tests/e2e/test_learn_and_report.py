@@ -22,6 +22,16 @@ def test_report_opens_offline_with_figures_pictures_and_equations(browser, tmp_p
     assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
     heights = page.evaluate("[...document.querySelectorAll('math')].map(m => m.getBoundingClientRect().height)")
     assert len(heights) >= 15 and min(heights) > 10
+    # a picture's PNG link saves that picture (its data is written once, in the picture)
+    first = page.locator("figure").first
+    with page.expect_download() as download:
+        first.get_by_role("link", name="PNG").click()
+    saved = tmp_path / "picture.png"
+    download.value.save_as(saved)
+    assert saved.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and download.value.suggested_filename.endswith(".png")
+    import base64
+    src = first.locator("img").get_attribute("src")
+    assert saved.read_bytes() == base64.b64decode(src.split(",", 1)[1])
     page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     context.close()
 
