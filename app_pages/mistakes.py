@@ -1,4 +1,5 @@
 """Mistakes: every face the selected run gets wrong, per class, beside what ten FER+ annotators said about it."""
+import pandas as pd
 import streamlit as st
 
 from app_pages._dataset import cached_votes, load_split
@@ -183,7 +184,8 @@ def cards(run, split, metrics, shown, page, second, which, second_predictions) -
                  f"then {EMOTIONS[row.second]} {row.second_p:.0%}"]
         if second is not None and row.id in second_predictions.index:  # what the other run reads there, after
             theirs = int(second_predictions.loc[row.id, "pred"])  # the first run's lines, not between them
-            lines.append(f"{md(other)}: **{EMOTIONS[theirs]}**")
+            share = pd.to_numeric(second_predictions.loc[row.id].get(f"p_{EMOTIONS[theirs]}"), errors="coerce")
+            lines.append(f"{md(other)}: **{EMOTIONS[theirs]}**" + (f" {share:.0%}" if pd.notna(share) else ""))
         with next(cells):
             face_card(images[index[row.id]][0], lines, {"run": whose, "split": split, "face": row.id},
                       None if row.verdict == NONE else [getattr(row, f"votes_{e}") for e in EMOTIONS],

@@ -155,6 +155,7 @@ def test_mistakes_page_without_votes_and_against_a_second_run(evaluated):
     assert len(cards) == 3 and all(c.split(" · ")[0].removeprefix("id ") in set(table.loc[wrong[:3], "id"])
                                    for c in cards)
     assert all(c.splitlines()[-1].startswith("twin: **") for c in cards)  # the other run last, after "then"
+    assert all(c.splitlines()[-1].endswith("%") for c in cards)  # with its confidence, as the first run's
     assert not at.exception
     # with a class chosen, every set's count, the faces listed and the per-class table follow it
     ours = pd.read_csv(evaluated / "evaluated" / "eval" / "PublicTest" / "predictions.csv", dtype={"id": str})
