@@ -25,6 +25,13 @@ from fer_models.teaching.figures import history_figure
 from fer_models.teaching.glossary import GLOSSARY
 
 SPLIT = "PublicTest"
+# the diagram's box (Streamlit's wrapper and the block inside it that scrolls) as tall as the window leaves
+CHAIN = "[data-testid='stLayoutWrapper']:has(> .st-key-lesson_chain), .st-key-lesson_chain"
+CHAIN_CSS = (f"<style>{CHAIN} {{ flex: none !important; height: max(400px, calc(100vh - 210px)) !important; "
+             "max-height: none !important; }"
+             # a scrollbar always drawn: where the diagram is taller than the screen, it says there is more
+             ".st-key-lesson_chain { scrollbar-width: auto !important; scrollbar-color: #a0a0a8 #f0f0f2 !important; }"
+             "</style>")
 LESSON_METHODS = ("gradcam", "integrated_gradients", "saliency", "occlusion")
 
 
@@ -47,7 +54,10 @@ def layers(run, left, right, presenter: bool) -> None:
     from fer_models.nets.structure import structure_of
 
     structure = structure_of(run.arch)
-    with left.container(height=540, border=False):  # scrolls inside the screen: densenet201_fer's chain is 1,100 px
+    # scrolls inside the screen: densenet201_fer's chain is 1,100 px; as tall as the window leaves (CHAIN_CSS), so
+    # that at 1920×1080 it shows whole where a fixed 540 px cut its head box in half
+    st.html(CHAIN_CSS)
+    with left.container(height=540, border=False, key="lesson_chain"):
         architecture.chain(structure)
     say(right, lesson.layers_story(structure.totals, structure.layers, structure.findings))
     convs = list(structure.layers.loc[structure.layers["type"] == "Conv2d", "layer"])
