@@ -173,9 +173,12 @@ def progress_text(job: VideoJob, now: float) -> str:
     return said + f" · about {(job.total - job.done) / pace:.0f} s left" if known and pace > 0 else said
 
 
-def show_result(job: VideoJob, run_name: str, gradcam_now: bool) -> None:
+def show_result(job: VideoJob, run_name: str, gradcam_now: bool, slow=None) -> None:
+    """`slow(pace)`: called when this run analysed the clip slower than real time (the page offers a faster run)."""
     result = job.result
     st.success(f"{md(job.name)} with {md(job.run)}: {md(result.message)}, {overlay_words(job.gradcam)}.")
+    if slow is not None and job.run == run_name and result.wall_seconds > 0:
+        slow(result.seconds / result.wall_seconds)
     if job.run != run_name:  # the result of another run stays until this one is asked for, and says whose it is
         st.caption(f"This video was analysed with {md(job.run)}; the button above analyses it with {md(run_name)}.")
     if gradcam_now != job.gradcam:
@@ -214,7 +217,8 @@ def show_result(job: VideoJob, run_name: str, gradcam_now: bool) -> None:
         st.caption(f"{len(tracks) - 8} more face tracks are in the CSV.")
 
 
-def video_ui(run, model, meta, smoothing: float, every: int, gradcam: bool, detector: str = "mtcnn") -> None:
+def video_ui(run, model, meta, smoothing: float, every: int, gradcam: bool, detector: str = "mtcnn",
+             slow=None) -> None:
     st.caption(f"A recording (MP4, MOV, WebM, MKV or AVI, up to {MAX_VIDEO_MB} MB): every frame goes through the same "
                "detection, tracking and smoothing as the live video. The audio is dropped.")
     upload = st.file_uploader("Video file", type=TYPES, max_upload_size=MAX_VIDEO_MB, key="video_upload")
@@ -249,7 +253,7 @@ def video_ui(run, model, meta, smoothing: float, every: int, gradcam: bool, dete
         if job.error:
             st.error(md(job.error))
         elif job.result is not None:
-            show_result(job, run.name, gradcam)
+            show_result(job, run.name, gradcam, slow)
         if not job.announced:
             job.announced = True
             st.rerun()  # the whole page once, so the result is drawn outside the polling fragment's rhythm

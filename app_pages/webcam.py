@@ -9,7 +9,7 @@ from app_pages._video import video_ui
 from fer_models.core.constants import EMOTIONS
 from fer_models.faces.decode import ImageError, read_image
 from fer_models.media.live import LiveAnnotator, annotate_photo, process_frame
-from fer_models.media.speed import faces_per_second, slow_run_offer, too_slow
+from fer_models.media.speed import faces_per_second, slow_run_offer, too_slow, video_run_offer
 from fer_models.nets.reach import GRADCAM_RULE
 from fer_models.teaching.figures import CLASS_COLOURS
 from fer_models.teaching.glossary import GLOSSARY
@@ -92,6 +92,17 @@ def offer_faster_run(rate: float, measured: bool = True) -> None:
         st.rerun(scope="app")  # from inside the status fragment: the sidebar and the annotator follow the new run
 
 
+def offer_faster_for_video(pace: float) -> None:
+    """A clip analysed slower than real time (densenet201_fer with Grad-CAM: 0.3×): the fastest run, one click."""
+    offer = video_run_offer(run.name, speeds_of_runs(), pace)
+    if offer is None:
+        return
+    other, said = offer
+    st.warning(md(said))
+    if st.button(f"Switch to {md(other)}", key="faster_run_video", on_click=switch_run, args=(other,)):
+        st.rerun(scope="app")  # from inside the result's fragment: the sidebar and the Analyse button follow
+
+
 def timeline(recording) -> go.Figure:
     fig = go.Figure([go.Scatter(x=recording["seconds"], y=recording[e], name=e, mode="lines",
                                 line=dict(color=CLASS_COLOURS[e])) for e in EMOTIONS])
@@ -153,7 +164,7 @@ if mode == "Live video":
     live_recording()
 elif mode == "Video file":
     st.caption(PRIVATE)
-    video_ui(run, model, meta, smoothing, detect_every, gradcam, detector)
+    video_ui(run, model, meta, smoothing, detect_every, gradcam, detector, slow=offer_faster_for_video)
 else:
     st.caption(PRIVATE)
     annotator.configure(smoothing=smoothing, detect_every=detect_every, gradcam=gradcam, detector=detector)

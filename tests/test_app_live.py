@@ -105,3 +105,27 @@ def test_a_brief_track_is_left_out_of_the_table_and_charts_but_counted():
     assert list(summary_table(kept)["face"]) == [0]
     alone, none_left = lasting(track(1, range(9)))  # nothing lasts: nothing is hidden
     assert none_left == 0 and len(alone) == 9
+
+
+def test_a_clip_analysed_slower_than_real_time_offers_a_faster_run(tmp_path, monkeypatch):
+    """densenet201_fer with Grad-CAM took an 8-s clip at 0.3× real time, and the page offered nothing."""
+    import fer_models.media.speed as speed
+    from helpers import write_clip
+
+    make_evaluated_run(tmp_path / "runs", "quick")
+    monkeypatch.setattr(speed, "faces_per_second", lambda model, meta: 500.0 if meta.get("_quick") else 5.0)
+    import fer_models.runs.checkpoints as checkpoints
+    real_load = checkpoints.load_model
+
+    def load(path, *args, **kwargs):  # the "quick" run's network timed fast, the others slow
+        model, meta = real_load(path, *args, **kwargs)
+        return model, {**meta, "_quick": str(path).endswith("quick")}
+    monkeypatch.setattr(checkpoints, "load_model", load)
+    clip = write_clip(tmp_path / "clip.mp4", frames=12)
+    at, job = analyse(tmp_path, monkeypatch, "slow.mp4", clip.read_bytes())
+    job.result.wall_seconds = job.result.seconds * 4  # 0.25× real time
+    at.run()
+    said = [shown(w.value) for w in at.warning if "real time" in w.value]
+    assert said and said[0].startswith("small analysed this clip at 0.2× real time") and "quick's network" in said[0]
+    next(b for b in at.button if b.label == "Switch to quick").click().run()
+    assert at.session_state["run_name"] == "quick"

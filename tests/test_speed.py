@@ -58,3 +58,15 @@ def test_an_offer_made_stays_while_the_rate_wobbles_around_15_fps():
     other, said = slow_run_offer("dense", speeds, 15.9, offered=True)  # on screen: it stays, for a click
     assert other == "cnn" and said.startswith("15.9 fps is at the edge of 15")
     assert slow_run_offer("dense", speeds, 18.5, offered=True) is None  # clearly fast enough: it goes
+
+
+def test_a_video_analysed_slower_than_real_time_offers_a_faster_run():
+    from fer_models.media.speed import video_run_offer
+
+    speeds = {"densenet201_fer": 21.0, "cnn3": 246.0, "resnet10_fer": 90.0}
+    other, said = video_run_offer("densenet201_fer", speeds, 0.3)
+    assert other == "cnn3" and said.startswith("densenet201_fer analysed this clip at 0.3× real time")
+    assert "cnn3's network reads a face 11.7× faster" in said
+    assert video_run_offer("densenet201_fer", speeds, 2.5) is None  # it kept up
+    assert video_run_offer("cnn3", speeds, 0.5) is None  # no faster network to offer
+    assert video_run_offer("gone", speeds, 0.5) is None

@@ -66,3 +66,18 @@ def slow_run_offer(current: str, speeds: dict[str, float], rate: float, measured
             "a live video needs: labels would lag the faces.")
     return other, (f"{said} {other}'s network reads a face {speeds[other] / speeds[current]:.1f}× faster on this "
                    "machine.")
+
+
+def video_run_offer(current: str, speeds: dict[str, float], pace: float, margin: float = 1.5
+                    ) -> tuple[str, str] | None:
+    """(the run to offer, what to say) when a video file was analysed slower than real time (`pace`, seconds of
+    video a second) and another run's network is at least `margin` times faster here. Plain text: the page escapes
+    the run names."""
+    if not 0 < pace < 1 or current not in speeds:
+        return None
+    others = {name: fps for name, fps in speeds.items() if name != current}
+    best = max(others, key=others.get, default=None)
+    if best is None or others[best] < margin * speeds[current]:
+        return None
+    return best, (f"{current} analysed this clip at {pace:.1f}× real time. {best}'s network reads a face "
+                  f"{others[best] / speeds[current]:.1f}× faster on this machine.")
