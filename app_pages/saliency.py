@@ -19,17 +19,17 @@ def reading(name: str, p, label: int | None) -> str:
 
 
 def class_options(predicted: int, label: int | None) -> list[tuple[str, int]]:
-    """The predicted class, the true one, then the others, each class once: "predicted: angry", "true: angry"
-    and "angry" named one class three times."""
+    """The predicted class, the true one unless it is the predicted one, then the others: each class once
+    ("predicted: angry", "true: angry" and "angry" named one class three times)."""
     named = [("predicted", predicted)] + ([("true", label)] if label not in (None, predicted) else [])
     return named + [(e, i) for i, e in enumerate(EMOTIONS) if i not in {c for _, c in named}]
 
 
-def class_option_label(option: tuple[str, int], label: int | None) -> str:
+def class_option_label(option: tuple[str, int]) -> str:
+    # where the prediction is the label, "predicted: angry" alone: the verdict above says ✓, and "predicted =
+    # true: angry" was cut in the 160-px box at 1280 px
     name, c = option
-    if name in EMOTIONS:
-        return name
-    return f"{'predicted = true' if name == 'predicted' and c == label else name}: {EMOTIONS[c]}"
+    return name if name in EMOTIONS else f"{name}: {EMOTIONS[c]}"
 
 
 st.title("Saliency")
@@ -63,7 +63,7 @@ with results:
     kept = st.session_state.get("_saliency_target", "predicted")
     target_name, target = b.selectbox("Class to explain", options, index=names.index(kept) if kept in names else 0,
                                       disabled=view == EVERY, key=f"saliency_target_{face.origin}",
-                                      format_func=lambda o: class_option_label(o, face.label),
+                                      format_func=class_option_label,
                                       help="Off while every class is shown" if view == EVERY else None)
     st.session_state["_saliency_target"] = target_name
     opacity = c.slider("Overlay opacity", 0.0, 1.0, 0.7, 0.05)
