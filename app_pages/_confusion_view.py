@@ -95,20 +95,20 @@ def show_faces(metrics, predictions, split, true, pred):
         st.warning(f"{missing} faces of this page are not in {md(source)}: it is not the data this evaluation scored.")
 
 
-SUMMARY = [("Accuracy", "accuracy", "{:.1%}"), ("Macro F1", "macro_f1", "{:.3f}"),
-           ("Top-2 accuracy", "top2_accuracy", "{:.1%}"), ("Calibration (ECE)", "ece", "{:.3f}")]
+# the four figures: the tile's label, the short name in one line, metrics.json's key, the format
+SUMMARY = [("Accuracy", "Accuracy", "accuracy", "{:.1%}"), ("Macro F1", "macro F1", "macro_f1", "{:.3f}"),
+           ("Top-2 accuracy", "top-2", "top2_accuracy", "{:.1%}"), ("Calibration (ECE)", "ECE", "ece", "{:.3f}")]
 
 
 def summary_line(metrics) -> None:
     """The four figures in one line over a clicked cell's faces: their big tiles then sit below the fold."""
-    short = {"Top-2 accuracy": "top-2", "Calibration (ECE)": "ECE", "Macro F1": "macro F1"}
-    st.caption(" · ".join(f"{short.get(label, label)} **{form.format(metrics[key])}**" for label, key, form in SUMMARY
+    st.caption(" · ".join(f"{short} **{form.format(metrics[key])}**" for _, short, key, form in SUMMARY
                           if metrics.get(key) is not None), help="Each is explained under the matrix, beside its tile.")
 
 
 def show_summary(metrics, counts):
     a, b = st.columns(2)
-    shown = [(*figure, column) for figure, column in zip(SUMMARY, (a, b, a, b))]
+    shown = [(label, key, form, column) for (label, _, key, form), column in zip(SUMMARY, (a, b, a, b))]
     missing = [label for label, key, _, _ in shown if metrics.get(key) is None]
     for label, key, form, column in shown:
         column.metric(label, "—" if metrics.get(key) is None else form.format(metrics[key]), help=METRIC_HELP[label])

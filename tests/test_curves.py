@@ -39,3 +39,4 @@ def test_epoch_bars_that_do_not_add_up_to_the_training_time_say_why():
     assert note.startswith("The epochs' bars add up to 1.17 h, the training time 1.04 h") and "validation" in note
     assert epoch_times_note(bars, 4200.0) is None  # they agree: nothing to explain
     assert epoch_times_note(bars, None) is None and epoch_times_note(pd.DataFrame(), 3759.1) is None
+    assert epoch_times_note(pd.DataFrame({"seconds": [1e308, 1e308, "x"]}), 3759.1) is None  # a crafted history

@@ -35,13 +35,14 @@ def faster_run(current: str, speeds: dict[str, float], live_fps: float, margin: 
     """The run to offer when the live video runs under LIVE_FPS_TARGET (too_slow): the fastest network of the
     others, if it is at least `margin` times faster than the current one; None when the video keeps up or none
     is faster."""
-    if not too_slow(live_fps, offered) or current not in speeds:
-        return None
+    return fastest_other(current, speeds, margin) if too_slow(live_fps, offered) else None
+
+
+def fastest_other(current: str, speeds: dict[str, float], margin: float = 1.5) -> str | None:
+    """The run whose network is fastest here, if it is at least `margin` times faster than the current one."""
     others = {name: fps for name, fps in speeds.items() if name != current}
-    if not others:
-        return None
-    best = max(others, key=others.get)
-    return best if others[best] >= margin * speeds[current] else None
+    best = max(others, key=others.get, default=None)
+    return best if best is not None and current in speeds and others[best] >= margin * speeds[current] else None
 
 
 def too_slow(rate: float, offered: bool = False) -> bool:
@@ -73,11 +74,8 @@ def video_run_offer(current: str, speeds: dict[str, float], pace: float, margin:
     """(the run to offer, what to say) when a video file was analysed slower than real time (`pace`, seconds of
     video a second) and another run's network is at least `margin` times faster here. Plain text: the page escapes
     the run names."""
-    if not 0 < pace < 1 or current not in speeds:
-        return None
-    others = {name: fps for name, fps in speeds.items() if name != current}
-    best = max(others, key=others.get, default=None)
-    if best is None or others[best] < margin * speeds[current]:
+    best = fastest_other(current, speeds, margin) if 0 < pace < 1 else None
+    if best is None:
         return None
     return best, (f"{current} analysed this clip at {pace:.1f}× real time. {best}'s network reads a face "
-                  f"{others[best] / speeds[current]:.1f}× faster on this machine.")
+                  f"{speeds[best] / speeds[current]:.1f}× faster on this machine.")

@@ -1,8 +1,10 @@
 """What a run's training curves show that readers ask about (seen in a walk by teachers and students): training
 accuracy below validation accuracy, epochs that took very different times, and epoch times that do not add up
-to the training time. Said from the run's own settings
-and history.csv, so a sentence appears only where the run shows it."""
+to the training time. Said from the run's own settings and history.csv, so a sentence appears only where the run
+shows it."""
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 
@@ -51,7 +53,7 @@ def epoch_times_note(history: pd.DataFrame, training_seconds: float | None) -> s
     if not training_seconds or "seconds" not in history.columns:
         return None
     total = float(pd.to_numeric(history["seconds"], errors="coerce").sum())
-    if not total or abs(total - training_seconds) <= 0.05 * training_seconds:
+    if not math.isfinite(total) or not total or abs(total - training_seconds) <= 0.05 * training_seconds:
         return None
     return (f"The epochs' bars add up to {total / 3600:.2f} h, the training time {training_seconds / 3600:.2f} h: "
             "that is the trainer's time in training steps (meta.json); the bars are history.csv's epoch times, which "
