@@ -20,6 +20,8 @@ from fer_models.teaching.figures import CLASS_COLOURS
 
 TYPES = ["mp4", "mov", "m4v", "webm", "mkv", "avi"]
 PACE_AFTER = 1.0  # seconds of frames before the page says a pace and the time left
+GAP_STEPS = 6  # frames between two rows of a face beyond which it was out of view (detection runs every
+#               third frame, and a track survives a few missed detections)
 BRIEF_SECONDS = 0.5  # a track seen for less is left out of the table and charts (the CSV keeps it)
 
 
@@ -117,21 +119,41 @@ def start(name: str, data: bytes, run: str, model, meta: dict, every: int, smoot
     return job
 
 
-def timeline_figure(track: pd.DataFrame) -> go.Figure:
-    """One line per class over time, and under them a band coloured by the leading class."""
-    fig = go.Figure([go.Scatter(x=track["seconds"], y=track[e], name=e, mode="lines",
-                                line=dict(color=CLASS_COLOURS[e])) for e in EMOTIONS])
-    times, labels = track["seconds"].to_numpy(), track["label"].to_numpy()
-    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
-    ends = np.r_[starts[1:], len(labels)]
+def frame_step(times: np.ndarray) -> tuple[float, np.ndarray]:
+    """A track's seconds between frames, and the rows that follow a time out of view."""
     step = float(np.median(np.diff(times))) if len(times) > 1 else 0.04
+    return step, np.flatnonzero(np.diff(times) > GAP_STEPS * step) + 1
+
+
+def timeline_figure(track: pd.DataFrame, duration: float) -> go.Figure:
+    """One line per class over the whole clip (0 to `duration` s), and under them a band coloured by the leading
+    class; where the face is out of view the lines and the band break. Drawn over the face's own span, a face
+    that left at 4.2 s of an 8-s clip read as an 8-s face."""
+    times, labels = track["seconds"].to_numpy(float), track["label"].to_numpy()
+    step, gap = frame_step(times)
+    def broken(values):  # a NaN between the two sides of a gap, where plotly breaks a line
+        return np.insert(np.asarray(values, float), gap, np.nan)
+    fig = go.Figure([go.Scatter(x=broken(times), y=broken(track[e]), name=e, mode="lines",
+                                line=dict(color=CLASS_COLOURS[e])) for e in EMOTIONS])
+    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]] | np.isin(np.arange(len(labels)), gap))
+    ends = np.r_[starts[1:], len(labels)]
     for a, b in zip(starts, ends):
         fig.add_shape(type="rect", x0=times[a], x1=times[b - 1] + step, y0=-0.12, y1=-0.04, line=dict(width=0),
                       fillcolor=CLASS_COLOURS[labels[a]])
-    fig.update_layout(height=280, margin=dict(t=10, b=10, l=10, r=10), xaxis_title="seconds",
+    fig.update_layout(height=280, margin=dict(t=10, b=10, l=10, r=10), xaxis_title="seconds of the clip",
+                      xaxis=dict(range=[0, max(duration, times[-1] + step)]),
                       yaxis=dict(range=[-0.14, 1], tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1]),
                       legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0), font=dict(size=14))
     return fig
+
+
+def in_view(track: pd.DataFrame, duration: float) -> str:
+    """When the face was in view, for the line over its chart: '0.0–4.2 s of the 8.0-s clip'."""
+    times = track["seconds"].to_numpy(float)
+    step, gap = frame_step(times)
+    spans = zip(np.r_[times[0], times[gap]], np.r_[times[gap - 1], times[-1]])
+    said = ", ".join(f"{a:.1f}–{b + step:.1f} s" for a, b in spans)
+    return f"In view {said} of the {max(duration, times[-1] + step):.1f}-s clip."
 
 
 def lasting(timeline: pd.DataFrame, brief: float = BRIEF_SECONDS) -> tuple[pd.DataFrame, int]:
@@ -208,9 +230,9 @@ def show_result(job: VideoJob, run_name: str, gradcam_now: bool, slow=None) -> N
     tracks = sorted(timeline["track"].unique())
     st.subheader("Timeline" + (" of each face" if len(tracks) > 1 else ""))
     for t in tracks[:8]:
-        if len(tracks) > 1:
-            st.markdown(f"**Face {t}**")
-        chart(timeline_figure(timeline[timeline["track"] == t]), width="stretch",
+        rows = timeline[timeline["track"] == t]
+        st.markdown((f"**Face {t}.** " if len(tracks) > 1 else "") + in_view(rows, result.seconds))
+        chart(timeline_figure(rows, result.seconds), width="stretch",
               config={"displayModeBar": False}, key=f"video_timeline_{t}")
     st.caption("The band under the lines: the emotion that leads at each moment, in its colour.")
     if len(tracks) > 8:

@@ -107,6 +107,25 @@ def test_a_brief_track_is_left_out_of_the_table_and_charts_but_counted():
     assert none_left == 0 and len(alone) == 9
 
 
+def test_a_face_timeline_spans_the_whole_clip_and_breaks_where_the_face_left():
+    import numpy as np
+    import pandas as pd
+
+    from app_pages._video import in_view, timeline_figure
+    from fer_models.core.constants import EMOTIONS
+
+    frames = [*range(0, 60), *range(90, 126)]  # at 30 fps: in view 0-2 s, out 2-3 s, in 3-4.2 s of an 8-s clip
+    track = pd.DataFrame({"seconds": [f / 30 for f in frames], "label": ["happy"] * 60 + ["sad"] * 36,
+                          **{e: 1 / 7 for e in EMOTIONS}})
+    fig = timeline_figure(track, 8.0)
+    assert tuple(fig.layout.xaxis.range) == (0, 8.0)
+    line = np.asarray(fig.data[0].x, float)
+    assert np.isnan(line).sum() == 1 and line[60] != line[60]  # one break, between 2.0 s and 3.0 s
+    bands = [(round(b.x0, 2), round(b.x1, 2)) for b in fig.layout.shapes]
+    assert bands == [(0.0, 2.0), (3.0, 4.2)]
+    assert in_view(track, 8.0) == "In view 0.0–2.0 s, 3.0–4.2 s of the 8.0-s clip."
+
+
 def test_a_clip_analysed_slower_than_real_time_offers_a_faster_run(tmp_path, monkeypatch):
     """densenet201_fer with Grad-CAM took an 8-s clip at 0.3× real time, and the page offered nothing."""
     import fer_models.media.speed as speed
