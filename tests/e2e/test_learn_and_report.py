@@ -18,6 +18,9 @@ def test_report_opens_offline_with_figures_pictures_and_equations(browser, tmp_p
     assert errors == []
     assert page.locator(".js-plotly-plot").count() == 2
     assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 3
+    # the cartesian bundle the report carries draws each kind of trace it holds: bars and the heatmap too
+    assert page.locator(".js-plotly-plot .barlayer .trace").count() >= 1
+    assert page.locator(".js-plotly-plot .heatmaplayer image").count() == 1
     # every inline picture decoded; every equation laid out by the browser's MathML engine
     assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
     heights = page.evaluate("[...document.querySelectorAll('math')].map(m => m.getBoundingClientRect().height)")
