@@ -29,8 +29,17 @@ SPLIT = "PublicTest"
 CHAIN = "[data-testid='stLayoutWrapper']:has(> .st-key-lesson_chain), .st-key-lesson_chain"
 CHAIN_CSS = (f"<style>{CHAIN} {{ flex: none !important; height: max(400px, calc(100vh - 210px)) !important; "
              "max-height: none !important; }"
-             # a scrollbar always drawn: where the diagram is taller than the screen, it says there is more
-             ".st-key-lesson_chain { scrollbar-width: auto !important; scrollbar-color: #a0a0a8 #f0f0f2 !important; }"
+             # a scrollbar always drawn: where the diagram is taller than the screen, it says there is more.
+             # Streamlit makes a container's scrollbar transparent until hovered, and overlay scrollbars (macOS,
+             # headless Chromium) hide it until the user scrolls; a styled ::-webkit-scrollbar is always drawn in
+             # Chrome, Edge and Safari, but Chrome ignores it unless scrollbar-color and -width are auto, so the
+             # colours go only where the pseudo-element is unknown (Firefox)
+             ".st-key-lesson_chain { scrollbar-width: auto !important; scrollbar-color: auto !important; }"
+             ".st-key-lesson_chain::-webkit-scrollbar { width: 12px; }"
+             ".st-key-lesson_chain::-webkit-scrollbar-track { background: #f0f0f2; border-radius: 6px; }"
+             ".st-key-lesson_chain::-webkit-scrollbar-thumb { background: #a0a0a8; border-radius: 6px; }"
+             "@supports not selector(::-webkit-scrollbar) { .st-key-lesson_chain { scrollbar-width: auto !important; "
+             "scrollbar-color: #a0a0a8 #f0f0f2 !important; } }"
              "</style>")
 LESSON_METHODS = ("gradcam", "integrated_gradients", "saliency", "occlusion")
 

@@ -13,6 +13,7 @@ from helpers import ROOT
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+HIDDEN = ["--hide-scrollbars"]
 
 
 def free_port() -> int:
@@ -86,7 +87,8 @@ def playwright():
 
 @pytest.fixture(scope="session")
 def browser(playwright):
-    b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    # scrollbars drawn as on a desktop: Playwright's --hide-scrollbars hid whether a box that scrolls shows it does
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, ignore_default_args=HIDDEN)
     yield b
     b.close()
 
@@ -118,7 +120,7 @@ def camera_page(playwright, tmp_path):
 
     def make(gray_frame):
         video = write_y4m(tmp_path / "camera.y4m", gray_frame)
-        b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + [
+        b = playwright.chromium.launch(executable_path=CHROMIUM, ignore_default_args=HIDDEN, args=CHROMIUM_ARGS + [
             "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
             f"--use-file-for-fake-video-capture={video}"])
         opened.append(b)

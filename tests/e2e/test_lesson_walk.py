@@ -134,6 +134,17 @@ def test_presenter_type_is_large_and_still_fits(projector, shipped):
     link = page.get_by_role("link", name="Compute one of its cells by hand")
     assert link.evaluate("e => [e, ...e.querySelectorAll('*')].every(d => d.scrollWidth <= d.clientWidth + 1)")
     assert outside(page) == [] and under_the_bar(page) == []
+    # the diagram, taller than its box, shows its scrollbar unhovered: Streamlit's was transparent until hovered
+    chain = page.locator(".st-key-lesson_chain")
+    assert chain.evaluate("e => e.scrollHeight > e.clientHeight && e.offsetWidth - e.clientWidth >= 8")
+    box = chain.bounding_box()
+    strip = page.screenshot(clip={"x": box["x"] + box["width"] - 12, "y": box["y"], "width": 12, "height": 200})
+    import io
+
+    import numpy as np
+    from PIL import Image
+    pixels = np.asarray(Image.open(io.BytesIO(strip)).convert("RGB")).reshape(-1, 3).astype(int)
+    assert (np.abs(pixels - (160, 160, 168)).sum(1) < 24).mean() > 0.3  # its thumb, in the page's grey
     # the neuron step's numbers were 11 px in large type
     page.goto(f"{shipped}/lesson?run=resnet10_fer&lesson=math&presenter=1")
     page.get_by_role("heading", name=f"6/6 · {STEPS[5].question}").wait_for(timeout=120_000)
