@@ -17,6 +17,7 @@ from app_pages._filters_view import (
 )
 from app_pages._shared import checkpoint_key, md, selected_model, time_left
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
+from fer_models.explain.atlas import LAYER_PATTERNS
 from fer_models.explain.attributions import face_input
 from fer_models.explain.features import feature_maps, maximise_filters
 from fer_models.explain.pictures import enlarge, framed, to_uint8
@@ -98,7 +99,7 @@ with maps_tab:
                    "scale: white is the strongest response of the layer, black zero or below.")
 with patterns_tab:
     left, mid, switch = st.columns([2, 4, 3], vertical_alignment="bottom")
-    count = left.slider("Filters", 1, min(16, channels), min(8, channels))
+    count = left.slider("Filters", 1, min(16, channels), min(LAYER_PATTERNS, channels))  # the atlas holds these
     ranked = BUNDLED_PUBLICTEST.exists()
     ways = (["most active on PublicTest"] if ranked else []) \
         + (["most active on this face"] if maps is not None else []) + ["by number"]

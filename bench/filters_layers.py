@@ -1,7 +1,7 @@
 """How long the Filters page takes to show a layer's first patterns, for every conv layer it offers: live (rank
-the 3,589 bundled PublicTest faces for the layer, then synthesise the two most active filters' patterns, as
-the page does for a layer its run's atlas lacks) and from the atlas (read the layer's part of atlas.npz, the
-page's first visit, with the two patterns in it).
+the 3,589 bundled PublicTest faces for the layer, then synthesise the two most active filters' patterns, the
+page's first part for a layer its run's atlas lacks) and from the atlas (read the layer's part of atlas.npz, the
+page's first visit, with the eight patterns the page shows by default in it: a layer with fewer is "lacking").
 
     python bench/filters_layers.py --run artifacts/runs/densenet201_fer [--every 10] [--live-every 40]
 
@@ -23,6 +23,8 @@ from fer_models.datasets.loading import load_faces  # noqa: E402
 from fer_models.explain.atlas import LAYER_PATTERNS, checkpoint_hash, load_atlas  # noqa: E402
 from fer_models.explain.features import Ranking, filter_responses, maximise_filters  # noqa: E402
 from fer_models.runs.checkpoints import load_model  # noqa: E402
+
+LIVE_FIRST = 2  # the patterns the page synthesises first, alone (app_pages/filters.py's FIRST)
 
 
 def summary(times: dict) -> dict:
@@ -60,7 +62,7 @@ def main() -> None:
         started = time.perf_counter()
         ranking = Ranking.of(filter_responses(model, name, faces.images, norm["mean"], norm["std"]))
         if not model.sees_the_image(name):
-            maximise_filters(model, name, ranking.most_active()[:LAYER_PATTERNS], meta)
+            maximise_filters(model, name, ranking.most_active()[:LIVE_FIRST], meta)
         live_s[name] = time.perf_counter() - started
     print(json.dumps({"run": Path(args.run).name, "conv_layers": len(names), "atlas": summary(atlas_s),
                       "layers_the_atlas_lacks": short, "live": summary(live_s)}, indent=1))

@@ -6,7 +6,7 @@ once and kept in the run folder (atlas.npz), for every conv layer the page offer
 It holds every conv layer's Ranking on the bundled PublicTest faces (each filter's mean peak response and its
 9 top faces: which filters to show first and the faces beside them), the synthesised patterns of the
 `patterns` most active filters of the layer the page opens on, and of the `layer-patterns` most active of
-every other layer (the ones the page shows first), made exactly as the page makes them (fft
+every other layer (the ones the page shows by default), made exactly as the page makes them (fft
 parametrisation, seed 0). An atlas names the checkpoint it was made from (its SHA-256) and the faces (their
 ids' SHA-256): an atlas of other weights or other faces is ignored, and the page computes live as before.
 An atlas of the first format (one layer, every face's response to every filter) is still read, for that layer.
@@ -27,7 +27,8 @@ from fer_models.explain.features import TOP, Ranking
 from fer_models.runs.folder import ATLAS_FILE, MODEL_FILE, RunFolder
 
 PATTERNS = 64
-LAYER_PATTERNS = 2  # the Filters page's first part: what it shows before synthesising the rest
+LAYER_PATTERNS = 8  # the filters the Filters page shows by default: with all eight stored, each layer it offers
+#                    shows them at once (with two, a deep densenet201_fer layer took 33 s for the other six)
 # an atlas of the first format of densenet201_fer (3,589 faces x 1,920 filters in float16) inflated to 14 MB
 MAX_ATLAS_BYTES = 256 << 20
 MAX_PATTERNS = 512  # -1 once meant "all but one": 1,919 patterns of densenet201_fer, an hour
