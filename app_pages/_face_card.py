@@ -9,6 +9,8 @@ from fer_models.core.constants import EMOTIONS
 from fer_models.explain.pictures import enlarge
 from fer_models.teaching.figures import CLASS_COLOURS
 
+OTHER_VOTES = "#d0d0d4"  # the votes for none of the seven classes: lighter than neutral's grey
+
 
 def votes_bar(votes: np.ndarray, annotators: float | None = None) -> str:
     """The annotators' votes over the seven classes as a stacked bar (each class in its colour), and the leading
@@ -18,9 +20,13 @@ def votes_bar(votes: np.ndarray, annotators: float | None = None) -> str:
     if total <= 0:
         return "<div style='font-size:14px;color:#555'>FER+: no vote for any of the seven classes</div>"
     everyone = int(annotators) if annotators is not None and np.isfinite(annotators) and annotators > 0 else int(total)
+    everyone = max(everyone, int(total))
+    # out of every annotator, the votes outside the seven in grey at the end: scaled to the seven's votes, "6 of
+    # 10 angry" filled 86% of the bar
+    shares = [(e, v, CLASS_COLOURS[e]) for e, v in zip(EMOTIONS, votes) if v > 0] + \
+        [("other", everyone - total, OTHER_VOTES)] * int(everyone > total)
     parts = "".join(f"<span title='{e}: {int(v)} of {everyone}' style='display:inline-block;height:10px;"
-                    f"width:{100 * v / total:.1f}%;background:{CLASS_COLOURS[e]}'></span>"
-                    for e, v in zip(EMOTIONS, votes) if v > 0)
+                    f"width:{100 * v / everyone:.1f}%;background:{colour}'></span>" for e, v, colour in shares)
     # every class with a vote, and the votes outside the seven: the top three alone left a class the bar shows
     # unnamed, and "6 of 10 angry · 1 surprise" did not say where the other three went
     order = [i for i in np.argsort(-votes, kind="stable") if votes[i] > 0]
@@ -37,8 +43,8 @@ def votes_bar(votes: np.ndarray, annotators: float | None = None) -> str:
 def votes_legend() -> str:
     """The key to the vote bars' colours, once above a set of cards."""
     keys = "".join(f"<span style='white-space:nowrap;margin-right:14px'><span style='display:inline-block;width:14px;"
-                   f"height:14px;vertical-align:-2px;margin-right:4px;background:{CLASS_COLOURS[e]}'></span>{e}</span>"
-                   for e in EMOTIONS)
+                   f"height:14px;vertical-align:-2px;margin-right:4px;background:{colour}'></span>{e}</span>"
+                   for e, colour in [*CLASS_COLOURS.items(), ("other (contempt, unknown, not a face)", OTHER_VOTES)])
     return (f"<div style='font-size:14px;color:#333;line-height:1.8'>The coloured bar under a face: the ten FER+ "
             f"annotators' votes, one colour per class · {keys}</div>")
 

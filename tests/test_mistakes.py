@@ -225,3 +225,17 @@ def test_a_cards_votes_sit_right_under_its_face_whatever_its_caption(monkeypatch
     _face_card.face_card(np.zeros((48, 48), np.uint8), ["a caption", "long enough to wrap on a narrow card"], None,
                          votes=np.array([4, 0, 0, 0, 3, 0, 2]))
     assert drawn == ["image", "html", "caption"]  # a row's bars line up only if no caption is above them
+
+
+def test_a_vote_bar_is_out_of_every_annotator_with_the_other_votes_in_grey():
+    import re
+
+    from app_pages._face_card import OTHER_VOTES, votes_bar, votes_legend
+
+    bar = votes_bar(np.array([6, 0, 0, 0, 0, 1, 0]), annotators=10)
+    widths = [float(w) for w in re.findall(r"10px;width:([0-9.]+)%", bar)]
+    assert widths == [60.0, 10.0, 30.0] and f"background:{OTHER_VOTES}" in bar  # "6 of 10" fills 60%, not 86%
+    assert "6 of 10\u00a0angry" in bar and "3\u00a0other" in bar
+    unanimous = votes_bar(np.array([0, 0, 0, 10, 0, 0, 0]), 10)
+    assert [float(w) for w in re.findall(r"10px;width:([0-9.]+)%", unanimous)] == [100.0]
+    assert OTHER_VOTES in votes_legend() and "other" in votes_legend()
