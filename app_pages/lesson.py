@@ -20,6 +20,11 @@ NAV_CSS = """<style>
 .st-key-lesson_nav { position: fixed; top: 0.4rem; right: 21.5rem; width: 13rem; z-index: 999990; }
 .st-key-lesson_back button p, .st-key-lesson_next button p { font-size: 1.1rem; font-weight: 600; }
 .st-key-lesson_clicker { display: none; }
+/* a step that fits the screen does not scroll: the fixed bars' empty wrappers left a gap each in the page's flow,
+   and Streamlit's 10rem under the last element scrolled every step 120-190 px into empty space */
+[data-testid='stLayoutWrapper']:has(> .st-key-lesson_steps, > .st-key-lesson_nav, > .st-key-lesson_clicker)
+  { position: absolute; }
+[data-testid='stMainBlockContainer'] { padding-bottom: 1.5rem; }
 </style>"""
 
 

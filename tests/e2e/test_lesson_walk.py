@@ -125,7 +125,7 @@ def test_presenter_type_is_large_and_still_fits(projector, shipped):
     assert page.locator(".js-plotly-plot .xaxislayer-above").first.locator(".xtick").count() <= 6
     legend = page.locator(".js-plotly-plot .legendtext").first.text_content()
     assert legend.startswith("validation: best"), legend
-    assert outside(page) == []
+    assert outside(page) == [] and empty_scroll(page) <= 40
     # the longest story in large type: Back and Next covered its "Compute one cell" link, the link's layer name
     # ran off the column
     page.goto(f"{shipped}/lesson?run=densenet201_fer&lesson=layers&presenter=1")
@@ -153,7 +153,13 @@ def test_presenter_type_is_large_and_still_fits(projector, shipped):
     assert cells.count() == 27
     assert cells.evaluate_all("ts => ts.every(t => parseFloat(getComputedStyle(t).fontSize) >= 16 && "
                               "t.scrollWidth <= t.clientWidth)")
-    assert outside(page) == []
+    assert outside(page) == [] and empty_scroll(page) <= 40
+
+
+def empty_scroll(page) -> float:
+    """How far the page scrolls: a step that fits scrolled 120-190 px into empty space (the fixed bars' wrappers'
+    gaps and Streamlit's 10rem under the last element)."""
+    return page.locator("[data-testid='stMain']").evaluate("m => m.scrollHeight - m.clientHeight")
 
 
 def test_a_quiz_question_in_the_browser(projector, shipped):
