@@ -181,3 +181,23 @@ def test_the_terms_it_uses_are_explained_at_its_end(reported):
     terms = text.split("<h2 id='terms'>")[1]
     for term in ("top-2 accuracy", "macro F1", "mult-adds", "Grad-CAM"):
         assert f"<dt>{term}</dt><dd>{escaped(GLOSSARY[term])}</dd>" in terms, term
+
+
+def test_each_terms_first_use_in_running_text_carries_its_sentence_as_a_tooltip():
+    from fer_models.teaching.report_pieces import first_uses
+
+    body = ("<h2>Grad-CAM maps</h2><p>top-2 accuracy 80%, and top-2 accuracy again</p><math><mi>logit</mi></math>"
+            "<script>{\"name\": \"Grad-CAM\"}</script><p>Grad-CAM (the logit's gradient) and Grad-CAMs</p>")
+    out = first_uses(body, {"Grad-CAM": "a map's 'why'", "top-2 accuracy": "two guesses", "logit": "a raw score"})
+    assert out.count("<abbr") == 3 and out.startswith("<h2>Grad-CAM maps</h2>")  # headings are left alone
+    assert "<p><abbr title='two guesses'>top-2 accuracy</abbr> 80%, and top-2 accuracy again</p>" in out
+    assert "<mi>logit</mi>" in out and '{"name": "Grad-CAM"}' in out  # nor math, nor a figure's data
+    assert ("<abbr title='a map&#x27;s &#x27;why&#x27;'>Grad-CAM</abbr> (the "
+            "<abbr title='a raw score'>logit</abbr>") in out
+
+
+def test_the_report_explains_its_terms_where_they_are_first_used(reported):
+    _, out = reported
+    body = out.read_text().split("<body>")[1]
+    assert "<abbr title='Share of faces whose label is among the model&#x27;s two most probable" in body
+    assert body.index("<abbr") < body.index("id='terms'")

@@ -29,6 +29,7 @@ from fer_models.teaching.report_pieces import (
     PLOT_LATER,
     PLOTLY_LOADER,
     escaped,
+    first_uses,
     markdown_bold,
     picture,
     plotly_div,
@@ -348,7 +349,8 @@ def build_report(run_dir, data=None, split: str = SPLIT, faces_per_class: int = 
                                     progress(f"Filters: patterns, step {step} of {steps}", 0.8 + 0.16 * step / steps)))
     progress("The math", 0.97)
     sections.append(math_section(model))
-    sections.append(terms_section("".join(sections), metrics))
+    terms = used_terms("".join(sections), metrics)
+    sections.append(terms_section(terms))
 
     training = meta.get("training", {})
     accuracy = "not evaluated"
@@ -360,28 +362,35 @@ def build_report(run_dir, data=None, split: str = SPLIT, faces_per_class: int = 
               f"<p><b>{escaped(meta['arch'])}</b> · {meta.get('params', 0):,} parameters · accuracy {accuracy} · "
               f"trained on {escaped(training.get('device_name', training.get('device', '?')))} · "
               f"{training_time(meta)}</p>"
-              "<p>Terms such as top-2 accuracy and Grad-CAM are explained <a href='#terms'>at the end</a>.</p>"
+              "<p>A term underlined with dots says what it means when pointed at; all of them are explained "
+              "<a href='#terms'>at the end</a>.</p>"
               f"<p>Reproduce: <code>{escaped(reproduce_command(config, run_dir.name)) if config else '?'}</code></p>"
               f"<p><small>Made {time.strftime('%Y-%m-%d %H:%M')} by fer-studio report in "
               f"{time.perf_counter() - began:.0f} s. Every figure is computed from the run folder.</small></p>")
     progress("Done", 1.0)
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>FER Studio report: "
             f"{escaped(run_dir.name)}</title><style>{STYLE}</style>"
-            f"</head><body>{header}{''.join(sections)}<script type='application/gzip+base64' id='plotly-gz'>"
-            f"{plotly_packed()}</script>{PLOTLY_LOADER % {'later': PLOT_LATER}}</body></html>")
+            f"</head><body>{first_uses(header + ''.join(sections), terms)}"
+            f"<script type='application/gzip+base64' id='plotly-gz'>{plotly_packed()}</script>"
+            f"{PLOTLY_LOADER % {'later': PLOT_LATER}}</body></html>")
 
 
 BF16 = ("bfloat16: 16-bit floats with float32's range and fewer digits; a CPU that computes them natively scores "
         "faces faster in them, and the tests hold their accuracy to float32's.")
 
 
-def terms_section(body: str, metrics: dict | None) -> str:
-    """The glossary's sentence for each term the report uses: offline, a report has no tooltips to explain them."""
+def used_terms(body: str, metrics: dict | None) -> dict[str, str]:
+    """The glossary's sentence for each term the report uses."""
     from fer_models.teaching.glossary import GLOSSARY
 
     terms = {term: words for term, words in GLOSSARY.items() if term in body}
     if metrics and metrics.get("precision") == "bf16":
         terms["bf16"] = BF16
+    return terms
+
+
+def terms_section(terms: dict[str, str]) -> str:
+    """Every term's sentence at the end, where a printed report, which shows no tooltips, can find them."""
     return ("<h2 id='terms'>Terms</h2><dl>"
             + "".join(f"<dt>{escaped(term)}</dt><dd>{escaped(words)}</dd>" for term, words in terms.items()) + "</dl>")
 

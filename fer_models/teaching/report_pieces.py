@@ -104,3 +104,25 @@ def table_html(df) -> str:
 def markdown_bold(text: str) -> str:
     """The **bold** and `code` of the sentences the pages also show, as HTML (everything else escaped)."""
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escaped(text)))
+
+
+# elements whose words are left as they are: headings, links, math, code and the terms' own list
+PLAIN = {"math", "script", "style", "a", "h1", "h2", "h3", "dt", "dd", "code", "abbr", "title"}
+
+
+def first_uses(body: str, terms: dict[str, str]) -> str:
+    """Each term's first use in the report's running text as an <abbr> whose tooltip is its sentence: a report has
+    no help icons, and the list at its end was the only place that said what "top-2 accuracy" is."""
+    left, depth, out = dict(terms), 0, []
+    for part in re.split(r"(<[^>]+>)", body):
+        tag = re.match(r"<(/?)([a-zA-Z0-9]+)", part)
+        if tag:
+            if tag.group(2).lower() in PLAIN and not part.endswith("/>"):
+                depth += -1 if tag.group(1) else 1
+        elif depth == 0 and left:
+            found = [(m.start(), term) for term in left for m in [re.search(rf"(?<![\w-]){re.escape(term)}(?![\w-])",
+                                                                               part)] if m]
+            for at, term in sorted(found, reverse=True):  # from the end: earlier positions stay where they were
+                part = f"{part[:at]}<abbr title='{escaped(left.pop(term))}'>{term}</abbr>{part[at + len(term):]}"
+        out.append(part)
+    return "".join(out)
