@@ -19,8 +19,8 @@ def votes_bar(votes: np.ndarray, annotators: float | None = None) -> str:
     total = votes.sum()
     if total <= 0:
         return "<div style='font-size:14px;color:#555'>FER+: no vote for any of the seven classes</div>"
-    everyone = int(annotators) if annotators is not None and np.isfinite(annotators) and annotators > 0 else int(total)
-    everyone = max(everyone, int(total))
+    known = annotators is not None and np.isfinite(annotators) and annotators > 0
+    everyone = max(int(annotators) if known else 0, int(total))
     # out of every annotator, the votes outside the seven in grey at the end: scaled to the seven's votes, "6 of
     # 10 angry" filled 86% of the bar
     shares = [(e, v, CLASS_COLOURS[e]) for e, v in zip(EMOTIONS, votes) if v > 0] + \

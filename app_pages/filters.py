@@ -38,7 +38,7 @@ def offer_atlas(run, model) -> None:
     if not may_change_server():  # it writes into the run folder: on a shared dashboard, the teacher's to do
         return
     if not st.button(f"Precompute the atlas: every conv layer's ranking, the {atlases.PATTERNS} most active "
-                     f"filters' patterns of {model.deepest_filter_layer()} and the {atlases.LAYER_PATTERNS} first "
+                     f"filters' patterns of {model.deepest_filter_layer()} and the {LAYER_PATTERNS} first "
                      "of every other layer, saved in the run folder (patterns already made are kept)",
                      icon=":material/bolt:"):
         return
