@@ -92,10 +92,12 @@ def running_card(run: RunSummary, status: dict, buttons) -> None:
     if status.get("gpu_memory_mib"):
         use = f", utilisation {status['gpu_utilisation']}%" if status.get("gpu_utilisation") is not None else ""
         st.caption(f"GPU memory {status['gpu_memory_mib']:,} MiB{use}")
-    if buttons.button("Stop", key=f"stop_{run.name}", help="Finishes the current step, saves, marks it stopped"):
+    if status.get("stopping"):  # on the card, not a toast: it goes when the card says stopped, never outlives it
+        buttons.caption("Stopping: it finishes its step and saves its state, then reads stopped.")
+    elif buttons.button("Stop", key=f"stop_{run.name}", help="Finishes the current step, saves, marks it stopped"):
         try:
             stop(run.path)
-            st.toast(f"Stopping {md(run.name)}: it saves its state first.")
+            st.rerun()
         except JobError as err:
             st.error(md(err))
 

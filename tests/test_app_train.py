@@ -125,7 +125,10 @@ def test_a_job_started_elsewhere_is_seen_and_stopped(setup):
         assert any("**elsewhere** · cnn3 · running" in m.value for m in at.markdown)
         assert len(at.get("progress")) == 2  # the epoch and the whole run
         by_label(at.button, "Stop").click().run()
-        assert not at.exception
+        assert not at.exception and not at.toast  # said on the card, where it goes when the card reads stopped
+        if job_state(root / "elsewhere")["state"] == "running":  # still saving: the card says so, its Stop gone
+            assert any(shown(c.value).startswith("Stopping: it finishes its step") for c in at.caption)
+            assert not any(b.label == "Stop" for b in at.button)
         wait_for_job(root / "elsewhere", {"stopped"}, timeout=120)
     finally:  # a failed assertion must not leave a 100,000-epoch job running under the rest of the suite
         if job_state(root / "elsewhere")["state"] == "running":

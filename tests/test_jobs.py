@@ -121,9 +121,12 @@ def test_stop_then_resume_and_one_job_per_device(data, tmp_path):
             launch(request(data, "second"), root)
         assert not (root / "second").exists()
         assert [j["run"] for j in live_jobs(root)] == [str(run)]
-        assert stop(run, wait=120)
+        stop(run)
+        saving = job_state(run)  # the trainer finishes its step and saves: the card says stopping meanwhile
+        assert saving["stopping"] if saving["state"] == "running" else saving["state"] == "stopped", saving
+        wait_for(lambda: not live_jobs(root), 120, "the trainer to exit")
         state = job_state(run)
-        assert state["state"] == "stopped", log_tail(run)
+        assert state["state"] == "stopped" and not state["stopping"], log_tail(run)
         assert (run / "last.safetensors").exists()
         step_at_stop = (state["epoch"], state["step"])
         job = resume(run, root)
@@ -132,6 +135,7 @@ def test_stop_then_resume_and_one_job_per_device(data, tmp_path):
         # at once, before the new trainer has written a word: its launch, not the stale "stopped" (issue 35, 7)
         now = job_state(run)
         assert now["state"] == "running" and now["starting"] and now["resumed"] and not now.get("error"), now
+        assert not now["stopping"], now  # the stop it resumed from is over: nothing says stopping (issue 35, 10)
         wait_for_job(run, {"running"})
         # and through the new trainer's first word (epoch 0, no steps yet): starting, never "epoch 0 of N"
         seen = []

@@ -346,6 +346,8 @@ def job_state(run) -> dict:
         # "epoch 0 of 3" for a moment before going back to its epoch
         status["starting"] = True
     status["resumed"] = bool(job.get("resumed"))
+    # asked to stop, still saving: the card says so until it ends; a Resume writes a new job without the request
+    status["stopping"] = status["state"] == "running" and bool(job.get("stop_requested"))
     epochs, spe = status.get("epochs") or 0, status.get("steps_per_epoch") or 0
     epoch, step = status.get("epoch") or 0, status.get("step") or 0
     total = epochs * spe
