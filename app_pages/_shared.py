@@ -26,11 +26,12 @@ def md(value) -> str:
     return _MARKDOWN.sub(r"\\\1", " ".join(str(value).splitlines()))
 
 
-def time_left(started: float, share: float) -> str:
+def time_left(started: float, share: float, now: float | None = None) -> str:
     """' · about N s left' from the pace so far (started: time.monotonic()), once there is a pace to go by."""
     if not 0.02 < share < 1:
         return ""
-    return f" · about {max(1, round((time.monotonic() - started) * (1 - share) / share))} s left"
+    now = time.monotonic() if now is None else now
+    return f" · about {max(1, round((now - started) * (1 - share) / share))} s left"
 
 
 def chart(fig, where=None, **kwargs):

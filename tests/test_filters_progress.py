@@ -1,5 +1,5 @@
 """The Filters page's synthesis bar: parts weighted by their cost, so its time left is not read off the first,
-dearest-per-filter part."""
+dearest-per-filter part, nor off a layer's first, slow step."""
 from app_pages._filters_view import synthesis_progress
 
 
@@ -11,12 +11,40 @@ class Bar:
         self.seen.append((share, text))
 
 
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
 def test_two_parts_move_one_bar_by_their_cost_not_their_filter_count():
-    bar = Bar()
-    said = synthesis_progress(bar, [2, 6])
+    bar, clock = Bar(), Clock()
+    said = synthesis_progress(bar, [2, 6], clock)
     first, second = said(), said()
     first(96, 96)
+    clock.now = 1.0
     assert bar.seen[-1][0] == (1 + 2 / 2) / ((1 + 2 / 2) + (1 + 6 / 2))  # a third of the work, not a quarter
     assert bar.seen[-1][1].startswith("Synthesising patterns 1–2 of 8: ascent step 96 of 96")
     second(48, 96)
     assert bar.seen[-1][0] == (2 + 4 * 0.5) / 6 and bar.seen[-1][1].startswith("Synthesising patterns 3–8 of 8")
+
+
+def test_one_pattern_first_and_a_time_left_paced_after_the_layers_slow_first_step():
+    bar, clock = Bar(), Clock()
+    said = synthesis_progress(bar, [1, 7], clock)
+    first, second = said(), said()
+    clock.now = 5.0  # the first step sets the layer's convolutions up: 5 s, then 0.033 s a step, one filter
+    first(1, 96)
+    assert bar.seen[-1][1] == "Synthesising pattern 1 of 8: ascent step 1 of 96"  # no pace yet
+    for step in range(2, 42):
+        clock.now = 5.0 + (step - 1) * 0.033
+        first(step, 96)
+    # redrawn every 0.25 s, not every step: each redraw costs the browser, on the server's two cores
+    assert [int(text.split("step ")[1].split()[0]) for _, text in bar.seen] == [1, 9, 17, 25, 33, 41]
+    # 55 steps of one filter and 96 of seven (0.109 s each) are left: 12.3 s; from the start's pace, 53 s
+    assert bar.seen[-1][1] == "Synthesising pattern 1 of 8: ascent step 41 of 96 · about 11 s left"
+    clock.now += 55 * 0.033 + 48 * 0.109
+    second(48, 96)
+    assert bar.seen[-1][1] == "Synthesising patterns 2–8 of 8: ascent step 48 of 96 · about 5 s left"  # 5.2 s

@@ -89,7 +89,7 @@ def test_a_new_filters_layer_says_how_far_it_is_then_shows_its_patterns(page, mo
     page.evaluate("""() => { window.seen = new Set(); new MutationObserver(() => document.querySelectorAll(
         "[data-testid='stProgress'], [data-testid='stCaptionContainer']").forEach(e => window.seen.add(e.innerText)))
         .observe(document.body, {subtree: true, childList: true, characterData: true}); }""")
-    # three filters, not eight: two synthesised first, then one (half the work of the default eight)
+    # three filters, not eight: one synthesised first, then two (half the work of the default eight)
     page.locator("[data-testid='stSlider']").filter(has_text="Filters").get_by_role("slider").focus()
     page.keyboard.press("Home")
     settle(page)
@@ -101,8 +101,8 @@ def test_a_new_filters_layer_says_how_far_it_is_then_shows_its_patterns(page, mo
     settle(page)
     seen = page.evaluate("[...window.seen]")
     assert any(re.search(r"Ranking the 3,589 PublicTest faces .*block2.conv.*: [\d,]+ of 3,589", s) for s in seen)
-    assert any(s.startswith("Synthesising patterns 1–2 of 3: ascent step") for s in seen), seen
-    assert any(s.startswith("Synthesising patterns 3–3 of 3") for s in seen)
+    assert any(s.startswith("Synthesising pattern 1 of 3: ascent step") for s in seen), seen
+    assert any(s.startswith("Synthesising patterns 2–3 of 3") for s in seen)
     assert any(re.search(r"about \d+ s left", s) for s in seen)
     assert any("its pattern is being synthesised" in s for s in seen)
     captions = page.locator("[data-testid='stImageCaption']").all_inner_texts()
