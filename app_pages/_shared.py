@@ -150,8 +150,16 @@ def model_of(run: RunSummary):
 def _imports() -> threading.Thread:
     def load():
         import captum.attr  # noqa: F401  (0.6 s more, which the first Saliency visit no longer waits for)
+        import torch
 
-        import fer_models.nets.architecture  # noqa: F401  (torch, torchinfo, the models)
+        import fer_models.nets.architecture  # noqa: F401  (torchinfo, the models)
+
+        # one intra-op thread for every thread the server starts afterwards (each page run is one; a new thread
+        # takes this number on its first operation). Off the main thread OpenMP's team of two ran a face's work
+        # 2-3 times slower than one thread (densenet201_fer on 2 cores: Grad-CAM 134 → 46 ms, an ascent step
+        # 135 → 48 ms), more than it gains on batches (resnet10_fer's Occlusion 219 → 309 ms; bench/threads.py);
+        # and sessions side by side then share the cores without contending
+        torch.set_num_threads(1)
         # the modules just imported live as long as the server. Out of the collector's sight, the full
         # collection Streamlit runs after every rerun (before the browser hears the page is done) takes
         # 40 ms instead of 150-230. Turning that collection off instead let memory creep up 25 MB a tour

@@ -81,3 +81,16 @@ def test_warm_up_leaves_a_broken_checkpoint_for_the_page_to_report(tmp_path, mon
     join_warm_up(tmp_path / "broken")
     at.switch_page("app_pages/saliency.py").run()
     assert not at.exception and any("Cannot load run broken's checkpoint" in e.value for e in at.error)
+
+
+def test_every_page_run_computes_on_one_intra_op_thread():
+    """Off the main thread, OpenMP's team of two ran a face's work 2-3 times slower than one thread
+    (bench/threads.py): the server's threads take one, as each page run's new thread does."""
+    from app_pages._shared import _imports
+
+    _imports().join(timeout=120)
+    seen = []
+    page_run = threading.Thread(target=lambda: seen.append(__import__("torch").get_num_threads()))
+    page_run.start()
+    page_run.join()
+    assert seen == [1]
