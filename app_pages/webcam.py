@@ -142,12 +142,12 @@ if mode == "Live video":
         offer_faster_run(state.fps if playing else network_speed(key, model, meta), measured=playing)
         if not playing:
             st.caption("Press START, under the video, to stream your camera (the browser asks for permission).")
+        # the frame rate only on the video, bottom left: read here a second apart from it, the two differed
         elif not state.faces:
-            st.markdown(f"No face in view · {state.fps:.1f} fps")
+            st.markdown("No face in view")
         else:
             faces = " · ".join(f"**{label}** {share:.0%}" for label, share in state.faces)
-            st.markdown(f"Now: {faces} · {len(state.faces)} face{'s' if len(state.faces) > 1 else ''} · "
-                        f"{state.fps:.1f} fps")
+            st.markdown(f"Now: {faces} · {len(state.faces)} face{'s' if len(state.faces) > 1 else ''}")
 
     @st.fragment(run_every=1.0 if ctx.state.playing and record else None)
     def live_recording():
