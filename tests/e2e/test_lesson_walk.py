@@ -187,6 +187,10 @@ def test_presenter_type_on_the_confusion_step_keeps_names_whole(projector, shipp
     slants = page.locator(".js-plotly-plot .xtick text").evaluate_all(
         "es => es.map(e => e.getAttribute('transform') || '')")
     assert len(slants) == 7 and all("rotate(-45" in t for t in slants), slants
+    # the box no taller than the square matrix needs: a window-tall one left ~120 px of empty figure under it
+    heat = page.locator(".js-plotly-plot .hm image").bounding_box()
+    box = page.locator(".st-key-confusion_box").bounding_box()
+    assert box["y"] + box["height"] - (heat["y"] + heat["height"]) <= 40, (heat, box)
     cut = page.locator("[data-testid='stPageLink'] p").evaluate_all(
         "es => es.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)")
     assert cut == [], cut
