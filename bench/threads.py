@@ -10,26 +10,17 @@ are given beside them for the default. Prints one JSON object.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
-
-def median_ms(fn, repeat: int) -> float:
-    fn()  # warm-up: allocations and oneDNN's kernel choice
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return round(1000 * statistics.median(times), 1)
+from explain import median_ms  # noqa: E402
 
 
 def workloads() -> dict:
