@@ -122,7 +122,7 @@ def test_run_labels_name_the_model_once():
     from fer_models.runs.registry import RunSummary
     run = RunSummary("resnet10_fer", Path("r"), "resnet10_fer", "finished", 0.6428, 20, 20, 20)
     assert describe(run) == "resnet10_fer · 64.3%"  # finished, the settled state, goes under the picker
-    assert run_details(run) == "Finished · 20/20 epochs · best validation 64.28% (epoch 20)"
+    assert run_details(run) == "Finished · 20/20 epochs · best validation 64.3% (epoch 20)"  # the picker's figure
     other = RunSummary("mine", Path("m"), "cnn3", "running", None, None, 0, 5)
     assert describe(other) == "mine · cnn3 · no epoch yet · running"
     assert describe(replace(run, name="resnet10_fer_long")) == "resnet10_fer_long · 64.3%"  # named for its model
