@@ -81,7 +81,11 @@ def summary_ui(table, shown, filtered: bool, source: str) -> None:
              "on them") if filtered else "Per class: the mistakes and the annotators' most common answer on them"
     # keyed: its title counts the faces the filters keep, and with the title as its identity a filter change
     # folded it shut while the reader was looking at it
+    if filtered:  # a class none of the kept faces is in read "467 faces, 0 mistakes", as if it were perfect
+        table = table[(table["mistakes"] > 0) | (table["class"] == "all")]
     with st.expander(title, expanded=False, key="mistakes_per_class"):
+        if filtered:
+            st.caption("Only the classes of the faces the choices keep; faces: all of a class's faces.")
         column = st.column_config  # short headers, each one's meaning on hover: the long ones ran off at 1280 px
         shares = ["share with the model", "share with a majority"]
         # whole percents (two decimals took a column), and "—" where no mistake had votes (NaN, the one value unequal

@@ -169,6 +169,8 @@ def test_mistakes_page_without_votes_and_against_a_second_run(evaluated):
     assert any(f"**{expected} faces**" in m.value for m in at.markdown)
     summary = at.dataframe[0].value
     assert summary.iloc[-1]["mistakes"] == expected and summary["mistakes"].iloc[:-1].sum() == expected
+    # the chosen class's row and the total: no other class reads "N faces, 0 mistakes", as if it were perfect
+    assert list(summary["class"]) == [EMOTIONS[true], "all"]
 
 
 def test_mistakes_page_without_evaluation_says_how(evaluated):
