@@ -25,3 +25,16 @@ def test_every_panel_shares_the_longest_runs_epochs_and_the_rate_is_on_a_log_sca
     ranges = {tuple(fig.layout[axis].range) for axis in ("xaxis", "xaxis2", "xaxis3", "xaxis4")}
     assert ranges == {(0.5, 40.5)}
     assert fig.layout.yaxis3.type == "log"  # AdamW's 0.002 and SGD's 0.1 both readable
+
+
+def test_value_grids_write_numbers_without_a_minus_on_zero_and_with_one_on_negatives():
+    import re
+
+    import numpy as np
+
+    from fer_models.teaching.figures import value_grid
+
+    values = np.array([[-0.001, -0.53], [0.004, 1.0]])
+    for font, written in ((None, ["0.00", "-0.53", "0.00", "1.00"]), (16, [".00", "-.53", ".00", "1.00"])):
+        html = value_grid(values, "kernel", font=font)
+        assert re.findall(r">([^<>]+)</td>", html) == written  # "-.00" read as a negative number

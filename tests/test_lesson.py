@@ -214,3 +214,9 @@ def test_the_annotators_sentence_counts_a_real_majority_on_a_shipped_run():
     at = open_app("app_pages/lesson.py", run="densenet201_fer", query={"lesson": "confusion"})
     assert any(f"On **{majority:,} of its {len(wrong):,} mistakes** at least 6 of the ten" in m.value
                for m in at.markdown), [m.value for m in at.markdown]
+
+
+def test_the_filters_step_names_the_last_conv_whole():
+    said = lesson.filters_story("stage4.0.conv2", (6, 6), 256, {249: [5] * 9}, 3589, ("stage4.0.shortcut.0", 1, (6, 6)))
+    # "`shortcut…`" read as a name the page had cut off
+    assert "The last conv, `stage4.0.shortcut.0`, has a 1×1 kernel that only mixes channels." in said[0]

@@ -202,7 +202,7 @@ def value_grid(values: np.ndarray, title: str, padded: np.ndarray | None = None,
             pad = padded is not None and bool(padded[i, j])
             fill = "#dddddd" if pad else _diverging(v, top)
             ink = "#555" if pad else _text_on(abs(v) / top)
-            number = f"{v:.{digits}f}"
+            number = f"{round(v, digits) + 0.0:.{digits}f}"  # + 0.0: a small negative read "-0.00" (-0.0 + 0.0 is 0.0)
             if font is not None:
                 number = re.sub(r"^(-?)0\.", r"\1.", number)
             text = ("pad" if pad else number) if written else ""

@@ -153,7 +153,7 @@ def filters_story(layer: str, size: tuple[int, int], filters: int, top_labels: d
     if last is not None:
         name, kernel, (lh, lw) = last
         why = "a 1×1 kernel that only mixes channels" if kernel == 1 else f"{lh}×{lw} maps with no *where* in them"
-        said[-1] += f" The last conv, `{name.rsplit('.', 2)[-2]}…`, has {why}."
+        said[-1] += f" The last conv, `{name}`, has {why}."  # whole: "shortcut…" read as a name cut off
     for channel, labels in list(top_labels.items())[:2]:
         counts = np.bincount(labels, minlength=len(EMOTIONS))
         top = int(counts.argmax())
