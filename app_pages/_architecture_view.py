@@ -17,6 +17,7 @@ def totals(structure: Structure) -> None:
     last.metric("Activations per face", f"{totals['activations_mib']} MiB",
                 help="Memory of every layer's output for one face (1 MiB = 1,048,576 bytes): what a forward pass "
                      "keeps for the backward pass in training, times the batch size.")
+    st.caption(f"**Mult-adds**: {GLOSSARY['mult-adds']}")  # in sight: a class at a projector sees no tooltip
 
 
 def chain(structure: Structure) -> None:

@@ -50,3 +50,10 @@ def test_the_architecture_findings_grad_cam_is_explained():
     at = open_app("app_pages/architecture.py", run="densenet201_fer")
     [said] = [m for m in at.markdown if "Grad-CAM" in m.value]
     assert said.help == GLOSSARY["Grad-CAM"]
+
+
+def test_the_figures_a_class_reads_are_explained_in_sight_not_only_on_hover(runs):
+    for page, terms in (("confusion", ["macro F1", "top-2 accuracy", "ECE"]), ("architecture", ["mult-adds"])):
+        at = open_app(f"app_pages/{page}.py", run="small")
+        captions = " ".join(c.value for c in at.caption)
+        assert all(GLOSSARY[term] in captions for term in terms), page
