@@ -171,6 +171,7 @@ def test_mistakes_page_without_votes_and_against_a_second_run(evaluated):
     assert summary.iloc[-1]["mistakes"] == expected and summary["mistakes"].iloc[:-1].sum() == expected
     # the chosen class's row and the total: no other class reads "N faces, 0 mistakes", as if it were perfect
     assert list(summary["class"]) == [EMOTIONS[true], "all"]
+    assert (summary["share with the model"] == "—").all()  # no votes here: "—", never "None"
 
 
 def test_mistakes_page_without_evaluation_says_how(evaluated):
