@@ -130,11 +130,10 @@ def load_evaluation(run, split: str):
         return None
 
 
-# The matrix's box follows the window's height (the page's head above it takes about 280 px), never below the
-# 480 px that fit a projector's 720 rows (flex: none, or the column's flex basis overrides the height); its
-# cells stay square, so the width follows where the column allows.
-# as tall as the window allows, but no taller than wide: the cells are square, and in a narrow column (the lesson's)
-# a window-tall box left 120 px of empty figure under the matrix
+# The matrix's box is as tall as the window allows (the page's head above it takes about 280 px), never capped
+# below the 480 px that fit a projector's 720 rows (flex: none, or the column's flex basis overrides the height),
+# and no taller than wide: its cells stay square, and in a narrow column (the lesson's) a window-tall box left
+# 120 px of empty figure under the matrix.
 MATRIX_CSS = ("<style>div.st-key-confusion_box { flex: none !important; height: auto !important; aspect-ratio: 1; "
               "max-height: max(480px, calc(100vh - 280px)) !important; }</style>")
 

@@ -22,8 +22,8 @@ from fer_models.explain.attributions import face_input
 from fer_models.explain.features import feature_maps, maximise_filters
 from fer_models.explain.pictures import enlarge, framed, to_uint8
 
-FIRST = 1  # patterns synthesised first, alone: a batch of one is fast on oneDNN (densenet201_fer denselayer16.conv2:
-#           ascent steps of 33 ms for one filter, 69 for two, 109 for seven), so the first shows in 3.5 s of 14
+FIRST = 1  # patterns synthesised first, alone: on a deep densenet201_fer layer one filter's 96 ascent steps take
+#           4.6 s, seven together 13.1 (bench/threads.py, a page's one thread); with two first, none showed for 12 s
 
 st.title("Filters")
 st.caption("Feature maps show where a layer's filters fire on one face; the synthesised patterns show what "

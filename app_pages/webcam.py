@@ -140,9 +140,9 @@ if mode == "Live video":
         playing = ctx.state.playing
         # before START, the network's own speed already tells a run that cannot keep up
         offer_faster_run(state.fps if playing else network_speed(key, model, meta), measured=playing)
+        # the frame rate only on the video, bottom left: read here a second apart from it, the two differed
         if not playing:
             st.caption("Press START, under the video, to stream your camera (the browser asks for permission).")
-        # the frame rate only on the video, bottom left: read here a second apart from it, the two differed
         elif not state.faces:
             st.markdown("No face in view")
         else:
