@@ -45,8 +45,9 @@ def votes_legend() -> str:
     keys = "".join(f"<span style='white-space:nowrap;margin-right:14px'><span style='display:inline-block;width:14px;"
                    f"height:14px;vertical-align:-2px;margin-right:4px;background:{colour}'></span>{e}</span>"
                    for e, colour in [*CLASS_COLOURS.items(), ("other (contempt, unknown, not a face)", OTHER_VOTES)])
-    return (f"<div style='font-size:14px;color:#333;line-height:1.8'>The coloured bar under a face: the ten FER+ "
-            f"annotators' votes, one colour per class · {keys}</div>")
+    # short: in the quiz's column a three-line key pushed "Next face" below a 720-px screen
+    return (f"<div style='font-size:14px;color:#333;line-height:1.8'>Vote bars: the ten FER+ annotators' votes, one "
+            f"colour per class · {keys}</div>")
 
 
 def card_cells(per_row: int):

@@ -69,7 +69,7 @@ def reveal(face, answer) -> None:
     st.markdown(f"Scored against **{judge}**, " + ("the annotators' most common answer." if crowd is not None
                                                    else "the label (no single most common FER+ answer)."))
     figure = probability_figure(face.probs, face.label)
-    figure.update_layout(height=220)
+    figure.update_layout(height=200)  # with a two-line verdict above, 220 put "Next face" 3 px below 720
     chart(figure, width="stretch", config={"displayModeBar": False}, key=f"quiz_probs_{face.id}")
 
 
