@@ -2,6 +2,7 @@
 
     python bench/load.py --users 10 [--runs artifacts/runs] [--run resnet10_fer] [--rounds 1]
     python bench/load.py --users 10 30                # one fresh server per user count
+    python bench/load.py --users 10 30 --server-cpus 0 1 --chromium PATH   # a 2-core server, browsers elsewhere
 
 Starts `streamlit run app.py` on a free port over the runs folder, then N users, each a browser context of its
 own (its own Streamlit session) in Debian's Chromium, all at once, each opening every page by its URL in an
@@ -11,6 +12,9 @@ slowest time over the users, the exceptions (0 is the target), the wall time of 
 server's peak resident memory, and where the machine's CPU went: the server's seconds, everything else's (the
 browsers, and this script driving them), and what that leaves as a floor: the browsers' own CPU per page visit
 times the users sharing the cores, the time a visit takes here even if the server cost nothing.
+
+With --server-cpus the server runs on those CPUs alone (one OpenMP thread per CPU) and the browsers on the
+others: a class's laptops reaching the teacher's 2-core machine, measured on one machine with more cores.
 """
 import argparse
 import asyncio
@@ -26,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
+SERVER_CPUS: set[int] = set()  # empty: the server shares every CPU with the browsers
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
@@ -36,10 +41,13 @@ def start_server(runs: str):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    env = dict(os.environ, FER_STUDIO_RUNS=runs)
+    if SERVER_CPUS:
+        env["OMP_NUM_THREADS"] = str(len(SERVER_CPUS))
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
                                "true", "--server.port", str(port), "--server.address", "127.0.0.1"],
-                              cwd=ROOT, env=dict(os.environ, FER_STUDIO_RUNS=runs), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              preexec_fn=(lambda: os.sched_setaffinity(0, SERVER_CPUS)) if SERVER_CPUS else None)
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -66,7 +74,7 @@ def cpu_share(machine: float, server: float, users: int, visits: int) -> dict:
     per_visit = others / max(visits, 1)
     return {"machine_cpu_s": round(machine, 1), "server_cpu_s": round(server, 1), "browsers_cpu_s": round(others, 1),
             "browser_cpu_s_per_visit": round(per_visit, 2),
-            "browser_floor_s": round(per_visit * users / (os.cpu_count() or 1), 1)}
+            "browser_floor_s": round(per_visit * users / len(os.sched_getaffinity(0)), 1)}
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -119,8 +127,16 @@ async def load(users: int, runs: str, run: str, rounds: int, settle: float) -> d
     finally:
         server.terminate()
         server.wait(timeout=60)
-    return {"users": users, "run": run, "rounds": rounds, "wall_seconds": round(wall, 1), "server_peak_rss_mib": rss,
-            **cpu, **figures(times, exceptions)}
+    return {"users": users, "run": run, "rounds": rounds, **machine(), "wall_seconds": round(wall, 1),
+            "server_peak_rss_mib": rss, **cpu, **figures(times, exceptions)}
+
+
+def machine() -> dict:
+    """The CPU, and which of its cores the server and the browsers had."""
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "unknown")
+    return {"cpu": model, "server_cpus": sorted(SERVER_CPUS) or "all, shared with the browsers",
+            "browser_cpus": len(os.sched_getaffinity(0))}
 
 
 def figures(times: dict, exceptions: dict) -> dict:
@@ -133,6 +149,30 @@ def figures(times: dict, exceptions: dict) -> dict:
             "slowest_page_s": round(max(max(v) for v in times.values() if v), 2)}
 
 
+def pin(server_cpus: list[int], chromium: str) -> None:
+    """The server on `server_cpus` alone, this script and the browsers it starts on every other CPU."""
+    global CHROMIUM
+    CHROMIUM = chromium
+    if not server_cpus:
+        return
+    cpus = os.sched_getaffinity(0)
+    if not siblings(set(server_cpus)) < cpus:
+        sys.exit(f"--server-cpus {server_cpus}: this machine's CPUs are {sorted(cpus)}; leave some for the browsers")
+    SERVER_CPUS.update(server_cpus)
+    os.sched_setaffinity(0, cpus - siblings(SERVER_CPUS))
+
+
+def siblings(cpus: set[int]) -> set[int]:
+    """`cpus` and their hyperthread siblings: the browsers stay off the server's physical cores."""
+    out = set(cpus)
+    for cpu in cpus:
+        listed = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
+        for part in (listed.read_text().strip().split(",") if listed.exists() else []):
+            first, _, last = part.partition("-")
+            out.update(range(int(first), int(last or first) + 1))
+    return out
+
+
 def main(load=load, description: str = __doc__.split("\n")[0]) -> None:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--users", type=int, nargs="+", default=[10])
@@ -140,7 +180,10 @@ def main(load=load, description: str = __doc__.split("\n")[0]) -> None:
     parser.add_argument("--run", default="resnet10_fer")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--settle", type=float, default=5.0, help="seconds after the first visit before the class")
+    parser.add_argument("--chromium", default=CHROMIUM, help="the browser's executable")
+    parser.add_argument("--server-cpus", type=int, nargs="+", default=[], help="the server's CPUs; the rest browse")
     args = parser.parse_args()
+    pin(args.server_cpus, args.chromium)
     for users in args.users:
         print(json.dumps(asyncio.run(load(users, args.runs, args.run, args.rounds, args.settle))), flush=True)
 
