@@ -127,11 +127,11 @@ async def load(users: int, runs: str, run: str, rounds: int, settle: float) -> d
     finally:
         server.terminate()
         server.wait(timeout=60)
-    return {"users": users, "run": run, "rounds": rounds, **machine(), "wall_seconds": round(wall, 1),
+    return {"users": users, "run": run, "rounds": rounds, **cores(), "wall_seconds": round(wall, 1),
             "server_peak_rss_mib": rss, **cpu, **figures(times, exceptions)}
 
 
-def machine() -> dict:
+def cores() -> dict:
     """The CPU, and which of its cores the server and the browsers had."""
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), "unknown")
