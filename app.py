@@ -11,7 +11,7 @@ by running that page file alone, in its old folder-based mode, without this file
 """
 import streamlit as st
 
-from app_pages._shared import run_picker, torch_imported, warm_up
+from app_pages._shared import collect_garbage, run_picker, torch_imported, warm_up
 
 st.set_page_config(page_title="FER Studio", page_icon=":material/mood:", layout="wide")
 # Streamlit's default spacing costs a projector's 720 rows a tenth of the page and pushes the sidebar's run
@@ -57,3 +57,4 @@ if navigation.url_path:  # any page but the landing one, which needs no torch
     torch_imported()
 navigation.run()
 warm_up(st.session_state.get("run"))
+collect_garbage()

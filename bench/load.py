@@ -132,11 +132,11 @@ async def load(users: int, runs: str, run: str, rounds: int, settle: float) -> d
 
 
 def cores() -> dict:
-    """The CPU, and which of its cores the server and the browsers had."""
+    """The CPU, and which of its cores the server and the clients (browsers or websocket sessions) had."""
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), "unknown")
-    return {"cpu": model, "server_cpus": sorted(SERVER_CPUS) or "all, shared with the browsers",
-            "browser_cpus": len(os.sched_getaffinity(0))}
+    return {"cpu": model, "server_cpus": sorted(SERVER_CPUS) or "all, shared with the clients",
+            "client_cpus": len(os.sched_getaffinity(0))}
 
 
 def figures(times: dict, exceptions: dict) -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from load import PAGES, figures, main, peak_rss_mib, start_server  # noqa: E402
+from load import PAGES, cores, cpu_seconds, figures, main, peak_rss_mib, start_server  # noqa: E402
 
 
 def fetch(url: str, problems: list) -> None:
@@ -85,15 +85,16 @@ async def load(users: int, runs: str, run: str, rounds: int, settle: float) -> d
     try:
         await one_user(port, run, 0, 1, {p or "history": [] for p in PAGES}, {p or "history": [] for p in PAGES})
         await asyncio.sleep(settle)  # the first user's visit starts the warm-up, as a teacher's would
-        started = time.perf_counter()
+        started, served = time.perf_counter(), cpu_seconds(server.pid)
         await asyncio.gather(*(one_user(port, run, k, rounds, times, exceptions) for k in range(users)))
-        wall = time.perf_counter() - started
+        wall, served = time.perf_counter() - started, cpu_seconds(server.pid) - served
         rss = peak_rss_mib(server.pid)
     finally:
         server.terminate()
         server.wait(timeout=60)
-    return {"users": users, "clients": "websocket sessions, no browser", "run": run, "rounds": rounds,
-            "wall_seconds": round(wall, 1), "server_peak_rss_mib": rss, **figures(times, exceptions)}
+    return {"users": users, "clients": "websocket sessions, no browser", "run": run, "rounds": rounds, **cores(),
+            "wall_seconds": round(wall, 1), "server_cpu_s": round(served, 1), "server_peak_rss_mib": rss,
+            **figures(times, exceptions)}
 
 
 if __name__ == "__main__":
