@@ -94,3 +94,34 @@ def test_every_page_run_computes_on_one_intra_op_thread():
     page_run.start()
     page_run.join()
     assert seen == [1]
+
+
+def test_a_full_collection_at_most_once_a_period_whichever_session_asks():
+    from app_pages._shared import Collector
+
+    now, collected = [100.0], []
+    collector = Collector(period=2.0, clock=lambda: now[0], collect=collected.append)
+    assert collector() and collected == [2]  # the first run's end collects, the oldest generation included
+    now[0] += 1.9
+    assert not collector() and len(collected) == 1
+    now[0] += 0.1
+    assert collector() and len(collected) == 2
+
+
+def test_page_runs_end_with_the_throttled_collection_not_streamlits_own(monkeypatch):
+    """Streamlit's collection after every run held a 30-user class's server 94 ms each time, 289 times
+    (bench/load_server.py): the config turns it off and app.py asks the throttled collector instead."""
+    import tomllib
+
+    from app_pages import _shared
+
+    config = tomllib.loads((_shared.ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["runner"]["postScriptGC"] is False
+    now, collected = [0.0], []
+    monkeypatch.setattr(_shared, "collect_garbage", _shared.Collector(2.0, lambda: now[0], collected.append))
+    at = open_app()
+    at.run()
+    assert len(collected) == 1  # two runs within the period
+    now[0] = 5.0
+    at.switch_page("app_pages/learn.py").run()
+    assert not at.exception and len(collected) == 2
