@@ -9,7 +9,9 @@ from fer_models.datasets.loading import load_faces
 from fer_models.evaluation.mistakes import votes_of_evaluation
 
 
-@st.cache_data(show_spinner="Loading the faces…")
+# a resource, shared by every session and never written to: as cached data each call unpickled a copy of the
+# split's 8.8 MB, a tenth of the server's busy time under a class's load (py-spy, bench/load_server.py)
+@st.cache_resource(show_spinner="Loading the faces…", max_entries=4)
 def cached_faces(path: str, split: str, mtime: float):
     """(images N x 1 x 48 x 48, labels, ids, {id: row})."""
     data = load_faces(path, splits=[split.removesuffix("-tta")])

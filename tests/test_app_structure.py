@@ -125,3 +125,13 @@ def test_page_runs_end_with_the_throttled_collection_not_streamlits_own(monkeypa
     now[0] = 5.0
     at.switch_page("app_pages/learn.py").run()
     assert not at.exception and len(collected) == 2
+
+
+def test_the_dataset_faces_are_one_object_every_session_reads_not_a_copy_per_call():
+    """As cached data each call unpickled a copy of the split's 8.8 MB: a tenth of the server's busy time and
+    0.4 GiB with 30 users (bench/load_server.py)."""
+    from app_pages._dataset import load_split
+    from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
+
+    first, again = load_split(BUNDLED_PUBLICTEST, "PublicTest"), load_split(BUNDLED_PUBLICTEST, "PublicTest")
+    assert first[0] is again[0] and first[3] is again[3]

@@ -275,7 +275,7 @@ def votes_of_evaluation(metrics: dict, split: str, bundled: Path) -> tuple[pd.Da
 def covering(votes: pd.DataFrame | None, source: str, ids) -> tuple[pd.DataFrame | None, str]:
     """The votes only if they are about these faces: the bundle's are FER2013's PublicTest by row number, and an
     evaluation of other faces (another dataset, a class-folder tree) shares no id with them."""
-    if votes is None or votes.index.isin(pd.Index(ids).astype(str)).any():
+    if votes is None or not set(votes.index).isdisjoint(map(str, ids)):  # Index.isin on text: 8 times slower
         return votes, source
     return None, (f"no FER+ votes for these faces ({source} are for other face ids): put fer2013new.csv beside "
                   "the evaluated data to see what ten annotators said")
