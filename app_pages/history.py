@@ -1,13 +1,14 @@
 """Training history: how loss and accuracy moved epoch by epoch, from the run's history.csv."""
 from dataclasses import asdict
+from pathlib import Path
 
 import streamlit as st
 
-from app_pages._shared import chart, history_of, md, selected_run
-from fer_models.runs.folder import RunFolder, RunProblem
+from app_pages._shared import history_of, md, selected_run
+from fer_models.runs.folder import HISTORY_FILE, RunFolder, RunProblem
 from fer_models.runs.registry import reproduce_command, training_cost
 from fer_models.teaching.curves import curve_notes, epoch_times_note
-from fer_models.teaching.figures import history_figure
+from fer_models.teaching.figures import history_figure, legible
 
 st.title("Training history")
 
@@ -30,6 +31,20 @@ def cost_in_words(run, config: dict) -> None:
     if note:
         st.caption(note)
 
+
+def history_version(run) -> tuple[str, float]:
+    path = Path(run.path) / HISTORY_FILE
+    return str(run.path), path.stat().st_mtime if path.exists() else 0.0
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def curves(versions: tuple, _histories: list):
+    """The curves of `_histories`, which `versions` names (each run's name, folder and history.csv's time),
+    made legible once and shared by every session: built and restyled through plotly's validation they took
+    55 ms a visit. Never changed after this: st.plotly_chart serialises a copy."""
+    return legible(history_figure(_histories))
+
+
 run = selected_run()
 if run is not None:
     others = [r for r in st.session_state["runs"] if r.name != run.name and r.epochs_done]
@@ -48,7 +63,8 @@ if run is not None:
             return
         if run.state == "running":
             st.caption(f"Live: {len(history)} of {run.epochs} epochs done; refreshing every 5 s.")
-        chart(history_figure([(r.name, history_of(r)) for r in shown]), width="stretch")
+        versions = tuple((r.name, history_version(r)) for r in shown)  # before the reads: a newer file rebuilds
+        st.plotly_chart(curves(versions, [(r.name, history_of(r)) for r in shown]), width="stretch")
         st.download_button("Download history.csv", history.to_csv(index=False), f"{run.name}_history.csv",
                            "text/csv")
 

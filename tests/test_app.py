@@ -1,4 +1,5 @@
 """The dashboard rendered headless with Streamlit's AppTest, on hand-made run folders."""
+import os
 import socket
 
 import pytest
@@ -55,6 +56,21 @@ def test_history_page_draws_curves(runs):
     charts = at.get("plotly_chart")
     assert len(charts) == 1
     assert at.get("download_button")
+
+
+def test_history_curves_are_built_once_for_every_session_until_the_history_changes(runs, monkeypatch):
+    """Built and restyled through plotly's validation the curves took 55 ms a visit, and a class opens them
+    thirty times at once: one figure per history.csv version serves every session."""
+    import fer_models.teaching.figures as figures
+
+    built, real = [], figures.history_figure
+    monkeypatch.setattr(figures, "history_figure", lambda histories: built.append(1) or real(histories))
+    for _ in range(2):  # two sessions
+        assert len(open_app(None).get("plotly_chart")) == 1
+    assert len(built) == 1
+    history = runs / "cnn3_ref" / "history.csv"
+    os.utime(history, ns=(history.stat().st_atime_ns, history.stat().st_mtime_ns + 10**9))  # a new epoch written
+    assert len(open_app(None).get("plotly_chart")) == 1 and len(built) == 2
 
 
 def test_history_page_explains_a_run_without_epochs(runs):
