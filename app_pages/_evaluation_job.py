@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from app_pages._shared import md
+from app_pages._shared import left_in_words, md
 from fer_models.runs.evaluating import evaluate
 
 
@@ -36,7 +36,7 @@ class EvaluationJob:
         done, total = self.scored[split]
         k = self.splits.index(split)
         pace = (self.clock() - self.began[split]) / done if done else 0.0
-        left = f", about {pace * (total - done):.0f} s left" if done and done < total else ""
+        left = f", {left_in_words(pace * (total - done))}" if done and done < total else ""
         return (min((k + done / max(total, 1)) / len(self.splits), 1.0),
                 f"Evaluating {md(self.run)} on {md(split)} ({k + 1} of {len(self.splits)}): {done:,} of {total:,} "
                 f"faces scored{left}")

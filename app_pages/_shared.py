@@ -26,12 +26,17 @@ def md(value) -> str:
     return _MARKDOWN.sub(r"\\\1", " ".join(str(value).splitlines()))
 
 
+def left_in_words(seconds: float) -> str:
+    """Never "about 0 s left" while work remains (a short clip's last half second said so)."""
+    return "under a second left" if seconds < 1 else f"about {round(seconds)} s left"
+
+
 def time_left(started: float, share: float, now: float | None = None) -> str:
     """' · about N s left' from the pace so far (started: time.monotonic()), once there is a pace to go by."""
     if not 0.02 < share < 1:
         return ""
     now = time.monotonic() if now is None else now
-    return f" · about {max(1, round((now - started) * (1 - share) / share))} s left"
+    return f" · {left_in_words((now - started) * (1 - share) / share)}"
 
 
 def chart(fig, where=None, **kwargs):

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages._shared import chart, md
+from app_pages._shared import chart, left_in_words, md
 from fer_models.core.constants import EMOTIONS, MAX_VIDEO_MB
 from fer_models.media.video import VideoError, VideoResult, annotate_video
 from fer_models.teaching.figures import CLASS_COLOURS
@@ -192,7 +192,7 @@ def progress_text(job: VideoJob, now: float) -> str:
         return said + " · measuring the pace…"
     pace = (job.done - job.first[1]) / (now - job.first[0])  # seconds of video per second of work
     said += f" · {pace:.1f}× real time"
-    return said + f" · about {(job.total - job.done) / pace:.0f} s left" if known and pace > 0 else said
+    return said + f" · {left_in_words((job.total - job.done) / pace)}" if known and pace > 0 else said
 
 
 def show_result(job: VideoJob, run_name: str, gradcam_now: bool, slow=None) -> None:

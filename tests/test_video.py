@@ -159,5 +159,8 @@ def test_the_pages_progress_says_real_seconds_pace_time_left_and_the_overlay():
     job.done = 3.1  # 3 s of video in 2 s of work: 1.5× real time, 5.9 s of video left = 4 s
     assert progress_text(job, 107.0) == ("clip.mp4: 3.1 of 9.0 s of video, with the Grad-CAM overlay · 1.5× real "
                                          "time · about 4 s left")
+    job.done = 8.8  # the last 0.2 s of video at 4.0× real time: never "about 0 s left" while work remains
+    assert progress_text(job, 107.2).endswith("· 4.0× real time · under a second left")
+    job.done = 3.1
     job.gradcam, job.total = False, 3.1  # a stream that does not say its duration: as long as what is done
     assert progress_text(job, 107.0) == "clip.mp4: 3.1 s of video, without the Grad-CAM overlay · 1.5× real time"
