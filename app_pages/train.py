@@ -216,23 +216,26 @@ def job_card(run: RunSummary, root: Path, manage: bool) -> None:
             st.code(tail, language=None)
 
 
-def jobs_panel(root: Path, manage: bool) -> None:
+def jobs_panel(root: Path, manage: bool, listed: list[RunSummary]) -> None:
+    """`listed`: this run's reading of the runs folder (each reading parses every run's history: 16 ms for the
+    shipped five), which the panel's own reruns every 2 s read afresh."""
     def launched(run: RunSummary) -> float:
         try:  # job.json's own time: a stop rewrites the file, and by its date the stopped job jumped to the top
             return float(RunFolder(run.path).job().get("started") or (run.path / JOB_FILE).stat().st_mtime)
         except (OSError, RunProblem, TypeError, ValueError):
             return 0.0
 
-    def jobs():  # newest launch first: the job just started or resumed is the one a teacher looks for
-        return sorted((r for r in list_runs(root) if (r.path / JOB_FILE).exists() or r.state == "running"),
-                      key=launched, reverse=True)
+    def jobs(runs=None):  # newest launch first: the job just started or resumed is the one a teacher looks for
+        return sorted((r for r in (list_runs(root) if runs is None else runs)
+                       if (r.path / JOB_FILE).exists() or r.state == "running"), key=launched, reverse=True)
 
-    running = any(job_state(r.path)["state"] == "running" for r in jobs()) or any(
+    first = [jobs(listed)]  # the full run's panel takes this; a rerun of the panel alone finds the list empty
+    running = any(job_state(r.path)["state"] == "running" for r in first[0]) or any(
         isinstance(job, EvaluationJob) and job.running for job in st.session_state.values())
 
     @st.fragment(run_every=2 if running else None)
     def panel():
-        current = jobs()
+        current = first.pop() if first else jobs()
         flash = st.session_state.get("train_flash")
         if flash:  # said while its job starts and runs; once it has ended, its card says how
             if any(r.name == flash[0] and job_state(r.path)["state"] == "running" for r in current):
@@ -291,8 +294,8 @@ def take_recipe(root: Path, demo: bool) -> None:
                                                  + "; ".join(md(note) for note in notes))
 
 
-def recipe_ui(root: Path, demo: bool) -> None:
-    recipes = [r.name for r in list_runs(root) if (r.path / CONFIG_FILE).exists()]
+def recipe_ui(root: Path, demo: bool, listed: list[RunSummary]) -> None:
+    recipes = [r.name for r in listed if (r.path / CONFIG_FILE).exists()]
     st.columns(2)[0].selectbox("Start from", [""] + recipes, key="job_recipe", on_change=take_recipe,
                                args=(root, demo),
                                format_func=lambda n: f"the settings of {n}" if n else "the default settings",
@@ -406,12 +409,13 @@ def main() -> None:
     root = runs_root()
     manage = teacher_gate()
     st.subheader("Jobs", anchor="jobs")
-    jobs_panel(root, manage)
+    listed = list_runs(root)
+    jobs_panel(root, manage, listed)
     if not manage:
         return
     st.subheader("New job")
     data, label_source, demo, sizes, data_error = data_ui()
-    recipe_ui(root, demo)
+    recipe_ui(root, demo, listed)
     request = job_form(data, label_source, demo, sizes)
     if request is not None:
         start(request, root, data_error)

@@ -233,3 +233,17 @@ def test_an_evaluations_bar_says_the_faces_scored_and_the_time_left():
     share, words = job.progress()
     assert share == 1000 / 3000 / 2
     assert words == "Evaluating tiny on PublicTest (1 of 2): 1,000 of 3,000 faces scored, about 20 s left"
+
+
+def test_the_train_page_reads_the_runs_folder_once_a_visit(setup, monkeypatch):
+    """Each reading parses every run's history (16 ms for the shipped five); the page read it three times a
+    visit, a tenth of a 30-user class's server time (py-spy)."""
+    import app_pages._shared  # noqa: F401  (its cached listing for the run picker keeps its own reference)
+    import fer_models.runs.registry as registry
+    from helpers import make_run
+
+    make_run(setup[1], "done", {"state": "finished"}, [0.3, 0.4])
+    readings, real = [], registry.list_runs
+    monkeypatch.setattr(registry, "list_runs", lambda root: readings.append(root) or real(root))
+    at = open_train()
+    assert len(readings) == 1 and "done" in by_label(at.selectbox, "Start from").options[1]
