@@ -37,6 +37,7 @@ def x():
 
 
 @pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.filterwarnings("error:Converting a tensor with requires_grad")  # the server's log, every SmoothGrad
 def test_every_method_gives_a_finite_48x48_map(model, x, method):
     a = attribute(model, x, method, target=2)
     assert a.map.shape == (48, 48) and np.isfinite(a.map).all()

@@ -130,10 +130,11 @@ def _smoothgrad(model: FERModel, xs: torch.Tensor, targets: list[int], samples: 
     generator, which concurrent sessions share)."""
     from captum.attr import Saliency
 
-    spread = 0.15 * float(xs.max() - xs.min())
+    faces = xs.detach()  # a scalar from a tensor that needs its gradient warned on every call
+    spread = 0.15 * float(faces.max() - faces.min())
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn((samples, *xs.shape), generator=generator) * spread
-    noisy = (xs.detach().unsqueeze(0) + noise).reshape(-1, *xs.shape[1:]).requires_grad_(True)
+    noisy = (faces.unsqueeze(0) + noise).reshape(-1, *xs.shape[1:]).requires_grad_(True)
     grads = Saliency(model).attribute(noisy, target=list(targets) * samples, abs=True)
     return grads.reshape(samples, *xs.shape).mean(0)
 
