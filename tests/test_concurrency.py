@@ -74,3 +74,31 @@ def test_many_threads_on_one_shared_model_get_what_each_gets_alone(shared):
     assert not any(t.is_alive() for t in threads)
     assert not failures, sorted(set(failures))
     assert not any(m._forward_hooks or m._backward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_one_shared_curves_figure_drawn_by_many_sessions_at_once_stays_as_it_was(tmp_path):
+    """The Training history's curves are one figure every session draws (app_pages/history.py, curves):
+    Streamlit's st.plotly_chart serialises a copy of it, so sessions drawing it at once neither change it nor
+    see each other's."""
+    import plotly.io
+    import plotly.tools
+
+    from fer_models.runs.registry import read_history
+    from fer_models.teaching.figures import history_figure, legible
+    from helpers import make_run
+
+    make_run(tmp_path, "a", {"state": "finished"}, [0.3, 0.42, 0.5])
+    fig = legible(history_figure([("a", read_history(tmp_path / "a"))]))
+    before = fig.to_json()
+
+    def drawn():  # what st.plotly_chart sends for it
+        return plotly.io.to_json(plotly.tools.return_figure_from_figure_or_data(fig, validate_figure=True),
+                                 validate=False)
+
+    alone, seen = drawn(), []
+    threads = [threading.Thread(target=lambda: seen.extend(drawn() for _ in range(10))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 80 and set(seen) == {alone} and fig.to_json() == before
