@@ -1,7 +1,7 @@
 """The explain pages' pictures: honest enlargement, colour scales with 0 as 'nothing', overlays, grids."""
 import numpy as np
 
-from fer_models.explain.pictures import colourise, enlarge, mosaic, overlay, to_uint8
+from fer_models.explain.pictures import _scale_bar, colourise, enlarge, mosaic, overlay, scale_bar, to_uint8
 from fer_models.teaching.figures import probability_figure
 
 
@@ -56,3 +56,11 @@ def test_probability_chart_marks_prediction_and_truth():
     assert bar.marker.color[3] == WRONG and bar.marker.color[4] == TRUE  # a wrong reading is never green
     assert probability_figure(probs, true=3).data[0].marker.color[3] == RIGHT
     assert probability_figure(probs).data[0].marker.color[3] not in (RIGHT, WRONG)  # no label: no verdict
+
+
+def test_one_scale_bar_picture_serves_every_map_whose_ends_read_the_same():
+    """Drawn anew for every map, the bars held the server's interpreter on every Saliency page."""
+    kept = scale_bar(True, 0.5312)
+    assert scale_bar(True, 0.5349) is kept and not kept.flags.writeable  # both read "+0.53"; shared, not writable
+    assert np.array_equal(kept, _scale_bar.__wrapped__(True, 0.5312, 240))  # the same picture as drawn exactly
+    assert scale_bar(True, 0.56) is not kept and scale_bar(False, 0.5312) is not kept

@@ -1,4 +1,6 @@
 """Pictures as arrays: enlarged faces, colour maps, overlays and mosaics (for the explain pages and the report)."""
+import functools
+
 import numpy as np
 
 
@@ -67,11 +69,18 @@ SCALE_BAR_WIDTH = 105  # px: "against" in 11 pt beside the bar; a page shows it 
 
 
 def scale_bar(signed: bool, top: float, height: int = 240) -> np.ndarray:
-    """The colour scale of colourise as a picture (H x W x 3 uint8), its ends labelled with the map's values
-    and what they mean, so that each map on a page has its legend beside it. Drawn on a Figure of its own
-    with the Agg canvas, never through pyplot: pyplot's figure registry and backend are global, and many
-    sessions draw at once (pyplot here broke other threads' figures: 'FigureCanvasBase' object has no
-    attribute 'buffer_rgba')."""
+    """The colour scale of colourise as a picture (H x W x 3 uint8, read-only: one picture serves every map
+    whose ends read the same), its ends labelled with the map's values and what they mean, so that each map on a
+    page has its legend beside it. Drawing one held the interpreter 13 ms, for every map each Saliency
+    page showed; what it shows of `top` is two significant digits, so the drawings are kept by those."""
+    return _scale_bar(bool(signed), float(f"{top:.2g}"), int(height))
+
+
+@functools.lru_cache(maxsize=256)
+def _scale_bar(signed: bool, top: float, height: int) -> np.ndarray:
+    """Drawn on a Figure of its own with the Agg canvas, never through pyplot: pyplot's figure registry and
+    backend are global, and many sessions draw at once (pyplot here broke other threads' figures:
+    'FigureCanvasBase' object has no attribute 'buffer_rgba')."""
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.cm import ScalarMappable
@@ -90,4 +99,6 @@ def scale_bar(signed: bool, top: float, height: int = 240) -> np.ndarray:
     ax.set_yticks(ticks, [f"{w}\n{t:+.2g}" if signed and t else f"{w}\n{t:.2g}" for w, t in zip(words, ticks)],
                   fontsize=11)  # 15 px, shown at its own size (SCALE_BAR_WIDTH): legible from the back of a room
     canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    picture = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    picture.flags.writeable = False
+    return picture
