@@ -1,16 +1,17 @@
 """The confusion matrix as the Confusion page and the lesson draw it: the clickable matrix, a cell's faces with
 their FER+ votes, and the scores beside it."""
+import numpy as np
 import streamlit as st
 
 from app_pages._dataset import cached_votes, load_split
 from app_pages._face_card import card_cells, face_card, votes_legend
-from app_pages._shared import chart, md
+from app_pages._shared import md
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.facedata import DataError
 from fer_models.evaluation.confusion import cell_faces, cell_from_selection, most_confused
 from fer_models.runs.folder import METRICS_FILE, RunFolder, RunProblem
 from fer_models.runs.registry import faces_source, read_evaluation
-from fer_models.teaching.figures import confusion_figure
+from fer_models.teaching.figures import confusion_figure, legible
 from fer_models.teaching.glossary import GLOSSARY
 
 FACES_PER_PAGE = 12
@@ -139,17 +140,26 @@ MATRIX_CSS = ("<style>div.st-key-confusion_box { flex: none !important; height: 
               "max-height: max(480px, calc(100vh - 280px)) !important; }</style>")
 
 
-def matrix(counts, normalise: bool, key: str, font_size: int | None = None) -> tuple[int, int] | None:
-    """The clickable matrix, as large as the window allows; the cell selected (kept in the URL), or None."""
-    selected = follow_clicks(key)
-    figure = confusion_figure(counts, normalise, selected, cell=None)
+@st.cache_resource(show_spinner=False, max_entries=64)
+def matrix_figure(counts: tuple, normalise: bool, selected: tuple[int, int] | None, font_size: int | None):
+    """One legible figure per matrix, selection and type size, shared by every session that shows it (built and
+    restyled through plotly's validation on every visit it held the server's interpreter 25 ms); never
+    changed after this: st.plotly_chart serialises a copy."""
+    figure = confusion_figure(np.array(counts), normalise, selected, cell=None)
     if font_size:  # the class names slanted: level, at a presenter's size they ran into each other ("angrydisgust")
         figure.update_layout(font=dict(size=font_size))
         figure.update_xaxes(tickangle=-45)
+    return legible(figure)
+
+
+def matrix(counts, normalise: bool, key: str, font_size: int | None = None) -> tuple[int, int] | None:
+    """The clickable matrix, as large as the window allows; the cell selected (kept in the URL), or None."""
+    selected = follow_clicks(key)
+    figure = matrix_figure(tuple(map(tuple, np.asarray(counts).tolist())), normalise, selected, font_size)
     st.html(MATRIX_CSS)
     with st.container(key="confusion_box"):
-        chart(figure, on_select="rerun", selection_mode="points", key=key, width="stretch", height="stretch",
-              config={"displayModeBar": False})
+        st.plotly_chart(figure, on_select="rerun", selection_mode="points", key=key, width="stretch",
+                        height="stretch", config={"displayModeBar": False})
     st.caption("Rows: the true class; columns: what the model said. "
                + ("Each row's cells share its faces (they add up to 100%); darker is more."
                   if normalise else "Each cell counts faces; darker is more."))

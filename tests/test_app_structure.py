@@ -135,3 +135,17 @@ def test_the_dataset_faces_are_one_object_every_session_reads_not_a_copy_per_cal
 
     first, again = load_split(BUNDLED_PUBLICTEST, "PublicTest"), load_split(BUNDLED_PUBLICTEST, "PublicTest")
     assert first[0] is again[0] and first[3] is again[3]
+
+
+def test_the_confusion_matrix_is_built_once_for_every_session_that_shows_it(tmp_path, monkeypatch, fresh_caches):
+    """Built and restyled through plotly's validation on every visit, it held the server 25 ms a time."""
+    import app_pages._confusion_view as view
+
+    make_evaluated_run(tmp_path, "seen")
+    monkeypatch.setenv("FER_STUDIO_RUNS", str(tmp_path))
+    built, real = [], view.confusion_figure
+    monkeypatch.setattr(view, "confusion_figure", lambda *a, **k: built.append(a[1]) or real(*a, **k))
+    for _ in range(2):  # two sessions
+        at = open_app("app_pages/confusion.py", run="seen")
+        assert len(at.get("plotly_chart")) == 1
+    assert len(built) == 1
