@@ -133,11 +133,16 @@ def cached_history(path: str, mtime: float):
     return read_history(path)
 
 
+def history_version(run: RunSummary) -> float:
+    """When the run's history.csv last changed (0 when it has none): the key of everything read from it."""
+    path = Path(run.path) / HISTORY_FILE
+    return path.stat().st_mtime if path.exists() else 0.0
+
+
 def history_of(run: RunSummary):
     """The run's history.csv; an empty table, after saying why, if it became unreadable since it was listed."""
-    path = Path(run.path) / HISTORY_FILE
     try:
-        return cached_history(str(run.path), path.stat().st_mtime if path.exists() else 0.0)
+        return cached_history(str(run.path), history_version(run))
     except RunProblem as err:
         st.warning(md(err))
         return read_history(Path(run.path) / "no such folder")

@@ -1,11 +1,10 @@
 """Training history: how loss and accuracy moved epoch by epoch, from the run's history.csv."""
 from dataclasses import asdict
-from pathlib import Path
 
 import streamlit as st
 
-from app_pages._shared import history_of, md, selected_run
-from fer_models.runs.folder import HISTORY_FILE, RunFolder, RunProblem
+from app_pages._shared import history_of, history_version, md, selected_run
+from fer_models.runs.folder import RunFolder, RunProblem
 from fer_models.runs.registry import reproduce_command, training_cost
 from fer_models.teaching.curves import curve_notes, epoch_times_note
 from fer_models.teaching.figures import history_figure, legible
@@ -30,11 +29,6 @@ def cost_in_words(run, config: dict) -> None:
     note = epoch_times_note(history_of(run), cost["hours"] * 3600)
     if note:
         st.caption(note)
-
-
-def history_version(run) -> tuple[str, float]:
-    path = Path(run.path) / HISTORY_FILE
-    return str(run.path), path.stat().st_mtime if path.exists() else 0.0
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -63,7 +57,8 @@ if run is not None:
             return
         if run.state == "running":
             st.caption(f"Live: {len(history)} of {run.epochs} epochs done; refreshing every 5 s.")
-        versions = tuple((r.name, history_version(r)) for r in shown)  # before the reads: a newer file rebuilds
+        # read before the histories: a file newer than the key only rebuilds the figure at the next refresh
+        versions = tuple((r.name, str(r.path), history_version(r)) for r in shown)
         st.plotly_chart(curves(versions, [(r.name, history_of(r)) for r in shown]), width="stretch")
         st.download_button("Download history.csv", history.to_csv(index=False), f"{run.name}_history.csv",
                            "text/csv")
