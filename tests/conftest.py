@@ -57,6 +57,28 @@ def quick_patterns(monkeypatch):
 
 
 @pytest.fixture
+def small_bundle(tmp_path, monkeypatch):
+    """The shipped PublicTest bundle cut to its first 60 faces (ids 28709-28768), for page tests that rank or
+    pick dataset faces: ranking a deep layer over all 3589 took a Filters test 15 s. Set where each module that
+    read the name at import holds it; those are imported first, so none keeps the cut bundle after the test."""
+    import importlib
+
+    import numpy as np
+
+    from fer_models.datasets import bundle
+
+    with np.load(bundle.BUNDLED_PUBLICTEST) as z:
+        faces = len(z["images"])
+        arrays = {k: z[k][:60] if z[k].ndim and len(z[k]) == faces else z[k] for k in z.files}
+    path = tmp_path / "fer2013_publictest.npz"
+    np.savez(path, **arrays)
+    monkeypatch.setattr(bundle, "BUNDLED_PUBLICTEST", path)
+    for name in ("app_pages._dataset", "app_pages._face_picker", "app_pages._filters_view", "app_pages._lesson_steps"):
+        monkeypatch.setattr(importlib.import_module(name), "BUNDLED_PUBLICTEST", path)
+    return path
+
+
+@pytest.fixture
 def full_disk(tmp_path):
     """A folder on a 1 MB tmpfs, for what happens when the disk fills (CI runs as root, which may mount)."""
     import subprocess

@@ -6,13 +6,11 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from helpers import ROOT, face_photo, make_evaluated_run, make_run, open_app, wait_for
-
-BUNDLED = np.load(ROOT / "artifacts" / "data" / "fer2013_publictest.npz")
+from helpers import face_photo, make_evaluated_run, make_run, open_app, wait_for
 
 
 @pytest.fixture
-def runs(tmp_path, monkeypatch):
+def runs(tmp_path, monkeypatch, small_bundle):
     import shutil
     small = make_evaluated_run(tmp_path / "runs", "small")
     shutil.copytree(small, tmp_path / "runs" / "unevaluated", ignore=shutil.ignore_patterns("eval"))
@@ -45,14 +43,15 @@ def test_saliency_on_a_linked_face_of_the_evaluated_data(runs):
     assert len(at.get("image")) >= 3  # what the model sees, the overlay, the map alone
 
 
-def test_saliency_on_a_bundled_publictest_face(runs):
+def test_saliency_on_a_bundled_publictest_face(runs, small_bundle):
+    bundled = np.load(small_bundle)
     at = open_page("app_pages/saliency.py", run="unevaluated", query={"face": "28711"})
-    label = int(BUNDLED["labels"][2])
+    label = int(bundled["labels"][2])
     from fer_models.core.constants import EMOTIONS
     assert f"the dataset says **{EMOTIONS[label]}**" in at.markdown[0].value
     at.selectbox(key="face_class").set_value("happy")
     at.run()
-    happy = set(BUNDLED["ids"][BUNDLED["labels"] == 3].tolist())
+    happy = set(bundled["ids"][bundled["labels"] == 3].tolist())
     assert at.text_input(key="face_id").value in happy  # a class filter moves the pick into that class
     at.button[0].click()
     at.run()

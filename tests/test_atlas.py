@@ -60,29 +60,16 @@ def test_every_other_layer_has_its_ranking_and_the_patterns_the_page_shows_first
     assert first.ranking.top.shape == (64, 9) and len(first.filters) == 0
 
 
-def test_a_rebuilt_atlas_keeps_the_patterns_it_has(run, monkeypatch, quick_patterns):
+def test_a_rebuilt_atlas_keeps_the_patterns_it_has(run, monkeypatch, quick_patterns, small_bundle):
     import fer_models.explain.features as features
 
-    monkeypatch.setattr("fer_models.datasets.bundle.BUNDLED_PUBLICTEST", _bundle_of(run, 40))
     make_for_run(run, patterns=3)
     made = []
     real = features.maximise_filters
     monkeypatch.setattr(features, "maximise_filters", lambda *a, **k: made.append(a[2]) or real(*a, **k))
     make_for_run(run, patterns=4)
     assert len(made) == 1 and len(made[0]) == 1  # only block3's fourth pattern was new
-    assert len(load_atlas(run, "block3.conv", bundled_ids()[:40]).filters) == 4
-
-
-def _bundle_of(run, n):
-    """The first n bundled faces as a bundle file of their own (the atlas's faces)."""
-    from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
-
-    with np.load(BUNDLED_PUBLICTEST) as z:
-        faces = len(z["images"])
-        arrays = {k: z[k][:n] if z[k].ndim and len(z[k]) == faces else z[k] for k in z.files}
-    path = run.parent / "faces.npz"
-    np.savez(path, **arrays)
-    return path
+    assert len(load_atlas(run, "block3.conv", np.load(small_bundle)["ids"]).filters) == 4
 
 
 def test_an_atlas_of_the_first_format_is_read_for_its_layer(run):
@@ -135,14 +122,15 @@ def test_a_bad_atlas_is_treated_as_absent(run, tmp_path, damage):
     assert load_atlas(run, "block3.conv", bundled_ids()[:40]) is None
 
 
-def test_the_filters_page_uses_the_atlas_and_works_without_it(run, monkeypatch, quick_patterns):
+def test_the_filters_page_uses_the_atlas_and_works_without_it(run, monkeypatch, quick_patterns, small_bundle):
     from helpers import open_app
 
     # without an atlas the page computes live (tests/test_app_explain.py); with one it reads it
     monkeypatch.setenv("FER_STUDIO_RUNS", str(run.parent))
     model, meta = load_model(run)
-    atlases = build_atlas(model, meta, bundled_faces(), patterns=16)
-    save_atlas(run, atlases, bundled_ids())
+    with np.load(small_bundle) as z:
+        atlases = build_atlas(model, meta, z["images"], patterns=16)
+        save_atlas(run, atlases, z["ids"])
     atlas = atlases["block3.conv"]
     at = open_app("app_pages/filters.py", run="small", query={"face": "28711"})
     assert any("come from the run's atlas" in c.value for c in at.caption)

@@ -6,13 +6,28 @@ from streamlit_page import IDLE, settle
 from helpers import make_run
 
 
-@pytest.fixture
-def runs(tmp_path):
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two runs with a history, "cnn3_ref" and "other", and an evaluated one, "evaluated": the tests only read."""
+    from helpers import make_evaluated_run
+
+    runs = tmp_path_factory.mktemp("runs")
     host = socket.gethostname()
-    make_run(tmp_path, "cnn3_ref", {"state": "finished", "host": host}, [0.41, 0.55, 0.52],
+    make_run(runs, "cnn3_ref", {"state": "finished", "host": host}, [0.41, 0.55, 0.52],
              {"arch": "cnn3", "metrics": {"val_acc": 0.55}})
-    make_run(tmp_path, "other", {"state": "finished", "host": host}, [0.3, 0.35], {"arch": "cnn3"})
-    return tmp_path
+    make_run(runs, "other", {"state": "finished", "host": host}, [0.3, 0.35], {"arch": "cnn3"})
+    make_evaluated_run(runs)
+    return runs
+
+
+@pytest.fixture(scope="module")
+def base(runs):
+    """One server for the tests that only read: a fresh one's start and first page cost a test 5 s."""
+    from conftest import serve, stop
+
+    proc, url = serve(runs)
+    yield url
+    stop(proc)
 
 
 def open_page(page, url):
@@ -21,18 +36,17 @@ def open_page(page, url):
     assert page.locator("[data-testid='stException']").count() == 0
 
 
-def test_deep_link_on_a_fresh_server_keeps_the_shell(page, start_app, runs):
+def test_deep_link_on_a_fresh_server_keeps_the_shell(page, start_app, runs, tmp_path):
     # the first request of a fresh server is a sub-page with a run in the URL
     base = start_app(runs)
     open_page(page, f"{base}/confusion?run=other")
     assert page.get_by_role("heading", name="Confusion matrix").is_visible()
     assert "other · cnn3" in page.get_by_role("combobox", name="Run").input_value()
     assert page.locator("[data-testid='stSidebarNav']").inner_text().count("Architecture") == 1
-    page.screenshot(path=str(runs / "confusion.png"))
+    page.screenshot(path=str(tmp_path / "confusion.png"))
 
 
-def test_every_page_loads_without_error(page, start_app, runs):
-    base = start_app(runs)
+def test_every_page_loads_without_error(page, base):
     for path, heading in (("/architecture", "Architecture"), ("", "Training history"),
                           ("/confusion", "Confusion matrix"), ("/mistakes", "Mistakes"),
                           ("/saliency", "Saliency"), ("/filters", "Filters"),
@@ -46,15 +60,12 @@ def test_every_page_loads_without_error(page, start_app, runs):
     assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 4
 
 
-def test_clicking_a_cell_shows_exactly_its_faces(page, start_app, tmp_path):
+def test_clicking_a_cell_shows_exactly_its_faces(page, base, runs):
     import pandas as pd
 
-    from helpers import make_evaluated_run
-    run = make_evaluated_run(tmp_path / "runs")
-    predictions = pd.read_csv(run / "eval" / "PublicTest" / "predictions.csv")
+    predictions = pd.read_csv(runs / "evaluated" / "eval" / "PublicTest" / "predictions.csv")
     counts = predictions.groupby(["true", "pred"]).size()
     (true, pred), count = counts.idxmax(), int(counts.max())
-    base = start_app(tmp_path / "runs")
     open_page(page, f"{base}/confusion?run=evaluated")
     page.wait_for_selector(".js-plotly-plot .scatterlayer .point", timeout=30_000)
     page.locator(".js-plotly-plot .scatterlayer .point").nth(true * 7 + pred).click(force=True)
@@ -92,11 +103,8 @@ def test_evaluate_on_the_train_page_counts_the_faces_then_gives_the_result(page,
         "confusion?run=tiny")
 
 
-def test_the_open_per_class_table_stays_open_when_a_filter_changes(page, start_app, tmp_path):
+def test_the_open_per_class_table_stays_open_when_a_filter_changes(page, base):
     """Its title counts the faces the filters keep: titled by it, the table folded shut at every filter change."""
-    from helpers import make_evaluated_run
-    make_evaluated_run(tmp_path / "runs")
-    base = start_app(tmp_path / "runs")
     open_page(page, f"{base}/mistakes?run=evaluated")
     table = page.locator("[data-testid='stExpander']").filter(has_text="Per class")
     table.locator("summary").click()

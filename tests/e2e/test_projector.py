@@ -18,15 +18,28 @@ def projector(browser):
     context.close()
 
 
-@pytest.fixture
-def runs(tmp_path):
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two evaluated runs, "evaluated" with eight epochs of history and "other", which the tests only read."""
     from fer_models.runs.folder import RunFolder
 
-    run = make_evaluated_run(tmp_path / "runs")
+    runs = tmp_path_factory.mktemp("runs")
+    run = make_evaluated_run(runs)
+    make_evaluated_run(runs, "other")
     RunFolder(run).write_history([{"epoch": e, "train_loss": 1.9 - 0.1 * e, "train_acc": 0.2 + 0.05 * e,
                                    "val_loss": 1.8 - 0.1 * e, "val_acc": 0.25 + 0.05 * e, "lr": 0.1 / e,
                                    "seconds": 60.0} for e in range(1, 9)])
-    return tmp_path / "runs"
+    return runs
+
+
+@pytest.fixture(scope="module")
+def base(runs):
+    """One server for the module: a fresh one's start and first page cost each test 5 s."""
+    from conftest import serve, stop
+
+    proc, url = serve(runs)
+    yield url
+    stop(proc)
 
 
 # every panel's tick labels and axis titles: Plotly names a second panel's .x2tick and .g-x2title, which
@@ -125,8 +138,7 @@ def tables_cut(page) -> list[str]:
         .map(s => s.closest("[data-testid='stDataFrame']").getAttribute('aria-label') || 'a table')""")
 
 
-def test_every_page_fits_a_projector(projector, start_app, runs):
-    base = start_app(runs)
+def test_every_page_fits_a_projector(projector, base):
     projector.goto(f"{base}/?run=evaluated")
     for path, title in PAGES.items():  # through the sidebar, as a presenter goes (test_pages opens each URL)
         projector.locator("[data-testid='stSidebarNav']").get_by_role("link", name=title, exact=True).click()
@@ -163,12 +175,11 @@ def cell_box(page) -> dict:
     return page.locator(".js-plotly-plot .hm image").bounding_box()
 
 
-def test_a_clicked_cell_shows_its_first_face_on_screen_and_stays_legible(projector, start_app, runs):
+def test_a_clicked_cell_shows_its_first_face_on_screen_and_stays_legible(projector, base, runs):
     import pandas as pd
 
     predictions = pd.read_csv(runs / "evaluated" / "eval" / "PublicTest" / "predictions.csv")
     true, pred = predictions.groupby(["true", "pred"]).size().idxmax()
-    base = start_app(runs)
     projector.goto(f"{base}/confusion?run=evaluated")
     settle(projector)
     box = cell_box(projector)
@@ -188,9 +199,8 @@ def test_a_clicked_cell_shows_its_first_face_on_screen_and_stays_legible(project
     projector.wait_for_selector("[data-testid='stImage']", timeout=30_000)
 
 
-def test_two_runs_compared_show_both_maps_on_the_first_screen(projector, start_app, runs):
-    make_evaluated_run(runs, "other")
-    projector.goto(f"{start_app(runs)}/saliency?run=evaluated")
+def test_two_runs_compared_show_both_maps_on_the_first_screen(projector, base):
+    projector.goto(f"{base}/saliency?run=evaluated")
     settle(projector)
     projector.locator("[data-testid='stSelectbox']").filter(has_text="Compare with another run").click()
     projector.get_by_role("option").filter(has_text="other").first.click()
@@ -203,8 +213,8 @@ def test_two_runs_compared_show_both_maps_on_the_first_screen(projector, start_a
         assert box["y"] >= 0 and box["y"] + box["height"] <= 720, f"{name}'s map ends at {box}"
 
 
-def test_the_mistakes_faces_line_up_in_rows(projector, start_app, runs):
-    projector.goto(f"{start_app(runs)}/mistakes?run=evaluated")
+def test_the_mistakes_faces_line_up_in_rows(projector, base):
+    projector.goto(f"{base}/mistakes?run=evaluated")
     settle(projector)
     faces = projector.locator("[data-testid='stImage'] img")
     faces.nth(6).wait_for(timeout=60_000)
@@ -220,11 +230,11 @@ def test_the_mistakes_faces_line_up_in_rows(projector, start_app, runs):
     assert widths[0] >= 0.95 * widths[1] and widths[0] > 200, widths
 
 
-def test_the_matrix_grows_with_the_window(browser, start_app, runs):
+def test_the_matrix_grows_with_the_window(browser, base):
     context = browser.new_context(viewport={"width": 1920, "height": 1080})
     page = context.new_page()
     try:
-        page.goto(f"{start_app(runs)}/confusion?run=evaluated")
+        page.goto(f"{base}/confusion?run=evaluated")
         settle(page)
         box = cell_box(page)
         assert box["width"] >= 600 and abs(box["width"] - box["height"]) < 1, box
@@ -257,9 +267,9 @@ def test_the_exported_reports_labels_are_whole_when_the_dashboard_builds_it(proj
     assert plotly_labels_outside(projector) == []
 
 
-def test_every_class_and_the_seven_methods_start_on_the_first_screen(projector, start_app, runs):
+def test_every_class_and_the_seven_methods_start_on_the_first_screen(projector, base):
     """Their grids sat under the face picker, below a 720-px screen: now the first row of maps is seen at once."""
-    projector.goto(f"{start_app(runs)}/saliency?run=evaluated")
+    projector.goto(f"{base}/saliency?run=evaluated")
     settle(projector)
     for view, first_map in (("Every class", "angry · model"), ("All seven methods", "Gradient saliency")):
         projector.locator("[data-testid='stButtonGroup']").get_by_text(view, exact=True).click()
