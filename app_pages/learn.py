@@ -93,7 +93,8 @@ def convolution(run) -> None:
     # the one-letter columns narrow: at 1280 px the last header ran past the table's edge
     narrow = {c: st.column_config.NumberColumn(c, width=36, help=h) for c, h in
               {"k": "kernel size", "s": "stride", "p": "padding", "d": "dilation"}.items() if c in walk}
-    st.dataframe(walk, hide_index=True, width="stretch",
+    # every row at once: a table that scrolls inside took the mouse wheel from the page over it (12 rows)
+    st.dataframe(walk, hide_index=True, width="stretch", height="content",
                  column_config={**narrow, "naive": st.column_config.NumberColumn(format="%g"),
                                 "naive is wrong": st.column_config.CheckboxColumn("naive wrong"),
                                 "formula = PyTorch": st.column_config.CheckboxColumn("= PyTorch")})

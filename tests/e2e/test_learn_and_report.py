@@ -47,6 +47,13 @@ def test_math_page_and_a_report_download_in_the_browser(page, module_app, tmp_pa
     settle(page, timeout=60_000)
     assert page.locator(".katex").count() >= 3  # st.latex drawn
     assert page.get_by_text("nn.Conv2d returns").count() == 1
+    # resnet10_fer's 12 layers: the walk's table shows them all, so the wheel over it scrolls the page
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Model").locator("input").click()
+    page.keyboard.type("resnet10_fer")
+    page.keyboard.press("Enter")
+    settle(page, timeout=60_000)
+    walk = page.locator("[data-testid='stDataFrame']").filter(has_text="naive wrong").locator(".dvn-scroller")
+    assert walk.evaluate("s => s.scrollHeight - s.clientHeight") <= 1
     page.get_by_role("tab", name="Batch normalisation").click()  # drawn on the click: only the open tab is
     settle(page, timeout=60_000)
     assert page.get_by_text("the derivation holds").count() == 1 and page.get_by_text("nn.Conv2d returns").count() == 0
