@@ -129,8 +129,9 @@ if mode == "Live video":
                               rtc_configuration={"iceServers": []},
                               media_stream_constraints={"video": {"width": 640, "height": 480}, "audio": False},
                               # at least the camera's 640×480: a height from 100vh, inside the component's own
-                              # iframe, held it to 320×240 with labels of 4-8 px
-                              video_html_attrs={"style": {"width": "100%", "minWidth": "640px", "maxWidth": "800px"},
+                              # iframe, held it to 320×240 with labels of 4-8 px; at most 960×720, which leaves
+                              # its STOP on a 1920×1080 screen (800 px wide there looked small)
+                              video_html_attrs={"style": {"width": "100%", "minWidth": "640px", "maxWidth": "960px"},
                                                 "autoPlay": True, "controls": False, "muted": True},
                               async_processing=True)
 

@@ -30,6 +30,11 @@ def test_live_video_boxes_and_labels_the_face(face_camera_app, tmp_path):
     box = video.bounding_box()
     assert box["width"] >= 640 and box["height"] >= 480, box
     assert page.get_by_text("Now:").bounding_box()["x"] >= box["x"] + box["width"]
+    # on a 1920×1080 screen it grows (it stopped at 800 px wide), still whole with its STOP on the first screen
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    wait_until(lambda: video.bounding_box()["width"] >= 900, 10, f"a larger video at 1920, not {video.bounding_box()}")
+    stop = page.frame_locator("iframe").first.get_by_role("button", name="STOP").bounding_box()
+    assert stop["y"] + stop["height"] <= 1080, stop
     # on a projector the whole picture on the first screen (three rows of settings once pushed it half below)
     page.set_viewport_size({"width": 1280, "height": 720})
     wait_until(lambda: video.bounding_box()["y"] + video.bounding_box()["height"] <= 720, 10,
