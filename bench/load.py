@@ -3,6 +3,7 @@
     python bench/load.py --users 10 [--runs artifacts/runs] [--run resnet10_fer] [--rounds 1]
     python bench/load.py --users 10 30                # one fresh server per user count
     python bench/load.py --users 10 30 --server-cpus 0 1 --chromium PATH   # a 2-core server, browsers elsewhere
+    python bench/load.py --users 10 --clicks          # after the first page, through the sidebar's links
 
 Starts `streamlit run app.py` on a free port over the runs folder, then N users, each a browser context of its
 own (its own Streamlit session) in Debian's Chromium, all at once, each opening every page by its URL in an
@@ -12,6 +13,10 @@ slowest time over the users, the exceptions (0 is the target), the wall time of 
 server's peak resident memory, and where the machine's CPU went: the server's seconds, everything else's (the
 browsers, and this script driving them), and what that leaves as a floor: the browsers' own CPU per page visit
 times the users sharing the cores, the time a visit takes here even if the server cost nothing.
+
+With --clicks each user opens its first page by URL and moves to the others through the sidebar, as a class
+does once the app is open: no page load each time (the browser keeps Streamlit's frontend, its websocket and
+session), so the browsers' part shrinks and the server's shows.
 
 With --server-cpus the server runs on those CPUs alone (one OpenMP thread per CPU) and the browsers on the
 others: a class's laptops reaching the teacher's 2-core machine, measured on one machine with more cores.
@@ -35,6 +40,9 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--
         "--disable-component-update", "--disable-sync"]
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 PAGES = ["architecture", "", "confusion", "mistakes", "saliency", "filters", "webcam", "train", "learn", "report"]
+TITLES = {"architecture": "Architecture", "": "Training history", "confusion": "Confusion matrix",
+          "mistakes": "Mistakes", "saliency": "Saliency", "filters": "Filters", "webcam": "Webcam and video",
+          "train": "Train", "learn": "The math", "report": "Report"}  # each page's link and heading
 
 
 def start_server(runs: str):
@@ -84,15 +92,24 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-async def one_user(browser, base: str, run: str, k: int, rounds: int, times: dict, exceptions: dict):
+async def one_user(browser, base: str, run: str, k: int, rounds: int, times: dict, exceptions: dict,
+                   clicks: bool = False):
+    """User k opens every page from page k on, each by its URL (a full page load), or with `clicks` the first by
+    its URL and the others by their link in the sidebar, as a student moves through the app once it is open."""
     context = await browser.new_context(viewport={"width": 1280, "height": 720})
     page = await context.new_page()
     order = PAGES[k % len(PAGES):] + PAGES[:k % len(PAGES)]
     try:
-        for _ in range(rounds):
+        for lap in range(rounds):
             for path in order:
                 started = time.perf_counter()
-                await page.goto(f"{base}/{path}?run={run}", timeout=600_000)
+                if clicks and (lap or path != order[0]):
+                    await page.locator("[data-testid='stSidebarNav']").get_by_role(
+                        "link", name=TITLES[path], exact=True).click(timeout=600_000)
+                else:
+                    await page.goto(f"{base}/{path}?run={run}", timeout=600_000)
+                # the new page's own heading first: the last page's idle state shows until its script starts
+                await page.get_by_role("heading", name=TITLES[path], exact=True).wait_for(timeout=600_000)
                 await page.wait_for_selector(IDLE, timeout=600_000)
                 await page.wait_for_selector("[data-testid='stSkeleton']", state="detached", timeout=600_000)
                 times[path or "history"].append(time.perf_counter() - started)
@@ -103,7 +120,7 @@ async def one_user(browser, base: str, run: str, k: int, rounds: int, times: dic
         await context.close()
 
 
-async def load(users: int, runs: str, run: str, rounds: int, settle: float) -> dict:
+async def load(users: int, runs: str, run: str, rounds: int, settle: float, clicks: bool = False) -> dict:
     from playwright.async_api import async_playwright
 
     server, port = start_server(runs)
@@ -118,7 +135,8 @@ async def load(users: int, runs: str, run: str, rounds: int, settle: float) -> d
             await warm.wait_for_selector(IDLE, timeout=600_000)
             await asyncio.sleep(settle)
             started, machine, served = time.perf_counter(), cpu_seconds(), cpu_seconds(server.pid)
-            await asyncio.gather(*(one_user(browser, base, run, k, rounds, times, exceptions) for k in range(users)))
+            await asyncio.gather(*(one_user(browser, base, run, k, rounds, times, exceptions, clicks)
+                                   for k in range(users)))
             wall = time.perf_counter() - started
             cpu = cpu_share(cpu_seconds() - machine, cpu_seconds(server.pid) - served, users,
                             sum(len(v) for v in times.values()))
@@ -127,7 +145,8 @@ async def load(users: int, runs: str, run: str, rounds: int, settle: float) -> d
     finally:
         server.terminate()
         server.wait(timeout=60)
-    return {"users": users, "run": run, "rounds": rounds, **cores(), "wall_seconds": round(wall, 1),
+    return {"users": users, "run": run, "rounds": rounds, "navigation": "sidebar clicks" if clicks else "page loads",
+            **cores(), "wall_seconds": round(wall, 1),
             "server_peak_rss_mib": rss, **cpu, **figures(times, exceptions)}
 
 
@@ -173,7 +192,7 @@ def siblings(cpus: set[int]) -> set[int]:
     return out
 
 
-def main(load=load, description: str = __doc__.split("\n")[0]) -> None:
+def main(load=load, description: str = __doc__.split("\n")[0], browsers: bool = True) -> None:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--users", type=int, nargs="+", default=[10])
     parser.add_argument("--runs", default=str(ROOT / "artifacts" / "runs"))
@@ -182,10 +201,15 @@ def main(load=load, description: str = __doc__.split("\n")[0]) -> None:
     parser.add_argument("--settle", type=float, default=5.0, help="seconds after the first visit before the class")
     parser.add_argument("--chromium", default=CHROMIUM, help="the browser's executable")
     parser.add_argument("--server-cpus", type=int, nargs="+", default=[], help="the server's CPUs; the rest browse")
+    if browsers:
+        parser.add_argument("--clicks", action="store_true",
+                            help="each user's first page by its URL, the others through the sidebar's links")
     args = parser.parse_args()
     pin(args.server_cpus, args.chromium)
+    options = {"clicks": args.clicks} if browsers else {}
     for users in args.users:
-        print(json.dumps(asyncio.run(load(users, args.runs, args.run, args.rounds, args.settle))), flush=True)
+        print(json.dumps(asyncio.run(load(users, args.runs, args.run, args.rounds, args.settle, **options))),
+              flush=True)
 
 
 if __name__ == "__main__":

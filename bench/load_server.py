@@ -98,4 +98,4 @@ async def load(users: int, runs: str, run: str, rounds: int, settle: float) -> d
 
 
 if __name__ == "__main__":
-    main(load, __doc__.split("\n")[0])
+    main(load, __doc__.split("\n")[0], browsers=False)
