@@ -63,6 +63,15 @@ def start_app():
 
 
 @pytest.fixture(scope="module")
+def base(runs):
+    """Base URL of one server per test module over the module's own `runs` folder (a module-scoped fixture its
+    tests only read): a fresh server's start and first page cost each test 5 s."""
+    proc, url = serve(runs)
+    yield url
+    stop(proc)
+
+
+@pytest.fixture(scope="module")
 def module_app(tmp_path_factory):
     """(base URL, runs folder) of one server per test module, over two evaluated runs, "small" and "evaluated",
     which the module's tests only read: a server's start and warm-up cost each test seconds."""

@@ -20,16 +20,6 @@ def runs(tmp_path_factory):
     return runs
 
 
-@pytest.fixture(scope="module")
-def base(runs):
-    """One server for the tests that only read: a fresh one's start and first page cost a test 5 s."""
-    from conftest import serve, stop
-
-    proc, url = serve(runs)
-    yield url
-    stop(proc)
-
-
 def open_page(page, url):
     page.goto(url)
     page.wait_for_selector(IDLE, timeout=60_000)

@@ -32,16 +32,6 @@ def runs(tmp_path_factory):
     return runs
 
 
-@pytest.fixture(scope="module")
-def base(runs):
-    """One server for the module: a fresh one's start and first page cost each test 5 s."""
-    from conftest import serve, stop
-
-    proc, url = serve(runs)
-    yield url
-    stop(proc)
-
-
 # every panel's tick labels and axis titles: Plotly names a second panel's .x2tick and .g-x2title, which
 # '.xtick text' missed (the report's bottom row of training charts was cut off unseen)
 AXIS_TEXT = ('.xaxislayer-above text, .yaxislayer-above text, [class^="g-x"][class$="title"] text, '
