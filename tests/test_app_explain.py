@@ -44,14 +44,15 @@ def test_saliency_on_a_linked_face_of_the_evaluated_data(runs):
 
 
 def test_saliency_on_a_bundled_publictest_face(runs, small_bundle):
-    bundled = np.load(small_bundle)
+    with np.load(small_bundle) as z:
+        labels, ids = z["labels"], z["ids"]
     at = open_page("app_pages/saliency.py", run="unevaluated", query={"face": "28711"})
-    label = int(bundled["labels"][2])
+    label = int(labels[2])
     from fer_models.core.constants import EMOTIONS
     assert f"the dataset says **{EMOTIONS[label]}**" in at.markdown[0].value
     at.selectbox(key="face_class").set_value("happy")
     at.run()
-    happy = set(bundled["ids"][bundled["labels"] == 3].tolist())
+    happy = set(ids[labels == 3].tolist())
     assert at.text_input(key="face_id").value in happy  # a class filter moves the pick into that class
     at.button[0].click()
     at.run()

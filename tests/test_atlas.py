@@ -69,7 +69,8 @@ def test_a_rebuilt_atlas_keeps_the_patterns_it_has(run, monkeypatch, quick_patte
     monkeypatch.setattr(features, "maximise_filters", lambda *a, **k: made.append(a[2]) or real(*a, **k))
     make_for_run(run, patterns=4)
     assert len(made) == 1 and len(made[0]) == 1  # only block3's fourth pattern was new
-    assert len(load_atlas(run, "block3.conv", np.load(small_bundle)["ids"]).filters) == 4
+    with np.load(small_bundle) as z:
+        assert len(load_atlas(run, "block3.conv", z["ids"]).filters) == 4
 
 
 def test_an_atlas_of_the_first_format_is_read_for_its_layer(run):
