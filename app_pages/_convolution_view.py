@@ -91,6 +91,11 @@ def grids(step: ConvStep, channel: int, place=st, cell: int = 42, font: int | No
         place.caption("Point at a cell for its value: a kernel this wide leaves no room to write them.")
 
 
+def signed(value: float) -> str:
+    """A number as a term of a sum: a negative one in brackets, so that "− (−0.0052)" reads as it computes."""
+    return f"{value:.5g}" if value >= 0 else f"({value:.5g})"
+
+
 def arithmetic(trace: LayerTrace, step: ConvStep, channel: int) -> list[str]:
     """The cell's value, stage by stage, in sentences (Markdown)."""
     c_in = trace.inputs.shape[0]
@@ -104,9 +109,13 @@ def arithmetic(trace: LayerTrace, step: ConvStep, channel: int) -> list[str]:
     lines[-1] += f", plus the bias {step.bias:+.4f}: the conv gives **{step.conv_value:+.4f}**."
     if trace.norm is not None:
         n, c = trace.norm, step.channel
-        lines.append(f"Batch norm ({md(n['name'])}): ({step.conv_value:+.4f} − μ {n['mean'][c]:+.4f}) / "
-                     f"√(σ² {n['var'][c]:.4f} + ε) × γ {n['gamma'][c]:+.4f} + β {n['beta'][c]:+.4f} = "
-                     f"**{step.stages[0][1]:+.4f}**.")
+        # the formula, its four numbers named, then the sum: "− μ +0.0052" read as a sum, not as μ = 0.0052
+        # five significant digits: a variance of 0.0410 to four places moved the result in its fourth place
+        mean, var, gamma, beta = (float(n[k][c]) for k in ("mean", "var", "gamma", "beta"))
+        lines.append(f"Batch norm ({md(n['name'])}): (x − μ) / √(σ² + ε) × γ + β, with μ = {mean:.5g}, "
+                     f"σ² = {var:.5g}, ε = {n['eps']:g}, γ = {gamma:.5g}, β = {beta:.5g}: "
+                     f"({step.conv_value:.5g} − {signed(mean)}) / √({var:.5g} + {n['eps']:g}) × "
+                     f"{signed(gamma)} + {signed(beta)} = **{step.stages[0][1]:+.4f}**.")
     if trace.relu is not None:
         lines.append(f"ReLU: max(0, {step.stages[0][1]:+.4f}) = **{step.value:.4f}**, the value in the feature map.")
     elif step.after:

@@ -56,3 +56,24 @@ def test_a_later_layer_ranks_the_input_channels_it_adds_up(shipped):
     assert [s[0] for s in step.stages] == ["batch norm", "ReLU"]
     with pytest.raises(ValueError, match="no cell"):
         convolution_step(trace, 200, 0, 0)
+
+
+def test_the_batch_norm_sentence_computes_what_it_states(shipped):
+    """It wrote "(+0.2579 − μ +0.0052)", read as a sum: now the formula, each number named, then the numbers in
+    it; the expression as printed, evaluated, gives the printed result (negative terms in brackets)."""
+    import re
+
+    from app_pages._convolution_view import arithmetic
+
+    model, meta = shipped["resnet10_fer"]
+    trace = layer_trace(model, list(model.conv_layers())[0], face_input(bundled_faces()[7, 0], meta))
+    checked = 0
+    for channel in range(trace.outputs.shape[0]):
+        step = convolution_step(trace, channel, 5, 5)
+        line = next(line for line in arithmetic(trace, step, channel) if line.startswith("Batch norm"))
+        assert re.search(r"with μ = \S+, σ² = \S+, ε = \S+, γ = \S+, β = \S+: \(", line), line
+        expression, result = line.split(": ")[-1].rsplit(" = ", 1)
+        value = eval(expression.replace("−", "-").replace("×", "*").replace("√", "np.sqrt"), {"np": np})
+        assert abs(value - float(result.strip("*."))) < 2e-4, line
+        checked += any(t in expression for t in ("- (", "+ ("))
+    assert checked  # some channel has a negative mean, scale or shift: the brackets were exercised

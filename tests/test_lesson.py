@@ -219,4 +219,5 @@ def test_the_annotators_sentence_counts_a_real_majority_on_a_shipped_run():
 def test_the_filters_step_names_the_last_conv_whole():
     said = lesson.filters_story("stage4.0.conv2", (6, 6), 256, {249: [5] * 9}, 3589, ("stage4.0.shortcut.0", 1, (6, 6)))
     # "`shortcut…`" read as a name the page had cut off
-    assert "The last conv, `stage4.0.shortcut.0`, has a 1×1 kernel that only mixes channels." in said[0]
+    # "the last conv" it is not: the skip path's projection runs beside the main path's last conv
+    assert "The conv listed last, `stage4.0.shortcut.0`, has a 1×1 kernel that only mixes channels." in said[0]

@@ -146,14 +146,16 @@ def saliency_story(method_title: str, probs: np.ndarray, label: int | None, attr
 
 def filters_story(layer: str, size: tuple[int, int], filters: int, top_labels: dict[int, list[int]], faces: int,
                   last: tuple[str, int, tuple[int, int]] | None = None) -> list[str]:
-    """`last`: the last conv by order (name, kernel side, map size) when it is not `layer`."""
+    """`last`: the conv listed last (name, kernel side, map size) when it is not `layer`."""
     h, w = size
     said = [f"`{layer}` has {filters} filters on {h}×{w} maps; shown are the most active over the {faces:,} "
             "PublicTest faces."]
     if last is not None:
         name, kernel, (lh, lw) = last
         why = "a 1×1 kernel that only mixes channels" if kernel == 1 else f"{lh}×{lw} maps with no *where* in them"
-        said[-1] += f" The last conv, `{name}`, has {why}."  # whole: "shortcut…" read as a name cut off
+        # "listed last", not "the last": in a ResNet that is the skip path's 1×1 projection, beside the main path;
+        # the name whole: "shortcut…" read as a name cut off
+        said[-1] += f" The conv listed last, `{name}`, has {why}."
     for channel, labels in list(top_labels.items())[:2]:
         counts = np.bincount(labels, minlength=len(EMOTIONS))
         top = int(counts.argmax())
