@@ -138,6 +138,11 @@ def test_a_just_launched_job_is_listed_before_the_trainer_writes_anything(tmp_pa
     starting = runs["starting"]
     assert (starting.state, starting.arch, starting.epochs_done) == ("running", "resnet10_fer", 0)
     assert (runs["gone"].state, runs["gone"].arch) == ("failed", None)
+    # the trainer started, still loading: its status says running, no config.json yet (the card read "· ? ·")
+    (tmp_path / "starting" / "status.json").write_text(json.dumps({
+        "state": "running", "pid": os.getpid(), "host": socket.gethostname(), "starting": True}))
+    starting = {r.name: r for r in list_runs(tmp_path)}["starting"]
+    assert (starting.state, starting.arch) == ("running", "resnet10_fer")
 
 
 def test_what_the_recipes_say_of_the_shipped_resnet10_fer_is_in_its_history():

@@ -165,12 +165,15 @@ def summarise(run) -> RunSummary:
     metrics = meta.get("metrics", {})
     best = history["val_acc"].idxmax() if len(history) and history["val_acc"].notna().any() else None
     state, arch = status["state"], meta.get("arch") or config.get("args", {}).get("model")
-    if state == "unknown" and folder.file(JOB_FILE).exists():  # launched, the trainer not yet started
+    # launched and its trainer not yet started, or started and still loading (no config.json yet: its card read
+    # "name · ? · running"): the model its command names
+    if (state == "unknown" or arch is None) and folder.file(JOB_FILE).exists():
         job = folder.job()
         command = job.get("command") if isinstance(job.get("command"), list) else []
         named = command[command.index("--model") + 1] if "--model" in command[:-1] else None
         arch = arch or (named if isinstance(named, str) else None)
-        state = "running" if trainer_alive(job["pid"], folder.path) else "failed"
+        if state == "unknown":
+            state = "running" if trainer_alive(job["pid"], folder.path) else "failed"
     epochs = config.get("args", {}).get("epochs")
     return RunSummary(
         name=folder.name, path=folder.path, arch=arch, state=state,
