@@ -71,6 +71,11 @@ def test_report_content_comes_from_the_run(reported):
     assert text.count('download="saliency_') == 7  # one face of each class, each downloadable
     assert text.count('download="filter_') == 2    # the pattern and its top faces
     assert "5,386,183 parameters" in text           # torchinfo on cnn3
+    # the layer table writes its counts as the text does (it wrote 21233664 under "1,227,623 parameters")
+    from fer_models.nets.structure import structure_of
+    layers = structure_of("cnn3").layers
+    big = [n for n in layers["mult-adds"] if n >= 1000]
+    assert big and all(f"<td>{n:,}</td>" in text for n in big)
     assert "Expected more than 1" not in text
 
 

@@ -65,7 +65,7 @@ def architecture_section(model, meta) -> str:
     structure = structure_of(model.arch)
     table, totals = structure.layers, structure.totals
     long = len(table) > 40
-    rows = table_html(table)
+    rows = table_html(table, counts=("parameters", "mult-adds"))
     return (f"<h2>1. Architecture: {escaped(meta['arch'])}</h2>"
             f"<p>{totals['parameters']:,} parameters, {totals['mult_adds'] / 1e6:,.1f} M mult-adds per face, "
             f"{totals['layers']} layers, {totals['activations_mib']} MiB of activations for one face "

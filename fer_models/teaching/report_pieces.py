@@ -97,8 +97,10 @@ def inline_math(text: str) -> str:
                    for i, part in enumerate(parts))
 
 
-def table_html(df) -> str:
-    return df.to_html(index=False, border=0, classes="table", float_format=lambda v: f"{v:.3g}", na_rep="–")
+def table_html(df, counts: tuple[str, ...] = ()) -> str:
+    """`counts`: integer columns written with thousands separators, as the text around the table writes them."""
+    return df.to_html(index=False, border=0, classes="table", float_format=lambda v: f"{v:.3g}", na_rep="–",
+                      formatters={c: "{:,}".format for c in counts})
 
 
 def markdown_bold(text: str) -> str:
