@@ -82,8 +82,11 @@ def show_maps(run, loaded, face, method, targets, opacity, probs, beside=None, w
             over, alone, legend = st.columns([5, 5, 3], gap="small")
         else:
             over, (alone, legend, _) = beside, st.columns([5, 3, 5], gap="small")
+        # two runs' maps on the first screen, their scale under the controls: each caption says the colours
+        key = ("; red: for it, blue: against" if a.signed else "; bright: strongest") if whose else ""
         over.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, top), 240), width="stretch",
-                   caption=(f"{whose}: " if whose else "") + f"{info.title} for {EMOTIONS[a.target]}, over the face")
+                   caption=(f"{whose}: " if whose else "") + f"{info.title} for {EMOTIONS[a.target]}, over the face"
+                   + key)
         alone.image(enlarge(colourise(a.map, a.signed, top), 240), width="stretch", caption="the map alone")
         legend.image(scale_bar(a.signed, top), width=SCALE_BAR_WIDTH, caption="scale of both")
     else:

@@ -193,6 +193,8 @@ def test_two_runs_side_by_side_on_the_same_face(runs):
     assert headings[0].split(": ")[1] == headings[1].split(": ")[1]
     captions = [img.caption for element in at.get("image") for img in element.proto.imgs]
     assert sum("over the face" in c for c in captions) == 2
+    # the colour key on the first screen too, where the two maps are (their scales are under the controls)
+    assert sum(c.endswith("over the face; red: for it, blue: against") for c in captions) == 2, captions
     # the first line, above both maps, names both readings; each run's bars under its name
     verdict = at.markdown[0].value
     assert verdict.startswith("**unevaluated** reads **") and " · **small** reads **" in verdict, verdict
