@@ -109,11 +109,10 @@ def arithmetic(trace: LayerTrace, step: ConvStep, channel: int) -> list[str]:
     lines[-1] += f", plus the bias {step.bias:+.4f}: the conv gives **{step.conv_value:+.4f}**."
     if trace.norm is not None:
         n, c = trace.norm, step.channel
-        # the formula, its four numbers named, then the sum: "− μ +0.0052" read as a sum, not as μ = 0.0052
-        # five significant digits: a variance of 0.0410 to four places moved the result in its fourth place
+        # the formula, then the same with its numbers: "− μ +0.0052" read as a sum, not as μ = 0.0052; five
+        # significant digits: a variance of 0.0410 to four places moved the result in its fourth place
         mean, var, gamma, beta = (float(n[k][c]) for k in ("mean", "var", "gamma", "beta"))
-        lines.append(f"Batch norm ({md(n['name'])}): (x − μ) / √(σ² + ε) × γ + β, with μ = {mean:.5g}, "
-                     f"σ² = {var:.5g}, ε = {n['eps']:g}, γ = {gamma:.5g}, β = {beta:.5g}: "
+        lines.append(f"Batch norm ({md(n['name'])}): (x − μ) / √(σ² + ε) × γ + β = "
                      f"({step.conv_value:.5g} − {signed(mean)}) / √({var:.5g} + {n['eps']:g}) × "
                      f"{signed(gamma)} + {signed(beta)} = **{step.stages[0][1]:+.4f}**.")
     if trace.relu is not None:
