@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import ARGS, IDLE, PAGES, ROOT, cores, start_server  # noqa: E402
+from load import ARGS, CHROMIUM, IDLE, PAGES, ROOT, cores, cpu_seconds, start_server  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
 METRICS = {"ScriptDuration": "script_s", "RecalcStyleDuration": "style_s", "LayoutDuration": "layout_s",
            "TaskDuration": "main_thread_s"}
 
@@ -29,25 +28,26 @@ METRICS = {"ScriptDuration": "script_s", "RecalcStyleDuration": "style_s", "Layo
 def chromium_cpu_seconds() -> float:
     """CPU seconds of every Chromium process descended from this one (the browser, its renderers, GPU and
     utility processes; not the server, which is Python)."""
-    tick, total = os.sysconf("SC_CLK_TCK"), 0.0
-    parents, stats = {}, {}
+    parents, names = {}, {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
         try:
-            name, rest = (entry / "stat").read_text().rsplit(")", 1)
+            name, rest = (entry / "stat").read_text().rsplit(")", 1) if entry.name.isdigit() else ("", "")
         except OSError:
             continue
-        fields = rest.split()
-        parents[int(entry.name)] = int(fields[1])
-        stats[int(entry.name)] = (name.split("(", 1)[1], (int(fields[11]) + int(fields[12])) / tick)
-    me = os.getpid()
-    for pid, (name, seconds) in stats.items():
-        up = pid
-        while up in parents and up not in (me, 0, 1):
-            up = parents[up]
-        if up == me and name.startswith("chrom"):
-            total += seconds
+        if name:
+            parents[int(entry.name)], names[int(entry.name)] = int(rest.split()[1]), name.split("(", 1)[1]
+
+    def mine(pid: int) -> bool:
+        while pid in parents and pid not in (os.getpid(), 0, 1):
+            pid = parents[pid]
+        return pid == os.getpid()
+    total = 0.0
+    for pid, name in names.items():
+        if name.startswith("chrom") and mine(pid):
+            try:
+                total += cpu_seconds(pid)
+            except OSError:  # ended since the listing
+                pass
     return total
 
 
@@ -64,9 +64,9 @@ def visit(page, cdp, url: str, received: list) -> dict:
     out = {"browser_cpu_s": chromium_cpu_seconds() - before_cpu, "drawn_s": drawn,
            "received_kib": sum(received) / 1024,
            "elements": page.evaluate("document.getElementsByTagName('*').length")}
-    # a full page load starts a new document: its counters restart from zero
-    out.update({key: after.get(name, 0.0) - (before.get(name, 0.0) if after.get(name, 0.0) >= before.get(
-        name, 0.0) else 0.0) for name, key in METRICS.items()})
+    for name, key in METRICS.items():
+        now, then = after.get(name, 0.0), before.get(name, 0.0)
+        out[key] = now - then if now >= then else now  # a full page load restarts the new document's counters
     return out
 
 
@@ -74,7 +74,7 @@ def metrics(cdp) -> dict:
     return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
 
 
-def measure(runs: str, run: str, visits: int) -> dict:
+def measure(runs: str, run: str, visits: int, chromium: str = CHROMIUM) -> dict:
     from playwright.sync_api import sync_playwright
 
     server, port = start_server(runs)
@@ -82,7 +82,7 @@ def measure(runs: str, run: str, visits: int) -> dict:
     pages = {}
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            browser = p.chromium.launch(executable_path=chromium, args=ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 720})
             cdp = page.context.new_cdp_session(page)
             cdp.send("Performance.enable")
@@ -112,8 +112,7 @@ def main() -> None:
     parser.add_argument("--visits", type=int, default=3)
     parser.add_argument("--chromium", default=CHROMIUM, help="the browser's executable")
     args = parser.parse_args()
-    globals()["CHROMIUM"] = args.chromium
-    print(json.dumps(measure(args.runs, args.run, args.visits)), flush=True)
+    print(json.dumps(measure(args.runs, args.run, args.visits, args.chromium)), flush=True)
 
 
 if __name__ == "__main__":
