@@ -10,6 +10,9 @@ from fer_models.explain.attributions import METHODS, attribute_classes, face_inp
 from fer_models.explain.memo import MEMO
 from fer_models.explain.pictures import SCALE_BAR_WIDTH, colourise, enlarge, overlay, robust_top, scale_bar
 
+SCALED_EACH = ("Each map is scaled to its own 99.5th percentile (the scales' ends): the methods measure different "
+               "things in different units, so compare where they put the evidence, not how much.")
+
 
 def _read_only(arrays):
     """Every session gets the memo's very object (st.cache_data handed out copies): a page that wrote into one
@@ -69,10 +72,25 @@ def guess_next(shown, face, method: str, target: int, label: int | None, methods
         MEMO.prefetch(key, compute)
 
 
-def show_maps(run, loaded, face, method, targets, opacity, probs, beside=None, whose: str | None = None):
+def colours(signed: bool) -> str:
+    if signed:
+        return "Red: evidence for the class; blue: against it; white: none."
+    return ("Bright: the strongest pixels by this method's measure; black: none. The map is unsigned: it does not "
+            "say whether a pixel is evidence for the class or against it.")
+
+
+def grid_cells(wide: bool) -> list:
+    """Eight cells, for seven maps and what scales them: two rows of four beside the face picker; one row of
+    seven and a narrow eighth where two runs' grids share the page's full width, so both are on a 720-px screen
+    (a row of seven in the column beside the picker drew 50-px maps)."""
+    return st.columns([1] * 7 + [1.25], gap="small") if wide else st.columns(4) + st.columns(4)
+
+
+def show_maps(run, loaded, face, method, targets, opacity, probs, beside=None, whose: str | None = None,
+              wide: bool = False):
     """The maps of `targets`; one class's map over the face goes into `beside` where given (the page's first
     screen, next to the probabilities or the other run's map; `whose` names the run there), the map alone and
-    its scale below."""
+    its scale below. Several classes: a grid (`grid_cells(wide)`)."""
     maps = cached_maps(run, loaded, face, method, targets)
     info = METHODS[method]
     if len(targets) == 1:
@@ -91,18 +109,15 @@ def show_maps(run, loaded, face, method, targets, opacity, probs, beside=None, w
         legend.image(scale_bar(a.signed, top), width=SCALE_BAR_WIDTH, caption="scale of both")
     else:
         top = max(robust_top(a.map) for a in maps)  # one scale: a class with weak evidence looks weak
-        cells = st.columns(4) + st.columns(4)
+        cells = grid_cells(wide)
         for cell, a in zip(cells, maps):
             cell.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, top), 192), width="stretch",
                        caption=f"{EMOTIONS[a.target]} · model {probs[a.target]:.0%}")
         # the eighth cell: a column of its own beside the grid narrowed the maps on the first screen
         cells[-1].image(scale_bar(a.signed, top, height=150), width=SCALE_BAR_WIDTH,
-                        caption="one scale for all seven maps")
-    if info.signed:
-        st.caption("Red: evidence for the class; blue: against it; white: none.")
-    else:
-        st.caption("Bright: the strongest pixels by this method's measure; black: none. The map is unsigned: it "
-                   "does not say whether a pixel is evidence for the class or against it.")
+                        caption="this row's scale" if wide else "one scale for all seven maps")
+    if not wide:  # two runs' rows share one screen: the page says the colours once, under its controls
+        st.caption(colours(info.signed))
     deltas = [a.delta for a in maps if a.delta is not None]
     if deltas:
         st.caption(f"Integrated Gradients convergence delta (|sum of the map − score change|): "
@@ -110,25 +125,27 @@ def show_maps(run, loaded, face, method, targets, opacity, probs, beside=None, w
                    "Small against the score means 50 steps were enough.")
 
 
-def all_methods(run, loaded, face, target: int, opacity: float, probs, side: int = 200) -> None:
-    """The seven methods for one class, computed one after the other under a progress bar, in a 4×2 grid of maps
-    `side` px wide. Methods measure different things in different units, so each map is scaled to its own
-    99.5th percentile and one colour scale per kind (signed, unsigned) serves all."""
+def all_methods(run, loaded, face, target: int, opacity: float, probs, side: int = 200, wide: bool = False,
+                scales: tuple[bool, ...] = (True, False)) -> None:
+    """The seven methods for one class, computed one after the other under a progress bar, in a grid of maps
+    (`grid_cells(wide)`) `side` px wide. Methods measure different things in different units, so each map is
+    scaled to its own 99.5th percentile and one colour scale per kind (signed, unsigned) serves all: the last cell
+    draws those of `scales` (two runs' rows on one screen: one each)."""
     bar = st.progress(0.0, text="Computing the seven methods…")
     maps = {}
     for i, (key, info) in enumerate(METHODS.items()):
         bar.progress(i / len(METHODS), text=f"{info.title} ({i + 1} of {len(METHODS)})…")
         maps[key] = MEMO.get(*_maps_job(run, loaded, face, key, (target,)))[0]
     bar.empty()
-    cells = st.columns(4) + st.columns(4)
+    cells = grid_cells(wide)
     # the method's name alone: "Integrated Gradients (signed)" was cut at a 200-px map's width; the two scales
     # in the last cell say which maps are signed (red-blue) and which are not
     for cell, (key, a) in zip(cells, maps.items()):
         cell.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, robust_top(a.map)), side),
                    width="stretch", caption=METHODS[key].title)
     with cells[-1]:  # as short as their labels allow (three and two): the grid's second row stays short
-        st.image(scale_bar(True, 1.0, height=150), width=SCALE_BAR_WIDTH, caption="red-blue: signed")
-        st.image(scale_bar(False, 1.0, height=100), width=SCALE_BAR_WIDTH, caption="dark-bright: unsigned")
-    st.caption(f"All seven for {EMOTIONS[target]} (model {probs[target]:.0%}). Each map is scaled to its own "
-               "99.5th percentile (the scales' ends): the methods measure different things in different units, so "
-               "compare where they put the evidence, not how much.")
+        for signed in scales:
+            st.image(scale_bar(signed, 1.0, height=150 if signed else 100), width=SCALE_BAR_WIDTH,
+                     caption="red-blue: signed" if signed else "dark-bright: unsigned")
+    if not wide:  # two runs' rows share one screen: the page says it once, under its controls
+        st.caption(f"All seven for {EMOTIONS[target]} (model {probs[target]:.0%}). {SCALED_EACH}")

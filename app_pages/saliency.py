@@ -2,7 +2,7 @@
 import streamlit as st
 
 from app_pages._face_picker import face_beside, keep, store
-from app_pages._saliency_view import all_methods, guess_next, maps_of, probabilities_of, show_maps
+from app_pages._saliency_view import SCALED_EACH, all_methods, colours, guess_next, maps_of, probabilities_of, show_maps
 from app_pages._shared import chart, describe, md, model_of, selected_model
 from fer_models.core.constants import EMOTIONS
 from fer_models.explain.attributions import METHODS, gradcam_map_size
@@ -38,6 +38,7 @@ st.caption("Pick a face; see the class probabilities, then where each attributio
 
 run, model, meta = selected_model()
 
+rows = st.container()  # two runs' grids, a row each across the page, when every class or all seven are compared
 face, results = face_beside(run, [1, 2])
 
 probs = probabilities_of(run, (model, meta), face)
@@ -85,13 +86,17 @@ with results:
     elif view == ONE:  # two runs: their maps side by side on the first screen, the controls under them, then
         # each run's bars under its name (above the controls they pushed Method and Class below a 720-px screen)
         beside[run.name], beside[compare.name] = first_screen.columns(2, gap="medium")
-    else:  # a grid of maps (the first run's) on the first screen, above the controls; the bars after them
+    elif compare is None:  # a grid of maps on the first screen, above the controls; the bars after them
         beside[run.name] = first_screen
+    else:  # two grids beside the picker put the second below a 720-px screen: a row of seven maps per run above
+        beside[run.name] = beside[compare.name] = rows
+    wide = view != ONE and compare is not None
     if view == SEVEN:  # the method picker is off: one method's description would read as the grid's
-        st.caption("Each map above is one method's view of the same class; what each method measures is in "
-                   "Method's help (?).")
+        st.caption("Each map is one method's view of the same class; what each method measures is in Method's "
+                   "help (?)." + (f" {SCALED_EACH} Red-blue: signed, for both runs; dark-bright: unsigned."
+                                  if wide else ""))
     else:
-        st.caption(METHODS[method].caption)
+        st.caption(METHODS[method].caption + (f" {colours(METHODS[method].signed)}" if wide else ""))
     if "gradcam" in method and view != SEVEN:
         h, w = gradcam_map_size(model)
         st.caption(f"{md(run.name)}'s Grad-CAM layer: `{model.gradcam_layer_name}`, {h}×{w} cells.")
@@ -102,8 +107,8 @@ targets = list(range(len(EMOTIONS))) if view == EVERY else [target]
 pairs = [(run, (model, meta))] + ([(compare, other)] if other is not None else [])
 if view != SEVEN:
     maps_of(pairs, face, method, targets)  # the two runs' maps side by side before either is drawn
-# one class: the two runs side by side; seven classes or seven methods: one grid per run, the first run's on the
-# first screen, the compared run's under the controls
+# one class: the two runs side by side; seven classes or seven methods: a grid beside the face, or with a run
+# compared a row of seven per run above it
 here, there = st.columns(2, gap="large") if other is not None and view == ONE else (st.container(),) * 2
 for where, shown, loaded, p in ((here, run, (model, meta), probs), (there, compare, other, other_probs)):
     if shown is None:
@@ -112,14 +117,16 @@ for where, shown, loaded, p in ((here, run, (model, meta), probs), (there, compa
         where = beside[shown.name]
     with where:
         if other is not None:  # alone, the verdict above the controls already says it
-            st.subheader(f"{md(shown.name)}: reads {EMOTIONS[int(p.argmax())]} ({p.max():.0%})")
+            also = f"; {EMOTIONS[target]} {p[target]:.0%}" if view == SEVEN and target != int(p.argmax()) else ""
+            st.subheader(f"{md(shown.name)}: reads {EMOTIONS[int(p.argmax())]} ({p.max():.0%}){also}")
             if view == ONE:
                 chart(probability_figure(p, face.label), width="stretch", config={"displayModeBar": False},
                       key=f"bars_{shown.name}")
-        if view == SEVEN:
-            all_methods(shown, loaded, face, target, opacity, p)
+        if view == SEVEN:  # compared, each row draws one of the two scales the seven maps use
+            all_methods(shown, loaded, face, target, opacity, p, wide=wide,
+                        scales=((shown is run,) if wide else (True, False)))
         else:
             show_maps(shown, loaded, face, method, targets, opacity, p, beside.get(shown.name) if view == ONE else None,
-                      whose=shown.name if other is not None else None)
+                      whose=shown.name if other is not None else None, wide=wide)
 if view == ONE:
     guess_next(pairs, face, method, target, face.label)

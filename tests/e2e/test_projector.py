@@ -1,6 +1,8 @@
 """Every page at a projector's 1280×720: nothing cut off on the right, the sidebar whole, Plotly's labels inside
 their figures, a confusion cell's faces on screen beside the matrix without scrolling, and the matrix grown to
 a 1920x1080 window."""
+import re
+
 import pytest
 from streamlit_page import settle
 
@@ -269,3 +271,26 @@ def test_every_class_and_the_seven_methods_start_on_the_first_screen(projector, 
         shown.wait_for(timeout=60_000)
         box = shown.locator("img").bounding_box()
         assert box["y"] >= 0 and box["y"] + box["height"] <= 720, f"{view}: the first map ends at {box}"
+
+
+def test_two_runs_grids_are_both_on_the_first_screen(projector, base):
+    """Compared, every class or all seven drew the second run's grid under the controls, below a 720-px screen:
+    now a row of seven maps per run, both rows and their scales on the first screen."""
+    projector.goto(f"{base}/saliency?run=evaluated")
+    settle(projector)
+    projector.locator("[data-testid='stSelectbox']").filter(has_text="Compare with another run").click()
+    projector.get_by_role("option").filter(has_text="other").first.click()
+    settle(projector)
+    for view, caption in (("Every class", r"· model \d+%$"), ("All seven methods", "^(Gradient saliency|SmoothGrad|"
+                          "Integrated Gradients|Guided Backprop|Grad-CAM|Guided Grad-CAM|Occlusion)$")):
+        projector.locator("[data-testid='stButtonGroup']").get_by_text(view, exact=True).click()
+        settle(projector)
+        projector.get_by_role("heading", name="Saliency", exact=True).scroll_into_view_if_needed()
+        for name in ("evaluated", "other"):
+            assert projector.get_by_role("heading").filter(has_text=f"{name}: reads").is_visible()
+        maps = projector.locator("[data-testid='stImage']").filter(has_text=re.compile(caption))
+        scales = projector.locator("[data-testid='stImage']").filter(has_text=re.compile("scale|signed"))
+        assert maps.count() == 14 and scales.count() == 2, (view, maps.count(), scales.count())
+        for shown in maps.all() + scales.all():
+            box = shown.locator("img").bounding_box()
+            assert box["y"] >= 0 and box["y"] + box["height"] <= 720 and box["x"] + box["width"] <= 1280, (view, box)
