@@ -16,14 +16,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # every character Markdown (or Streamlit's extensions: :colour[...] directives, $math$, emoji shortcodes) acts on
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=\"'])")
+# GFM links bare addresses (http://…, www.…, a@b.c) in the text left once escapes are undone: a zero-width space
+# after the scheme, the "www" or the "@" keeps them text
+_BARE_LINK = re.compile(r"(?i)https?(?=:)|www(?=\.)|@")
 
 
 def md(value) -> str:
     """Untrusted text (a run's name or error, a path, a URL parameter, a column name) made inert before it goes
     into Markdown: st.markdown renders links and images even with unsafe_allow_html=False, so a crafted run
     could load a remote image or plant a javascript: link. Every special character is backslash-escaped and
-    line breaks become spaces, so the text shows exactly as it is, on one line."""
-    return _MARKDOWN.sub(r"\\\1", " ".join(str(value).splitlines()))
+    line breaks become spaces, so the text shows exactly as it is, on one line, bare web addresses unlinked."""
+    text = _BARE_LINK.sub(lambda m: m.group(0) + "\u200b", " ".join(str(value).splitlines()))
+    return _MARKDOWN.sub(r"\\\1", text)
 
 
 def left_in_words(seconds: float) -> str:

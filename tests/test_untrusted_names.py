@@ -4,6 +4,7 @@ page is walked for everything Streamlit renders as Markdown: texts, alerts, widg
 options, image captions, progress texts, expander and popover labels."""
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -19,7 +20,7 @@ IMAGE = r"![r](http:\\example.invalid\r.png)"
 HTML = "<img src=x onerror=alert(1)>"
 STOPPED = "[stopped](javascript:alert(2))"    # a dashboard job: Resume and Delete fail, naming it
 RUNNING = "<img src=y onerror=alert(3)>"      # a job running on another machine: Stop fails, naming it
-UPLOAD = r"![x](http:\\example.invalid\x.png).png"
+UPLOAD = r"![x](http:\\example.invalid\x.png) http://example.invalid/y www.example.invalid a@example.invalid.png"
 VIDEO = "[clip](javascript:alert(4)).mp4"
 
 # Streamlit shows a selectbox's or a multiselect's options as plain text (only a radio's, pills' and a segmented
@@ -68,9 +69,14 @@ def _unescaped(text: str, token: str) -> bool:
     return False
 
 
+# what GFM turns into a link in text once escapes are undone (mdast-util-gfm-autolink-literal's patterns)
+BARE_LINK = re.compile(r"(?i)(https?://|www\.)[-.\w]|[-.\w+]+@[-\w]+\.[-\w]")
+
+
 def live_markup(at) -> list[str]:
-    """The texts in which a link, an image or an HTML tag would take effect."""
-    return [t for t in rendered_as_markdown(at) if any(_unescaped(t, token) for token in ("](", "<img", "<b>"))]
+    """The texts in which a link, an image or an HTML tag would take effect, or a bare address be linked."""
+    return [t for t in rendered_as_markdown(at) if any(_unescaped(t, token) for token in ("](", "<img", "<b>"))
+            or BARE_LINK.search(re.sub(r"\\(.)", r"\1", t))]
 
 
 def everything_shown(at) -> str:
@@ -133,6 +139,7 @@ def _report(at):
 PAGES = {
     # page, run, query parameters, session state, what to do there, what must be said
     "saliency": ("app_pages/saliency.py", LINK, {}, {}, None, LINK),
+    "face-address": ("app_pages/saliency.py", LINK, {"face": "http://example.invalid/x"}, {}, None, "has id"),
     "upload": ("app_pages/saliency.py", LINK, {}, {"_face_source": "Upload"}, None, UPLOAD),
     "math": ("app_pages/learn.py", IMAGE, {}, {"math_tab": "Softmax and cross-entropy"}, None, IMAGE),
     "train": ("app_pages/train.py", LINK, {}, {}, _train, STOPPED),
