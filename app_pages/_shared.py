@@ -112,6 +112,10 @@ def run_picker() -> None:
     names = [r.name for r in runs]
     wanted = st.session_state.get("run_name") or st.query_params.get("run")
     index = names.index(wanted if wanted in names else best_run(runs).name)
+    if wanted and wanted not in names:  # an old or mistyped link: say whose numbers the page shows instead
+        asked = wanted if len(wanted) <= 60 else wanted[:60] + "…"
+        st.warning(f"No run named '{md(asked)}' here: showing {md(names[index])} instead. "
+                   "Pick another in the sidebar's Run box.", icon=":material/help:")
     name = st.sidebar.selectbox("Run", names, index=index, key="run_name",
                                 format_func=lambda n: describe(runs[names.index(n)]))
     st.query_params["run"] = name

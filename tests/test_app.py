@@ -40,6 +40,20 @@ def test_run_from_the_url_is_selected(runs):
     assert len(table_with(at, "output shape")) == 619  # densenet201_fer's leaf layers
 
 
+def test_an_unknown_run_in_the_url_is_said_and_the_shown_one_named(runs):
+    """An old or mistyped link opened another run's numbers without a word."""
+    for asked in ("gone", "../../etc", "x" * 5000):
+        at = open_app(None, run=asked)  # the page the link opens (open_app's switch to another is a second run)
+        assert at.sidebar.selectbox[0].value == "cnn3_ref" and at.query_params["run"] == "cnn3_ref"
+        said = [shown(w.value) for w in at.warning]
+        assert len(said) == 1 and f"No run named '{asked[:60]}" in said[0] and "showing cnn3_ref instead" in said[0]
+        assert len(said[0]) < 200
+    at = open_app(None, run="dense")
+    assert not at.warning
+    at.sidebar.selectbox[0].select("cnn3_ref").run()  # the URL now names a run: nothing more to say
+    assert not at.warning
+
+
 def test_architecture_says_what_the_seed_densenet_never_uses(runs):
     at = open_app("app_pages/architecture.py", run="dense")
     said = " ".join(m.value for m in at.markdown)
