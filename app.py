@@ -11,7 +11,7 @@ by running that page file alone, in its old folder-based mode, without this file
 """
 import streamlit as st
 
-from app_pages._shared import collect_garbage, run_picker, torch_imported, warm_up
+from app_pages._shared import collect_garbage, run_picker, torch_imported, warm_up, write_url
 
 st.set_page_config(page_title="FER Studio", page_icon=":material/mood:", layout="wide")
 # Streamlit's default spacing costs a projector's 720 rows a tenth of the page and pushes the sidebar's run
@@ -50,11 +50,14 @@ navigation = st.navigation({
         st.Page("app_pages/report.py", title="Report", icon=":material/description:"),
     ],
 }, expanded=True)  # collapsed past ten pages, it hid the Learn pages behind "View 3 more"
-run_picker()
-if navigation.url_path:  # any page but the landing one, which needs no torch
-    # torch imported from two threads at once (this script and the warm-up) can deadlock in the import system,
-    # which then hands one of them a half-initialised torch: every later import of it fails
-    torch_imported()
-navigation.run()
+try:
+    run_picker()
+    if navigation.url_path:  # any page but the landing one, which needs no torch
+        # torch imported from two threads at once (this script and the warm-up) can deadlock in the import
+        # system, which then hands one of them a half-initialised torch: every later import of it fails
+        torch_imported()
+    navigation.run()
+finally:  # st.stop and st.rerun too: what the run put in the URL, in one browser history entry
+    write_url()
 warm_up(st.session_state.get("run"))
 collect_garbage()

@@ -5,7 +5,7 @@ import streamlit as st
 
 from app_pages._dataset import cached_votes, load_split
 from app_pages._face_card import card_cells, face_card, votes_legend
-from app_pages._shared import md
+from app_pages._shared import md, to_url, url_value
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.facedata import DataError
 from fer_models.evaluation.confusion import cell_faces, cell_from_selection, most_confused
@@ -33,7 +33,7 @@ def cached_evaluation(run_path: str, split: str, mtime: float):
 
 def cell_in_url() -> tuple[int, int] | None:
     """The selected cell, kept in the URL (?cell=fear,sad) so that Back, a refresh and the toggle keep it."""
-    true, _, pred = st.query_params.get("cell", "").partition(",")
+    true, _, pred = url_value("cell", "").partition(",")
     return (EMOTIONS.index(true), EMOTIONS.index(pred)) if true in EMOTIONS and pred in EMOTIONS else None
 
 
@@ -44,12 +44,12 @@ def follow_clicks(key: str) -> tuple[int, int] | None:
     if clicked != st.session_state.get("confusion_last_click"):
         st.session_state["confusion_last_click"] = clicked
         if clicked is not None:
-            st.query_params["cell"] = f"{EMOTIONS[clicked[0]]},{EMOTIONS[clicked[1]]}"
+            to_url(cell=f"{EMOTIONS[clicked[0]]},{EMOTIONS[clicked[1]]}")
     return cell_in_url()
 
 
 def clear_cell():
-    st.query_params.pop("cell", None)
+    to_url(cell=None)
     st.session_state["confusion_last_click"] = None
 
 
@@ -87,7 +87,7 @@ def show_faces(metrics, predictions, split, true, pred):
             continue
         with next(cells):
             face_card(images[index[row.id]][0], [f"id {md(row.id)}", f"model {row.confidence:.0%} {EMOTIONS[pred]}"],
-                      {"run": st.query_params.get("run", ""), "split": split, "face": row.id},
+                      {"run": url_value("run", ""), "split": split, "face": row.id},
                       votes.loc[str(row.id), list(EMOTIONS)].to_numpy(float)
                       if votes is not None and str(row.id) in votes.index else None,
                       annotators=votes.loc[str(row.id), "annotators"]

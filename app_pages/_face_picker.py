@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from app_pages._dataset import load_split
-from app_pages._shared import md
+from app_pages._shared import md, to_url, url_value
 from fer_models.core.constants import EMOTIONS, MAX_PHOTO_MB, MAX_PIXELS
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.datasets.facedata import DataError
@@ -105,8 +105,8 @@ def store(key: str):
 
 def _from_link():
     """A link from the confusion page (?face=ID&split=SPLIT) selects that dataset face once."""
-    face_id = st.query_params.get("face")
-    link = (face_id, st.query_params.get("split", "PublicTest"))
+    face_id = url_value("face")
+    link = (face_id, url_value("split", "PublicTest"))
     if face_id and st.session_state.get("_linked") != link:
         st.session_state["_linked"] = link
         st.session_state["_face_split"] = link[1]
@@ -135,7 +135,7 @@ def pick_face(run=None) -> PickedFace | None:
                       args=("face_source",))
     if source == "Dataset":
         return _dataset_face(*_faces_for(run, st.session_state.get("_face_split", "PublicTest")))
-    st.query_params.pop("face", None)
+    to_url(face=None)
     if source == "Upload":
         upload = st.file_uploader("Photo (png, jpg, webp, bmp)", type=["png", "jpg", "jpeg", "webp", "bmp"],
                                   max_upload_size=MAX_PHOTO_MB, key="upload")
@@ -171,8 +171,8 @@ def _dataset_face(path: Path, split: str) -> PickedFace | None:
         st.error(f"No {md(split)} face has id '{md(wanted)}': ids run from {md(ids[0])} to {md(ids[-1])}.")
         return None
     row = index[wanted]
-    st.query_params["face"] = wanted
-    st.session_state["_linked"] = (wanted, st.query_params.get("split", "PublicTest"))  # ours, not a new link
+    to_url(face=wanted)
+    st.session_state["_linked"] = (wanted, url_value("split", "PublicTest"))  # ours, not a new link
     label = int(labels[row]) if labels[row] >= 0 else None
     named = f" ({EMOTIONS[label]})" if label is not None else ""
     return PickedFace(images[row, 0], label, f"{split} face {wanted}{named}")

@@ -30,6 +30,34 @@ def md(value) -> str:
     return _MARKDOWN.sub(r"\\\1", text)
 
 
+_URL_CHANGES = "_url_changes"
+
+
+def url_value(key: str, default: str | None = None) -> str | None:
+    """A URL parameter as this run leaves it: a change to_url keeps for the end of the run counts."""
+    changes = st.session_state.get(_URL_CHANGES, {})
+    if key in changes:
+        return default if changes[key] is None else changes[key]
+    return st.query_params.get(key, default)
+
+
+def to_url(**values) -> None:
+    """Keep `values` in the page's URL (None drops the key), written all at once as the run ends (write_url):
+    each write of st.query_params that changed the address was a browser history entry of its own, eight for a
+    visit to Mistakes, so Back stayed on the page. Fragments' reruns end without app.py: none writes the URL."""
+    changes = st.session_state.setdefault(_URL_CHANGES, {})
+    changes.update({key: None if value is None else str(value) for key, value in values.items()})
+
+
+def write_url() -> None:
+    """The run's URL changes in one message (one history entry, none where nothing changed)."""
+    changes = st.session_state.pop(_URL_CHANGES, {})
+    now = st.query_params.to_dict()
+    wanted = {key: value for key, value in {**now, **changes}.items() if value is not None}
+    if wanted != now:
+        st.query_params.from_dict(wanted)
+
+
 def left_in_words(seconds: float) -> str:
     """Never "about 0 s left" while work remains (a short clip's last half second said so)."""
     return "under a second left" if seconds < 1 else f"about {round(seconds)} s left"
@@ -110,7 +138,7 @@ def run_picker() -> None:
         st.sidebar.info(f"No runs in {md(runs_root())}.")
         return
     names = [r.name for r in runs]
-    wanted = st.session_state.get("run_name") or st.query_params.get("run")
+    wanted = st.session_state.get("run_name") or url_value("run")
     index = names.index(wanted if wanted in names else best_run(runs).name)
     if wanted and wanted not in names:  # an old or mistyped link: say whose numbers the page shows instead
         asked = wanted if len(wanted) <= 60 else wanted[:60] + "…"
@@ -118,7 +146,7 @@ def run_picker() -> None:
                    "Pick another in the sidebar's Run box.", icon=":material/help:")
     name = st.sidebar.selectbox("Run", names, index=index, key="run_name",
                                 format_func=lambda n: describe(runs[names.index(n)]))
-    st.query_params["run"] = name
+    to_url(run=name)
     st.session_state["run"] = runs[names.index(name)]
     st.sidebar.caption(run_details(runs[names.index(name)]))
 

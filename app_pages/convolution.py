@@ -3,7 +3,7 @@ import streamlit as st
 
 from app_pages._convolution_view import pick_cell, step_view, trace_of
 from app_pages._face_picker import face_beside
-from app_pages._shared import md, selected_model
+from app_pages._shared import md, selected_model, to_url, url_value
 from fer_models.teaching.convolution import convolution_step
 
 st.title("One convolution, step by step")
@@ -25,7 +25,7 @@ def explore(trace, channel: int, layer: str, run_name: str) -> None:
 run, model, meta = selected_model()
 layers = model.conv_layers()
 names = list(layers)
-asked = st.query_params.get("layer")
+asked = url_value("layer")
 face, main = face_beside(run, [1, 3])
 with main:
     a, b = st.columns([3, 1])
@@ -33,7 +33,7 @@ with main:
                         format_func=lambda n: f"{n}: {layers[n].in_channels}→{layers[n].out_channels} channels, "
                                               f"{layers[n].kernel_size[0]}×{layers[n].kernel_size[1]}, stride "
                                               f"{layers[n].stride[0]}, padding {layers[n].padding[0]}")
-    st.query_params["layer"] = layer
+    to_url(layer=layer)
     trace = trace_of(run, model, meta, face.pixels, layer)
     channel = b.number_input("Filter", 0, trace.outputs.shape[0] - 1, 0, key="conv_channel")
     explore(trace, int(channel), layer, run.name)

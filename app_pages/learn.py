@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages._shared import chart, md
+from app_pages._shared import chart, md, url_value
 from fer_models.core.constants import EMOTIONS
 from fer_models.nets.models import list_models
 from fer_models.nets.structure import structure_of
@@ -104,7 +104,7 @@ def convolution(run) -> None:
     st.page_link("app_pages/architecture.py", icon=":material/account_tree:",
                  label="What these sizes leave unused: kernel taps that only see padding, pools that drop a row "
                        "(Architecture, for the run in the sidebar)",
-                 query_params={"run": st.query_params.get("run", "")})
+                 query_params={"run": url_value("run", "")})
 
 
 def batch_norm(run) -> None:

@@ -3,7 +3,7 @@ step), Back and Next on the arrow keys and a clicker's page keys."""
 import streamlit as st
 
 from app_pages._lesson_steps import DRAW
-from app_pages._shared import selected_run
+from app_pages._shared import selected_run, to_url, url_value
 from fer_models.teaching.lesson import STEPS, step_index
 
 PRESENTER_CSS = """<style>
@@ -29,7 +29,7 @@ NAV_CSS = """<style>
 
 
 def go(index: int) -> None:
-    st.query_params["lesson"] = STEPS[index].slug
+    to_url(lesson=STEPS[index].slug)
 
 
 def from_list() -> None:
@@ -42,18 +42,15 @@ def from_strip() -> None:
 
 
 def presenter_from_toggle() -> None:
-    if st.session_state["lesson_presenter"]:
-        st.query_params["presenter"] = "1"
-    else:
-        st.query_params.pop("presenter", None)
+    to_url(presenter="1" if st.session_state["lesson_presenter"] else None)
 
 
-index = step_index(st.query_params.get("lesson"))
-st.query_params["lesson"] = STEPS[index].slug  # a bad or missing step reads as the first, and says so in the URL
+index = step_index(url_value("lesson"))
+to_url(lesson=STEPS[index].slug)  # a bad or missing step reads as the first, and says so in the URL
 st.session_state["lesson_list"] = index
 st.sidebar.radio("Lesson", range(len(STEPS)), key="lesson_list", on_change=from_list,
                  format_func=lambda i: f"{i + 1}. {STEPS[i].question}")
-st.session_state.setdefault("lesson_presenter", st.query_params.get("presenter") == "1")
+st.session_state.setdefault("lesson_presenter", url_value("presenter") == "1")
 presenter = st.sidebar.toggle("Presenter: large type", key="lesson_presenter", on_change=presenter_from_toggle,
                               help="Body text 20 px, tick labels 16 px, readable from the back of a classroom; the "
                                    "page list is hidden to leave the sidebar to the lesson's steps.")

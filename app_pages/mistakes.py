@@ -4,7 +4,7 @@ import streamlit as st
 
 from app_pages._dataset import cached_votes, load_split
 from app_pages._face_card import card_cells, face_card, votes_legend
-from app_pages._shared import md, require_evaluation, selected_run, split_role_note
+from app_pages._shared import md, require_evaluation, selected_run, split_role_note, to_url, url_value
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.facedata import DataError
 from fer_models.evaluation.mistakes import (
@@ -40,13 +40,8 @@ def cached_evaluation(run_path: str, split: str):
 
 def from_url(key: str, options: list, default):
     """A choice kept in the URL (so that Back from Saliency and a refresh keep it); unknown values ignored."""
-    value = st.query_params.get(key)
+    value = url_value(key)
     return options.index(value) if value in options else options.index(default)
-
-
-def to_url(**values) -> None:
-    for key, value in values.items():
-        st.query_params[key] = str(value)
 
 
 def evaluation_of(run, split):
@@ -125,7 +120,7 @@ def filters_ui() -> dict:
                                "only faces where a majority agrees.")
     order = d.selectbox("Order", list(ORDERS), index=from_url("order", list(ORDERS), ORDERS[0]))
     # the rule goes in the tooltip: in a quarter of a projector's width the label was cut to "Only a majo…"
-    majority = c.toggle("Majority only", value=st.query_params.get("majority") == "1",
+    majority = c.toggle("Majority only", value=url_value("majority") == "1",
                         help=f"Only faces where a majority of the ten annotators ({MAJORITY}) chose the same class")
     to_url(true=true, pred=pred, votes=verdict, order=order, majority=int(majority))
     return dict(true=None if true == ALL else EMOTIONS.index(true),
@@ -154,7 +149,7 @@ def compare_ui(run, split, predictions, second, shown, wanted, votes):
 
 def page_ui(shown) -> int:
     pages = max(1, (len(shown) - 1) // PER_PAGE + 1)
-    asked = st.query_params.get("page", "1")  # untrusted: "²" is a digit to str.isdigit() and not to int()
+    asked = url_value("page", "1")  # untrusted: "²" is a digit to str.isdigit() and not to int()
     page = min(int(asked) if asked.isascii() and asked.isdigit() and len(asked) < 7 else 1, pages)
     count, paging = st.columns([3, 1], vertical_alignment="center")
     count.markdown(f"**{len(shown):,} faces**" + (f" · {pages} pages, {PER_PAGE} faces a page" if pages > 1 else ""))
@@ -212,8 +207,7 @@ if run is not None:
     if second is not None:
         shown, which, second_predictions = compare_ui(run, split, predictions, second, shown, wanted, votes)
     else:
-        for key in ("with", "set"):
-            st.query_params.pop(key, None)
+        to_url(**{"with": None, "set": None})
     with summary_slot:
         filtered = second is not None or any(wanted[k] not in (None, False) for k in ("true", "pred", "verdict",
                                                                                         "majority"))

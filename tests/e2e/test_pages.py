@@ -50,6 +50,27 @@ def test_every_page_loads_without_error(page, base):
     assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 4
 
 
+def test_back_leaves_a_page_in_two_presses_at_most(page, base):
+    """Each write of the URL was a history entry of its own: Back took eight presses to leave Mistakes and four
+    to leave One convolution. Now the sidebar's link is one entry and the page's URL one more."""
+    open_page(page, f"{base}/confusion?run=evaluated")
+    settle(page)
+    for link, path, heading in (("Mistakes", "/mistakes", "Mistakes"),
+                                ("One convolution", "/convolution", "One convolution, step by step"),
+                                ("Saliency", "/saliency", "Saliency")):
+        before = page.evaluate("history.length")
+        page.locator("[data-testid='stSidebarNav']").get_by_role("link", name=link, exact=True).click()
+        page.get_by_role("heading", name=heading, exact=True).wait_for(timeout=60_000)
+        settle(page)
+        assert path in page.url and "run=evaluated" in page.url
+        assert page.evaluate("history.length") - before <= 2, link
+    for _ in range(2):
+        page.go_back()
+        settle(page)
+    assert "/convolution?" in page.url
+    assert page.get_by_role("heading", name="One convolution, step by step").is_visible()
+
+
 def test_clicking_a_cell_shows_exactly_its_faces(page, base, runs):
     import pandas as pd
 
