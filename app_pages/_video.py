@@ -244,13 +244,19 @@ def video_ui(run, model, meta, smoothing: float, every: int, gradcam: bool, dete
     st.caption(f"A recording (MP4, MOV, WebM, MKV or AVI, up to {MAX_VIDEO_MB} MB): every frame goes through the same "
                "detection, tracking and smoothing as the live video. The audio is dropped.")
     upload = st.file_uploader("Video file", type=TYPES, max_upload_size=MAX_VIDEO_MB, key="video_upload")
+    refused = None
     if upload is not None and upload.size > MAX_VIDEO_MB * 2**20:
-        st.error(f"{md(upload.name)} is {upload.size / 2**20:.0f} MB, over the {MAX_VIDEO_MB} MB limit: trim or "
-                 "compress it and upload it again.")
+        refused = (f"{md(upload.name)} is {upload.size / 2**20:.0f} MB, over the {MAX_VIDEO_MB} MB limit: trim or "
+                   "compress it and upload it again.")
+    elif upload is not None and upload.size == 0:
+        refused = f"{md(upload.name)} is an empty file: choose a video file."
     elif upload is not None:
         st.session_state["_video_upload"] = (upload.name, upload.getvalue())
+    if refused:
+        st.error(refused)
     job: VideoJob | None = st.session_state.get("video_job")
-    chosen = st.session_state.get("_video_upload")
+    # a refused file is what the uploader shows: nothing kept from before is offered or shown under it
+    chosen = None if refused else st.session_state.get("_video_upload")
     if upload is None and chosen is not None:  # the uploader forgets its file when the page shows another mode
         size = len(chosen[1])
         st.caption(f"Kept from before: {md(chosen[0])} ("
@@ -261,7 +267,7 @@ def video_ui(run, model, meta, smoothing: float, every: int, gradcam: bool, dete
         if st.button(f"Analyse {md(chosen[0])} with {md(run.name)}, {overlay_words(gradcam)}", type="primary"):
             job = start(*chosen, run.name, model, meta, every, smoothing, gradcam, detector, previous=job)
             st.session_state["video_job"] = job
-    if job is None:
+    if job is None or refused or (chosen is not None and chosen[0] != job.name and not job.running):  # another file
         return
 
     @st.fragment(run_every=0.5 if job.running else None)

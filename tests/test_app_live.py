@@ -86,8 +86,14 @@ def test_a_video_file_is_analysed_in_the_background_and_shown(tmp_path, monkeypa
 
 def test_a_file_that_is_not_a_video_gets_a_message(tmp_path, monkeypatch):
     at, job = analyse(tmp_path, monkeypatch, "notes.mp4", b"these are not frames\n" * 50)
-    assert any("notes.mp4: not a video file this machine can read" in shown(e.value) for e in at.error)
+    said = [shown(e.value) for e in at.error]
+    assert any("notes.mp4: not a video file this machine can read (Invalid data found when processing input); "
+               "choose an MP4, MOV, WebM, MKV or AVI file" in s for s in said), said
+    assert not any("Errno" in s for s in said)
     assert not at.get("video")
+    at.session_state["_video_upload"] = ("talk.mp4", b"other bytes")  # another file picked: its button, not
+    at.run()  # the last file's message under it
+    assert not at.error and any(shown(b.label).startswith("Analyse talk.mp4 with small") for b in at.button)
 
 
 

@@ -78,7 +78,10 @@ def _open(source):
     try:
         container = av.open(str(source) if isinstance(source, Path) else source)
     except (av.error.FFmpegError, OSError, ValueError) as err:
-        raise VideoError(f"{name}: not a video file this machine can read ({err})") from None
+        # FFmpeg's reason alone: the error's text carries an errno ("[Errno 1094995529]") and the path again
+        why = getattr(err, "strerror", None) or type(err).__name__
+        raise VideoError(f"{name}: not a video file this machine can read ({why}); choose an MP4, MOV, WebM, MKV "
+                         "or AVI file") from None
     if not container.streams.video:
         container.close()
         raise VideoError(f"{name}: the file has no video stream")

@@ -88,3 +88,10 @@ def test_a_video_file_is_analysed_and_its_annotated_video_plays(page, module_app
     wide = page.evaluate("""() => [...document.querySelectorAll("[data-testid='stDataFrame'] .dvn-scroller")]
         .filter(s => s.offsetParent !== null && s.scrollWidth > s.clientWidth + 1).length""")
     assert wide == 0, "the share table runs past its right edge at 1280 px"
+    # an empty file next: said at once, with no button and no result of the clip before under it
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    page.locator("[data-testid='stFileUploader'] input[type=file]").set_input_files(str(tmp_path / "empty.mp4"))
+    page.get_by_text("empty.mp4 is an empty file: choose a video file.").wait_for(timeout=30_000)
+    settle(page)
+    assert page.get_by_role("button", name=re.compile("^Analyse")).count() == 0
+    assert page.locator("[data-testid='stVideo']").count() == 0
