@@ -14,6 +14,7 @@ from fer_models.datasets.facedata import DataError
 from fer_models.nets.models import list_models
 from fer_models.runs.folder import CONFIG_FILE, JOB_FILE, RunFolder, RunProblem
 from fer_models.runs.jobs import (
+    MAX_PROCESSES,
     JobError,
     TrainRequest,
     data_summary,
@@ -308,6 +309,16 @@ def recipe_ui(root: Path, demo: bool, listed: list[RunSummary]) -> None:
         st.warning(st.session_state.pop("train_recipe_note"))
 
 
+def setting_box(where, label: str, name: str, **kwargs):
+    """A number box for a training setting, its range said in its help and checked when Start is pressed (start
+    lists what is out of range): with the range as the box's bounds, the browser kept an out-of-range entry to
+    itself and ignored Start without a word."""
+    lo, hi = form_range(name)
+    whole = isinstance(lo, int)
+    said = (kwargs.pop("help", "") + " ").lstrip() + (f"From {lo:,} to {hi:,}." if whole else f"From {lo:g} to {hi:g}.")
+    return where.number_input(label, step=1 if whole else None, key=f"job_{name}", help=said, **kwargs)
+
+
 def job_form(data: str, label_source: str, demo: bool, sizes: dict | None) -> TrainRequest | None:
     """The new-job form; the request once "Start training" is pressed, else None."""
     with st.form("new_job", enter_to_submit=False):  # Enter in Epochs started a job before it was named
@@ -316,15 +327,15 @@ def job_form(data: str, label_source: str, demo: bool, sizes: dict | None) -> Tr
         name = b.text_input("Run name", placeholder="empty: model_date-time",
                             help="A folder name under the runs root. Empty: the model and the start time, "
                                  "e.g. resnet10_fer_20261129-1012.")
-        epochs = c.number_input("Epochs", *form_range("epochs"), key="job_epochs")
-        batch = d.number_input("Batch size", *form_range("batch_size"), key="job_batch_size")
+        epochs = setting_box(c, "Epochs", "epochs")
+        batch = setting_box(d, "Batch size", "batch_size")
         a, b, c, d = st.columns(4)
         optimizer = a.selectbox("Optimizer", OPTIMIZERS, key="job_optimizer")
         schedule = b.selectbox("Schedule", SCHEDULES, key="job_schedule")
-        lr = c.number_input("Learning rate", *form_range("lr"), None, format="%.4f", key="job_lr",
-                            placeholder="default", help="Empty: the optimizer's default, "
-                            + ", ".join(f"{o} {v:g}" for o, v in DEFAULT_LR.items()))
-        seed = d.number_input("Seed", *form_range("seed"), key="job_seed")
+        lr = setting_box(c, "Learning rate", "lr", value=None, format="%.4f", placeholder="default",
+                         help="Empty: the optimizer's default, "
+                              + ", ".join(f"{o} {v:g}" for o, v in DEFAULT_LR.items()) + ".")
+        seed = setting_box(d, "Seed", "seed")
         splits = list(sizes or {"Training": None, "PublicTest": None})
         a, b, c, d = st.columns(4)
         train_split = a.selectbox("Train on", splits, index=splits.index("Training") if "Training" in splits else 0)
@@ -338,29 +349,27 @@ def job_form(data: str, label_source: str, demo: bool, sizes: dict | None) -> Tr
                                      f"{HOLDOUT_FRACTION:.0%} of the training split, kept out of training; it keeps "
                                      "PublicTest a test, never seen in training or in choosing the epoch.")
         device = c.selectbox("Device", devices())
-        processes = d.number_input("Processes", 1, 8, 1,
+        processes = d.number_input("Processes", value=1, step=1,
                                    help="More than one trains on several GPUs at once, one process each, every "
                                         "process on its own share of each batch (PyTorch's DistributedDataParallel, "
-                                        "started by torchrun; gloo on CPU)")
+                                        f"started by torchrun; gloo on CPU). From 1 to {MAX_PROCESSES}.")
         st.markdown("Augmentation and regularisation")
         a, b, c, d, e, f = st.columns(6)
         flip = a.checkbox("Flip", key="job_flip")
-        crop_pad = b.number_input("Crop padding", *form_range("crop_pad"), key="job_crop_pad")
-        rotate = c.number_input("Rotation °", *form_range("rotate"), key="job_rotate")
-        scale = d.number_input("Scale ±", *form_range("scale"), key="job_scale",
-                               help="Random zoom by up to this fraction")
-        erase = e.number_input("Random erasing", *form_range("erase"), key="job_erase")
-        mixup = f.number_input("Mixup α", *form_range("mixup"), key="job_mixup",
-                               help="Each batch is blended with a shuffled copy of itself, images and labels alike, "
-                                    "by a weight drawn from Beta(α, α); 0 is off.")
+        crop_pad = setting_box(b, "Crop padding", "crop_pad")
+        rotate = setting_box(c, "Rotation °", "rotate")
+        scale = setting_box(d, "Scale ±", "scale", help="Random zoom by up to this fraction.")
+        erase = setting_box(e, "Random erasing", "erase")
+        mixup = setting_box(f, "Mixup α", "mixup", help="Each batch is blended with a shuffled copy of itself, "
+                            "images and labels alike, by a weight drawn from Beta(α, α); 0 is off.")
         a, b, c, _ = st.columns([1, 1, 1, 3])
-        smoothing = a.number_input("Label smoothing", *form_range("label_smoothing"), key="job_label_smoothing")
-        weight_decay = b.number_input("Weight decay", *form_range("weight_decay"), None, format="%.5f",
-                                      key="job_weight_decay", placeholder="default",
-                                      help="Empty: " + ", ".join(f"{o} {v:g}" for o, v in DEFAULT_WEIGHT_DECAY.items())
-                                      + " (AdamW's decay is decoupled from the gradient, the others' is not)")
-        ema = c.number_input("Weight EMA", *form_range("ema"), format="%.4f", key="job_ema",
-                             help=f"{GLOSSARY['EMA']} Its decay per step, e.g. 0.999; 0 is off.")
+        smoothing = setting_box(a, "Label smoothing", "label_smoothing")
+        weight_decay = setting_box(b, "Weight decay", "weight_decay", value=None, format="%.5f",
+                                   placeholder="default",
+                                   help="Empty: " + ", ".join(f"{o} {v:g}" for o, v in DEFAULT_WEIGHT_DECAY.items())
+                                   + " (AdamW's decay is decoupled from the gradient, the others' is not).")
+        ema = setting_box(c, "Weight EMA", "ema", format="%.4f",
+                          help=f"{GLOSSARY['EMA']} Its decay per step, e.g. 0.999; 0 is off.")
         if not st.form_submit_button("Start training", type="primary"):
             return None
     holdout = val_split == HOLDOUT

@@ -35,6 +35,18 @@ def request(data, name, **kw):
     return TrainRequest(**{**settings, **kw})
 
 
+def test_a_taken_name_suggests_resuming_only_what_resume_takes(data, tmp_path):
+    """"choose another name, or resume it" sent a teacher to Resume for a finished run, which refuses it."""
+    from helpers import make_run
+
+    root = tmp_path / "runs"
+    for state, offered in (("finished", False), ("diverged", False), ("stopped", True), ("failed", True)):
+        make_run(root, state, {"state": state})
+        with pytest.raises(JobError, match=f"a run named {state} already exists .*: choose another name") as said:
+            launch(request(data, state), root)
+        assert ("or resume it" in str(said.value)) == offered, (state, str(said.value))
+
+
 def test_names_are_sanitised():
     assert sanitise_name("  my run/../../etc ") == "my_run_.._.._etc"
     assert sanitise_name(".hidden") == "hidden"

@@ -235,7 +235,8 @@ def launch(request: TrainRequest, root) -> dict:
     if run.is_symlink() or (run.exists() and not run.is_dir()):  # a link could send the job's writes elsewhere
         raise JobError(f"{run.name} already exists in {root} and is not a run folder: choose another name")
     if run.exists() and any(run.iterdir()):
-        raise JobError(f"a run named {run.name} already exists in {root}: choose another name, or resume it")
+        raise JobError(f"a run named {run.name} already exists in {root}: choose another name"
+                       + (", or resume it" if _resumable_state(run) else ""))
     command = _command(run, request.gpus, request.train_args(run))
     with _launch_lock(root):
         return _start(command, run, request.devices(), root, resume=False)
@@ -245,6 +246,16 @@ def resumable(run) -> bool:
     """Whether the trainer saved anything to go on from: its last state, or at least its settings."""
     folder = RunFolder(run)
     return folder.file(LAST_FILE).exists() or folder.file(CONFIG_FILE).exists()
+
+
+def _resumable_state(run: Path) -> bool:
+    """Whether Resume would take this run: stopped, failed or interrupted with something saved (a finished run
+    is trained longer from a terminal; "or resume it" sent a teacher to a button that refused)."""
+    try:
+        state = read_status(run).get("state")
+    except RunProblem:
+        return False
+    return state not in ("running", "diverged", "finished") and resumable(run)
 
 
 def resume(run, root=None) -> dict:

@@ -129,3 +129,16 @@ def test_the_open_per_class_table_stays_open_when_a_filter_changes(page, base):
     page.wait_for_selector(IDLE, timeout=60_000)
     assert table.locator("details").get_attribute("open") is not None
     assert table.locator("[data-testid='stDataFrame']").is_visible()
+
+
+def test_an_out_of_range_setting_is_said_when_start_is_pressed(page, base):
+    """With the range as the box's bounds, the browser kept "0 epochs" to itself and ignored Start: no job, no
+    word. Now the page gets the value and says what is wrong."""
+    open_page(page, f"{base}/train")
+    settle(page)
+    page.get_by_role("spinbutton", name="Epochs").fill("0")
+    page.get_by_role("spinbutton", name="Rotation °").fill("60")
+    page.get_by_role("button", name="Start training").click()
+    settle(page)
+    said = page.locator("[data-testid='stAlertContentError']").inner_text()
+    assert "Not started" in said and "epochs must be at least 1" in said and "rotate must be at most 45" in said
