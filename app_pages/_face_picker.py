@@ -134,7 +134,12 @@ def pick_face(run=None) -> PickedFace | None:
     source = st.radio("Face from", SOURCES, key="face_source", horizontal=True, on_change=store,
                       args=("face_source",))
     if source == "Dataset":
-        return _dataset_face(*_faces_for(run, st.session_state.get("_face_split", "PublicTest")))
+        asked = st.session_state.get("_face_split", "PublicTest")
+        path, split = _faces_for(run, asked)
+        if split != asked.removesuffix("-tta"):  # a link's split (?split=) with no faces here: say whose are shown
+            whose = f" evaluated for {md(run.name)}" if run is not None else ""
+            st.warning(f"No {md(asked)} faces{whose} on this machine: these are the bundled PublicTest faces.")
+        return _dataset_face(path, split)
     to_url(face=None)
     if source == "Upload":
         upload = st.file_uploader("Photo (png, jpg, webp, bmp)", type=["png", "jpg", "jpeg", "webp", "bmp"],

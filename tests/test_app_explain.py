@@ -43,6 +43,19 @@ def test_saliency_on_a_linked_face_of_the_evaluated_data(runs):
     assert len(at.get("image")) >= 3  # what the model sees, the overlay, the map alone
 
 
+def test_a_linked_split_with_no_faces_here_is_said(runs):
+    """?split=PrivateTest on a run with no such evaluation showed a PublicTest face without a word."""
+    from helpers import shown
+
+    at = open_page("app_pages/saliency.py", run="unevaluated", query={"face": "28711", "split": "PrivateTest"})
+    said = [shown(w.value) for w in at.warning]
+    assert said == ["No PrivateTest faces evaluated for unevaluated on this machine: these are the bundled "
+                    "PublicTest faces."], said
+    assert at.text_input(key="face_id").value == "28711" and len(at.get("plotly_chart")) == 1
+    at = open_page("app_pages/saliency.py", run="unevaluated", query={"face": "28711"})
+    assert not at.warning
+
+
 def test_saliency_on_a_bundled_publictest_face(runs, small_bundle):
     with np.load(small_bundle) as z:
         labels, ids = z["labels"], z["ids"]
