@@ -149,6 +149,8 @@ def matrix_figure(counts: tuple, normalise: bool, selected: tuple[int, int] | No
     if font_size:  # the class names slanted: level, at a presenter's size they ran into each other ("angrydisgust")
         figure.update_layout(font=dict(size=font_size))
         figure.update_xaxes(tickangle=-45)
+        figure.update_annotations(font_size=font_size)  # the cells' figures, set at 14 px each
+        return legible(figure, font_size)  # the ticks and titles too: the layout's font leaves their own 14 px
     return legible(figure)
 
 

@@ -120,7 +120,7 @@ def confusion(run, left, right, presenter: bool) -> None:
     metrics, predictions, table = loaded
     counts = table.fillna(0).to_numpy().astype(int)
     with left:
-        cell = matrix(counts, True, f"lesson-confusion-{run.name}", font_size=18 if presenter else None)
+        cell = matrix(counts, True, f"lesson-confusion-{run.name}", font_size=16 if presenter else None)
     say(right, lesson.confusion_story(counts, SPLIT))
     votes, _ = cached_votes(metrics.get("data"), SPLIT)
     mistakes = mistake_table(predictions, votes)

@@ -210,7 +210,7 @@ def value_grid(values: np.ndarray, title: str, padded: np.ndarray | None = None,
                          f"color:{ink};text-align:center;font-size:{font or max(11, cell // 3)}px;padding:0;"
                          f"border:1px solid #fff'>{text}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return (f"<div style='font-weight:600;font-size:14px;margin-bottom:2px'>{title}</div>"
+    return (f"<div style='font-weight:600;font-size:{max(14, font or 0)}px;margin-bottom:2px'>{title}</div>"
             "<table style='border-collapse:collapse;table-layout:fixed;margin:0'>" + "".join(rows) + "</table>")
 
 

@@ -2,6 +2,7 @@
 each step has its title and its figure, no error, and nothing it needs below the fold or off the right edge. Then
 a quiz question answered and revealed. With FER_STUDIO_SCREENSHOTS=DIR the README's pictures are saved there."""
 import os
+import re
 import shutil
 
 import pytest
@@ -153,6 +154,9 @@ def test_presenter_type_is_large_and_still_fits(projector, shipped):
     assert cells.count() == 27
     assert cells.evaluate_all("ts => ts.every(t => parseFloat(getComputedStyle(t).fontSize) >= 16 && "
                               "t.scrollWidth <= t.clientWidth)")
+    titles = page.get_by_text(re.compile("^(input window|× kernel|= products)$"))  # were 14 px
+    assert titles.count() == 3
+    assert titles.evaluate_all("ts => ts.every(t => parseFloat(getComputedStyle(t).fontSize) >= 16)")
     assert outside(page) == [] and empty_scroll(page) <= 40
 
 
@@ -187,6 +191,11 @@ def test_presenter_type_on_the_confusion_step_keeps_names_whole(projector, shipp
     slants = page.locator(".js-plotly-plot .xtick text").evaluate_all(
         "es => es.map(e => e.getAttribute('transform') || '')")
     assert len(slants) == 7 and all("rotate(-45" in t for t in slants), slants
+    # the help promises 16-px ticks: the names and the cells' figures stayed at the figure's own 14 px
+    sizes = page.locator(".js-plotly-plot .xtick text, .js-plotly-plot .ytick text, "
+                         ".js-plotly-plot .annotation-text").evaluate_all(
+        "es => es.map(e => parseFloat(getComputedStyle(e).fontSize))")
+    assert len(sizes) == 14 + 49 and min(sizes) >= 16, sizes
     # the box no taller than the square matrix needs: a window-tall one left ~120 px of empty figure under it
     heat = page.locator(".js-plotly-plot .hm image").bounding_box()
     box = page.locator(".st-key-confusion_box").bounding_box()
