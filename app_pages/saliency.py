@@ -48,7 +48,8 @@ with results:
     # filled once the controls below are read: one map goes beside the probabilities, on the first screen
     first_screen = st.container()
 
-    a, b, c = st.columns(3)
+    # the slider needs least: equal thirds cut "Integrated Gradients" to "Integrated Gradien…" at 1280 px
+    a, b, c = st.columns([5, 4, 3])
     # kept across page switches, as the face is: the lesson and Filters come back to the same view
     # Grad-CAM first: the gradient map (the picker's first, in the order the methods were published) is a faint
     # speckle on a projector, Grad-CAM's regions read from the back of the room

@@ -122,6 +122,19 @@ def cut_labels(page) -> list[str]:
     }""")
 
 
+def choices_cut(page) -> list[str]:
+    """Select boxes whose chosen option is wider than its box ("Integrated Gradien…"): the box is an input."""
+    return page.evaluate("""() => {
+        const ctx = document.createElement('canvas').getContext('2d');
+        return [...document.querySelectorAll("[data-testid='stSelectbox'] input")].filter(box => {
+            const style = getComputedStyle(box);
+            ctx.font = style.font;
+            const room = box.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+            return box.offsetParent !== null && ctx.measureText(box.value).width > room + 1;
+        }).map(box => box.value);
+    }""")
+
+
 def tables_cut(page) -> list[str]:
     """Tables on show whose columns run past their right edge: the last headers are then cut, and the grid shows
     its sideways scrollbar only under the pointer. Their first header names each."""
@@ -265,6 +278,12 @@ def test_every_class_and_the_seven_methods_start_on_the_first_screen_and_two_run
     scales on the first screen."""
     projector.goto(f"{base}/saliency?run=evaluated")
     settle(projector)
+    for method in ("Integrated Gradients", "Guided Grad-CAM"):  # the longest names, whole in their box
+        projector.locator("[data-testid='stSelectbox']").filter(has_text="Method").locator("input").click()
+        projector.keyboard.type(method)
+        projector.keyboard.press("Enter")
+        settle(projector)
+        assert choices_cut(projector) == []
     views = (("Every class", r"· model \d+%$"), ("All seven methods", "^(Gradient saliency|SmoothGrad|Integrated "
              "Gradients|Guided Backprop|Grad-CAM|Guided Grad-CAM|Occlusion)$"))
     for view, caption in views:
