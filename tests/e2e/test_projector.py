@@ -173,6 +173,7 @@ def test_every_page_fits_a_projector(projector, base):
         assert cut_labels(projector) == [], f"/{path}: labels cut short"
         assert faint_captions(projector) == [], f"/{path}: captions too faint"
         assert tables_cut(projector) == [], f"/{path}: a table wider than its box"
+        assert choices_cut(projector) == [], f"/{path}: a chosen option cut short"
 
 
 def cell_box(page) -> dict:
