@@ -50,6 +50,10 @@ def test_a_face_in_the_confusion_matrix_opens_in_saliency(page, module_app, tmp_
     assert page.get_by_role("textbox", name=re.compile("^Face id")).input_value() == face_id
     assert page.locator("text=the dataset says").count() == 1
     page.screenshot(path=str(tmp_path / "saliency-linked.png"), full_page=True)
+    page.go_back()  # one press: the cell and its faces again
+    settle(page)
+    assert "/confusion?" in page.url and "cell=" in page.url
+    page.get_by_role("link", name="Explain").first.wait_for(timeout=30_000)
 
 
 def test_a_camera_shot_is_explained(face_camera_app, tmp_path):
