@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from app_pages._dataset import load_split
-from app_pages._shared import md, to_url, url_value
+from app_pages._shared import md, stop_page, to_url, url_value
 from fer_models.core.constants import EMOTIONS, MAX_PHOTO_MB, MAX_PIXELS
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.datasets.facedata import DataError
@@ -230,5 +230,5 @@ def face_beside(run, widths: list[int]):
         if face is not None:
             show_model_input(face)
     if face is None:
-        st.stop()
+        stop_page()
     return face, result

@@ -5,6 +5,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import streamlit as st
 
@@ -56,6 +57,13 @@ def write_url() -> None:
     wanted = {key: value for key, value in {**now, **changes}.items() if value is not None}
     if wanted != now:
         st.query_params.from_dict(wanted)
+
+
+def stop_page() -> NoReturn:
+    """st.stop, the run's URL changes written first: once a stop is asked, Streamlit sends nothing more, and the
+    write as app.py ends the run was lost (the Quiz's URL never named its run)."""
+    write_url()
+    st.stop()
 
 
 def left_in_words(seconds: float) -> str:
@@ -295,7 +303,7 @@ def selected_model():
     run = selected_run()
     loaded = model_of(run) if run is not None else None
     if loaded is None:
-        st.stop()
+        stop_page()
     return (run, *loaded)
 
 
@@ -316,7 +324,7 @@ def require_evaluation(run: RunSummary) -> None:
     else:
         st.info(f"Run {md(run.name)} has no evaluation yet. Score it with\n\n"
                 f"`fer-studio evaluate --run {run.path} --data path/to/fer2013.csv.gz --split PublicTest`")
-    st.stop()
+    stop_page()
 
 
 def split_role_note(run: RunSummary, split: str) -> None:

@@ -4,7 +4,7 @@ from urllib.parse import quote
 import streamlit as st
 
 from app_pages import _architecture_view as architecture
-from app_pages._shared import md, selected_run
+from app_pages._shared import md, selected_run, stop_page
 from fer_models.nets.architecture import dense_block_dot
 from fer_models.nets.models import list_models
 from fer_models.nets.structure import structure_of
@@ -20,7 +20,7 @@ if run is not None:
     if run.arch not in list_models():
         st.error(f"Run {md(run.name)} names architecture {md(run.arch)}, which this version of FER Studio does not "
                  f"know. Known: {', '.join(list_models())}.")
-        st.stop()
+        stop_page()
     with st.spinner("Tracing the network…"):
         structure = structure_of(run.arch)
     table, totals = structure.layers, structure.totals

@@ -10,7 +10,7 @@ from app_pages._confusion_view import (
     show_summary,
     summary_line,
 )
-from app_pages._shared import md, require_evaluation, selected_run, split_role_note
+from app_pages._shared import md, require_evaluation, selected_run, split_role_note, stop_page
 from fer_models.evaluation.confusion import per_class_table
 
 st.title("Confusion matrix")
@@ -25,12 +25,12 @@ if run is not None:
                                 "probabilities are averaged with its mirror image's.")
     loaded = load_evaluation(run, split)
     if loaded is None:
-        st.stop()
+        stop_page()
     metrics, predictions, confusion = loaded
     if confusion is None:
         st.info(f"Split {md(split)} has no labels: there is no confusion matrix, only predictions "
                 f"({len(predictions)} faces).")
-        st.stop()
+        stop_page()
     split_role_note(run, split)
     counts = confusion.fillna(0).to_numpy().astype(int)
     normalise = mode.toggle("Row-normalised: where each class's faces went", value=True,

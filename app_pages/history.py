@@ -3,7 +3,7 @@ from dataclasses import asdict
 
 import streamlit as st
 
-from app_pages._shared import history_of, history_version, md, selected_run
+from app_pages._shared import history_of, history_version, md, selected_run, stop_page
 from fer_models.runs.folder import RunFolder, RunProblem
 from fer_models.runs.registry import reproduce_command, training_cost
 from fer_models.teaching.curves import curve_notes, epoch_times_note
@@ -77,7 +77,7 @@ if run is not None:
         cost_in_words(run, config)
         if not config:
             st.caption(f"No reproduce command: {md(run.name)} has no config.json.")
-            st.stop()
+            stop_page()
         st.markdown(f"**Reproduce {md(run.name)}** (the data path is yours; from the project's folder, the new run "
                     "joins the run picker):")
         st.code(reproduce_command(config, run.name), language="bash", wrap_lines=True)

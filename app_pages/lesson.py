@@ -3,7 +3,7 @@ step), Back and Next on the arrow keys and a clicker's page keys."""
 import streamlit as st
 
 from app_pages._lesson_steps import DRAW
-from app_pages._shared import selected_run, to_url, url_value
+from app_pages._shared import selected_run, stop_page, to_url, url_value
 from fer_models.teaching.lesson import STEPS, step_index
 
 PRESENTER_CSS = """<style>
@@ -59,7 +59,7 @@ st.html(NAV_CSS + (PRESENTER_CSS if presenter else ""))
 run = selected_run()
 st.title(f"{index + 1}/{len(STEPS)} · {STEPS[index].question}")
 if run is None:
-    st.stop()
+    stop_page()
 left, right = st.columns([1, 1] if presenter else [3, 2], gap="large")
 DRAW[STEPS[index].slug](run, left, right, presenter)
 # Back, the steps' numbers and Next in the header's empty band at the top right, like a pager: fixed at the bottom

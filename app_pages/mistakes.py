@@ -4,7 +4,7 @@ import streamlit as st
 
 from app_pages._dataset import cached_votes, load_split
 from app_pages._face_card import card_cells, face_card, votes_legend
-from app_pages._shared import md, require_evaluation, selected_run, split_role_note, to_url, url_value
+from app_pages._shared import md, require_evaluation, selected_run, split_role_note, stop_page, to_url, url_value
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.facedata import DataError
 from fer_models.evaluation.mistakes import (
@@ -50,7 +50,7 @@ def evaluation_of(run, split):
     except (FileNotFoundError, RunProblem) as err:
         st.error(f"The {md(split)} evaluation of {md(run.name)} cannot be read: {md(err)}. Evaluate the run again to "
                  "rewrite it.")
-        st.stop()
+        stop_page()
 
 
 def evaluation_ui(run):
@@ -62,7 +62,7 @@ def evaluation_ui(run):
     metrics, predictions, confusion = evaluation_of(run, split)
     if confusion is None:
         st.info(f"Split {md(split)} has no labels, so no face can be called a mistake.")
-        st.stop()
+        stop_page()
     peers = [r.name for r in st.session_state.get("runs", []) if r.name != run.name and split in r.evaluations]
     second = other.selectbox(f"Compare with another run's {md(split)} mistakes", [None, *peers],
                              index=from_url("with", [None, *peers], None),
@@ -166,12 +166,12 @@ def cards(run, split, metrics, shown, page, second, which, second_predictions) -
     if sources is None:
         st.warning(f"The faces of {md(split)} come from {md(metrics.get('data') or 'a dataset')}, which is not on this "
                    "machine: evaluate the run on your copy to see them.")
-        st.stop()
+        stop_page()
     try:
         images, _, _, index = load_split(sources, split)
     except DataError as err:
         st.error(f"Could not read the faces: {md(err)}")
-        st.stop()
+        stop_page()
     if "votes_angry" in shown and shown["verdict"].ne(NONE).any():
         st.html(votes_legend())
     cells = card_cells(6)
@@ -216,5 +216,5 @@ if run is not None:
     page = page_ui(shown)
     if shown.empty:
         st.info("No mistake matches these choices.")
-        st.stop()
+        stop_page()
     cards(run, split, metrics, shown, page, second, which, second_predictions)

@@ -6,7 +6,7 @@ import streamlit as st
 from app_pages._confusion_view import cached_votes, load_evaluation
 from app_pages._dataset import load_split
 from app_pages._face_card import votes_bar, votes_legend
-from app_pages._shared import chart, md, require_evaluation, selected_run
+from app_pages._shared import chart, md, require_evaluation, selected_run, stop_page
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.datasets.facedata import DataError
@@ -124,10 +124,10 @@ if run is not None:
     require_evaluation(run)
     if SPLIT not in run.evaluations:
         st.info(f"Run {md(run.name)} has no {SPLIT} evaluation: evaluate it (fer-studio evaluate) to quiz on it.")
-        st.stop()
+        stop_page()
     loaded = load_evaluation(run, SPLIT)
     if loaded is None or loaded[2] is None:
-        st.stop()
+        stop_page()
     metrics, predictions, _ = loaded
     votes, _ = cached_votes(metrics.get("data"), SPLIT)
     quiz = st.session_state.get("quiz")
@@ -136,12 +136,12 @@ if run is not None:
         del st.session_state["quiz"]
     if quiz is None:
         setup(run, predictions, votes)
-        st.stop()
+        stop_page()
     try:
         images, index = faces_of(metrics)
     except DataError as err:
         st.error(f"Could not read the faces: {md(err)}")
-        st.stop()
+        stop_page()
     if quiz["at"] < len(quiz["faces"]):
         question(quiz, images, index)
     else:

@@ -4,7 +4,7 @@ import streamlit as st
 
 from app_pages._access import shared
 from app_pages._face_picker import detector_setting
-from app_pages._shared import chart, checkpoint_key, md, model_of, selected_model
+from app_pages._shared import chart, checkpoint_key, md, model_of, selected_model, stop_page
 from app_pages._video import video_ui
 from fer_models.core.constants import EMOTIONS
 from fer_models.faces.decode import ImageError, read_image
@@ -175,7 +175,7 @@ else:
             rgb = read_image(shot.getvalue(), "camera picture")
         except ImageError as err:
             st.error(md(err))
-            st.stop()
+            stop_page()
         picture, state = annotate_photo(model, meta, rgb, gradcam=gradcam, detector=detector)
         st.image(picture, width="stretch")
         if state.faces:

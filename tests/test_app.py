@@ -5,7 +5,7 @@ import socket
 import pytest
 
 from fer_models.core.constants import EMOTIONS
-from helpers import make_run, open_app, shown
+from helpers import ROOT, make_run, open_app, shown
 
 
 @pytest.fixture
@@ -52,6 +52,19 @@ def test_an_unknown_run_in_the_url_is_said_and_the_shown_one_named(runs):
     assert not at.warning
     at.sidebar.selectbox[0].select("cnn3_ref").run()  # the URL now names a run: nothing more to say
     assert not at.warning
+
+
+def test_a_page_that_stops_early_still_names_its_run_in_the_url(runs):
+    """Once a page calls st.stop, Streamlit sends nothing more: the URL written as the run ended was lost, and the
+    Quiz (which stops on a run with no evaluation) never named its run."""
+    at = open_app(None)
+    at.query_params.pop("run", None)
+    at.switch_page("app_pages/quiz.py").run()
+    assert any("has no evaluation" in i.value for i in at.info)  # it stopped there
+    assert at.query_params["run"] == "cnn3_ref"
+    pages = ROOT / "app_pages"
+    stopped = [f.name for f in pages.glob("*.py") if "st.stop()" in f.read_text() and f.name != "_shared.py"]
+    assert stopped == [], f"{stopped}: stop through _shared.stop_page, which writes the URL first"
 
 
 def test_architecture_says_what_the_seed_densenet_never_uses(runs):
