@@ -31,7 +31,7 @@ def md(value) -> str:
     return _MARKDOWN.sub(r"\\\1", text)
 
 
-_URL_CHANGES = "_url_changes"
+_URL_CHANGES, _URL_WRITTEN = "_url_changes", "_url_written"
 
 
 def url_value(key: str, default: str | None = None) -> str | None:
@@ -57,6 +57,15 @@ def write_url() -> None:
     wanted = {key: value for key, value in {**now, **changes}.items() if value is not None}
     if wanted != now:
         st.query_params.from_dict(wanted)
+    st.session_state[_URL_WRITTEN] = wanted
+
+
+def follow_url(key: str, param: str, value) -> None:
+    """Set widget `key` to `value` (what the URL's `param` asks) when the URL moved since a run last wrote it:
+    Back, Forward or a link. A widget keeps its own state, so after Back the page wrote the widget's choice over
+    the URL again (One convolution's layer, the lesson's presenter type, Mistakes' page)."""
+    if url_value(param) != st.session_state.get(_URL_WRITTEN, {}).get(param):
+        st.session_state[key] = value
 
 
 def stop_page() -> NoReturn:

@@ -3,7 +3,7 @@ import streamlit as st
 
 from app_pages._convolution_view import pick_cell, step_view, trace_of
 from app_pages._face_picker import face_beside
-from app_pages._shared import md, selected_model, to_url, url_value
+from app_pages._shared import follow_url, md, selected_model, to_url, url_value
 from fer_models.teaching.convolution import convolution_step
 
 st.title("One convolution, step by step")
@@ -29,7 +29,11 @@ asked = url_value("layer")
 face, main = face_beside(run, [1, 3])
 with main:
     a, b = st.columns([3, 1])
-    layer = a.selectbox("Conv layer", names, index=names.index(asked) if asked in names else 0, key="conv_layer",
+    if st.session_state.get("conv_layer") not in names:  # none yet, or another run's: the URL's, else the first
+        st.session_state["conv_layer"] = asked if asked in names else names[0]
+    elif asked in names:
+        follow_url("conv_layer", "layer", asked)
+    layer = a.selectbox("Conv layer", names, key="conv_layer",
                         format_func=lambda n: f"{n}: {layers[n].in_channels}→{layers[n].out_channels} channels, "
                                               f"{layers[n].kernel_size[0]}×{layers[n].kernel_size[1]}, stride "
                                               f"{layers[n].stride[0]}, padding {layers[n].padding[0]}")

@@ -3,7 +3,7 @@ step), Back and Next on the arrow keys and a clicker's page keys."""
 import streamlit as st
 
 from app_pages._lesson_steps import DRAW
-from app_pages._shared import selected_run, stop_page, to_url, url_value
+from app_pages._shared import follow_url, selected_run, stop_page, to_url, url_value
 from fer_models.teaching.lesson import STEPS, step_index
 
 PRESENTER_CSS = """<style>
@@ -51,6 +51,7 @@ st.session_state["lesson_list"] = index
 st.sidebar.radio("Lesson", range(len(STEPS)), key="lesson_list", on_change=from_list,
                  format_func=lambda i: f"{i + 1}. {STEPS[i].question}")
 st.session_state.setdefault("lesson_presenter", url_value("presenter") == "1")
+follow_url("lesson_presenter", "presenter", url_value("presenter") == "1")
 presenter = st.sidebar.toggle("Presenter: large type", key="lesson_presenter", on_change=presenter_from_toggle,
                               help="Body text 20 px, tick labels 16 px, readable from the back of a classroom; the "
                                    "page list is hidden to leave the sidebar to the lesson's steps.")

@@ -4,7 +4,16 @@ import streamlit as st
 
 from app_pages._dataset import cached_votes, load_split
 from app_pages._face_card import card_cells, face_card, votes_legend
-from app_pages._shared import md, require_evaluation, selected_run, split_role_note, stop_page, to_url, url_value
+from app_pages._shared import (
+    follow_url,
+    md,
+    require_evaluation,
+    selected_run,
+    split_role_note,
+    stop_page,
+    to_url,
+    url_value,
+)
 from fer_models.core.constants import EMOTIONS
 from fer_models.datasets.facedata import DataError
 from fer_models.evaluation.mistakes import (
@@ -153,8 +162,16 @@ def page_ui(shown) -> int:
     page = min(int(asked) if asked.isascii() and asked.isdigit() and len(asked) < 7 else 1, pages)
     count, paging = st.columns([3, 1], vertical_alignment="center")
     count.markdown(f"**{len(shown):,} faces**" + (f" · {pages} pages, {PER_PAGE} faces a page" if pages > 1 else ""))
-    page = paging.number_input(f"Page (of {pages})", 1, pages, max(page, 1), label_visibility="collapsed",
-                               help=f"Page, of {pages}") if pages > 1 else 1
+    if pages > 1:
+        # a key, and the URL's page only when the URL moved: with the URL's page as the box's value, each new
+        # value made a new box, and every other click on + was lost
+        follow_url("mistakes_page", "page", max(page, 1))
+        if not 1 <= st.session_state.get("mistakes_page", 0) <= pages:  # none yet, or a filter left fewer pages
+            st.session_state["mistakes_page"] = max(page, 1)
+        page = paging.number_input(f"Page (of {pages})", 1, pages, key="mistakes_page", label_visibility="collapsed",
+                                   help=f"Page, of {pages}")
+    else:
+        page = 1
     to_url(page=page)
     return page
 

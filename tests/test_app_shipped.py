@@ -119,3 +119,28 @@ def test_filters_says_why_a_late_densenet_layers_maps_are_one_cell_before_drawin
     said = next(i for i, e in enumerate(order) if "Each map is one cell" in e)
     drawn = next(i for i, e in enumerate(order) if e.startswith(("Image", "UnknownElement")))
     assert said < drawn, order
+
+
+def test_back_moves_the_widgets_that_keep_their_state_with_the_url():
+    """A keyed widget outlived Back: the URL went back, the page wrote the widget's choice over it again. And
+    Mistakes' page box, made anew from the URL each run, lost every other click on +."""
+    at = open_app("app_pages/mistakes.py", run="cnn3")
+    for wanted in (2, 3, 4):
+        at.number_input(key="mistakes_page").increment().run()
+        assert at.number_input(key="mistakes_page").value == wanted and at.query_params["page"] == str(wanted)
+    at.query_params["page"] = "3"  # Back
+    at.run()
+    assert at.number_input(key="mistakes_page").value == 3 and at.query_params["page"] == "3"
+    at.switch_page("app_pages/convolution.py").run()
+    first = at.selectbox(key="conv_layer").value
+    at.selectbox(key="conv_layer").select("block3.conv").run()
+    assert at.query_params["layer"] == "block3.conv"
+    at.query_params["layer"] = first  # Back
+    at.run()
+    assert at.selectbox(key="conv_layer").value == first and at.query_params["layer"] == first
+    at.switch_page("app_pages/lesson.py").run()
+    at.sidebar.toggle(key="lesson_presenter").set_value(True).run()
+    assert at.query_params["presenter"] == "1"
+    at.query_params.pop("presenter")  # Back
+    at.run()
+    assert not at.sidebar.toggle(key="lesson_presenter").value and "presenter" not in at.query_params
