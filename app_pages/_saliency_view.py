@@ -79,11 +79,22 @@ def colours(signed: bool) -> str:
             "say whether a pixel is evidence for the class or against it.")
 
 
-def grid_cells(wide: bool) -> list:
-    """Eight cells, for seven maps and what scales them: two rows of four beside the face picker; one row of
+def grid_cells(wide: bool, scale_cell: bool = True) -> list:
+    """Cells for seven maps and, eighth, what scales them: two rows of four beside the face picker; one row of
     seven and a narrow eighth where two runs' grids share the page's full width, so both are on a 720-px screen
-    (a row of seven in the column beside the picker drew 50-px maps)."""
-    return st.columns([1] * 7 + [1.25], gap="small") if wide else st.columns(4) + st.columns(4)
+    (a row of seven in the column beside the picker drew 50-px maps); seven alone where the scales stand beside
+    both rows."""
+    if not wide:
+        return st.columns(4) + st.columns(4)
+    return st.columns([1] * 7 + [1.25], gap="small") if scale_cell else st.columns(7, gap="small")
+
+
+def method_scales(kinds=(True, False)) -> None:
+    """The colour scales of the seven methods' maps, each scaled to its own ends: red-blue for the signed ones,
+    dark-bright for the unsigned; as short as their labels allow (three and two)."""
+    for signed in kinds:
+        st.image(scale_bar(signed, 1.0, height=150 if signed else 100), width=SCALE_BAR_WIDTH,
+                 caption="red-blue: signed" if signed else "dark-bright: unsigned")
 
 
 def show_maps(run, loaded, face, method, targets, opacity, probs, beside=None, whose: str | None = None,
@@ -125,27 +136,24 @@ def show_maps(run, loaded, face, method, targets, opacity, probs, beside=None, w
                    "Small against the score means 50 steps were enough.")
 
 
-def all_methods(run, loaded, face, target: int, opacity: float, probs, side: int = 200, wide: bool = False,
-                scales: tuple[bool, ...] = (True, False)) -> None:
+def all_methods(run, loaded, face, target: int, opacity: float, probs, side: int = 200, wide: bool = False) -> None:
     """The seven methods for one class, computed one after the other under a progress bar, in a grid of maps
     (`grid_cells(wide)`) `side` px wide. Methods measure different things in different units, so each map is
-    scaled to its own 99.5th percentile and one colour scale per kind (signed, unsigned) serves all: the last cell
-    draws those of `scales` (two runs' rows on one screen: one each)."""
+    scaled to its own 99.5th percentile and one colour scale per kind (signed, unsigned) serves all: in the last
+    cell, or where two runs' rows share the page (`wide`), beside both (the page draws them)."""
     bar = st.progress(0.0, text="Computing the seven methods…")
     maps = {}
     for i, (key, info) in enumerate(METHODS.items()):
         bar.progress(i / len(METHODS), text=f"{info.title} ({i + 1} of {len(METHODS)})…")
         maps[key] = MEMO.get(*_maps_job(run, loaded, face, key, (target,)))[0]
     bar.empty()
-    cells = grid_cells(wide)
+    cells = grid_cells(wide, scale_cell=not wide)
     # the method's name alone: "Integrated Gradients (signed)" was cut at a 200-px map's width; the two scales
     # in the last cell say which maps are signed (red-blue) and which are not
     for cell, (key, a) in zip(cells, maps.items()):
         cell.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, robust_top(a.map)), side),
                    width="stretch", caption=METHODS[key].title)
-    with cells[-1]:  # as short as their labels allow (three and two): the grid's second row stays short
-        for signed in scales:
-            st.image(scale_bar(signed, 1.0, height=150 if signed else 100), width=SCALE_BAR_WIDTH,
-                     caption="red-blue: signed" if signed else "dark-bright: unsigned")
-    if not wide:  # two runs' rows share one screen: the page says it once, under its controls
+    if not wide:
+        with cells[-1]:
+            method_scales()  # two runs' rows share one screen: the page says it once, under its controls
         st.caption(f"All seven for {EMOTIONS[target]} (model {probs[target]:.0%}). {SCALED_EACH}")

@@ -2,7 +2,16 @@
 import streamlit as st
 
 from app_pages._face_picker import face_beside, keep, store
-from app_pages._saliency_view import SCALED_EACH, all_methods, colours, guess_next, maps_of, probabilities_of, show_maps
+from app_pages._saliency_view import (
+    SCALED_EACH,
+    all_methods,
+    colours,
+    guess_next,
+    maps_of,
+    method_scales,
+    probabilities_of,
+    show_maps,
+)
 from app_pages._shared import chart, describe, md, model_of, selected_model
 from fer_models.core.constants import EMOTIONS
 from fer_models.explain.attributions import METHODS, gradcam_map_size
@@ -89,8 +98,11 @@ with results:
         beside[run.name], beside[compare.name] = first_screen.columns(2, gap="medium")
     elif compare is None:  # a grid of maps on the first screen, above the controls; the bars after them
         beside[run.name] = first_screen
-    else:  # two grids beside the picker put the second below a 720-px screen: a row of seven maps per run above
-        beside[run.name] = beside[compare.name] = rows
+    elif view == EVERY:  # two grids beside the picker put the second below a 720-px screen: a row of seven maps
+        beside[run.name] = beside[compare.name] = rows  # per run above it, each with its own scale
+    else:  # the same, the two scales beside both rows: one beside each row read as that run's kind of map
+        left, scales_at = rows.columns([7, 1.25], gap="small")
+        beside[run.name] = beside[compare.name] = left
     wide = view != ONE and compare is not None
     if view == SEVEN:  # the method picker is off: one method's description would read as the grid's
         st.caption("Each map is one method's view of the same class; what each method measures is in Method's "
@@ -123,11 +135,14 @@ for where, shown, loaded, p in ((here, run, (model, meta), probs), (there, compa
             if view == ONE:
                 chart(probability_figure(p, face.label), width="stretch", config={"displayModeBar": False},
                       key=f"bars_{shown.name}")
-        if view == SEVEN:  # compared, each row draws one of the two scales the seven maps use
-            all_methods(shown, loaded, face, target, opacity, p, wide=wide,
-                        scales=((shown is run,) if wide else (True, False)))
+        if view == SEVEN:
+            all_methods(shown, loaded, face, target, opacity, p, wide=wide)
         else:
             show_maps(shown, loaded, face, method, targets, opacity, p, beside.get(shown.name) if view == ONE else None,
                       whose=shown.name if other is not None else None, wide=wide)
+if view == SEVEN and wide:
+    with scales_at:
+        st.caption("Both runs:")
+        method_scales()
 if view == ONE:
     guess_next(pairs, face, method, target, face.label)

@@ -313,3 +313,5 @@ def test_every_class_and_the_seven_methods_start_on_the_first_screen_and_two_run
         for shown in maps.all() + scales.all():
             box = shown.locator("img").bounding_box()
             assert box["y"] >= 0 and box["y"] + box["height"] <= 720 and box["x"] + box["width"] <= 1280, (view, box)
+        if view == "All seven methods":  # one pair of scales for both rows, said so: beside one row each, they
+            assert projector.get_by_text("Both runs:", exact=True).is_visible()  # read as that run's kind of map
