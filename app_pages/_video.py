@@ -41,6 +41,7 @@ class VideoJob:
     #                                           counts from there (from the start, the detector's loading and the
     #                                           clip's opening made it read 0.0× and the time left climb 141 → 267 s)
     thread: threading.Thread | None = field(default=None, repr=False)
+    size: int = -1           # the clip's bytes: with its name, which upload this is (another clip.mp4 is another)
 
     @property
     def running(self) -> bool:
@@ -97,7 +98,7 @@ def start(name: str, data: bytes, run: str, model, meta: dict, every: int, smoot
     suffix = Path(name).suffix.lower()
     source = folder / ("input" + (suffix if suffix.lstrip(".") in TYPES else ".video"))
     source.write_bytes(data)
-    job = VideoJob(name, folder, run, gradcam=gradcam)
+    job = VideoJob(name, folder, run, gradcam=gradcam, size=len(data))
 
     def work():
         def progress(done, total):
@@ -262,12 +263,12 @@ def video_ui(run, model, meta, smoothing: float, every: int, gradcam: bool, dete
         st.caption(f"Kept from before: {md(chosen[0])} ("
                    + (f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{max(1, round(size / 2**10))} KB")
                    + "), with its result below; upload another file to replace it.")
-    if chosen is not None and (job is None or job.name != chosen[0] or job.run != run.name or
-                               job.gradcam != gradcam):
+    same_file = job is not None and chosen is not None and (job.name, job.size) == (chosen[0], len(chosen[1]))
+    if chosen is not None and (not same_file or job.run != run.name or job.gradcam != gradcam):
         if st.button(f"Analyse {md(chosen[0])} with {md(run.name)}, {overlay_words(gradcam)}", type="primary"):
             job = start(*chosen, run.name, model, meta, every, smoothing, gradcam, detector, previous=job)
             st.session_state["video_job"] = job
-    if job is None or refused or (chosen is not None and chosen[0] != job.name and not job.running):  # another file
+    if job is None or refused or (chosen is not None and not same_file and not job.running):  # another file's
         return
 
     @st.fragment(run_every=0.5 if job.running else None)

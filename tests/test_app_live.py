@@ -94,6 +94,9 @@ def test_a_file_that_is_not_a_video_gets_a_message(tmp_path, monkeypatch):
     at.session_state["_video_upload"] = ("talk.mp4", b"other bytes")  # another file picked: its button, not
     at.run()  # the last file's message under it
     assert not at.error and any(shown(b.label).startswith("Analyse talk.mp4 with small") for b in at.button)
+    at.session_state["_video_upload"] = ("notes.mp4", b"another clip of that name")  # the same name, too
+    at.run()
+    assert not at.error and any(shown(b.label).startswith("Analyse notes.mp4 with small") for b in at.button)
 
 
 
