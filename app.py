@@ -21,6 +21,8 @@ st.html("<style>[data-testid='stMainBlockContainer'] { padding-top: 2.5rem; } "
         "[data-testid='stSidebarUserContent'] { padding-top: 0.5rem; padding-bottom: 1rem; } "
         "[data-testid='stSidebarNavSeparator'] { padding-top: 0.25rem; } "
         "[data-testid='stSidebarNavLink'] { height: 1.5rem; min-height: 1.5rem; margin: 1px 0; } "
+        # the one element above a page's title, under the 60-px header otherwise
+        ".st-key-run_notice { margin-top: 1.5rem; } "
         # captions in a darker grey: the theme draws them at 60% opacity, 3.6:1 on white, under the 4.5:1 that
         # WCAG AA asks and faint on a projector; this one is 7:1 on white and 6:1 on the sidebar's grey
         "[data-testid='stCaptionContainer'], [data-testid='stImageCaption'] { color: #555867; opacity: 1; }"

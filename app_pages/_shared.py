@@ -159,8 +159,9 @@ def run_picker() -> None:
     index = names.index(wanted if wanted in names else best_run(runs).name)
     if wanted and wanted not in names:  # an old or mistyped link: say whose numbers the page shows instead
         asked = wanted if len(wanted) <= 60 else wanted[:60] + "…"
-        st.warning(f"No run named '{md(asked)}' here: showing {md(names[index])} instead. "
-                   "Pick another in the sidebar's Run box.", icon=":material/help:")
+        with st.container(key="run_notice"):  # app.py's style moves it below the page's header, which hid its top
+            st.warning(f"No run named '{md(asked)}' here: showing {md(names[index])} instead. "
+                       "Pick another in the sidebar's Run box.", icon=":material/help:")
     name = st.sidebar.selectbox("Run", names, index=index, key="run_name",
                                 format_func=lambda n: describe(runs[names.index(n)]))
     to_url(run=name)

@@ -48,6 +48,10 @@ def test_every_page_loads_without_error(page, base):
     page.wait_for_selector(".js-plotly-plot", timeout=30_000)
     # train and validation curves of the one run, in the loss panel and the accuracy panel
     assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 4
+    open_page(page, f"{base}/architecture?run=nope")  # an unknown run: said, whole, below the page's header
+    notice = page.locator("[data-testid='stAlert']").filter(has_text="No run named 'nope' here").bounding_box()
+    header = page.locator("[data-testid='stHeader']").bounding_box()
+    assert notice["y"] >= header["y"] + header["height"], (notice, header)
 
 
 def test_back_leaves_a_page_in_two_presses_at_most(page, base):
