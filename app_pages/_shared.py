@@ -61,10 +61,10 @@ def write_url() -> None:
 
 
 def follow_url(key: str, param: str, value) -> None:
-    """Set widget `key` to `value` (what the URL's `param` asks) when the URL moved since a run last wrote it:
-    Back, Forward or a link. A widget keeps its own state, so after Back the page wrote the widget's choice over
-    the URL again (One convolution's layer, the lesson's presenter type, Mistakes' page)."""
-    if url_value(param) != st.session_state.get(_URL_WRITTEN, {}).get(param):
+    """Set widget `key` to `value` (what the URL's `param` asks) before its first run, and whenever the URL moved
+    since a run last wrote it: Back, Forward or a link. A widget keeps its own state, so after Back the page wrote
+    the widget's choice over the URL again (One convolution's layer, the lesson's presenter type, Mistakes' page)."""
+    if key not in st.session_state or url_value(param) != st.session_state.get(_URL_WRITTEN, {}).get(param):
         st.session_state[key] = value
 
 

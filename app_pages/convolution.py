@@ -29,10 +29,9 @@ asked = url_value("layer")
 face, main = face_beside(run, [1, 3])
 with main:
     a, b = st.columns([3, 1])
-    if st.session_state.get("conv_layer") not in names:  # none yet, or another run's: the URL's, else the first
-        st.session_state["conv_layer"] = asked if asked in names else names[0]
-    elif asked in names:
-        follow_url("conv_layer", "layer", asked)
+    if st.session_state.get("conv_layer") not in names:  # another run's layer
+        st.session_state.pop("conv_layer", None)
+    follow_url("conv_layer", "layer", asked if asked in names else names[0])
     layer = a.selectbox("Conv layer", names, key="conv_layer",
                         format_func=lambda n: f"{n}: {layers[n].in_channels}→{layers[n].out_channels} channels, "
                                               f"{layers[n].kernel_size[0]}×{layers[n].kernel_size[1]}, stride "

@@ -50,7 +50,6 @@ to_url(lesson=STEPS[index].slug)  # a bad or missing step reads as the first, an
 st.session_state["lesson_list"] = index
 st.sidebar.radio("Lesson", range(len(STEPS)), key="lesson_list", on_change=from_list,
                  format_func=lambda i: f"{i + 1}. {STEPS[i].question}")
-st.session_state.setdefault("lesson_presenter", url_value("presenter") == "1")
 follow_url("lesson_presenter", "presenter", url_value("presenter") == "1")
 presenter = st.sidebar.toggle("Presenter: large type", key="lesson_presenter", on_change=presenter_from_toggle,
                               help="Body text 20 px, tick labels 16 px, readable from the back of a classroom; the "

@@ -165,9 +165,9 @@ def page_ui(shown) -> int:
     if pages > 1:
         # a key, and the URL's page only when the URL moved: with the URL's page as the box's value, each new
         # value made a new box, and every other click on + was lost
+        if not 1 <= st.session_state.get("mistakes_page", 1) <= pages:  # a filter left fewer pages
+            st.session_state.pop("mistakes_page")
         follow_url("mistakes_page", "page", max(page, 1))
-        if not 1 <= st.session_state.get("mistakes_page", 0) <= pages:  # none yet, or a filter left fewer pages
-            st.session_state["mistakes_page"] = max(page, 1)
         page = paging.number_input(f"Page (of {pages})", 1, pages, key="mistakes_page", label_visibility="collapsed",
                                    help=f"Page, of {pages}")
     else:
