@@ -149,10 +149,11 @@ def all_methods(run, loaded, face, target: int, opacity: float, probs, side: int
     bar.empty()
     cells = grid_cells(wide, scale_cell=not wide)
     # the method's name alone: "Integrated Gradients (signed)" was cut at a 200-px map's width; the two scales
-    # in the last cell say which maps are signed (red-blue) and which are not
+    # in the last cell say which maps are signed (red-blue) and which are not. A word joiner after each hyphen:
+    # under an 85-px map "Guided Grad-CAM" broke as "Guided Grad-" / "CAM"
     for cell, (key, a) in zip(cells, maps.items()):
         cell.image(enlarge(overlay(face.pixels, a.map, a.signed, opacity, robust_top(a.map)), side),
-                   width="stretch", caption=METHODS[key].title)
+                   width="stretch", caption=METHODS[key].title.replace("-", "-\u2060"))
     if not wide:
         with cells[-1]:
             method_scales()  # two runs' rows share one screen: the page says it once, under its controls

@@ -122,8 +122,9 @@ def make_reported_run(root):
 
 def shown(text: str) -> str:
     """Markdown source as a reader sees it: the pages escape untrusted text (app_pages._shared.md) and keep bare
-    web addresses unlinked with a zero-width space, which no one sees."""
-    return re.sub(r"\\(.)", r"\1", text).replace("\u200b", "")
+    web addresses unlinked with a zero-width space and keep a hyphenated name whole with a word joiner, which no one
+    sees."""
+    return re.sub(r"\\(.)", r"\1", text).replace("\u200b", "").replace("\u2060", "")
 
 
 def open_app(page=None, run=None, query=None, state=None, timeout=120):

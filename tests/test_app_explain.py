@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from helpers import face_photo, make_evaluated_run, make_run, open_app, wait_for
+from helpers import face_photo, make_evaluated_run, make_run, open_app, shown, wait_for
 
 
 @pytest.fixture
@@ -45,8 +45,6 @@ def test_saliency_on_a_linked_face_of_the_evaluated_data(runs):
 
 def test_a_linked_split_with_no_faces_here_is_said(runs):
     """?split=PrivateTest on a run with no such evaluation showed a PublicTest face without a word."""
-    from helpers import shown
-
     at = open_page("app_pages/saliency.py", run="unevaluated", query={"face": "28711", "split": "PrivateTest"})
     said = [shown(w.value) for w in at.warning]
     assert said == ["No PrivateTest faces evaluated for unevaluated on this machine: these are the bundled "
@@ -92,7 +90,7 @@ def test_saliency_all_seven_methods_in_one_grid_and_the_view_kept_across_pages(r
     at = open_page("app_pages/saliency.py")
     at.button_group(key="saliency_view").set_value("All seven methods").run()
     assert not at.exception
-    titles = [img.caption for element in at.get("image") for img in element.proto.imgs]
+    titles = [shown(img.caption) for element in at.get("image") for img in element.proto.imgs]
     assert all(any(t.startswith(m.title) for t in titles) for m in METHODS.values()), titles
     assert sorted(t for t in titles if t.endswith("signed")) == ["dark-bright: unsigned", "red-blue: signed"]
     assert not any(c.value == m.caption for c in at.caption for m in METHODS.values())  # no one method's words

@@ -135,6 +135,26 @@ def choices_cut(page) -> list[str]:
     }""")
 
 
+def names_broken(page) -> list[str]:
+    """Picture captions with a hyphenated name broken across two lines ("Guided Grad-" / "CAM" under a small map)."""
+    return page.evaluate("""() => {
+        const broken = [];
+        for (const caption of document.querySelectorAll("[data-testid='stImageCaption']")) {
+            const walk = document.createTreeWalker(caption, NodeFilter.SHOW_TEXT);
+            for (let node = walk.nextNode(); node; node = walk.nextNode()) {
+                for (const word of node.data.matchAll(/\\S+-\\S+/g)) {
+                    const range = document.createRange();
+                    range.setStart(node, word.index);
+                    range.setEnd(node, word.index + word[0].length);
+                    const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+                    if (tops.size > 1) broken.push(word[0].replace(/\\u2060/g, ''));
+                }
+            }
+        }
+        return broken;
+    }""")
+
+
 def tables_cut(page) -> list[str]:
     """Tables on show whose columns run past their right edge: the last headers are then cut, and the grid shows
     its sideways scrollbar only under the pointer. Their first header names each."""
@@ -286,7 +306,7 @@ def test_every_class_and_the_seven_methods_start_on_the_first_screen_and_two_run
         settle(projector)
         assert choices_cut(projector) == []
     views = (("Every class", r"· model \d+%$"), ("All seven methods", "^(Gradient saliency|SmoothGrad|Integrated "
-             "Gradients|Guided Backprop|Grad-CAM|Guided Grad-CAM|Occlusion)$"))
+             "Gradients|Guided Backprop|Grad-\u2060?CAM|Guided Grad-\u2060?CAM|Occlusion)$"))
     for view, caption in views:
         projector.locator("[data-testid='stButtonGroup']").get_by_text(view, exact=True).click()
         settle(projector)
@@ -313,5 +333,6 @@ def test_every_class_and_the_seven_methods_start_on_the_first_screen_and_two_run
         for shown in maps.all() + scales.all():
             box = shown.locator("img").bounding_box()
             assert box["y"] >= 0 and box["y"] + box["height"] <= 720 and box["x"] + box["width"] <= 1280, (view, box)
+        assert names_broken(projector) == []
         if view == "All seven methods":  # one pair of scales for both rows, said so: beside one row each, they
             assert projector.get_by_text("Both runs:", exact=True).is_visible()  # read as that run's kind of map
