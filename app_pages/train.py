@@ -309,38 +309,47 @@ def recipe_ui(root: Path, demo: bool, listed: list[RunSummary]) -> None:
         st.warning(st.session_state.pop("train_recipe_note"))
 
 
-def setting_box(where, label: str, name: str, **kwargs):
+# the form's names for the settings, which its list of problems uses (the trainer's flags mean nothing here)
+CALLED = {"epochs": "Epochs", "batch_size": "Batch size", "lr": "Learning rate", "seed": "Seed",
+          "crop_pad": "Crop padding", "rotate": "Rotation °", "scale": "Scale ±", "erase": "Random erasing",
+          "mixup": "Mixup α", "label_smoothing": "Label smoothing", "weight_decay": "Weight decay", "ema": "Weight EMA",
+          "model": "Model", "optimizer": "Optimizer", "schedule": "Schedule", "train_split": "Train on",
+          "val_split": "Validate on", "device": "Device"}
+
+
+def setting_box(where, name: str, **kwargs):
     """A number box for a training setting, its range said in its help and checked when Start is pressed (start
     lists what is out of range): with the range as the box's bounds, the browser kept an out-of-range entry to
     itself and ignored Start without a word."""
     lo, hi = form_range(name)
     whole = isinstance(lo, int)
     said = (kwargs.pop("help", "") + " ").lstrip() + (f"From {lo:,} to {hi:,}." if whole else f"From {lo:g} to {hi:g}.")
-    return where.number_input(label, step=1 if whole else None, key=f"job_{name}", help=said, **kwargs)
+    return where.number_input(CALLED[name], step=1 if whole else None, key=f"job_{name}", help=said, **kwargs)
 
 
 def job_form(data: str, label_source: str, demo: bool, sizes: dict | None) -> TrainRequest | None:
     """The new-job form; the request once "Start training" is pressed, else None."""
     with st.form("new_job", enter_to_submit=False):  # Enter in Epochs started a job before it was named
         a, b, c, d = st.columns(4)
-        model = a.selectbox("Model", list_models(), key="job_model")
+        model = a.selectbox(CALLED["model"], list_models(), key="job_model")
         name = b.text_input("Run name", placeholder="empty: model_date-time",
                             help="A folder name under the runs root. Empty: the model and the start time, "
                                  "e.g. resnet10_fer_20261129-1012.")
-        epochs = setting_box(c, "Epochs", "epochs")
-        batch = setting_box(d, "Batch size", "batch_size")
+        epochs = setting_box(c, "epochs")
+        batch = setting_box(d, "batch_size")
         a, b, c, d = st.columns(4)
-        optimizer = a.selectbox("Optimizer", OPTIMIZERS, key="job_optimizer")
-        schedule = b.selectbox("Schedule", SCHEDULES, key="job_schedule")
-        lr = setting_box(c, "Learning rate", "lr", value=None, format="%.4f", placeholder="default",
+        optimizer = a.selectbox(CALLED["optimizer"], OPTIMIZERS, key="job_optimizer")
+        schedule = b.selectbox(CALLED["schedule"], SCHEDULES, key="job_schedule")
+        lr = setting_box(c, "lr", value=None, format="%.4f", placeholder="default",
                          help="Empty: the optimizer's default, "
                               + ", ".join(f"{o} {v:g}" for o, v in DEFAULT_LR.items()) + ".")
-        seed = setting_box(d, "Seed", "seed")
+        seed = setting_box(d, "seed")
         splits = list(sizes or {"Training": None, "PublicTest": None})
         a, b, c, d = st.columns(4)
-        train_split = a.selectbox("Train on", splits, index=splits.index("Training") if "Training" in splits else 0)
+        train_split = a.selectbox(CALLED["train_split"], splits,
+                                  index=splits.index("Training") if "Training" in splits else 0)
         val_choices = [HOLDOUT] + splits
-        val_split = b.selectbox("Validate on", val_choices,
+        val_split = b.selectbox(CALLED["val_split"], val_choices,
                                 # short enough for a quarter of the form at 1280 px; the help says the rest
                                 format_func=lambda s: f"{HOLDOUT_FRACTION:.0%} hold-out" if s == HOLDOUT else s,
                                 index=0,
@@ -348,7 +357,7 @@ def job_form(data: str, label_source: str, demo: bool, sizes: dict | None) -> Tr
                                      f"optimistic. {HOLDOUT_FRACTION:.0%} hold-out: a stratified "
                                      f"{HOLDOUT_FRACTION:.0%} of the training split, kept out of training; it keeps "
                                      "PublicTest a test, never seen in training or in choosing the epoch.")
-        device = c.selectbox("Device", devices())
+        device = c.selectbox(CALLED["device"], devices())
         processes = d.number_input("Processes", value=1, step=1,
                                    help="More than one trains on several GPUs at once, one process each, every "
                                         "process on its own share of each batch (PyTorch's DistributedDataParallel, "
@@ -356,19 +365,19 @@ def job_form(data: str, label_source: str, demo: bool, sizes: dict | None) -> Tr
         st.markdown("Augmentation and regularisation")
         a, b, c, d, e, f = st.columns(6)
         flip = a.checkbox("Flip", key="job_flip")
-        crop_pad = setting_box(b, "Crop padding", "crop_pad")
-        rotate = setting_box(c, "Rotation °", "rotate")
-        scale = setting_box(d, "Scale ±", "scale", help="Random zoom by up to this fraction.")
-        erase = setting_box(e, "Random erasing", "erase")
-        mixup = setting_box(f, "Mixup α", "mixup", help="Each batch is blended with a shuffled copy of itself, "
+        crop_pad = setting_box(b, "crop_pad")
+        rotate = setting_box(c, "rotate")
+        scale = setting_box(d, "scale", help="Random zoom by up to this fraction.")
+        erase = setting_box(e, "erase")
+        mixup = setting_box(f, "mixup", help="Each batch is blended with a shuffled copy of itself, "
                             "images and labels alike, by a weight drawn from Beta(α, α); 0 is off.")
         a, b, c, _ = st.columns([1, 1, 1, 3])
-        smoothing = setting_box(a, "Label smoothing", "label_smoothing")
-        weight_decay = setting_box(b, "Weight decay", "weight_decay", value=None, format="%.5f",
+        smoothing = setting_box(a, "label_smoothing")
+        weight_decay = setting_box(b, "weight_decay", value=None, format="%.5f",
                                    placeholder="default",
                                    help="Empty: " + ", ".join(f"{o} {v:g}" for o, v in DEFAULT_WEIGHT_DECAY.items())
                                    + " (AdamW's decay is decoupled from the gradient, the others' is not).")
-        ema = setting_box(c, "Weight EMA", "ema", format="%.4f",
+        ema = setting_box(c, "ema", format="%.4f",
                           help=f"{GLOSSARY['EMA']} Its decay per step, e.g. 0.999; 0 is off.")
         if not st.form_submit_button("Start training", type="primary"):
             return None
@@ -383,7 +392,7 @@ def job_form(data: str, label_source: str, demo: bool, sizes: dict | None) -> Tr
 
 
 def start(request: TrainRequest, root: Path, data_error: str | None) -> None:
-    problems = request.problems()
+    problems = request.problems(CALLED)
     if data_error:
         problems.append(f"the dataset cannot be used: {data_error}")
     if problems:

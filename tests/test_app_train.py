@@ -113,6 +113,21 @@ def test_invalid_form_values_are_refused_before_launch(setup, tmp_path):
     assert not root.exists() or not any(root.iterdir())
 
 
+def test_the_forms_problems_name_its_own_boxes_not_the_trainers_flags(setup):
+    """"rotate must be at most 45 (--rotate 60)" spoke the command line's language on a page of boxes."""
+    data, root = setup
+    at = fill(open_train(), data, "x")
+    by_label(at.number_input, "Epochs").set_value(0)
+    by_label(at.number_input, "Rotation °").set_value(60)
+    by_label(at.selectbox, "Train on").set_value("Training")
+    by_label(at.selectbox, "Validate on").set_value("Training")
+    by_label(at.button, "Start training").click().run()
+    said = shown(next(e.value for e in at.error if "Not started" in e.value))
+    assert "Epochs must be at least 1, not 0" in said and "Rotation ° must be at most 45, not 60" in said, said
+    assert "measures nothing: pick another split or a hold-out in Validate on" in said and "--" not in said
+    assert not root.exists() or not any(root.iterdir())
+
+
 def test_a_job_started_elsewhere_is_seen_and_stopped(setup):
     data, root = setup
     # far longer than the test (a fast CPU finished 200 of these tiny epochs before the page stopped it)

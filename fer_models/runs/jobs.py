@@ -21,9 +21,11 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 from fer_models.core.constants import LABEL_SOURCES
 from fer_models.runs.folder import (
@@ -87,9 +89,10 @@ class TrainRequest(TrainConfig):
     gpus: int = 1              # > 1: torchrun with one process per device (DDP)
     extra: list = field(default_factory=list)
 
-    def problems(self) -> list[str]:
-        """Everything wrong with the request, each with what to do; [] when it can be launched."""
-        found = TrainConfig.problems(self)
+    def problems(self, called: Mapping[str, str] = MappingProxyType({})) -> list[str]:
+        """Everything wrong with the request, each with what to do, a setting named by its flag or by what a form
+        `called` it; [] when it can be launched."""
+        found = TrainConfig.problems(self, called)
         if not self.data:
             found.append("no dataset: give the path of a FER2013 CSV, a class-folder tree or a .npz")
         elif not Path(self.data).exists():

@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from types import MappingProxyType
 from typing import Any
 
 from fer_models.core.constants import LABEL_SOURCES
@@ -125,16 +127,17 @@ class TrainConfig:
             values["weight_decay"] = DEFAULT_WEIGHT_DECAY.get(self.optimizer, 5e-4)
         return type(self)(**values)
 
-    def problems(self) -> list[str]:
-        """Everything out of range or of the wrong kind, each naming the setting; [] when all is well."""
+    def problems(self, called: Mapping[str, str] = MappingProxyType({})) -> list[str]:
+        """Everything out of range or of the wrong kind, each naming the setting by its flag or by what a form
+        `called` it; [] when all is well."""
         found = []
         for f in fields(TrainConfig):
-            problem = check(f.name, getattr(self, f.name))
+            problem = check(f.name, getattr(self, f.name), called=called.get(f.name))
             if problem:
                 found.append(problem)
         if not self.val_fraction and self.val_split == self.train_split:
             found.append("validating on the training split measures nothing: pick another split or a hold-out "
-                         "fraction (--val-fraction)")
+                         + (f"in {called['val_split']}" if "val_split" in called else "fraction (--val-fraction)"))
         if isinstance(self.model, str):
             from fer_models.nets.models import list_models
             if self.model not in list_models():
@@ -186,10 +189,11 @@ def _shown(value) -> str:
     return text if len(text) <= 20 else text[:17] + "..."
 
 
-def check(name: str, value, ranges: bool = True) -> str | None:
-    """Why `value` is not a valid `name`, in one line naming the setting and its flag; None when it is.
-    ranges=False checks the kind of value only (a number, one of the choices), not its bounds."""
-    f, where = SETTINGS[name], flag(name)
+def check(name: str, value, ranges: bool = True, called: str | None = None) -> str | None:
+    """Why `value` is not a valid `name`, in one line naming the setting and its flag (or what a form `called`
+    it); None when it is. ranges=False checks the kind of value only (a number, one of the choices), not its
+    bounds."""
+    f, where = SETTINGS[name], called or flag(name)
     meta, kind = f.metadata, type(f.default) if f.default is not None else None
     if value is None:
         return None if f.default is None else f"{where} needs a value"
@@ -207,7 +211,8 @@ def check(name: str, value, ranges: bool = True) -> str | None:
             low = value < b.lo or (b.lo_open and value == b.lo)
             limit = (f"{'above' if b.lo_open else 'at least'} {b.lo:g}" if low
                      else f"{'below' if b.hi_open else 'at most'} {b.hi:g}")
-            return f"{label(name)} must be {limit} ({where} {shown})"
+            return f"{called} must be {limit}, not {shown}" if called else \
+                f"{label(name)} must be {limit} ({where} {shown})"
         return None
     if not isinstance(value, str):
         return f"{where} must be text, not {value!r}"

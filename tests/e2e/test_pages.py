@@ -145,4 +145,4 @@ def test_an_out_of_range_setting_is_said_when_start_is_pressed(page, base):
     page.get_by_role("button", name="Start training").click()
     settle(page)
     said = page.locator("[data-testid='stAlertContentError']").inner_text()
-    assert "Not started" in said and "epochs must be at least 1" in said and "rotate must be at most 45" in said
+    assert "Not started" in said and "Epochs must be at least 1" in said and "Rotation ° must be at most 45" in said
