@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from app_pages._dataset import load_split
-from app_pages._shared import md, stop_page, to_url, url_value
+from app_pages._shared import md, role_of, stop_page, to_url, url_value
 from fer_models.core.constants import EMOTIONS, MAX_PHOTO_MB, MAX_PIXELS
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.datasets.facedata import DataError
@@ -139,6 +139,9 @@ def pick_face(run=None) -> PickedFace | None:
         if split != asked.removesuffix("-tta"):  # a link's split (?split=) with no faces here: say whose are shown
             whose = f" evaluated for {md(run.name)}" if run is not None else ""
             st.warning(f"No {md(asked)} faces{whose} on this machine: these are the bundled PublicTest faces.")
+        if run is not None and role_of(run, split) == "training":  # the quick demo's: it trained on the bundle
+            st.caption(f"{md(run.name)} trained on these {md(split)} faces: what it makes of them shows what it "
+                       "learned, not how it reads a face it has never seen.")
         return _dataset_face(path, split)
     to_url(face=None)
     if source == "Upload":

@@ -317,17 +317,23 @@ def selected_model():
     return (run, *loaded)
 
 
+def role_of(run: RunSummary, split: str) -> str:
+    """What `split` was to the run (fer_models.runs.registry.split_role), from its own settings; "unknown" when
+    they cannot be read."""
+    from fer_models.runs.registry import split_role
+
+    try:
+        return split_role(RunFolder(run.path).config(), split)
+    except RunProblem:
+        return "unknown"
+
+
 def require_evaluation(run: RunSummary) -> None:
     """Stop the page, saying how to make one, when the run has no evaluation."""
     if run.evaluations:
         return
-    from fer_models.runs.registry import split_role
-
-    try:
-        trained_on_it = split_role(RunFolder(run.path).config(), "PublicTest") == "training"
-    except RunProblem:
-        trained_on_it = False
-    if trained_on_it:  # the quick demo's: "score it on PublicTest" contradicted the Train page's card
+    # the quick demo's: "score it on PublicTest" contradicted the Train page's card
+    if role_of(run, "PublicTest") == "training":
         st.info(f"Run {md(run.name)} has no evaluation, and PublicTest would not test it: it trained on PublicTest. "
                 "Its best validation accuracy, on the faces it held out, is its score (on the Training history "
                 "page). A run trained on FER2013's Training split can be evaluated on PublicTest.")
@@ -340,12 +346,7 @@ def require_evaluation(run: RunSummary) -> None:
 def split_role_note(run: RunSummary, split: str) -> None:
     """Say what an evaluation's split was to the run, from its own settings, wherever a score is shown: a split
     that picked the best epoch gives a slightly optimistic score, a split never seen gives a test score."""
-    from fer_models.runs.registry import split_role
-
-    try:
-        role = split_role(RunFolder(run.path).config(), split)
-    except RunProblem:
-        role = "unknown"
+    role = role_of(run, split)
     name = md(split.removesuffix("-tta"))
     if role == "validation":
         st.caption(f"{name} is **validation** for {md(run.name)}: it picked the best epoch on it, so these scores "

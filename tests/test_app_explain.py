@@ -43,6 +43,22 @@ def test_saliency_on_a_linked_face_of_the_evaluated_data(runs):
     assert len(at.get("image")) >= 3  # what the model sees, the overlay, the map alone
 
 
+def test_a_run_that_trained_on_the_faces_offered_says_so(runs):
+    """The quick demo trains on the bundled PublicTest faces, the very faces Saliency and Filters offer: what it
+    makes of them is no sign of how it reads a new face."""
+    import json
+    import shutil
+
+    shutil.copytree(runs / "unevaluated", runs / "demo")
+    (runs / "demo" / "config.json").write_text(json.dumps({"args": {"model": "cnn3", "train_split": "PublicTest",
+                                                                    "val_fraction": 0.1}}))
+    for page in ("saliency", "filters"):
+        said = [shown(c.value) for c in open_page(f"app_pages/{page}.py", "demo").caption]
+        assert any(c.startswith("demo trained on these PublicTest faces") for c in said), (page, said)
+    (runs / "unevaluated" / "config.json").write_text(json.dumps({"args": {"model": "cnn3"}}))  # on Training
+    assert not any("trained on these" in c.value for c in open_page("app_pages/saliency.py", "unevaluated").caption)
+
+
 def test_a_linked_split_with_no_faces_here_is_said(runs):
     """?split=PrivateTest on a run with no such evaluation showed a PublicTest face without a word."""
     at = open_page("app_pages/saliency.py", run="unevaluated", query={"face": "28711", "split": "PrivateTest"})
