@@ -86,10 +86,14 @@ def summary_ui(table, shown, filtered: bool, source: str) -> None:
     # keyed: its title counts the faces the filters keep, and with the title as its identity a filter change
     # folded it shut while the reader was looking at it
     if filtered:  # a class none of the kept faces is in read "467 faces, 0 mistakes", as if it were perfect
-        table = table[(table["mistakes"] > 0) | (table["class"] == "all")]
+        table = table[(table["mistakes"] > 0) | (table["class"] == "all")].copy()
+        # the total's faces, those of the classes kept: with fear chosen it read "3,589 faces, 269 mistakes"
+        total = table["class"] == "all"
+        table.loc[total, "faces"] = table.loc[~total, "faces"].sum()
     with st.expander(title, expanded=False, key="mistakes_per_class"):
         if filtered:
-            st.caption("Only the classes of the faces the choices keep; faces: all of a class's faces.")
+            st.caption("Only the classes of the faces the choices keep; faces: all of a class's faces (all: of "
+                       "those classes).")
         column = st.column_config  # short headers, each one's meaning on hover: the long ones ran off at 1280 px
         shares = ["share with the model", "share with a majority"]
         # whole percents (two decimals took a column), and "—" where no mistake had votes (NaN, the one value unequal

@@ -214,6 +214,7 @@ def test_mistakes_page_without_votes_and_against_a_second_run(evaluated):
     assert summary.iloc[-1]["mistakes"] == expected and summary["mistakes"].iloc[:-1].sum() == expected
     # the chosen class's row and the total: no other class reads "N faces, 0 mistakes", as if it were perfect
     assert list(summary["class"]) == [EMOTIONS[true], "all"]
+    assert summary.iloc[-1]["faces"] == summary.iloc[0]["faces"] == (ours["true"] == true).sum()  # not all 35
     assert (summary["share with the model"] == "—").all()  # no votes here: "—", never "None"
 
 
