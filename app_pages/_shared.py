@@ -343,6 +343,19 @@ def require_evaluation(run: RunSummary) -> None:
     stop_page()
 
 
+def evaluation_from_url(run: RunSummary) -> int:
+    """The index in run.evaluations of the one the URL's ?split= names, else PublicTest's (or the first's); a
+    split the run has no evaluation of is said in one line (an old link showed PublicTest without a word)."""
+    splits = run.evaluations
+    default = "PublicTest" if "PublicTest" in splits else splits[0]
+    asked = url_value("split")
+    if asked is not None and asked not in splits:
+        shown = asked if len(asked) <= 40 else asked[:40] + "…"
+        st.warning(f"{md(run.name)} has no evaluation of '{md(shown)}': showing {md(default)}. Pick another in the "
+                   "Evaluation box.", icon=":material/help:")
+    return splits.index(asked if asked in splits else default)
+
+
 def split_role_note(run: RunSummary, split: str) -> None:
     """Say what an evaluation's split was to the run, from its own settings, wherever a score is shown: a split
     that picked the best epoch gives a slightly optimistic score, a split never seen gives a test score."""

@@ -10,7 +10,15 @@ from app_pages._confusion_view import (
     show_summary,
     summary_line,
 )
-from app_pages._shared import md, require_evaluation, selected_run, split_role_note, stop_page
+from app_pages._shared import (
+    evaluation_from_url,
+    md,
+    require_evaluation,
+    selected_run,
+    split_role_note,
+    stop_page,
+    to_url,
+)
 from fer_models.evaluation.confusion import per_class_table
 
 st.title("Confusion matrix")
@@ -20,9 +28,10 @@ if run is not None:
     require_evaluation(run)
     pick, mode = st.columns(2, vertical_alignment="bottom")
     split = pick.selectbox("Evaluation", run.evaluations, format_func=evaluation_label,
-                           index=run.evaluations.index("PublicTest") if "PublicTest" in run.evaluations else 0,
+                           index=evaluation_from_url(run),
                            help="The run's predictions on one split. With TTA (test-time augmentation) each face's "
                                 "probabilities are averaged with its mirror image's.")
+    to_url(split=split)
     loaded = load_evaluation(run, split)
     if loaded is None:
         stop_page()

@@ -5,6 +5,7 @@ import streamlit as st
 from app_pages._dataset import cached_votes, load_split
 from app_pages._face_card import card_cells, face_card, votes_legend
 from app_pages._shared import (
+    evaluation_from_url,
     follow_url,
     md,
     require_evaluation,
@@ -66,8 +67,7 @@ def evaluation_ui(run):
     """(split, metrics, predictions, the run to compare with or None), the run's labelled evaluation picked."""
     pick, other = st.columns(2)
     splits = run.evaluations
-    split = pick.selectbox("Evaluation", splits,
-                           index=from_url("split", splits, "PublicTest" if "PublicTest" in splits else splits[0]))
+    split = pick.selectbox("Evaluation", splits, index=evaluation_from_url(run))
     metrics, predictions, confusion = evaluation_of(run, split)
     if confusion is None:
         st.info(f"Split {md(split)} has no labels, so no face can be called a mistake.")

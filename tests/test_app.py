@@ -141,6 +141,22 @@ def test_confusion_page_shows_matrix_metrics_and_pairs(evaluated):
     assert f"Accuracy **{metrics['accuracy']:.1%}**" in line and "top-2 **" in line and "ECE **" in line
 
 
+def test_an_unknown_split_in_the_url_is_said_and_a_known_one_opens(evaluated):
+    """An old link's ?split= showed PublicTest without a word (Confusion kept the bogus name in its URL, Mistakes
+    replaced it silently)."""
+    import shutil
+
+    shutil.copytree(evaluated / "evaluated" / "eval" / "PublicTest", evaluated / "evaluated" / "eval" / "Mine")
+    for page in ("confusion", "mistakes"):
+        at = open_app(f"app_pages/{page}.py", run="evaluated", query={"split": "Bogus"})
+        said = [shown(w.value) for w in at.warning]
+        assert any("evaluated has no evaluation of 'Bogus': showing PublicTest" in w for w in said), (page, said)
+        assert at.query_params["split"] == "PublicTest"
+        at = open_app(f"app_pages/{page}.py", run="evaluated", query={"split": "Mine"})
+        assert not at.warning and at.query_params["split"] == "Mine"
+        assert "Mine" in [s.value for s in at.selectbox if s.label == "Evaluation"]
+
+
 def test_confusion_page_without_evaluation_says_how(evaluated):
     at = open_app("app_pages/confusion.py", run="not_evaluated")
     assert any("fer-studio evaluate" in i.value for i in at.info)
