@@ -15,7 +15,7 @@ from app_pages._filters_view import (
     ranked_faces,
     synthesis_progress,
 )
-from app_pages._shared import checkpoint_key, md, selected_model, time_left
+from app_pages._shared import checkpoint_key, follow_url, md, selected_model, time_left, to_url, url_value
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.explain.atlas import LAYER_PATTERNS
 from fer_models.explain.attributions import face_input
@@ -68,13 +68,17 @@ with pick:
     if face is not None:
         show_model_input(face)
 with right:
-    layer = st.selectbox("Layer", names, index=names.index(model.deepest_filter_layer()),
-                         key=f"filters_layer_{run.arch}",
+    # in the URL, as One convolution's: a reload or a shared link opened on the deepest layer
+    asked, held = url_value("layer"), st.session_state.get(f"filters_layer_{run.arch}")
+    follow_url(f"filters_layer_{run.arch}", "layer",
+               asked if asked in layers else held if held in layers else model.deepest_filter_layer())
+    layer = st.selectbox("Layer", names, key=f"filters_layer_{run.arch}",
                          help=f"{len(names)} conv layers; type part of a name to find one. The page opens on the "
                               "deepest whose kernel is wider than 1×1 and whose maps are at least 3×3: past it a "
                               "map is too small to show where on the face a filter fires.",
                          format_func=lambda n: f"{n} ({layers[n].out_channels} filters, "
                                                f"{layers[n].kernel_size[0]}×{layers[n].kernel_size[1]})")
+    to_url(layer=layer)
     # the patterns first: they are what the page is for, on the first screen beside the face; the face's own
     # feature maps one click away
     patterns_tab, maps_tab = st.tabs(["What excites a filter", "Feature maps on this face"])

@@ -173,7 +173,7 @@ def test_filters_page_for_a_dataset_face(runs, monkeypatch, quick_patterns):
 
     monkeypatch.setattr(fer_models.explain.atlas, "PATTERNS", 8)  # the atlas made below: no more than the page shows
     at = open_page("app_pages/filters.py", run="unevaluated", query={"face": "28711"})
-    assert at.selectbox(key="filters_layer_cnn3").value == "block3.conv"
+    assert at.selectbox(key="filters_layer_cnn3").value == "block3.conv" and at.query_params["layer"] == "block3.conv"
     assert next(s for s in at.selectbox if s.label == "Which filters").value == "most active on PublicTest"
     assert [t.label for t in at.tabs] == ["What excites a filter", "Feature maps on this face"]  # patterns first
     lines = [m.value for m in at.markdown if m.value.startswith("**#")]
@@ -189,6 +189,16 @@ def test_filters_page_for_a_dataset_face(runs, monkeypatch, quick_patterns):
     assert not at.exception, at.exception
     assert (runs / "unevaluated" / "atlas.npz").exists()
     assert any("come from the run's atlas" in c.value for c in at.caption)
+
+
+def test_the_filters_layer_is_in_the_url_and_a_reload_keeps_it(runs, quick_patterns):
+    """A reload (or a shared link) opened on the deepest layer whatever the teacher had picked."""
+    at = open_page("app_pages/filters.py", run="unevaluated", query={"layer": "block1.conv"})
+    assert at.selectbox(key="filters_layer_cnn3").value == "block1.conv"
+    at.selectbox(key="filters_layer_cnn3").set_value("block2.conv").run()
+    assert at.query_params["layer"] == "block2.conv"
+    unknown = open_page("app_pages/filters.py", run="unevaluated", query={"layer": "no.such.layer"})
+    assert unknown.selectbox(key="filters_layer_cnn3").value == "block3.conv" and not unknown.exception
 
 
 def test_filters_page_by_number_on_an_upload(runs):
