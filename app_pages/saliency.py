@@ -12,13 +12,15 @@ from app_pages._saliency_view import (
     probabilities_of,
     show_maps,
 )
-from app_pages._shared import chart, describe, md, model_of, selected_model
+from app_pages._shared import chart, describe, follow_url, md, model_of, selected_model, to_url, url_value
 from fer_models.core.constants import EMOTIONS
 from fer_models.explain.attributions import METHODS, gradcam_map_size
 from fer_models.teaching.figures import probability_figure
 from fer_models.teaching.glossary import GLOSSARY
 
 ONE, EVERY, SEVEN = "One map", "Every class", "All seven methods"
+VIEWS = {"one": ONE, "every": EVERY, "seven": SEVEN}  # as the URL says them
+SLUGS = {v: k for k, v in VIEWS.items()}
 
 
 def reading(name: str, p, label: int | None) -> str:
@@ -62,7 +64,11 @@ with results:
     # kept across page switches, as the face is: the lesson and Filters come back to the same view
     # Grad-CAM first: the gradient map (the picker's first, in the order the methods were published) is a faint
     # speckle on a projector, Grad-CAM's regions read from the back of the room
-    for key, default in (("saliency_method", "gradcam"), ("saliency_view", ONE)):
+    # in the URL too, where not the default (a link from a confusion cell gained them, and Back went to the link):
+    # a reload or a shared link opened on Grad-CAM, one map, no compare
+    for key, param, default, read in (("saliency_method", "method", "gradcam", {m: m for m in METHODS}),
+                                      ("saliency_view", "view", ONE, VIEWS)):
+        follow_url(f"_{key}", param, read.get(url_value(param), default))
         keep(key, default)
     view = st.session_state["saliency_view"]
     method = a.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].title, key="saliency_method",
@@ -71,7 +77,11 @@ with results:
                               f"measures. Grad-CAM: {GLOSSARY['Grad-CAM']}")
     options = class_options(predicted, face.label)
     names = [o[0] for o in options]
-    kept = st.session_state.get("_saliency_target", "predicted")
+    before = st.session_state.get("_saliency_target", "predicted")
+    follow_url("_saliency_target", "class", url_value("class") if url_value("class") in names else "predicted")
+    kept = st.session_state["_saliency_target"]
+    if kept != before:  # the URL moved (Back, a link): the box, which keeps its own choice, starts again from it
+        st.session_state.pop(f"saliency_target_{face.origin}", None)
     target_name, target = b.selectbox("Class to explain", options, index=names.index(kept) if kept in names else 0,
                                       disabled=view == EVERY, key=f"saliency_target_{face.origin}",
                                       format_func=class_option_label,
@@ -80,9 +90,14 @@ with results:
     opacity = c.slider("Overlay opacity", 0.0, 1.0, 0.7, 0.05)
     view = st.segmented_control("Show", [ONE, EVERY, SEVEN], key="saliency_view", on_change=store,
                                 args=("saliency_view",)) or ONE
-    others = [r for r in st.session_state.get("runs", []) if r.name != run.name and r.arch]
-    compare = st.selectbox("Compare with another run on the same face", [None, *others],
-                           format_func=lambda r: "—" if r is None else describe(r))
+    others = {r.name: r for r in st.session_state.get("runs", []) if r.name != run.name and r.arch}
+    follow_url("saliency_compare", "with", url_value("with") if url_value("with") in others else None)
+    compare = others.get(st.selectbox("Compare with another run on the same face", [None, *others],
+                                      key="saliency_compare",
+                                      format_func=lambda n: "—" if n is None else describe(others[n])))
+    to_url(method=None if method == "gradcam" else method, view=None if view == ONE else SLUGS[view],
+           **{"class": None if target_name == "predicted" else target_name,
+              "with": None if compare is None else compare.name})
     other = model_of(compare) if compare is not None else None
     other_probs = probabilities_of(compare, other, face) if other is not None else None
     readings = [(run, probs)] + ([(compare, other_probs)] if other is not None else [])

@@ -100,6 +100,28 @@ def test_saliency_every_class_grid(runs, method):
     assert target.disabled  # every class is shown: picking one does nothing
 
 
+def test_the_saliency_choices_are_in_the_url_and_a_reload_keeps_them(runs):
+    """A reload or a shared link opened on Grad-CAM, one map, the predicted class and no compare, whatever was
+    picked."""
+    at = open_page("app_pages/saliency.py")
+    target = next(s for s in at.selectbox if s.label == "Class to explain")
+    other_class = target.options[-1]  # a class neither predicted nor true
+    at = open_page("app_pages/saliency.py", query={"method": "saliency", "view": "one", "with": "unevaluated",
+                                                   "class": other_class})
+    assert not at.exception
+    assert at.selectbox(key="saliency_method").value == "saliency"
+    assert at.selectbox(key="saliency_compare").value == "unevaluated"
+    assert next(s for s in at.selectbox if s.label == "Class to explain").value[0] == other_class
+    at.button_group(key="saliency_view").set_value("Every class").run()
+    assert {k: at.query_params[k] for k in ("method", "view", "with", "class")} == {
+        "method": "saliency", "view": "every", "with": "unevaluated", "class": other_class}
+    odd = open_page("app_pages/saliency.py", query={"method": "nope", "view": "nope", "with": "nope", "class": "x"})
+    assert not odd.exception and odd.selectbox(key="saliency_method").value == "gradcam"
+    assert odd.button_group(key="saliency_view").value == "One map"
+    assert odd.selectbox(key="saliency_compare").value is None
+    assert not {"method", "view", "with", "class"} & set(odd.query_params)  # the defaults: a link's URL as it was
+
+
 def test_saliency_all_seven_methods_in_one_grid_and_the_view_kept_across_pages(runs):
     from fer_models.explain.attributions import METHODS
 
