@@ -162,7 +162,11 @@ def run_picker() -> None:
         with st.container(key="run_notice"):  # app.py's style moves it below the page's header, which hid its top
             st.warning(f"No run named '{md(asked)}' here: showing {md(names[index])} instead. "
                        "Pick another in the sidebar's Run box.", icon=":material/help:")
-    name = st.sidebar.selectbox("Run", names, index=index, key="run_name",
+    if st.session_state.get("run_name") not in names:  # a run since deleted (or none yet): the index decides
+        st.session_state.pop("run_name", None)
+    # the index only for a box without a value: Webcam's "Switch to" sets the value, and an index beside it made
+    # Streamlit warn of a widget given a value both ways
+    name = st.sidebar.selectbox("Run", names, index=0 if "run_name" in st.session_state else index, key="run_name",
                                 format_func=lambda n: describe(runs[names.index(n)]))
     to_url(run=name)
     st.session_state["run"] = runs[names.index(name)]

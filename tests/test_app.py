@@ -54,6 +54,24 @@ def test_an_unknown_run_in_the_url_is_said_and_the_shown_one_named(runs):
     assert not at.warning
 
 
+def test_a_run_picked_by_a_button_is_not_also_given_by_the_index(runs, monkeypatch):
+    """Webcam's "Switch to" sets the picker's value; the picker passed its index as well, and Streamlit logged a
+    warning of a widget given a value two ways."""
+    import streamlit.elements.widgets.selectbox as selectbox
+
+    given, real = [], selectbox.check_widget_policies
+
+    def spy(dg, key, *args, default_value=None, **kwargs):
+        given.append((key, default_value))
+        return real(dg, key, *args, default_value=default_value, **kwargs)
+    monkeypatch.setattr(selectbox, "check_widget_policies", spy)
+    at = open_app(None, state={"run_name": "dense"})  # set as the button's callback sets it, index 1
+    assert at.sidebar.selectbox[0].value == "dense" and ("run_name", None) in given
+    assert [g for g in given if g[0] == "run_name" and g[1] is not None] == []
+    gone = open_app(None, state={"run_name": "deleted since"})
+    assert gone.sidebar.selectbox[0].value == "cnn3_ref" and not gone.exception
+
+
 def test_a_page_that_stops_early_still_names_its_run_in_the_url(runs):
     """Once a page calls st.stop, Streamlit sends nothing more: the URL written as the run ended was lost, and the
     Quiz (which stops on a run with no evaluation) never named its run."""
