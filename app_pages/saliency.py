@@ -43,7 +43,10 @@ def class_option_label(option: tuple[str, int]) -> str:
     return name if name in EMOTIONS else f"{name}: {EMOTIONS[c]}"
 
 
-st.title("Saliency")
+# what the page shows (one map, every class, all seven; a second run) beside the title: under the maps, with a run
+# compared, a switch meant scrolling down to it and back up to the maps it drew
+title, show_at, compare_at = st.columns([2, 4.3, 3], vertical_alignment="center")
+title.title("Saliency", anchor=False)  # its link icon, wrapped under it, doubled the row's height
 st.caption("Pick a face; see the class probabilities, then where each attribution method says the evidence is.")
 
 
@@ -88,13 +91,15 @@ with results:
                                       help="Off while every class is shown" if view == EVERY else None)
     st.session_state["_saliency_target"] = target_name
     opacity = c.slider("Overlay opacity", 0.0, 1.0, 0.7, 0.05)
-    view = st.segmented_control("Show", [ONE, EVERY, SEVEN], key="saliency_view", on_change=store,
-                                args=("saliency_view",)) or ONE
+    # no labels: the row is then no taller than the title, and the choices say what they are
+    view = show_at.segmented_control("Show", [ONE, EVERY, SEVEN], key="saliency_view", on_change=store,
+                                     args=("saliency_view",), label_visibility="collapsed") or ONE
     others = {r.name: r for r in st.session_state.get("runs", []) if r.name != run.name and r.arch}
     follow_url("saliency_compare", "with", url_value("with") if url_value("with") in others else None)
-    compare = others.get(st.selectbox("Compare with another run on the same face", [None, *others],
-                                      key="saliency_compare",
-                                      format_func=lambda n: "—" if n is None else describe(others[n])))
+    compare = others.get(compare_at.selectbox(
+        "Compare with another run", [None, *others], key="saliency_compare", label_visibility="collapsed",
+        placeholder="Compare with another run…",
+        format_func=lambda n: "Compare with another run…" if n is None else f"compared with {describe(others[n])}"))
     to_url(method=None if method == "gradcam" else method, view=None if view == ONE else SLUGS[view],
            **{"class": None if target_name == "predicted" else target_name,
               "with": None if compare is None else compare.name})

@@ -229,7 +229,7 @@ def test_two_runs_compared_show_both_maps_on_the_first_screen(projector, base):
     projector.goto(f"{base}/saliency?run=evaluated")
     settle(projector)
     projector.locator("[data-testid='stSelectbox']").filter(has_text="Compare with another run").click()
-    projector.get_by_role("option").filter(has_text="other").first.click()
+    projector.get_by_role("option").filter(has_text="compared with other").first.click()
     settle(projector)
     for name in ("evaluated", "other"):
         shown = projector.locator("[data-testid='stImage']").filter(has_text=f"{name}: ").filter(
@@ -334,5 +334,10 @@ def test_every_class_and_the_seven_methods_start_on_the_first_screen_and_two_run
             box = shown.locator("img").bounding_box()
             assert box["y"] >= 0 and box["y"] + box["height"] <= 720 and box["x"] + box["width"] <= 1280, (view, box)
         assert names_broken(projector) == []
+        # the switches on the same screen: under two rows of maps, a switch meant scrolling down and back up
+        for switch in (projector.locator("[data-testid='stButtonGroup']").first,
+                       projector.locator("[data-testid='stSelectbox']").filter(has_text="Compare with another run")):
+            box = switch.bounding_box()
+            assert box["y"] >= 0 and box["y"] + box["height"] <= 720, (view, box)
         if view == "All seven methods":  # one pair of scales for both rows, said so: beside one row each, they
             assert projector.get_by_text("Both runs:", exact=True).is_visible()  # read as that run's kind of map
