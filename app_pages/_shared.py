@@ -80,6 +80,18 @@ def left_in_words(seconds: float) -> str:
     return "under a second left" if seconds < 1 else f"about {round(seconds)} s left"
 
 
+def pace(status: dict) -> str:
+    """A training job's speed and time left, as its status says them; before its first steps are timed, that it is
+    timing them ("? images/s · about ? left" read as something broken)."""
+    speed, left = status.get("images_per_second"), status.get("eta_seconds")
+    said = f"{speed} images/s" if speed else "timing its first steps"
+    if left is not None:
+        minutes, seconds = divmod(int(left), 60)
+        said += f" · about {minutes // 60} h {minutes % 60:02d} min left" if minutes >= 60 else \
+            f" · about {minutes} min {seconds:02d} s left"
+    return said
+
+
 def time_left(started: float, share: float, now: float | None = None) -> str:
     """' · about N s left' from the pace so far (started: time.monotonic()), once there is a pace to go by."""
     if not 0.02 < share < 1:

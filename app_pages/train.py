@@ -7,7 +7,7 @@ import streamlit as st
 
 from app_pages._access import teacher_gate
 from app_pages._evaluation_job import EvaluationJob, start_evaluation
-from app_pages._shared import cached_runs, chart, md, runs_root
+from app_pages._shared import cached_runs, chart, md, pace, runs_root
 from fer_models.core.constants import LABEL_SOURCES
 from fer_models.datasets.bundle import BUNDLED_PUBLICTEST
 from fer_models.datasets.facedata import DataError
@@ -69,13 +69,6 @@ def devices() -> list[str]:
     return ["auto", "cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
 
 
-def fmt_seconds(seconds) -> str:
-    if seconds is None:
-        return "?"
-    minutes, s = divmod(int(seconds), 60)
-    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min {s:02d} s"
-
-
 # ---------------------------------------------------------------- one card per job, by state
 
 def running_card(run: RunSummary, status: dict, buttons) -> None:
@@ -87,9 +80,7 @@ def running_card(run: RunSummary, status: dict, buttons) -> None:
         st.progress(min(status["epoch_fraction"], 1.0),
                     text=f"epoch {status.get('epoch', 0)} of {epochs}: step {status.get('step', 0)} of "
                          f"{status.get('steps_per_epoch') or '?'}")
-        st.progress(min(status["run_fraction"], 1.0),
-                    text=f"whole run {status['run_fraction']:.0%} · {status.get('images_per_second') or '?'} "
-                         f"images/s · about {fmt_seconds(status['eta_seconds'])} left")
+        st.progress(min(status["run_fraction"], 1.0), text=f"whole run {status['run_fraction']:.0%} · {pace(status)}")
     if status.get("gpu_memory_mib"):
         use = f", utilisation {status['gpu_utilisation']}%" if status.get("gpu_utilisation") is not None else ""
         st.caption(f"GPU memory {status['gpu_memory_mib']:,} MiB{use}")

@@ -238,6 +238,14 @@ def test_a_demo_run_says_why_it_has_no_split_to_evaluate(setup):
     assert "--split PublicTest" not in said[0]
 
 
+def test_a_jobs_bar_says_it_is_timing_its_first_steps_not_question_marks():
+    from app_pages._shared import pace
+
+    assert pace({"images_per_second": None, "eta_seconds": None}) == "timing its first steps"
+    assert pace({"images_per_second": 181.4, "eta_seconds": 75}) == "181.4 images/s · about 1 min 15 s left"
+    assert pace({"images_per_second": 90, "eta_seconds": 3 * 3600 + 5 * 60}) == "90 images/s · about 3 h 05 min left"
+
+
 def test_an_evaluations_bar_says_the_faces_scored_and_the_time_left():
     from app_pages._evaluation_job import EvaluationJob
 
