@@ -31,16 +31,32 @@ def final_map(trace: LayerTrace, channel: int) -> np.ndarray:
     raise ValueError("no output")
 
 
+def strongest_cell(plane: np.ndarray) -> tuple[int, int]:
+    """(row, col) of the map's largest value; the centre where the map is flat (all zero after the ReLU)."""
+    if float(plane.max()) == float(plane.min()):
+        return plane.shape[0] // 2, plane.shape[1] // 2
+    row, col = np.unravel_index(int(np.argmax(plane)), plane.shape)
+    return int(row), int(col)
+
+
+def cell_words(trace: LayerTrace, channel: int, row: int, col: int) -> str:
+    """'now row R, column C', and whether that is where the filter responds most (where the page opens)."""
+    strongest = (row, col) == strongest_cell(final_map(trace, channel))
+    return f"now row {row}, column {col}" + (", where it responds most" if strongest else "")
+
+
 def pick_cell(trace: LayerTrace, channel: int, key: str, side: int = 300) -> tuple[int, int]:
-    """The feature map of `channel`, clickable; the cell picked (the centre until a click)."""
+    """The feature map of `channel`, clickable; the cell picked (until a click, where the filter fires most on
+    this face: the centre cell was often 0, "+0.00000 (exactly the same)" as the first thing a class saw)."""
     h, w = trace.outputs.shape[1:]
+    shown = final_map(trace, channel)
     kept = f"{key}_cell"
     clicked = cell_from_selection(st.session_state.get(key))
     if clicked is not None and clicked != st.session_state.get(f"{kept}_last"):
         st.session_state[kept] = st.session_state[f"{kept}_last"] = clicked
-    row, col = st.session_state.get(kept, (h // 2, w // 2))
+    row, col = st.session_state.get(kept, strongest_cell(shown))
     row, col = min(int(row), h - 1), min(int(col), w - 1)
-    chart(clickable_map(final_map(trace, channel), (row, col), side), on_select="rerun",
+    chart(clickable_map(shown, (row, col), side), on_select="rerun",
           selection_mode="points", key=key, config={"displayModeBar": False})
     return row, col
 

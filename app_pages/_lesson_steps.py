@@ -6,7 +6,7 @@ import streamlit as st
 
 from app_pages import _architecture_view as architecture
 from app_pages._confusion_view import cached_votes, load_evaluation, matrix
-from app_pages._convolution_view import agreement, arithmetic, grids, pick_cell, trace_of
+from app_pages._convolution_view import agreement, arithmetic, cell_words, grids, pick_cell, trace_of
 from app_pages._dataset import load_split
 from app_pages._face_picker import PickedFace
 from app_pages._filters_view import atlas_stamp, cached_atlas, ranked_faces
@@ -223,8 +223,8 @@ def math(run, left, right, presenter: bool) -> None:
         with shown:
             row, col = pick_cell(trace, int(channel), f"lesson_map_{run.name}_{channel}", side=230)
         step = convolution_step(trace, int(channel), row, col)
-        words.caption(f"Filter {channel}'s map in {first}: click a cell (now row {row}, column {col}). Below: the "
-                      "face's window under it, the kernel, their products.")
+        words.caption(f"Filter {channel}'s map in {first}: click a cell ({cell_words(trace, int(channel), row, col)})."
+                      " Below: the face's window under it, the kernel, their products.")
         # a presenter's narrower column: 38-px cells, their numbers still 16 px
         grids(step, 0, cell=38 if presenter else 42, font=16 if presenter else None)
     say(right, arithmetic(trace, step, 0))

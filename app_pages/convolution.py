@@ -1,7 +1,7 @@
 """One convolution: any output cell of any conv layer of the selected run, computed by hand on a real face."""
 import streamlit as st
 
-from app_pages._convolution_view import pick_cell, step_view, trace_of
+from app_pages._convolution_view import cell_words, pick_cell, step_view, trace_of
 from app_pages._face_picker import face_beside
 from app_pages._shared import follow_url, md, selected_model, to_url, url_value
 from fer_models.teaching.convolution import convolution_step
@@ -18,7 +18,8 @@ def explore(trace, channel: int, layer: str, run_name: str) -> None:
     with where:
         row, col = pick_cell(trace, channel, f"conv_map_{run_name}_{layer}_{channel}", side=260)
         h, w = trace.outputs.shape[1:]
-        st.caption(f"Filter {channel}'s {h}×{w} map on this face; click a cell (now row {row}, column {col}).")
+        st.caption(f"Filter {channel}'s {h}×{w} map on this face; click a cell "
+                   f"({cell_words(trace, channel, row, col)}).")
     step_view(trace, convolution_step(trace, channel, row, col), f"conv_{layer}", beside=beside)
 
 

@@ -129,6 +129,22 @@ def test_convolution_page_agrees_with_the_forward_pass_on_every_layer(runs):
     assert layer in at.query_params["layer"]
 
 
+def test_convolution_opens_on_the_cell_where_the_filter_responds_most(runs):
+    """It opened on the centre cell, often 0 after the ReLU: "+0.00000 (exactly the same)" was the first thing a
+    class saw."""
+    import numpy as np
+
+    from app_pages._convolution_view import strongest_cell
+
+    plane = np.zeros((5, 6), np.float32)
+    assert strongest_cell(plane) == (2, 3)  # nothing fires: the centre
+    plane[4, 1] = 0.7
+    assert strongest_cell(plane) == (4, 1)
+    at = open_app("app_pages/convolution.py", run="small")
+    said = next(c.value for c in at.caption if "click a cell" in c.value)
+    assert re.search(r"now row \d+, column \d+, where it responds most", said), said
+
+
 def test_convolution_page_refuses_an_unknown_layer_in_the_url(runs):
     at = open_app("app_pages/convolution.py", run="small", query={"layer": "../../etc"})
     layers = at.selectbox(key="conv_layer")
