@@ -115,6 +115,16 @@ def test_the_saliency_choices_are_in_the_url_and_a_reload_keeps_them(runs):
     at.button_group(key="saliency_view").set_value("Every class").run()
     assert {k: at.query_params[k] for k in ("method", "view", "with", "class")} == {
         "method": "saliency", "view": "every", "with": "unevaluated", "class": other_class}
+    import shutil
+
+    from app_pages._shared import cached_runs
+
+    shutil.copytree(runs / "unevaluated", runs / "twin")  # the same faces as its twin: the bundle's
+    cached_runs.clear()
+    at = open_page("app_pages/saliency.py", run="unevaluated", query={"with": "twin"})
+    assert at.selectbox(key="saliency_compare").value == "twin"
+    at.sidebar.selectbox[0].select("twin").run()  # the run compared becomes the run shown
+    assert not at.exception and at.selectbox(key="saliency_compare").value is None and "with" not in at.query_params
     odd = open_page("app_pages/saliency.py", query={"method": "nope", "view": "nope", "with": "nope", "class": "x"})
     assert not odd.exception and odd.selectbox(key="saliency_method").value == "gradcam"
     assert odd.button_group(key="saliency_view").value == "One map"
