@@ -39,6 +39,13 @@ with main:
                                               f"{layers[n].stride[0]}, padding {layers[n].padding[0]}")
     to_url(layer=layer)
     trace = trace_of(run, model, meta, face.pixels, layer)
-    channel = b.number_input("Filter", 0, trace.outputs.shape[0] - 1, 0, key="conv_channel")
+    last = trace.outputs.shape[0] - 1
+    asked = url_value("filter", "")
+    # digits alone (no sign), and few: int() of 5,000 digits raises
+    follow_url("conv_channel", "filter", min(int(asked), last) if asked.isdigit() and len(asked) <= 6 else 0)
+    if st.session_state["conv_channel"] > last:  # kept from a layer with more filters
+        st.session_state["conv_channel"] = last
+    channel = b.number_input("Filter", 0, last, key="conv_channel")
+    to_url(filter=int(channel))
     explore(trace, int(channel), layer, run.name)
     st.caption(f"Run {md(run.name)}, layer {md(layer)}.")

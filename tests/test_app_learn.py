@@ -145,6 +145,16 @@ def test_convolution_opens_on_the_cell_where_the_filter_responds_most(runs):
     assert re.search(r"now row \d+, column \d+, where it responds most", said), said
 
 
+def test_convolution_keeps_its_filter_in_the_url(runs):
+    at = open_app("app_pages/convolution.py", run="small", query={"filter": "3"})
+    assert at.number_input(key="conv_channel").value == 3 and at.query_params["filter"] == "3"
+    at.number_input(key="conv_channel").set_value(5).run()
+    assert at.query_params["filter"] == "5"
+    for odd, expected in (("-2", 0), ("x", 0), ("9" * 5000, 0), ("999999", 63)):  # cnn3's first layer: 64 filters
+        at = open_app("app_pages/convolution.py", run="small", query={"filter": odd})
+        assert not at.exception and at.number_input(key="conv_channel").value == expected, odd
+
+
 def test_convolution_page_refuses_an_unknown_layer_in_the_url(runs):
     at = open_app("app_pages/convolution.py", run="small", query={"layer": "../../etc"})
     layers = at.selectbox(key="conv_layer")
