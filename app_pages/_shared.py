@@ -2,6 +2,7 @@
 import gc
 import os
 import re
+import shlex
 import threading
 import time
 from pathlib import Path
@@ -354,8 +355,11 @@ def require_evaluation(run: RunSummary) -> None:
                 "Its best validation accuracy, on the faces it held out, is its score (on the Training history "
                 "page). A run trained on FER2013's Training split can be evaluated on PublicTest.")
     else:
-        st.info(f"Run {md(run.name)} has no evaluation yet. Score it with\n\n"
-                f"`fer-studio evaluate --run {run.path} --data path/to/fer2013.csv.gz --split PublicTest`")
+        st.info(f"Run {md(run.name)} has no evaluation yet. Score it with the command below.")
+        # a code block, never Markdown: in a code span a backtick in the run's folder name closed the span, and
+        # what followed it (a link) was live
+        st.code(f"fer-studio evaluate --run {shlex.quote(str(run.path))} --data path/to/fer2013.csv.gz "
+                "--split PublicTest", language="bash")
     stop_page()
 
 

@@ -159,6 +159,16 @@ def test_confusion_page_shows_matrix_metrics_and_pairs(evaluated):
     assert f"Accuracy **{metrics['accuracy']:.1%}**" in line and "top-2 **" in line and "ECE **" in line
 
 
+def test_a_backtick_in_a_runs_name_cannot_close_the_evaluate_commands_code(evaluated):
+    """The command sat in a Markdown code span: a backtick in the folder's name ended it, and the link after it was
+    live."""
+    name = "x`[a](javascript:alert(1))`"
+    make_run(evaluated, name, {"state": "finished"}, [0.3], {"arch": "cnn3"})
+    at = open_app("app_pages/confusion.py", run=name)
+    assert not any("](" in e.value for e in [*at.info, *at.markdown, *at.caption])  # escaped where Markdown
+    assert any(name in c.value and c.value.startswith("fer-studio evaluate --run '") for c in at.code)
+
+
 def test_an_unknown_split_in_the_url_is_said_and_a_known_one_opens(evaluated):
     """An old link's ?split= showed PublicTest without a word (Confusion kept the bogus name in its URL, Mistakes
     replaced it silently)."""
@@ -177,7 +187,8 @@ def test_an_unknown_split_in_the_url_is_said_and_a_known_one_opens(evaluated):
 
 def test_confusion_page_without_evaluation_says_how(evaluated):
     at = open_app("app_pages/confusion.py", run="not_evaluated")
-    assert any("fer-studio evaluate" in i.value for i in at.info)
+    assert any("has no evaluation yet" in i.value for i in at.info)
+    assert any(c.value.startswith("fer-studio evaluate --run ") for c in at.code)
 
 
 def test_architecture_diagrams(runs):
@@ -254,4 +265,5 @@ def test_mistakes_page_without_votes_and_against_a_second_run(evaluated):
 
 def test_mistakes_page_without_evaluation_says_how(evaluated):
     at = open_app("app_pages/mistakes.py", run="not_evaluated")
-    assert any("fer-studio evaluate" in i.value for i in at.info)
+    assert any("has no evaluation yet" in i.value for i in at.info)
+    assert any(c.value.startswith("fer-studio evaluate --run ") for c in at.code)
