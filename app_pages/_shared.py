@@ -383,7 +383,9 @@ def split_role_note(run: RunSummary, split: str) -> None:
     name = md(split.removesuffix("-tta"))
     if role == "validation":
         st.caption(f"{name} is **validation** for {md(run.name)}: it picked the best epoch on it, so these scores "
-                   "are a little optimistic. Only a split it never saw (FER2013's PrivateTest) is a test.")
+                   "are a little optimistic. Only a split it never saw is a test: FER2013's PrivateTest, scored "
+                   "by `fer-studio evaluate --run RUN --data fer2013.csv --split PrivateTest` from a copy of FER2013 "
+                   "that holds it.")
     elif role == "training":
         st.warning(f"{name} is the split {md(run.name)} trained on: these scores say how well it learned, not how "
                    "well it recognises faces it has not seen.")
