@@ -215,8 +215,8 @@ def in_words(run: str, split: str, table: pd.DataFrame) -> str:
         by_class = table.iloc[:-1].dropna(subset=["share with the model"])
         if len(by_class):
             best = by_class.loc[by_class["share with the model"].idxmax()]
-            said += (f" Most of all for **{best['class']}** faces (the most common answer on "
-                     f"{best['share with the model']:.0%} of its {best['with votes']} mistakes).")
+            said += (f" Most of all for **{best['class']}** faces (the model's class is the most common answer on "
+                     f"{best['share with the model']:.0%} of its {best['with votes']} mistakes with votes).")
     else:
         said += " No FER+ votes are available for these faces, so nothing can be said about their labels."
     return said
