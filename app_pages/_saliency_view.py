@@ -126,7 +126,8 @@ def show_maps(run, loaded, face, method, targets, opacity, probs, beside=None, w
                        caption=f"{EMOTIONS[a.target]} · model {probs[a.target]:.0%}")
         # the eighth cell: a column of its own beside the grid narrowed the maps on the first screen
         cells[-1].image(scale_bar(a.signed, top, height=150), width=SCALE_BAR_WIDTH,
-                        caption="this row's scale" if wide else "one scale for all seven maps")
+                        # the method named (two runs' rows: in their headings): its picker is under the maps
+                        caption="this row's scale" if wide else f"{info.title}: one scale for all seven maps")
     if not wide:  # two runs' rows share one screen: the page says the colours once, under its controls
         st.caption(colours(info.signed))
     deltas = [a.delta for a in maps if a.delta is not None]

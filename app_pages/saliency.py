@@ -45,7 +45,7 @@ def class_option_label(option: tuple[str, int]) -> str:
 
 # what the page shows (one map, every class, all seven; a second run) beside the title: under the maps, with a run
 # compared, a switch meant scrolling down to it and back up to the maps it drew
-title, show_at, compare_at = st.columns([2, 4.3, 3], vertical_alignment="center")
+title, show_at, compare_at = st.columns([2, 4.3, 3], vertical_alignment="bottom")  # centred, under the header
 title.title("Saliency", anchor=False)  # its link icon, wrapped under it, doubled the row's height
 st.caption("Pick a face; see the class probabilities, then where each attribution method says the evidence is.")
 
@@ -99,7 +99,7 @@ with results:
     compare = others.get(compare_at.selectbox(
         "Compare with another run", [None, *others], key="saliency_compare", label_visibility="collapsed",
         placeholder="Compare with another run…",
-        format_func=lambda n: "Compare with another run…" if n is None else f"compared with {describe(others[n])}"))
+        format_func=lambda n: "Compare with another run…" if n is None else f"vs {describe(others[n])}"))
     to_url(method=None if method == "gradcam" else method, view=None if view == ONE else SLUGS[view],
            **{"class": None if target_name == "predicted" else target_name,
               "with": None if compare is None else compare.name})
@@ -150,7 +150,8 @@ for where, shown, loaded, p in ((here, run, (model, meta), probs), (there, compa
         where = beside[shown.name]
     with where:
         if other is not None:  # alone, the verdict above the controls already says it
-            also = f"; {EMOTIONS[target]} {p[target]:.0%}" if view == SEVEN and target != int(p.argmax()) else ""
+            also = f"; {EMOTIONS[target]} {p[target]:.0%}" if view == SEVEN and target != int(p.argmax()) else \
+                f" · {METHODS[method].title}" if view == EVERY else ""
             st.subheader(f"{md(shown.name)}: reads {EMOTIONS[int(p.argmax())]} ({p.max():.0%}){also}")
             if view == ONE:
                 chart(probability_figure(p, face.label), width="stretch", config={"displayModeBar": False},

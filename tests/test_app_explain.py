@@ -253,7 +253,7 @@ def test_filters_page_by_number_on_an_upload(runs):
 def test_two_runs_side_by_side_on_the_same_face(runs):
     at = open_page("app_pages/saliency.py", run="unevaluated", query={"face": "28711"})
     compare = next(s for s in at.selectbox if s.label.startswith("Compare with another run"))
-    compare.select_index(next(i for i, o in enumerate(compare.options) if o.startswith("compared with small · ")))
+    compare.select_index(next(i for i, o in enumerate(compare.options) if o.startswith("vs small · ")))
     at.run()
     assert not at.exception, at.exception
     headings = [h.value for h in at.subheader]
@@ -277,7 +277,7 @@ def test_the_next_methods_are_guessed_for_both_runs_while_the_server_is_idle(run
 
     at = open_page("app_pages/saliency.py", run="unevaluated", query={"face": "28711"})
     compare = next(s for s in at.selectbox if s.label.startswith("Compare with another run"))
-    compare.select_index(next(i for i, o in enumerate(compare.options) if o.startswith("compared with small · ")))
+    compare.select_index(next(i for i, o in enumerate(compare.options) if o.startswith("vs small · ")))
     at.run()
 
     def guessed(method):

@@ -229,7 +229,7 @@ def test_two_runs_compared_show_both_maps_on_the_first_screen(projector, base):
     projector.goto(f"{base}/saliency?run=evaluated")
     settle(projector)
     projector.locator("[data-testid='stSelectbox']").filter(has_text="Compare with another run").click()
-    projector.get_by_role("option").filter(has_text="compared with other").first.click()
+    projector.get_by_role("option").filter(has_text="vs other").first.click()
     settle(projector)
     for name in ("evaluated", "other"):
         shown = projector.locator("[data-testid='stImage']").filter(has_text=f"{name}: ").filter(
