@@ -115,6 +115,8 @@ def test_the_saliency_choices_are_in_the_url_and_a_reload_keeps_them(runs):
     at.button_group(key="saliency_view").set_value("Every class").run()
     assert {k: at.query_params[k] for k in ("method", "view", "with", "class")} == {
         "method": "saliency", "view": "every", "with": "unevaluated", "class": other_class}
+    # each run's row names the method: its picker is under the rows, off the first screen
+    assert [h.value.endswith(" · Gradient saliency") for h in at.subheader] == [True, True]
     import shutil
 
     from app_pages._shared import cached_runs
