@@ -140,8 +140,12 @@ def filter_row(channel: int, conv, kernels: bool, pattern, ranking, faces, label
         picture.image(enlarge(pattern.image, 144), width=144, caption=f"filter #{channel}")
         line = (f"**#{channel}**: mean activation {pattern.activation:.2f} on this pattern, "
                 f"{pattern.start_activation:.2f} on the starting noise")
+        if pattern.activation <= max(pattern.start_activation, 0.0):  # beside a top face's peak of 24.75, a mean
+            # of -0.09 under "what excites it" read as the page failing: say what it means
+            line += (" (the ascent could not raise its mean above zero or the noise's: it may respond to small "
+                     "local details, not to a pattern across the face)")
     if top is not None:
         kinds = Counter(EMOTIONS[labels[t]] for t in top).most_common()
-        line += (f". Its 9 top faces (highest peak activation; {ranking.peak[channel, 0]:.2f} on the "
+        line += (f". Its 9 top faces (the highest activation in one cell; {ranking.peak[channel, 0]:.2f} on the "
                  "first): " + ", ".join(f"{n} {e}" for e, n in kinds) + f" (ids {', '.join(ids[top[:3]])}, …)")
     words.markdown(line)

@@ -48,3 +48,24 @@ def test_one_pattern_first_and_a_time_left_paced_after_the_layers_slow_first_ste
     clock.now += 55 * 0.033 + 48 * 0.109
     second(48, 96)
     assert bar.seen[-1][1] == "Synthesising patterns 2–8 of 8: ascent step 48 of 96 · about 5 s left"  # 5.2 s
+
+
+def test_a_pattern_the_ascent_could_not_lift_says_what_that_means():
+    """Under "what excites a filter", a mean of -0.09 beside a top face's peak of 24.75 read as the page failing."""
+    from streamlit.testing.v1 import AppTest
+
+    def page():
+        from types import SimpleNamespace
+
+        import numpy as np
+        import streamlit as st
+
+        from app_pages._filters_view import filter_row
+        for channel, (reached, started) in enumerate(((-0.09, 0.01), (3.2, 0.4))):
+            pattern = SimpleNamespace(image=np.zeros((48, 48), np.uint8), activation=reached, start_activation=started)
+            filter_row(channel, None, False, pattern, None, None, None, None, (st.empty(), st.empty(), st.empty()))
+
+    at = AppTest.from_function(page).run()
+    assert not at.exception, at.exception
+    lines = [m.value for m in at.markdown]
+    assert "could not raise its mean" in lines[0] and "could not raise" not in lines[1], lines
