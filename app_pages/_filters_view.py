@@ -142,8 +142,9 @@ def filter_row(channel: int, conv, kernels: bool, pattern, ranking, faces, label
                 f"{pattern.start_activation:.2f} on the starting noise")
         if pattern.activation <= max(pattern.start_activation, 0.0):  # beside a top face's peak of 24.75, a mean
             # of -0.09 under "what excites it" read as the page failing: say what it means
-            line += (" (the ascent could not raise its mean above zero or the noise's: it may respond to small "
-                     "local details, not to a pattern across the face)")
+            above = "the noise's" if pattern.activation <= pattern.start_activation else "zero"
+            line += (f" (the ascent could not raise its mean above {above}: it may respond to small local details, "
+                     "not to a pattern across the face)")
     if top is not None:
         kinds = Counter(EMOTIONS[labels[t]] for t in top).most_common()
         line += (f". Its 9 top faces (the highest activation in one cell; {ranking.peak[channel, 0]:.2f} on the "

@@ -61,11 +61,12 @@ def test_a_pattern_the_ascent_could_not_lift_says_what_that_means():
         import streamlit as st
 
         from app_pages._filters_view import filter_row
-        for channel, (reached, started) in enumerate(((-0.09, 0.01), (3.2, 0.4))):
+        for channel, (reached, started) in enumerate(((-0.09, 0.01), (-0.09, -0.2), (3.2, 0.4))):
             pattern = SimpleNamespace(image=np.zeros((48, 48), np.uint8), activation=reached, start_activation=started)
             filter_row(channel, None, False, pattern, None, None, None, None, (st.empty(), st.empty(), st.empty()))
 
     at = AppTest.from_function(page).run()
     assert not at.exception, at.exception
     lines = [m.value for m in at.markdown]
-    assert "could not raise its mean" in lines[0] and "could not raise" not in lines[1], lines
+    assert "could not raise its mean above the noise's" in lines[0], lines
+    assert "could not raise its mean above zero" in lines[1] and "could not raise" not in lines[2], lines
