@@ -45,7 +45,7 @@ def class_option_label(option: tuple[str, int]) -> str:
 
 # what the page shows (one map, every class, all seven; a second run) beside the title: under the maps, with a run
 # compared, a switch meant scrolling down to it and back up to the maps it drew
-title, show_at, compare_at = st.columns([2, 4.3, 3], vertical_alignment="bottom")  # centred, under the header
+title, show_at, compare_at = st.columns([2, 4.3, 3], vertical_alignment="bottom")  # centred, the box sat under the header
 title.title("Saliency", anchor=False)  # its link icon, wrapped under it, doubled the row's height
 st.caption("Pick a face; see the class probabilities, then where each attribution method says the evidence is.")
 
