@@ -44,8 +44,9 @@ def class_option_label(option: tuple[str, int]) -> str:
 
 
 # what the page shows (one map, every class, all seven; a second run) beside the title: under the maps, with a run
-# compared, a switch meant scrolling down to it and back up to the maps it drew
-title, show_at, compare_at = st.columns([2, 4.3, 3], vertical_alignment="bottom")  # centred, the box sat under the header
+# compared, a switch meant scrolling down to it and back up to the maps it drew. Aligned to the title's foot:
+# centred, the compare box sat under Streamlit's header
+title, show_at, compare_at = st.columns([2, 4.3, 3], vertical_alignment="bottom")
 title.title("Saliency", anchor=False)  # its link icon, wrapped under it, doubled the row's height
 st.caption("Pick a face; see the class probabilities, then where each attribution method says the evidence is.")
 
